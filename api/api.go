@@ -1,0 +1,140 @@
+// Package api is the registry's HTTP protocol: the OCI Distribution Spec
+// v1.1 and the Docker Registry HTTP API V2. It is a complete single-node
+// registry over the storage interfaces; it knows nothing of the cluster.
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// Config tunes the protocol. The zero value is the default.
+type Config struct {
+	// DisableDelete answers 405 UNSUPPORTED to manifest, tag and blob
+	// deletes (registry:2's storage.delete.enabled: false). Default false.
+	DisableDelete bool `yaml:"disableDelete"`
+	// MaxManifestSize bounds a pushed manifest in bytes. Default 4 MiB.
+	MaxManifestSize int64 `yaml:"maxManifestSize"`
+	// UploadTTL is how long an upload session may stay idle before it is
+	// purged. Default 24h.
+	UploadTTL time.Duration `yaml:"uploadTTL"`
+}
+
+func (c *Config) applyDefaults() {
+	if c.MaxManifestSize <= 0 {
+		c.MaxManifestSize = 4 << 20
+	}
+	if c.UploadTTL <= 0 {
+		c.UploadTTL = 24 * time.Hour
+	}
+}
+
+// Deps are the stores and hooks a Registry serves from.
+type Deps struct {
+	Blobs  storage.BlobStore
+	Meta   storage.Metadata
+	Logger *slog.Logger
+	// NewUploadID names a new upload session. Default: 32 random hex
+	// digits. A cluster prefixes the member name.
+	NewUploadID func() string
+}
+
+// Registry serves the API. Its methods may be called concurrently.
+type Registry struct {
+	cfg     Config
+	blobs   storage.BlobStore
+	meta    storage.Metadata
+	log     *slog.Logger
+	newID   func() string
+	uploads *uploadLocks
+	router  *mux.Router
+}
+
+// New returns a registry over deps.
+func New(cfg Config, deps Deps) *Registry {
+	cfg.applyDefaults()
+	reg := &Registry{
+		cfg:     cfg,
+		blobs:   deps.Blobs,
+		meta:    deps.Meta,
+		log:     deps.Logger,
+		newID:   deps.NewUploadID,
+		uploads: newUploadLocks(),
+	}
+	if reg.log == nil {
+		reg.log = slog.New(slog.DiscardHandler)
+	}
+	if reg.newID == nil {
+		reg.newID = randomID
+	}
+	reg.router = reg.routes()
+	return reg
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ServeHTTP implements http.Handler.
+func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reg.router.ServeHTTP(w, r)
+}
+
+// handlerFunc is a handler that returns its error for handle to write.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (reg *Registry) handle(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		if err := h(w, r); err != nil {
+			serveError(reg.log, w, r, err)
+		}
+	})
+}
+
+// routes lays out the API. A name may contain slashes, so routes match the
+// longest name and handlers validate it against the spec's grammar.
+func (reg *Registry) routes() *mux.Router {
+	m := mux.NewRouter()
+	m.SkipClean(true)
+	m.UseEncodedPath()
+	const name = "/v2/{name:.+}"
+	m.Handle("/v2/", reg.handle(reg.base)).Methods("GET", "HEAD")
+	m.Handle("/v2/_catalog", reg.handle(reg.catalog)).Methods("GET")
+	m.Handle(name+"/tags/list", reg.handle(reg.tags)).Methods("GET")
+	m.Handle(name+"/referrers/{digest}", reg.handle(reg.referrers)).Methods("GET")
+	m.Handle(name+"/manifests/{reference}", reg.handle(reg.getManifest)).Methods("GET", "HEAD")
+	m.Handle(name+"/manifests/{reference}", reg.handle(reg.putManifest)).Methods("PUT")
+	m.Handle(name+"/manifests/{reference}", reg.handle(reg.deleteManifest)).Methods("DELETE")
+	m.Handle(name+"/blobs/uploads/", reg.handle(reg.startUpload)).Methods("POST")
+	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.uploadStatus)).Methods("GET")
+	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.patchUpload)).Methods("PATCH")
+	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.finishUpload)).Methods("PUT")
+	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.cancelUpload)).Methods("DELETE")
+	m.Handle(name+"/blobs/{digest}", reg.handle(reg.getBlob)).Methods("GET", "HEAD")
+	m.Handle(name+"/blobs/{digest}", reg.handle(reg.deleteBlob)).Methods("DELETE")
+	m.NotFoundHandler = reg.handle(func(http.ResponseWriter, *http.Request) error {
+		return newError(http.StatusNotFound, codeNameUnknown, "no such route")
+	})
+	m.MethodNotAllowedHandler = reg.handle(func(http.ResponseWriter, *http.Request) error {
+		return newError(http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
+	})
+	return m
+}
+
+// base implements "GET /v2/": the API version check.
+func (reg *Registry) base(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	_, err := w.Write([]byte("{}"))
+	return err
+}

@@ -1,0 +1,82 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// getBlob implements GET and HEAD /v2/<name>/blobs/<digest> ("Pulling
+// blobs", "Checking if content exists"): Range requests get 206 with
+// Content-Range. A blob is readable only through a repository linking it.
+func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	d, err := pathDigest(r, "digest")
+	if err != nil {
+		return err
+	}
+	if !reg.meta.BlobLinked(repo, d) {
+		return fmt.Errorf("%s in %s: %w", d, repo, storage.ErrBlobUnknown)
+	}
+	b, err := reg.blobs.Open(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	h := w.Header()
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Cache-Control", "max-age=31536000")
+	if r.Method == http.MethodHead {
+		h.Set("Content-Length", strconv.FormatInt(b.Size(), 10))
+		h.Set("Accept-Ranges", "bytes")
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	var content io.ReadSeeker = b
+	if f, ok := b.(interface{ OSFile() *os.File }); ok {
+		content = f.OSFile() // lets net/http use sendfile
+	}
+	http.ServeContent(w, r, "", b.ModTime(), content)
+	return nil
+}
+
+// deleteBlob implements DELETE /v2/<name>/blobs/<digest> ("Deleting
+// blobs"): the repository's link goes at once; the bytes go with garbage
+// collection once no repository links them.
+func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	d, err := pathDigest(r, "digest")
+	if err != nil {
+		return err
+	}
+	if reg.cfg.DisableDelete {
+		return errDeleteDisabled
+	}
+	if err := reg.meta.UnlinkBlob(r.Context(), repo, d); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+var errDeleteDisabled = newError(http.StatusMethodNotAllowed, codeUnsupported, "deletes are disabled on this registry")
+
+// isNotFound reports whether err means the content does not exist.
+func isNotFound(err error) bool {
+	return errors.Is(err, storage.ErrBlobUnknown) || errors.Is(err, storage.ErrManifestUnknown) ||
+		errors.Is(err, storage.ErrTagUnknown) || errors.Is(err, storage.ErrUploadUnknown)
+}

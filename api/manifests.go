@@ -1,0 +1,199 @@
+package api
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/storage"
+)
+
+// reference returns the validated manifest reference of the request.
+func reference(r *http.Request) (oci.Reference, error) {
+	s := mux.Vars(r)["reference"]
+	ref, ok := oci.ParseReference(s)
+	switch {
+	case ok:
+		return ref, nil
+	case strings.Contains(s, ":"):
+		return ref, newError(http.StatusBadRequest, codeDigestInvalid, "invalid digest %q", truncate(s))
+	}
+	return ref, newError(http.StatusBadRequest, codeManifestInvalid, "invalid tag %q", truncate(s))
+}
+
+// resolve finds the manifest a reference names in repo.
+func (reg *Registry) resolve(repo string, ref oci.Reference) (*storage.Manifest, error) {
+	d := ref.Digest
+	if d == "" {
+		var err error
+		if d, err = reg.meta.Tag(repo, ref.Tag); err != nil {
+			return nil, fmt.Errorf("tag %s in %s: %w", ref.Tag, repo, err)
+		}
+	}
+	m, err := reg.meta.Manifest(repo, d)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s in %s: %w", d, repo, err)
+	}
+	return m, nil
+}
+
+// getManifest implements GET and HEAD /v2/<name>/manifests/<reference>
+// ("Pulling manifests"). The manifest is served from memory, exactly as
+// pushed, when the Accept header allows its media type.
+func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	ref, err := reference(r)
+	if err != nil {
+		return err
+	}
+	m, err := reg.resolve(repo, ref)
+	if err != nil {
+		return err
+	}
+	mt := m.Descriptor.MediaType
+	if !accepts(r.Header.Values("Accept"), mt) {
+		return newError(http.StatusNotFound, codeManifestUnknown,
+			"manifest %s is %s, which the Accept header does not allow", m.Descriptor.Digest, mt)
+	}
+	h := w.Header()
+	h.Set("Content-Type", mt)
+	h.Set("Content-Length", strconv.Itoa(len(m.Content)))
+	h.Set("Docker-Content-Digest", m.Descriptor.Digest.String())
+	h.Set("ETag", `"`+m.Descriptor.Digest.String()+`"`)
+	if r.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	_, err = w.Write(m.Content)
+	return err
+}
+
+// accepts reports whether the Accept header values allow media type mt.
+// No Accept header allows anything.
+func accepts(values []string, mt string) bool {
+	if len(values) == 0 {
+		return true
+	}
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			switch t := oci.BaseMediaType(strings.TrimSpace(part)); t {
+			case mt, "*/*", "application/*", "":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// putManifest implements PUT /v2/<name>/manifests/<reference> ("Pushing
+// manifests"). The config, layers and child manifests must be in the
+// repository already; a subject need not be.
+func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	ref, err := reference(r)
+	if err != nil {
+		return err
+	}
+	limit := reg.cfg.MaxManifestSize
+	if r.ContentLength > limit {
+		return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "manifest over %d bytes", limit)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return newError(http.StatusBadRequest, codeManifestInvalid, "reading body: %v", err)
+	}
+	if int64(len(body)) > limit {
+		return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "manifest over %d bytes", limit)
+	}
+	m, err := oci.Parse(oci.BaseMediaType(r.Header.Get("Content-Type")), body)
+	if err != nil {
+		return err
+	}
+	d := digest.FromBytes(body)
+	if ref.Digest != "" {
+		if d = ref.Digest.Algorithm().FromBytes(body); d != ref.Digest {
+			return newError(http.StatusBadRequest, codeDigestInvalid, "content has digest %s, not %s", d, ref.Digest)
+		}
+	}
+	if err := reg.checkReferences(repo, m); err != nil {
+		return err
+	}
+	sm := &storage.Manifest{Descriptor: m.Descriptor(d, int64(len(body))), Content: body}
+	if m.Subject != nil {
+		sm.Subject = m.Subject.Digest
+	}
+	if err := reg.meta.PutManifest(r.Context(), repo, sm, ref.Tag); err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Location", "/v2/"+repo+"/manifests/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	if m.Subject != nil {
+		h.Set("OCI-Subject", m.Subject.Digest.String())
+	}
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// checkReferences fails with MANIFEST_BLOB_UNKNOWN when a blob or child
+// manifest that m needs is not in repo.
+func (reg *Registry) checkReferences(repo string, m *oci.Manifest) error {
+	for _, b := range m.Blobs() {
+		if !reg.meta.BlobLinked(repo, b.Digest) {
+			return blobUnknown(b.Digest, "blob")
+		}
+	}
+	for _, c := range m.Manifests {
+		if _, err := reg.meta.Manifest(repo, c.Digest); err != nil {
+			return blobUnknown(c.Digest, "manifest")
+		}
+	}
+	return nil
+}
+
+func blobUnknown(d digest.Digest, what string) error {
+	e := newError(http.StatusBadRequest, codeManifestBlobUnknown, "%s %s is not in the repository", what, d)
+	e.Detail = map[string]string{"digest": d.String()}
+	return e
+}
+
+// deleteManifest implements DELETE /v2/<name>/manifests/<reference>
+// ("Deleting manifests", "Deleting tags"): by digest it removes the
+// manifest and its tags from the repository; by tag, only the tag.
+func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	ref, err := reference(r)
+	if err != nil {
+		return err
+	}
+	if reg.cfg.DisableDelete {
+		return errDeleteDisabled
+	}
+	if ref.Digest != "" {
+		err = reg.meta.DeleteManifest(r.Context(), repo, ref.Digest)
+	} else {
+		err = reg.meta.DeleteTag(r.Context(), repo, ref.Tag)
+	}
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

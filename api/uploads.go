@@ -1,0 +1,349 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/storage"
+)
+
+// startUpload implements POST /v2/<name>/blobs/uploads/: a cross-repository
+// mount (?mount=&from=, or anonymous without from), a monolithic upload
+// (?digest=, body is the blob), or a new upload session.
+func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	if q.Has("mount") {
+		mounted, err := reg.mount(r.Context(), repo, q.Get("mount"), q.Get("from"), q.Has("from"))
+		if err != nil || mounted != "" {
+			if err == nil {
+				blobCreated(w, repo, mounted)
+			}
+			return err
+		}
+	}
+	if q.Has("digest") {
+		d, err := parseDigest(q.Get("digest"))
+		if err != nil {
+			return err
+		}
+		return reg.monolithic(w, r, repo, d)
+	}
+	u := &storage.Upload{ID: reg.newID(), Repo: repo, Started: time.Now()}
+	if err := reg.meta.PutUpload(r.Context(), u); err != nil {
+		return err
+	}
+	uploadAccepted(w, http.StatusAccepted, u)
+	return nil
+}
+
+// mount links blob mount of repository from into repo, if from links it
+// (anonymous: if the registry has it). It returns "" when it cannot, and the
+// client then gets an upload session as the spec says.
+func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFrom bool) (digest.Digest, error) {
+	d, err := parseDigest(mount)
+	if err != nil {
+		return "", err
+	}
+	if hasFrom {
+		if !oci.ValidName(from) {
+			return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(from))
+		}
+		if !reg.meta.BlobLinked(from, d) {
+			return "", nil
+		}
+	}
+	if _, err := reg.blobs.Stat(ctx, d); err != nil {
+		if errors.Is(err, storage.ErrBlobUnknown) {
+			return "", nil
+		}
+		return "", err
+	}
+	return d, reg.meta.LinkBlob(ctx, repo, d)
+}
+
+// monolithic stores the request body as blob d in one request.
+func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	bw, err := reg.blobs.Writer(r.Context(), reg.newID(), nil)
+	if err != nil {
+		return err
+	}
+	if err := copyBody(bw, r, -1); err != nil {
+		_ = bw.Cancel(r.Context())
+		return err
+	}
+	if err := bw.Commit(r.Context(), d); err != nil {
+		return err
+	}
+	if err := reg.meta.LinkBlob(r.Context(), repo, d); err != nil {
+		return err
+	}
+	blobCreated(w, repo, d)
+	return nil
+}
+
+// patchUpload implements PATCH /v2/<name>/blobs/uploads/<id>: a chunk with
+// Content-Range, or the rest of the blob streamed without it. A chunk that
+// does not start where the upload ends gets 416.
+func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
+	return reg.withUpload(w, r, func(u *storage.Upload) error {
+		if err := reg.appendChunk(r, u); err != nil {
+			return err
+		}
+		uploadAccepted(w, http.StatusAccepted, u)
+		return nil
+	})
+}
+
+// finishUpload implements PUT /v2/<name>/blobs/uploads/<id>?digest=, with
+// or without a last chunk. On a digest mismatch the upload is discarded.
+func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error {
+	return reg.withUpload(w, r, func(u *storage.Upload) error {
+		d, err := parseDigest(r.URL.Query().Get("digest"))
+		if err != nil {
+			return err
+		}
+		if r.ContentLength != 0 {
+			if err := reg.appendChunk(r, u); err != nil {
+				return err
+			}
+		}
+		bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
+		if err != nil {
+			return err
+		}
+		if err := bw.Commit(r.Context(), d); err != nil {
+			if errors.Is(err, storage.ErrDigestMismatch) {
+				_ = reg.meta.DeleteUpload(r.Context(), u.ID)
+			}
+			return err
+		}
+		if err := reg.meta.CompleteUpload(r.Context(), u.ID, d); err != nil {
+			return err
+		}
+		blobCreated(w, u.Repo, d)
+		return nil
+	})
+}
+
+// uploadStatus implements GET /v2/<name>/blobs/uploads/<id>.
+func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request) error {
+	return reg.withUpload(w, r, func(u *storage.Upload) error {
+		uploadAccepted(w, http.StatusNoContent, u)
+		return nil
+	})
+}
+
+// cancelUpload implements DELETE /v2/<name>/blobs/uploads/<id>.
+func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request) error {
+	return reg.withUpload(w, r, func(u *storage.Upload) error {
+		if err := reg.discard(r.Context(), u); err != nil {
+			return err
+		}
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	})
+}
+
+// discard removes an upload's bytes and its session.
+func (reg *Registry) discard(ctx context.Context, u *storage.Upload) error {
+	bw, err := reg.blobs.Writer(ctx, u.ID, u.State)
+	if err == nil {
+		err = bw.Cancel(ctx)
+	}
+	if err != nil && !errors.Is(err, storage.ErrUploadUnknown) {
+		return err
+	}
+	return reg.meta.DeleteUpload(ctx, u.ID)
+}
+
+// withUpload runs fn on the request's upload session, holding its lock. A
+// session is reachable only through the repository that started it.
+func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(u *storage.Upload) error) error {
+	repo, err := repoName(r)
+	if err != nil {
+		return err
+	}
+	id := mux.Vars(r)["id"]
+	unlock := reg.uploads.lock(id)
+	defer unlock()
+	u, err := reg.meta.Upload(id)
+	if err != nil {
+		return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown", truncate(id))
+	}
+	if u.Repo != repo {
+		return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown in %s", truncate(id), repo)
+	}
+	return fn(u)
+}
+
+// appendChunk writes the request body at the end of upload u and records
+// the new state. On any error u and its stored state are unchanged.
+func (reg *Registry) appendChunk(r *http.Request, u *storage.Upload) error {
+	length := int64(-1)
+	if cr := r.Header.Get("Content-Range"); cr != "" {
+		start, end, err := contentRange(cr)
+		if err != nil {
+			return newError(http.StatusBadRequest, codeBlobUploadInvalid, "%v", err)
+		}
+		if start != u.Size {
+			e := newError(http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
+				"chunk starts at %d, upload is at %d", start, u.Size)
+			e.Header = http.Header{"Range": {rangeHeader(u.Size)}, "Location": {uploadLocation(u)}}
+			return e
+		}
+		length = end - start + 1
+		if r.ContentLength >= 0 && r.ContentLength != length {
+			return newError(http.StatusBadRequest, codeSizeInvalid,
+				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
+		}
+	}
+	bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
+	if err != nil {
+		return err
+	}
+	defer bw.Close()
+	if err := copyBody(bw, r, length); err != nil {
+		return err
+	}
+	state, err := bw.State()
+	if err != nil {
+		return err
+	}
+	next := *u
+	next.Size, next.State, next.Updated = bw.Size(), state, time.Now()
+	if err := reg.meta.PutUpload(r.Context(), &next); err != nil {
+		return err
+	}
+	*u = next
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// copyBody copies the request body to dst: exactly length bytes, or all of
+// it when length < 0.
+func copyBody(dst io.Writer, r *http.Request, length int64) error {
+	src := io.Reader(r.Body)
+	if length >= 0 {
+		src = io.LimitReader(r.Body, length)
+	}
+	buf := bufPool.Get().(*[]byte)
+	defer bufPool.Put(buf)
+	n, err := io.CopyBuffer(dst, src, *buf)
+	if err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "body too large")
+		}
+		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "reading body: %v", err)
+	}
+	if length >= 0 && n != length {
+		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "body ended after %d of %d bytes", n, length)
+	}
+	return nil
+}
+
+func uploadLocation(u *storage.Upload) string {
+	return "/v2/" + u.Repo + "/blobs/uploads/" + u.ID
+}
+
+// rangeHeader is the Range of an upload holding size bytes ("0-0" when
+// empty, as registry:2 answers and clients expect).
+func rangeHeader(size int64) string {
+	return "0-" + strconv.FormatInt(max(size-1, 0), 10)
+}
+
+func uploadAccepted(w http.ResponseWriter, status int, u *storage.Upload) {
+	h := w.Header()
+	h.Set("Location", uploadLocation(u))
+	h.Set("Range", rangeHeader(u.Size))
+	h.Set("Docker-Upload-UUID", u.ID)
+	h.Set("Content-Length", "0")
+	w.WriteHeader(status)
+}
+
+func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
+	h := w.Header()
+	h.Set("Location", "/v2/"+repo+"/blobs/"+d.String())
+	h.Set("Docker-Content-Digest", d.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+}
+
+// uploadLocks serialises requests on one upload session.
+type uploadLocks struct {
+	mu    sync.Mutex
+	locks map[string]*uploadLock
+}
+
+type uploadLock struct {
+	sync.Mutex
+	refs int
+}
+
+func newUploadLocks() *uploadLocks { return &uploadLocks{locks: map[string]*uploadLock{}} }
+
+func (l *uploadLocks) lock(id string) (unlock func()) {
+	l.mu.Lock()
+	ul := l.locks[id]
+	if ul == nil {
+		ul = &uploadLock{}
+		l.locks[id] = ul
+	}
+	ul.refs++
+	l.mu.Unlock()
+	ul.Lock()
+	return func() {
+		ul.Unlock()
+		l.mu.Lock()
+		if ul.refs--; ul.refs == 0 {
+			delete(l.locks, id)
+		}
+		l.mu.Unlock()
+	}
+}
+
+// ExpireUploads discards upload sessions idle since before now - UploadTTL,
+// and bytes of uploads that have no session.
+func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, error) {
+	cutoff := now.Add(-reg.cfg.UploadTTL)
+	all, err := reg.meta.ListUploads()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range all {
+		if u.Started.After(cutoff) || u.Updated.After(cutoff) {
+			continue
+		}
+		unlock := reg.uploads.lock(u.ID)
+		err := reg.discard(ctx, u)
+		unlock()
+		if err != nil && !errors.Is(err, storage.ErrUploadUnknown) {
+			return n, fmt.Errorf("expire upload %s: %w", u.ID, err)
+		}
+		n++
+	}
+	if p, ok := reg.blobs.(storage.UploadPurger); ok {
+		err = p.PurgeUploads(ctx, cutoff, func(id string) bool {
+			_, err := reg.meta.Upload(id)
+			return err == nil
+		})
+	}
+	return n, err
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/atollhq/atoll/node"
+)
+
+// fileConfig is registry:2's config.yml, the subset atoll reads. Keys it
+// does not know are reported as warnings, never errors, so an existing
+// registry:2 file loads unchanged.
+type fileConfig struct {
+	Version string `yaml:"version"`
+	Log     struct {
+		Level     string `yaml:"level"`
+		Formatter string `yaml:"formatter"`
+	} `yaml:"log"`
+	Storage struct {
+		Filesystem struct {
+			RootDirectory string `yaml:"rootdirectory"`
+		} `yaml:"filesystem"`
+		Delete struct {
+			Enabled *bool `yaml:"enabled"`
+		} `yaml:"delete"`
+		Maintenance struct {
+			UploadPurging struct {
+				Enabled  *bool         `yaml:"enabled"`
+				Age      time.Duration `yaml:"age"`
+				Interval time.Duration `yaml:"interval"`
+			} `yaml:"uploadpurging"`
+		} `yaml:"maintenance"`
+		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
+	} `yaml:"storage"`
+	HTTP struct {
+		Addr  string `yaml:"addr"`
+		Debug struct {
+			Addr string `yaml:"addr"`
+		} `yaml:"debug"`
+		Headers map[string][]string `yaml:"headers"`
+	} `yaml:"http"`
+}
+
+// loadFile reads a registry:2 config file; warn receives each unknown key.
+func loadFile(path string, cfg *fileConfig, warn func(key string)) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return parseFile(data, cfg, warn)
+}
+
+func parseFile(data []byte, cfg *fileConfig, warn func(key string)) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(doc.Content) == 0 {
+		return nil // empty file
+	}
+	if err := doc.Decode(cfg); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	unknownKeys(doc.Content[0], reflect.TypeOf(*cfg), "", warn)
+	return nil
+}
+
+// unknownKeys walks a YAML mapping beside the struct type t and reports
+// keys that no field declares.
+func unknownKeys(n *yaml.Node, t reflect.Type, prefix string, warn func(string)) {
+	if n.Kind != yaml.MappingNode || t.Kind() != reflect.Struct {
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key := n.Content[i].Value
+		f, ok := fieldByYAML(t, key)
+		if !ok {
+			warn(prefix + key)
+			continue
+		}
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		unknownKeys(n.Content[i+1], ft, prefix+key+".", warn)
+	}
+}
+
+func fieldByYAML(t reflect.Type, key string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if strings.EqualFold(name, key) {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// applyEnv sets fields from REGISTRY_* variables the way registry:2 does:
+// REGISTRY_HTTP_ADDR is http.addr, REGISTRY_STORAGE_DELETE_ENABLED is
+// storage.delete.enabled. Variables naming no known key are reported.
+func applyEnv(cfg *fileConfig, environ []string, warn func(key string)) error {
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		path, ok := strings.CutPrefix(k, "REGISTRY_")
+		if !ok || path == "" {
+			continue
+		}
+		f, ok := envField(reflect.ValueOf(cfg).Elem(), strings.Split(strings.ToLower(path), "_"))
+		if !ok {
+			warn(k)
+			continue
+		}
+		if err := setValue(f, v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// envField finds the field a variable's path names. Keys never contain
+// underscores in registry:2's scheme, so each part is one level.
+func envField(v reflect.Value, parts []string) (reflect.Value, bool) {
+	for _, p := range parts {
+		if v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				v.Set(reflect.New(v.Type().Elem()))
+			}
+			v = v.Elem()
+		}
+		if v.Kind() != reflect.Struct {
+			return reflect.Value{}, false
+		}
+		f, ok := fieldByYAML(v.Type(), p)
+		if !ok {
+			return reflect.Value{}, false
+		}
+		v = v.FieldByIndex(f.Index)
+	}
+	return v, v.IsValid()
+}
+
+func setValue(f reflect.Value, s string) error {
+	if f.Kind() == reflect.Pointer {
+		f.Set(reflect.New(f.Type().Elem()))
+		f = f.Elem()
+	}
+	switch {
+	case f.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case f.Kind() == reflect.String:
+		f.SetString(s)
+	case f.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
+	case f.Kind() == reflect.Int || f.Kind() == reflect.Int64:
+		i, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(i)
+	default:
+		return fmt.Errorf("cannot be set from the environment")
+	}
+	return nil
+}
+
+// nodeConfig maps the registry:2 settings onto the member's configuration.
+func (fc *fileConfig) nodeConfig() node.Config {
+	var c node.Config
+	c.Addr = fc.HTTP.Addr
+	c.DebugAddr = fc.HTTP.Debug.Addr
+	c.DataDir = fc.Storage.Filesystem.RootDirectory
+	if e := fc.Storage.Delete.Enabled; e != nil {
+		c.API.DisableDelete = !*e
+	}
+	up := fc.Storage.Maintenance.UploadPurging
+	if up.Enabled == nil || *up.Enabled {
+		c.API.UploadTTL = up.Age
+		c.JanitorInterval = up.Interval
+	} else {
+		c.API.UploadTTL = 100 * 365 * 24 * time.Hour
+	}
+	return c
+}

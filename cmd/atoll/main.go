@@ -1,0 +1,156 @@
+// Command atoll is a clustered container registry. One binary:
+//
+//	atoll serve [flags]       run a registry member (default :5000, ./data)
+//	atoll healthcheck [URL]   exit 0 when the member answers /healthz
+//	atoll version             print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/atollhq/atoll/node"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "atoll:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, args)
+	case "version", "--version", "-version":
+		_, err := fmt.Fprintln(stdout, "atoll", version)
+		return err
+	case "help", "-h", "--help":
+		_, err := fmt.Fprint(stdout, usage)
+		return err
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+const usage = `usage: atoll <command> [flags]
+
+commands:
+  serve         run a registry member (default: :5000, data in ./data)
+  healthcheck   check a running member's /healthz (default http://127.0.0.1:5000)
+  version       print the version
+`
+
+// defaultConfigPath is registry:2's config location, read when present.
+const defaultConfigPath = "/etc/docker/registry/config.yml"
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "registry:2 config.yml (default "+defaultConfigPath+" when present)")
+	addr := fs.String("addr", "", "listen address (REGISTRY_HTTP_ADDR, http.addr; default :5000)")
+	data := fs.String("data", "", "data directory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY; default ./data)")
+	debugAddr := fs.String("debug-addr", "", "address for /metrics and pprof (http.debug.addr)")
+	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 1 && *configPath == "" {
+		*configPath = fs.Arg(0) // registry:2 style: serve config.yml
+	}
+	var warnings []string
+	warn := func(k string) { warnings = append(warnings, k) }
+	var fc fileConfig
+	path := *configPath
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path != "" {
+		if err := loadFile(path, &fc, warn); err != nil {
+			return err
+		}
+	}
+	if err := applyEnv(&fc, os.Environ(), warn); err != nil {
+		return err
+	}
+	setIf(&fc.HTTP.Addr, *addr)
+	setIf(&fc.Storage.Filesystem.RootDirectory, *data)
+	setIf(&fc.HTTP.Debug.Addr, *debugAddr)
+	setIf(&fc.Log.Formatter, *logFormat)
+
+	log := newLogger(stderr, fc.Log.Formatter, fc.Log.Level)
+	for _, k := range warnings {
+		log.Warn("ignoring unknown configuration key", "key", k)
+	}
+	n, err := node.New(fc.nodeConfig(), log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return n.Run(ctx)
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// healthcheck exits non-zero unless the member at the URL (default
+// http://127.0.0.1:5000) answers /healthz; the container image's
+// HEALTHCHECK runs it, as a scratch image has no curl.
+func healthcheck(ctx context.Context, args []string) error {
+	url := "http://127.0.0.1:5000"
+	if len(args) > 0 {
+		url = args[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New("unhealthy: " + resp.Status)
+	}
+	return nil
+}

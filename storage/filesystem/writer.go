@@ -1,0 +1,186 @@
+package filesystem
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "crypto/sha512" // digest.SHA512
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// writerState is what survives between writers of one upload: the durable
+// size and the SHA-256 state after exactly that many bytes.
+type writerState struct {
+	Size   int64  `json:"size"`
+	SHA256 []byte `json:"sha256"`
+}
+
+type writer struct {
+	s    *Store
+	path string
+	f    *os.File
+	h    hash.Hash
+	size int64
+}
+
+// Writer implements storage.BlobStore. A new upload (nil state) starts
+// empty; a resumed one is truncated to the size recorded in state, dropping
+// bytes a crash left after it.
+func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.BlobWriter, error) {
+	path, err := s.uploadPath(id)
+	if err != nil {
+		return nil, err
+	}
+	w := &writer{s: s, path: path, h: sha256.New()}
+	flags := os.O_RDWR | os.O_CREATE
+	if state != nil {
+		var st writerState
+		if err := json.Unmarshal(state, &st); err != nil {
+			return nil, fmt.Errorf("upload %s state: %w", id, err)
+		}
+		if err := w.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
+			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
+		}
+		w.size = st.Size
+		flags = os.O_RDWR
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("upload %s: %w", id, storage.ErrUploadUnknown)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	if err := f.Truncate(w.size); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	if _, err := f.Seek(w.size, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("upload %s: %w", id, err)
+	}
+	w.f = f
+	return w, nil
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.size += int64(n)
+	return n, err
+}
+
+func (w *writer) Size() int64 { return w.size }
+
+func (w *writer) State() ([]byte, error) {
+	if err := w.f.Sync(); err != nil {
+		return nil, fmt.Errorf("sync upload: %w", err)
+	}
+	hs, err := w.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("hash state: %w", err)
+	}
+	return json.Marshal(writerState{Size: w.size, SHA256: hs})
+}
+
+// Commit implements storage.BlobWriter. The content is hashed with d's
+// algorithm: SHA-256 was computed while writing; another algorithm re-reads
+// the file once.
+func (w *writer) Commit(_ context.Context, d digest.Digest) error {
+	if err := w.commit(d); err != nil {
+		_ = w.f.Close()
+		_ = os.Remove(w.path)
+		return err
+	}
+	return nil
+}
+
+func (w *writer) commit(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", d, storage.ErrDigestMismatch)
+	}
+	got := digest.NewDigest(digest.SHA256, w.h)
+	if d.Algorithm() != digest.SHA256 {
+		v := d.Algorithm().Digester()
+		if _, err := io.Copy(v.Hash(), io.NewSectionReader(w.f, 0, w.size)); err != nil {
+			return fmt.Errorf("rehash upload: %w", err)
+		}
+		got = v.Digest()
+	}
+	if got != d {
+		return fmt.Errorf("got %s, want %s: %w", got, d, storage.ErrDigestMismatch)
+	}
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("sync upload: %w", err)
+	}
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("close upload: %w", err)
+	}
+	dst := w.s.blobPath(d)
+	if _, err := os.Stat(dst); err == nil {
+		return os.Remove(w.path) // already stored: content-addressed, identical
+	}
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("blob directory: %w", err)
+	}
+	if err := os.Rename(w.path, dst); err != nil {
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	return syncDir(dir)
+}
+
+func (w *writer) Cancel(context.Context) error {
+	_ = w.f.Close()
+	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cancel upload: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) Close() error { return w.f.Close() }
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// PurgeUploads implements storage.UploadPurger.
+func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error {
+	entries, err := os.ReadDir(s.uploadsDir())
+	if err != nil {
+		return fmt.Errorf("purge uploads: %w", err)
+	}
+	for _, e := range entries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fi, err := e.Info()
+		if err != nil || !fi.ModTime().Before(cutoff) || keep(e.Name()) {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.uploadsDir(), e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("purge upload %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package metadb
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Layout of the database. Two buckets:
+//
+//	meta     the registry's metadata, one flat key space:
+//	           m/<digest>               -> manifest record (JSON storage.Manifest)
+//	           r/<repo>/t/<tag>         -> manifest digest
+//	           r/<repo>/m/<digest>      -> "" (manifest linked into repo)
+//	           r/<repo>/b/<digest>      -> "" (blob linked into repo)
+//	uploads  <upload id>                -> JSON storage.Upload
+//
+// The separator is NUL, which can appear in none of repository names, tags
+// or digests, so every key parses back unambiguously. A repository exists
+// while it has any key.
+var (
+	bucketMeta    = []byte("meta")
+	bucketUploads = []byte("uploads")
+)
+
+const sep = "\x00"
+
+// Kinds of keys within a repository.
+const (
+	kindTag      = 't'
+	kindManifest = 'm'
+	kindBlob     = 'b'
+)
+
+func manifestKey(d digest.Digest) []byte { return []byte("m" + sep + d.String()) }
+
+func tagKey(repo, tag string) []byte { return repoKey(repo, kindTag, tag) }
+
+func manifestLinkKey(repo string, d digest.Digest) []byte {
+	return repoKey(repo, kindManifest, d.String())
+}
+
+func blobLinkKey(repo string, d digest.Digest) []byte { return repoKey(repo, kindBlob, d.String()) }
+
+func repoKey(repo string, kind byte, name string) []byte {
+	return []byte("r" + sep + repo + sep + string(kind) + sep + name)
+}
+
+// key is a parsed key of the meta bucket.
+type key struct {
+	manifest digest.Digest // set for m/<digest>
+	repo     string        // set for r/...
+	kind     byte
+	name     string
+}
+
+func parseKey(k []byte) (key, error) {
+	parts := strings.Split(string(k), sep)
+	switch {
+	case len(parts) == 2 && parts[0] == "m":
+		return key{manifest: digest.Digest(parts[1])}, nil
+	case len(parts) == 4 && parts[0] == "r" && len(parts[2]) == 1 && bytes.ContainsAny([]byte(parts[2]), "tmb"):
+		return key{repo: parts[1], kind: parts[2][0], name: parts[3]}, nil
+	}
+	return key{}, fmt.Errorf("malformed metadata key %q", k)
+}

@@ -1,0 +1,90 @@
+package metadb
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// PutUpload implements storage.Uploads.
+func (s *Store) PutUpload(ctx context.Context, u *storage.Upload) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	rec, err := json.Marshal(u)
+	if err != nil {
+		return fmt.Errorf("encode upload %s: %w", u.ID, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUploads).Put([]byte(u.ID), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("save upload %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// Upload implements storage.Uploads.
+func (s *Store) Upload(id string) (*storage.Upload, error) {
+	var u *storage.Upload
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rec := tx.Bucket(bucketUploads).Get([]byte(id))
+		if rec == nil {
+			return storage.ErrUploadUnknown
+		}
+		u = new(storage.Upload)
+		return json.Unmarshal(rec, u)
+	})
+	return u, err
+}
+
+// ListUploads implements storage.Uploads.
+func (s *Store) ListUploads() ([]*storage.Upload, error) {
+	var out []*storage.Upload
+	err := s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUploads).ForEach(func(_, rec []byte) error {
+			u := new(storage.Upload)
+			if err := json.Unmarshal(rec, u); err != nil {
+				return err
+			}
+			out = append(out, u)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// DeleteUpload implements storage.Uploads.
+func (s *Store) DeleteUpload(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketUploads)
+		if b.Get([]byte(id)) == nil {
+			return storage.ErrUploadUnknown
+		}
+		return b.Delete([]byte(id))
+	})
+}
+
+// CompleteUpload implements storage.Uploads.
+func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) error {
+	u, err := s.Upload(id)
+	if err != nil {
+		return err
+	}
+	return s.update(ctx, func(b *bolt.Bucket) error {
+		if err := b.Put(blobLinkKey(u.Repo, d), nil); err != nil {
+			return err
+		}
+		return b.Tx().Bucket(bucketUploads).Delete([]byte(id))
+	}, func(st *state) {
+		st.repo(u.Repo, true).blobs[d] = struct{}{}
+	})
+}
