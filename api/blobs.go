@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,9 +73,3 @@ func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
 }
 
 var errDeleteDisabled = newError(http.StatusMethodNotAllowed, codeUnsupported, "deletes are disabled on this registry")
-
-// isNotFound reports whether err means the content does not exist.
-func isNotFound(err error) bool {
-	return errors.Is(err, storage.ErrBlobUnknown) || errors.Is(err, storage.ErrManifestUnknown) ||
-		errors.Is(err, storage.ErrTagUnknown) || errors.Is(err, storage.ErrUploadUnknown)
-}

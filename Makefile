@@ -1,0 +1,27 @@
+# atoll: `make run` starts a registry on :5000 with data in ./data;
+# `make test` runs every test.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build run test vet bench fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/atoll ./cmd/atoll
+
+run: build
+	./bin/atoll serve
+
+vet:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (.ci/run installs it)"; fi
+
+test: vet
+	$(GO) test -count=1 -timeout 30m ./...
+
+bench:
+	bash test/bench/run.sh $(BENCH_FLAGS)
+
+clean:
+	rm -rf bin
