@@ -116,13 +116,16 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return err
 		}
-		if r.ContentLength != 0 {
-			if err := reg.appendChunk(r, u); err != nil {
-				return err
-			}
+		length, err := chunkLength(r, u)
+		if err != nil {
+			return err
 		}
 		bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
 		if err != nil {
+			return err
+		}
+		if err := copyBody(bw, r, length); err != nil {
+			_ = bw.Close()
 			return err
 		}
 		if err := bw.Commit(r.Context(), d); err != nil {
@@ -191,26 +194,37 @@ func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(
 	return fn(u)
 }
 
+// chunkLength checks the request's Content-Range against upload u and
+// returns the chunk's length, or -1 when the body runs to its end.
+func chunkLength(r *http.Request, u *storage.Upload) (int64, error) {
+	cr := r.Header.Get("Content-Range")
+	if cr == "" {
+		return -1, nil
+	}
+	start, end, err := contentRange(cr)
+	if err != nil {
+		return 0, newError(http.StatusBadRequest, codeBlobUploadInvalid, "%v", err)
+	}
+	if start != u.Size {
+		e := newError(http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
+			"chunk starts at %d, upload is at %d", start, u.Size)
+		e.Header = http.Header{"Range": {rangeHeader(u.Size)}, "Location": {uploadLocation(u)}}
+		return 0, e
+	}
+	length := end - start + 1
+	if r.ContentLength >= 0 && r.ContentLength != length {
+		return 0, newError(http.StatusBadRequest, codeSizeInvalid,
+			"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
+	}
+	return length, nil
+}
+
 // appendChunk writes the request body at the end of upload u and records
 // the new state. On any error u and its stored state are unchanged.
 func (reg *Registry) appendChunk(r *http.Request, u *storage.Upload) error {
-	length := int64(-1)
-	if cr := r.Header.Get("Content-Range"); cr != "" {
-		start, end, err := contentRange(cr)
-		if err != nil {
-			return newError(http.StatusBadRequest, codeBlobUploadInvalid, "%v", err)
-		}
-		if start != u.Size {
-			e := newError(http.StatusRequestedRangeNotSatisfiable, codeBlobUploadInvalid,
-				"chunk starts at %d, upload is at %d", start, u.Size)
-			e.Header = http.Header{"Range": {rangeHeader(u.Size)}, "Location": {uploadLocation(u)}}
-			return e
-		}
-		length = end - start + 1
-		if r.ContentLength >= 0 && r.ContentLength != length {
-			return newError(http.StatusBadRequest, codeSizeInvalid,
-				"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)
-		}
+	length, err := chunkLength(r, u)
+	if err != nil {
+		return err
 	}
 	bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
 	if err != nil {

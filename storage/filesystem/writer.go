@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -31,9 +30,14 @@ type writer struct {
 	s    *Store
 	path string
 	f    *os.File
-	h    hash.Hash
+	h    *asyncHash
 	size int64
+	// flushed is where writeback was last started.
+	flushed int64
 }
+
+// writebackStep is how many written bytes start writeback.
+const writebackStep = 4 << 20
 
 // Writer implements storage.BlobStore. A new upload (nil state) starts
 // empty; a resumed one is truncated to the size recorded in state, dropping
@@ -43,17 +47,18 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{s: s, path: path, h: sha256.New()}
+	h := sha256.New()
+	w := &writer{s: s, path: path}
 	flags := os.O_RDWR | os.O_CREATE
 	if state != nil {
 		var st writerState
 		if err := json.Unmarshal(state, &st); err != nil {
 			return nil, fmt.Errorf("upload %s state: %w", id, err)
 		}
-		if err := w.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
 			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
 		}
-		w.size = st.Size
+		w.size, w.flushed = st.Size, st.Size
 		flags = os.O_RDWR
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
@@ -71,7 +76,7 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	w.f = f
+	w.f, w.h = f, newAsyncHash(h)
 	return w, nil
 }
 
@@ -79,6 +84,10 @@ func (w *writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.size += int64(n)
+	if w.size-w.flushed >= writebackStep {
+		startWriteback(w.f, w.flushed, w.size-w.flushed)
+		w.flushed = w.size
+	}
 	return n, err
 }
 
@@ -88,7 +97,7 @@ func (w *writer) State() ([]byte, error) {
 	if err := w.f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync upload: %w", err)
 	}
-	hs, err := w.h.(encoding.BinaryMarshaler).MarshalBinary()
+	hs, err := w.h.Hash().(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("hash state: %w", err)
 	}
@@ -99,6 +108,7 @@ func (w *writer) State() ([]byte, error) {
 // algorithm: SHA-256 was computed while writing; another algorithm re-reads
 // the file once.
 func (w *writer) Commit(_ context.Context, d digest.Digest) error {
+	defer w.h.Close()
 	if err := w.commit(d); err != nil {
 		_ = w.f.Close()
 		_ = os.Remove(w.path)
@@ -111,7 +121,7 @@ func (w *writer) commit(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", d, storage.ErrDigestMismatch)
 	}
-	got := digest.NewDigest(digest.SHA256, w.h)
+	got := digest.NewDigest(digest.SHA256, w.h.Hash())
 	if d.Algorithm() != digest.SHA256 {
 		v := d.Algorithm().Digester()
 		if _, err := io.Copy(v.Hash(), io.NewSectionReader(w.f, 0, w.size)); err != nil {
@@ -143,6 +153,7 @@ func (w *writer) commit(d digest.Digest) error {
 }
 
 func (w *writer) Cancel(context.Context) error {
+	w.h.Close()
 	_ = w.f.Close()
 	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("cancel upload: %w", err)
@@ -150,7 +161,10 @@ func (w *writer) Cancel(context.Context) error {
 	return nil
 }
 
-func (w *writer) Close() error { return w.f.Close() }
+func (w *writer) Close() error {
+	w.h.Close()
+	return w.f.Close()
+}
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
