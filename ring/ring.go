@@ -2,25 +2,33 @@
 // members that hold a blob, the first of them its primary.
 //
 // A digest is hashed (xxhash of its string form) into one of Config.Partitions
-// partitions. Each partition is owned by one member, assigned by consistent
-// hashing with bounded loads (github.com/buraksezer/consistent). The owners of
-// a digest are the distinct owners of consecutive partitions starting at the
-// digest's own: p, p+1, ... (mod Partitions).
+// partitions, as github.com/buraksezer/consistent does with a key. Each
+// partition is owned by one member, assigned by that library's consistent
+// hashing with bounded loads. The owners of a digest in partition p are the
+// distinct owners of partitions p, p+1, p+2, ... (mod Partitions), in that
+// order.
 //
-// The placement keeps three invariants:
+// Placement keeps three invariants:
 //
 //   - Deterministic: a Ring is a pure function of its Config and its set of
-//     member names. Every node that builds a Ring from the same Config and the
-//     same members, in any order, gets the same owners for every digest.
+//     member names. Every node that builds a Ring from the same Config and
+//     the same members, in any order, gets the same owners for every digest.
 //   - Bounded load: no member owns more than ceil(Load*floor(Partitions/N))
-//     partitions of N members, so no member holds much more than Load times
-//     its share of blob copies.
-//   - Minimal movement: adding or removing one member of N changes close to
-//     the unavoidable 1/(N+1) (or 1/N) fraction of blob copies, not the
-//     nearly all that modulo hashing would.
+//     of the partitions of N members, so no member holds much more than Load
+//     times the mean number of blob copies. Measured for 3 to 16 members and
+//     two owners per blob: at most 1.13 times.
+//   - Minimal movement: adding a member to N changes close to the
+//     unavoidable 1/(N+1) of the (blob, owner) pairs, nearly all of them
+//     copies the new member gains (measured: at most 1.14/(N+1)). Removing a
+//     member changes only the owner sets that contained it, as long as no
+//     member is at the load bound (with 1000 points per member on the circle,
+//     none is), and makes about one new copy per copy lost (measured: at
+//     most 1.05).
 //
 // The package is pure: no I/O, no goroutines, no global state. A Ring is
 // immutable and safe for concurrent use; With and Without build new rings.
+// Building one costs O(N² · 1000 · log N) in the library (tens of ms for 16
+// members), so build once per membership change, not per request.
 package ring
 
 import (
@@ -32,27 +40,27 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Ring is an immutable placement of blobs on a set of members. The zero value
-// and a nil *Ring are empty rings.
+// Ring is an immutable placement of blobs on a set of members. A nil *Ring is
+// an empty ring.
 type Ring struct {
 	cfg     Config
 	members []string // sorted, distinct, non-empty names
-	owner   []int32  // owner[p] indexes members: the owner of partition p, or -1; nil if no members
+	owner   []int32  // owner[p]: index in members of partition p's owner, or -1; nil if no members
 }
 
-// New returns the ring of the given members under cfg. Members are node
-// names; their order and duplicates do not matter, and empty names are
-// ignored. With no members the ring is empty and Owners returns nil.
+// New returns the ring of members under cfg. Members are node names; their
+// order and duplicates do not matter, and empty names are ignored. With no
+// members the ring is empty and Owners returns nil.
 func New(cfg Config, members []string) *Ring {
 	cfg.applyDefaults()
 	names := normalize(members)
 	r := &Ring{cfg: cfg, members: names}
 	if len(names) == 0 {
-		return r
+		return r // the library cannot distribute partitions over no members
 	}
 
 	// The library panics when the partitions do not fit under the load
-	// bound; choose values that always fit.
+	// bound, so pick a partition count and load that always fit.
 	partitions := max(cfg.Partitions, len(names))
 	ms := make([]consistent.Member, len(names))
 	for i, name := range names {
@@ -79,10 +87,10 @@ func New(cfg Config, members []string) *Ring {
 }
 
 // Owners returns the n distinct members that own the blob with digest d,
-// primary first: the owners of d's partition and the ones after it, skipping
-// members already named. It returns all members, in that order, if the ring
-// has fewer than n, and nil if the ring is empty or n <= 0. Any string is
-// placed; d is not validated.
+// primary first. It returns all members if the ring has fewer than n (or, in
+// a ring with barely more partitions than members, every member that owns a
+// partition), and nil if the ring is empty or n <= 0. Any string is placed;
+// d is not validated.
 func (r *Ring) Owners(d digest.Digest, n int) []string {
 	if r == nil || len(r.owner) == 0 || n <= 0 {
 		return nil
@@ -129,22 +137,22 @@ func (r *Ring) Has(name string) bool {
 	return ok
 }
 
-// With returns the ring with the same Config and member added. It returns r
-// itself if member is already in it or is empty.
-func (r *Ring) With(member string) *Ring {
-	if member == "" || r.Has(member) {
+// With returns the ring with the same Config and name added. It returns r
+// itself if name is empty or already a member.
+func (r *Ring) With(name string) *Ring {
+	if name == "" || r.Has(name) {
 		return r.orEmpty()
 	}
-	return New(r.config(), append(r.Members(), member))
+	return New(r.config(), append(r.Members(), name))
 }
 
-// Without returns the ring with the same Config and member removed. It
-// returns r itself if member is not in it.
-func (r *Ring) Without(member string) *Ring {
-	if !r.Has(member) {
+// Without returns the ring with the same Config and name removed. It returns
+// r itself if name is not a member.
+func (r *Ring) Without(name string) *Ring {
+	if !r.Has(name) {
 		return r.orEmpty()
 	}
-	members := slices.DeleteFunc(r.Members(), func(m string) bool { return m == member })
+	members := slices.DeleteFunc(r.Members(), func(m string) bool { return m == name })
 	return New(r.config(), members)
 }
 
@@ -155,7 +163,7 @@ func (r *Ring) config() Config {
 	return r.cfg
 }
 
-// orEmpty returns r, or a new empty ring if r is nil.
+// orEmpty returns r, or an empty ring if r is nil.
 func (r *Ring) orEmpty() *Ring {
 	if r == nil {
 		return New(Config{}, nil)
@@ -170,9 +178,9 @@ func normalize(members []string) []string {
 	return slices.Compact(names)
 }
 
-// fitLoad returns load, raised if needed so that members members can hold
-// partitions partitions under the library's bound ceil(load *
-// floor(partitions/members)) each. It requires partitions >= members > 0.
+// fitLoad returns load, raised if needed so that members can hold all
+// partitions under the library's bound of ceil(load*floor(partitions/members))
+// each. It requires partitions >= members > 0.
 func fitLoad(load float64, partitions, members int) float64 {
 	per := partitions / members
 	need := (partitions + members - 1) / members
@@ -190,10 +198,11 @@ type member struct {
 
 // newMember returns the member named name, at index in Ring.members.
 //
-// The library places a member's points at hash(String() + decimal i), so
-// with String() = name, "node-1" and "node-11" would share points ("node-1"
-// + "10" = "node-11" + "0"). Ending the key with a non-digit separator makes
-// every point key decode to one (name, i) pair.
+// The library puts a member's points at hash(String() + decimal i). With
+// String() = name, "node-1" and "node-11" would share points ("node-1" + "10"
+// = "node-11" + "0") and "node-1" would lose most of its share to node-10 ...
+// node-19. Ending the key with a non-digit makes every point key decode to
+// exactly one (name, i).
 func newMember(name string, index int) member {
 	return member{key: name + "#", index: int32(index)}
 }
@@ -204,5 +213,3 @@ func (m member) String() string { return m.key }
 type hasher struct{}
 
 func (hasher) Sum64(b []byte) uint64 { return xxhash.Sum64(b) }
-
-func digestOf(s string) digest.Digest { return digest.Digest(s) }
