@@ -25,7 +25,7 @@ func newServer(t *testing.T, cfg api.Config) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := metadb.Open(filepath.Join(dir, "metadata.db"))
+	meta, err := metadb.Open(filepath.Join(dir, "metadata.db"), metadb.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"))
+	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{})
 	if err != nil {
 		return nil, err
 	}

@@ -8,20 +8,26 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Layout of the database. Two buckets:
+// Layout of the database. Four buckets:
 //
-//	meta     the registry's metadata, one flat key space:
+//	meta     the registry's metadata, one flat key space; each value is an
+//	         entry (entry.go): the latest op's stamp, origin, tombstone flag
+//	         and value:
 //	           m/<digest>               -> manifest record (JSON storage.Manifest)
 //	           r/<repo>/t/<tag>         -> manifest digest
 //	           r/<repo>/m/<digest>      -> "" (manifest linked into repo)
 //	           r/<repo>/b/<digest>      -> "" (blob linked into repo)
-//	uploads  <upload id>                -> JSON storage.Upload
+//	log      <origin> 0x00 <seq, 8 bytes big endian> -> JSON storage.Batch
+//	vector   <origin>                   -> highest contiguous seq applied (8 bytes)
+//	uploads  <upload id>                -> JSON storage.Upload (local, not replicated)
 //
 // The separator is NUL, which can appear in none of repository names, tags
 // or digests, so every key parses back unambiguously. A repository exists
 // while it has any key.
 var (
 	bucketMeta    = []byte("meta")
+	bucketLog     = []byte("log")
+	bucketVector  = []byte("vector")
 	bucketUploads = []byte("uploads")
 )
 

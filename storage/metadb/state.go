@@ -1,6 +1,8 @@
 package metadb
 
 import (
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 
@@ -9,8 +11,8 @@ import (
 	"github.com/atollhq/atoll/storage"
 )
 
-// state is the in-memory copy of the meta bucket that serves every read.
-// It is guarded by Store.mu.
+// state is the in-memory copy of the live (not deleted) keys of the meta
+// bucket; it serves every read. It is guarded by Store.mu.
 type state struct {
 	manifests map[digest.Digest]*storage.Manifest
 	repos     map[string]*repo
@@ -22,6 +24,8 @@ type repo struct {
 	manifests map[digest.Digest]struct{}
 	blobs     map[digest.Digest]struct{}
 }
+
+func (r *repo) empty() bool { return len(r.tags)+len(r.manifests)+len(r.blobs) == 0 }
 
 func newState() *state {
 	return &state{manifests: map[digest.Digest]*storage.Manifest{}, repos: map[string]*repo{}}
@@ -39,14 +43,50 @@ func (s *state) repo(name string, create bool) *repo {
 	return r
 }
 
-// linked reports whether any repository links manifest d.
-func (s *state) linked(d digest.Digest) bool {
-	for _, r := range s.repos {
-		if _, ok := r.manifests[d]; ok {
-			return true
+// apply sets or deletes one key. A repository exists while it has keys.
+func (s *state) apply(op storage.Op) error {
+	k, err := parseKey([]byte(op.Key))
+	if err != nil {
+		return err
+	}
+	if k.manifest != "" {
+		if op.Deleted {
+			delete(s.manifests, k.manifest)
+			return nil
+		}
+		m := new(storage.Manifest)
+		if err := json.Unmarshal(op.Value, m); err != nil {
+			return fmt.Errorf("manifest record %s: %w", k.manifest, err)
+		}
+		s.manifests[k.manifest] = m
+		return nil
+	}
+	r := s.repo(k.repo, !op.Deleted)
+	if r == nil {
+		return nil
+	}
+	d := digest.Digest(k.name)
+	switch {
+	case k.kind == kindTag && op.Deleted:
+		delete(r.tags, k.name)
+	case k.kind == kindTag:
+		r.tags[k.name] = digest.Digest(op.Value)
+	case k.kind == kindManifest && op.Deleted:
+		delete(r.manifests, d)
+	case k.kind == kindManifest:
+		r.manifests[d] = struct{}{}
+	case k.kind == kindBlob && op.Deleted:
+		delete(r.blobs, d)
+	case k.kind == kindBlob:
+		r.blobs[d] = struct{}{}
+	}
+	if r.empty() {
+		delete(s.repos, k.repo)
+		if i, ok := slices.BinarySearch(s.names, k.repo); ok {
+			s.names = slices.Delete(s.names, i, i+1)
 		}
 	}
-	return false
+	return nil
 }
 
 // page returns up to n of the sorted names after last (n <= 0: all).

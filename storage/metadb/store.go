@@ -1,42 +1,64 @@
 // Package metadb is the metadata store over an embedded bbolt database.
-// Every committed bbolt transaction is durable (fsync) and atomic, so the
-// store survives kill -9 at any instant: a write is either wholly there after
-// restart or wholly absent. Reads are served from an in-memory copy loaded at
-// Open and updated after each commit, so they never touch the disk.
+//
+// Every write is one durable, atomic bbolt transaction, so the store
+// survives kill -9 at any instant: a write is wholly there after restart or
+// wholly absent. Reads are served from an in-memory copy loaded at Open and
+// updated after each commit, so they never touch the disk.
+//
+// The store is built to be replicated: each key holds its latest op with a
+// hybrid-logical-clock stamp (last writer wins, deletes are tombstones),
+// and every write is a numbered batch in the log of the member that took it.
+// Members exchange batches (storage.Replicated) and converge to the same
+// state whatever order they apply them in.
 package metadb
 
 import (
-	"cmp"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sort"
 	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
 )
 
-// Store implements storage.Metadata.
-type Store struct {
-	db *bolt.DB
-
-	wmu sync.Mutex   // serialises writers so memory applies in commit order
-	mu  sync.RWMutex // guards st
-	st  *state
+// Options configure a Store.
+type Options struct {
+	// Origin names this member in the metadata log. Default "local".
+	Origin string
+	// Replicate, when set, is called after each local write commits, with
+	// the write's batch; its error becomes the write's error.
+	Replicate func(ctx context.Context, b storage.Batch) error
 }
 
-var _ storage.Metadata = (*Store)(nil)
+// Store implements storage.Metadata and storage.Replicated.
+type Store struct {
+	db        *bolt.DB
+	origin    string
+	replicate func(ctx context.Context, b storage.Batch) error
+	clock     clock
+
+	wmu sync.Mutex   // serialises commits so memory changes in commit order
+	mu  sync.RWMutex // guards st and vec
+	st  *state
+	vec storage.Vector
+}
+
+var (
+	_ storage.Metadata   = (*Store)(nil)
+	_ storage.Replicated = (*Store)(nil)
+)
 
 // Open opens or creates the database at path and loads it into memory.
-func Open(path string) (*Store, error) {
+func Open(path string, opts Options) (*Store, error) {
+	if opts.Origin == "" {
+		opts.Origin = "local"
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("metadata directory: %w", err)
 	}
@@ -44,10 +66,10 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	s := &Store{db: db, st: newState()}
+	s := &Store{db: db, origin: opts.Origin, replicate: opts.Replicate, st: newState(), vec: storage.Vector{}}
 	if err := s.load(); err != nil {
 		_ = db.Close()
-		return nil, err
+		return nil, fmt.Errorf("load metadata %s: %w", path, err)
 	}
 	return s, nil
 }
@@ -57,234 +79,175 @@ func (s *Store) Close() error { return s.db.Close() }
 
 func (s *Store) load() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketUploads); err != nil {
-			return err
+		for _, name := range [][]byte{bucketMeta, bucketLog, bucketVector, bucketUploads} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
 		}
-		b, err := tx.CreateBucketIfNotExists(bucketMeta)
+		err := tx.Bucket(bucketVector).ForEach(func(k, v []byte) error {
+			s.vec[string(k)] = binary.BigEndian.Uint64(v)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		return b.ForEach(func(k, v []byte) error {
-			key, err := parseKey(k)
+		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+			e, err := decodeEntry(v)
 			if err != nil {
-				return err
+				return fmt.Errorf("key %q: %w", k, err)
 			}
-			if key.manifest != "" {
-				var m storage.Manifest
-				if err := json.Unmarshal(v, &m); err != nil {
-					return fmt.Errorf("manifest record %s: %w", key.manifest, err)
-				}
-				s.st.manifests[key.manifest] = &m
+			s.clock.observe(e.stamp)
+			if e.deleted {
 				return nil
 			}
-			r := s.st.repo(key.repo, true)
-			switch key.kind {
-			case kindTag:
-				r.tags[key.name] = digest.Digest(v)
-			case kindManifest:
-				r.manifests[digest.Digest(key.name)] = struct{}{}
-			case kindBlob:
-				r.blobs[digest.Digest(key.name)] = struct{}{}
-			}
-			return nil
+			return s.st.apply(storage.Op{Key: string(k), Value: e.value})
 		})
 	})
 }
 
-// update runs fn in a durable transaction and, once it committed, apply on
-// the in-memory state.
-func (s *Store) update(ctx context.Context, fn func(b *bolt.Bucket) error, apply func(st *state)) error {
+// write commits the ops that build derives from the current state as this
+// member's next batch, then hands the batch to Replicate. extra runs in the
+// same transaction, for local-only buckets.
+func (s *Store) write(ctx context.Context, build func(st *state) ([]storage.Op, error), extra func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := s.db.Update(func(tx *bolt.Tx) error { return fn(tx.Bucket(bucketMeta)) }); err != nil {
+	s.mu.RLock()
+	ops, err := build(s.st)
+	seq := s.vec[s.origin] + 1
+	s.mu.RUnlock()
+	if err != nil || len(ops) == 0 && extra == nil {
+		s.wmu.Unlock()
+		return err
+	}
+	stamp := s.clock.now()
+	for i := range ops {
+		ops[i].Stamp, ops[i].Origin = stamp, s.origin
+	}
+	b := storage.Batch{Origin: s.origin, Seq: seq, Ops: ops}
+	if len(ops) == 0 {
+		err = s.commit(nil, extra)
+	} else {
+		err = s.commit([]storage.Batch{b}, extra)
+	}
+	s.wmu.Unlock()
+	if err != nil || s.replicate == nil || len(ops) == 0 {
+		return err
+	}
+	return s.replicate(ctx, b)
+}
+
+// commit stores each batch that continues its origin's log, keeping every
+// op that wins over the stored entry, and then updates memory. The caller
+// holds wmu.
+func (s *Store) commit(batches []storage.Batch, extra func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	vec := make(storage.Vector, len(s.vec))
+	for k, v := range s.vec {
+		vec[k] = v
+	}
+	s.mu.RUnlock()
+	var won []storage.Op
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		won = won[:0]
+		meta, log, vb := tx.Bucket(bucketMeta), tx.Bucket(bucketLog), tx.Bucket(bucketVector)
+		for _, b := range batches {
+			if b.Seq != vec[b.Origin]+1 {
+				continue // applied already, or past a gap anti-entropy will fill
+			}
+			for _, op := range b.Ops {
+				if cur := meta.Get([]byte(op.Key)); cur != nil {
+					e, err := decodeEntry(cur)
+					if err != nil {
+						return fmt.Errorf("key %q: %w", op.Key, err)
+					}
+					if !wins(op, e) {
+						continue
+					}
+				}
+				if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+					return err
+				}
+				won = append(won, op)
+			}
+			rec, err := json.Marshal(b)
+			if err != nil {
+				return err
+			}
+			if err := log.Put(logKey(b.Origin, b.Seq), rec); err != nil {
+				return err
+			}
+			vec[b.Origin] = b.Seq
+			if err := vb.Put([]byte(b.Origin), binary.BigEndian.AppendUint64(nil, b.Seq)); err != nil {
+				return err
+			}
+		}
+		if extra != nil {
+			return extra(tx)
+		}
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("metadata write: %w", err)
 	}
 	s.mu.Lock()
-	apply(s.st)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.vec = vec
+	for _, op := range won {
+		s.clock.observe(op.Stamp)
+		if err := s.st.apply(op); err != nil {
+			return err // keys are checked before commit; this is corruption
+		}
+	}
 	return nil
 }
 
-// Repositories implements storage.Catalog.
-func (s *Store) Repositories(last string, n int) []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return page(s.st.names, last, n)
-}
-
-// Tags implements storage.Catalog.
-func (s *Store) Tags(repo, last string, n int) ([]string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r := s.st.repo(repo, false)
-	if r == nil {
-		return nil, storage.ErrNameUnknown
-	}
-	tags := make([]string, 0, len(r.tags))
-	for t := range r.tags {
-		tags = append(tags, t)
-	}
-	sort.Strings(tags)
-	return page(tags, last, n), nil
-}
-
-// Manifest implements storage.Manifests.
-func (s *Store) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if r := s.st.repo(repo, false); r != nil {
-		if _, ok := r.manifests[d]; ok {
-			return s.st.manifests[d], nil
-		}
-	}
-	return nil, storage.ErrManifestUnknown
-}
-
-// Tag implements storage.Manifests.
-func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if r := s.st.repo(repo, false); r != nil {
-		if d, ok := r.tags[tag]; ok {
-			return d, nil
-		}
-	}
-	return "", storage.ErrTagUnknown
-}
-
-// PutManifest implements storage.Manifests.
-func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
-	d := m.Descriptor.Digest
-	rec, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode manifest %s: %w", d, err)
-	}
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		if err := b.Put(manifestKey(d), rec); err != nil {
-			return err
-		}
-		if err := b.Put(manifestLinkKey(repo, d), nil); err != nil {
-			return err
-		}
-		if tag != "" {
-			return b.Put(tagKey(repo, tag), []byte(d))
-		}
-		return nil
-	}, func(st *state) {
-		st.manifests[d] = m
-		r := st.repo(repo, true)
-		r.manifests[d] = struct{}{}
-		if tag != "" {
-			r.tags[tag] = d
-		}
-	})
-}
-
-// DeleteManifest implements storage.Manifests.
-func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	if _, err := s.Manifest(repo, d); err != nil {
+// Apply implements storage.Replicated.
+func (s *Store) Apply(ctx context.Context, batches []storage.Batch) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	var tags []string
-	for t, td := range s.st.repo(repo, false).tags {
-		if td == d {
-			tags = append(tags, t)
-		}
-	}
-	orphan := true
-	for name, r := range s.st.repos {
-		if _, ok := r.manifests[d]; ok && name != repo {
-			orphan = false
-		}
-	}
-	s.mu.RUnlock()
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		for _, t := range tags {
-			if err := b.Delete(tagKey(repo, t)); err != nil {
-				return err
+	for _, b := range batches {
+		for _, op := range b.Ops {
+			if _, err := parseKey([]byte(op.Key)); err != nil {
+				return fmt.Errorf("batch %s/%d: %w", b.Origin, b.Seq, err)
 			}
 		}
-		if orphan {
-			if err := b.Delete(manifestKey(d)); err != nil {
-				return err
-			}
-		}
-		return b.Delete(manifestLinkKey(repo, d))
-	}, func(st *state) {
-		r := st.repo(repo, false)
-		delete(r.manifests, d)
-		for _, t := range tags {
-			delete(r.tags, t)
-		}
-		if !st.linked(d) {
-			delete(st.manifests, d)
-		}
-	})
-}
-
-// DeleteTag implements storage.Manifests.
-func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	if _, err := s.Tag(repo, tag); err != nil {
-		return err
 	}
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		return b.Delete(tagKey(repo, tag))
-	}, func(st *state) {
-		delete(st.repo(repo, false).tags, tag)
-	})
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.commit(batches, nil)
 }
 
-// Referrers implements storage.Manifests.
-func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
+// Vector implements storage.Replicated.
+func (s *Store) Vector() storage.Vector {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []v1.Descriptor
-	if r := s.st.repo(repo, false); r != nil {
-		for md := range r.manifests {
-			if m := s.st.manifests[md]; m != nil && m.Subject == d {
-				out = append(out, m.Descriptor)
-			}
-		}
+	v := make(storage.Vector, len(s.vec))
+	for k, n := range s.vec {
+		v[k] = n
 	}
-	slices.SortFunc(out, func(a, b v1.Descriptor) int { return cmp.Compare(a.Digest, b.Digest) })
-	return out
+	return v
 }
 
-// LinkBlob implements storage.Links.
-func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	if s.BlobLinked(repo, d) {
+// Since implements storage.Replicated.
+func (s *Store) Since(origin string, seq uint64, limit int) ([]storage.Batch, error) {
+	var out []storage.Batch
+	prefix := logKey(origin, 0)[:len(origin)+1]
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.Seek(logKey(origin, seq+1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if len(k) != len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
+				break
+			}
+			var b storage.Batch
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("log %s: %w", origin, err)
+			}
+			out = append(out, b)
+		}
 		return nil
-	}
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		return b.Put(blobLinkKey(repo, d), nil)
-	}, func(st *state) {
-		st.repo(repo, true).blobs[d] = struct{}{}
 	})
-}
-
-// BlobLinked implements storage.Links.
-func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if r := s.st.repo(repo, false); r != nil {
-		_, ok := r.blobs[d]
-		return ok
-	}
-	return false
-}
-
-// UnlinkBlob implements storage.Links.
-func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	if !s.BlobLinked(repo, d) {
-		return storage.ErrBlobUnknown
-	}
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		return b.Delete(blobLinkKey(repo, d))
-	}, func(st *state) {
-		delete(st.repo(repo, false).blobs, d)
-	})
+	return out, err
 }

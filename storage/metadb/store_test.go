@@ -28,7 +28,7 @@ func manifest(content string, subject digest.Digest) *storage.Manifest {
 // opened on the same file.
 func TestPersistence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "meta.db")
-	s, err := Open(path)
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func TestPersistence(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path)
+	s, err = Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestPersistence(t *testing.T) {
 }
 
 func TestDeleteManifest(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	s, err := Open(filepath.Join(t.TempDir(), "meta.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestDeleteManifest(t *testing.T) {
 }
 
 func TestCompleteUpload(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "meta.db"))
+	s, err := Open(filepath.Join(t.TempDir(), "meta.db"), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

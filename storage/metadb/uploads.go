@@ -79,12 +79,9 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) 
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(b *bolt.Bucket) error {
-		if err := b.Put(blobLinkKey(u.Repo, d), nil); err != nil {
-			return err
-		}
-		return b.Tx().Bucket(bucketUploads).Delete([]byte(id))
-	}, func(st *state) {
-		st.repo(u.Repo, true).blobs[d] = struct{}{}
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		return linkOps(st, u.Repo, d), nil
+	}, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketUploads).Delete([]byte(id))
 	})
 }

@@ -1,0 +1,92 @@
+package metadb
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// An entry is the stored form of one key's latest op:
+//
+//	stamp (8 bytes, big endian) | deleted (1) | len(origin) (2) | origin | value
+type entry struct {
+	stamp   uint64
+	deleted bool
+	origin  string
+	value   []byte
+}
+
+func encodeEntry(op storage.Op) []byte {
+	b := make([]byte, 11, 11+len(op.Origin)+len(op.Value))
+	binary.BigEndian.PutUint64(b, op.Stamp)
+	if op.Deleted {
+		b[8] = 1
+	}
+	binary.BigEndian.PutUint16(b[9:], uint16(len(op.Origin)))
+	b = append(b, op.Origin...)
+	return append(b, op.Value...)
+}
+
+func decodeEntry(b []byte) (entry, error) {
+	if len(b) < 11 {
+		return entry{}, fmt.Errorf("metadata entry of %d bytes", len(b))
+	}
+	n := int(binary.BigEndian.Uint16(b[9:]))
+	if len(b) < 11+n {
+		return entry{}, fmt.Errorf("metadata entry origin past its end")
+	}
+	return entry{
+		stamp:   binary.BigEndian.Uint64(b),
+		deleted: b[8] == 1,
+		origin:  string(b[11 : 11+n]),
+		value:   b[11+n:],
+	}, nil
+}
+
+// wins reports whether op replaces the stored entry e: last writer wins by
+// stamp, ties broken by origin name, so every member picks the same winner.
+func wins(op storage.Op, e entry) bool {
+	if op.Stamp != e.stamp {
+		return op.Stamp > e.stamp
+	}
+	return op.Origin > e.origin
+}
+
+// clock is a hybrid logical clock: wall-clock milliseconds in the high 48
+// bits, a counter in the low 16, never going backwards and always past any
+// stamp it has seen.
+type clock struct {
+	mu   sync.Mutex
+	last uint64
+}
+
+func (c *clock) now() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pt := uint64(time.Now().UnixMilli()) << 16
+	if pt > c.last {
+		c.last = pt
+	} else {
+		c.last++
+	}
+	return c.last
+}
+
+func (c *clock) observe(stamp uint64) {
+	c.mu.Lock()
+	if stamp > c.last {
+		c.last = stamp
+	}
+	c.mu.Unlock()
+}
+
+// logKey orders an origin's batches by sequence number.
+func logKey(origin string, seq uint64) []byte {
+	k := make([]byte, 0, len(origin)+9)
+	k = append(k, origin...)
+	k = append(k, 0)
+	return binary.BigEndian.AppendUint64(k, seq)
+}

@@ -1,0 +1,165 @@
+package metadb
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// Repositories implements storage.Catalog.
+func (s *Store) Repositories(last string, n int) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return page(s.st.names, last, n)
+}
+
+// Tags implements storage.Catalog.
+func (s *Store) Tags(repo, last string, n int) ([]string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r := s.st.repo(repo, false)
+	if r == nil {
+		return nil, storage.ErrNameUnknown
+	}
+	tags := make([]string, 0, len(r.tags))
+	for t := range r.tags {
+		tags = append(tags, t)
+	}
+	sort.Strings(tags)
+	return page(tags, last, n), nil
+}
+
+// Manifest implements storage.Manifests.
+func (s *Store) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r := s.st.repo(repo, false); r != nil {
+		if _, ok := r.manifests[d]; ok {
+			if m := s.st.manifests[d]; m != nil {
+				return m, nil
+			}
+		}
+	}
+	return nil, storage.ErrManifestUnknown
+}
+
+// Tag implements storage.Manifests.
+func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r := s.st.repo(repo, false); r != nil {
+		if d, ok := r.tags[tag]; ok {
+			return d, nil
+		}
+	}
+	return "", storage.ErrTagUnknown
+}
+
+// PutManifest implements storage.Manifests. The manifest record itself is
+// content-addressed and never deleted here; garbage collection drops
+// records no repository links.
+func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
+	d := m.Descriptor.Digest
+	rec, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode manifest %s: %w", d, err)
+	}
+	return s.write(ctx, func(*state) ([]storage.Op, error) {
+		ops := []storage.Op{{Key: string(manifestKey(d)), Value: rec}, {Key: string(manifestLinkKey(repo, d))}}
+		if tag != "" {
+			ops = append(ops, storage.Op{Key: string(tagKey(repo, tag)), Value: []byte(d)})
+		}
+		return ops, nil
+	}, nil)
+}
+
+// DeleteManifest implements storage.Manifests.
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		r := st.repo(repo, false)
+		if r == nil {
+			return nil, storage.ErrManifestUnknown
+		}
+		if _, ok := r.manifests[d]; !ok {
+			return nil, storage.ErrManifestUnknown
+		}
+		ops := []storage.Op{{Key: string(manifestLinkKey(repo, d)), Deleted: true}}
+		for t, td := range r.tags {
+			if td == d {
+				ops = append(ops, storage.Op{Key: string(tagKey(repo, t)), Deleted: true})
+			}
+		}
+		return ops, nil
+	}, nil)
+}
+
+// DeleteTag implements storage.Manifests.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		if r := st.repo(repo, false); r == nil || r.tags[tag] == "" {
+			return nil, storage.ErrTagUnknown
+		}
+		return []storage.Op{{Key: string(tagKey(repo, tag)), Deleted: true}}, nil
+	}, nil)
+}
+
+// Referrers implements storage.Manifests.
+func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []v1.Descriptor
+	if r := s.st.repo(repo, false); r != nil {
+		for md := range r.manifests {
+			if m := s.st.manifests[md]; m != nil && m.Subject == d {
+				out = append(out, m.Descriptor)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b v1.Descriptor) int { return cmp.Compare(a.Digest, b.Digest) })
+	return out
+}
+
+// LinkBlob implements storage.Links.
+func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		return linkOps(st, repo, d), nil
+	}, nil)
+}
+
+func linkOps(st *state, repo string, d digest.Digest) []storage.Op {
+	if r := st.repo(repo, false); r != nil {
+		if _, ok := r.blobs[d]; ok {
+			return nil
+		}
+	}
+	return []storage.Op{{Key: string(blobLinkKey(repo, d))}}
+}
+
+// BlobLinked implements storage.Links.
+func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r := s.st.repo(repo, false); r != nil {
+		_, ok := r.blobs[d]
+		return ok
+	}
+	return false
+}
+
+// UnlinkBlob implements storage.Links.
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		if len(linkOps(st, repo, d)) > 0 {
+			return nil, storage.ErrBlobUnknown
+		}
+		return []storage.Op{{Key: string(blobLinkKey(repo, d)), Deleted: true}}, nil
+	}, nil)
+}
