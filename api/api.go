@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
 )
@@ -44,6 +45,22 @@ type Deps struct {
 	// NewUploadID names a new upload session. Default: 32 random hex
 	// digits. A cluster prefixes the member name.
 	NewUploadID func() string
+	// Remote serves what other members hold. Optional: nil for a node on
+	// its own.
+	Remote Remote
+}
+
+// Remote reaches the rest of a cluster. The registry calls it after its own
+// checks (name, digest, repository links), so access decisions are taken on
+// the member the client reached. Methods may be called concurrently.
+type Remote interface {
+	// ServeBlob answers a GET or HEAD of blob d, which this member does not
+	// hold, from a member that does (by proxy or redirect). It returns
+	// storage.ErrBlobUnknown, writing nothing, when no member has it.
+	ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest) error
+	// ForwardUpload passes a request for upload session id to the member
+	// holding it. It returns false, writing nothing, when that is this one.
+	ForwardUpload(w http.ResponseWriter, r *http.Request, id string) (bool, error)
 }
 
 // Registry serves the API. Its methods may be called concurrently.
@@ -53,6 +70,7 @@ type Registry struct {
 	meta    storage.Metadata
 	log     *slog.Logger
 	newID   func() string
+	remote  Remote
 	uploads *uploadLocks
 	router  *mux.Router
 }
@@ -66,6 +84,7 @@ func New(cfg Config, deps Deps) *Registry {
 		meta:    deps.Meta,
 		log:     deps.Logger,
 		newID:   deps.NewUploadID,
+		remote:  deps.Remote,
 		uploads: newUploadLocks(),
 	}
 	if reg.log == nil {

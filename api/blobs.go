@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,6 +27,9 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%s in %s: %w", d, repo, storage.ErrBlobUnknown)
 	}
 	b, err := reg.blobs.Open(r.Context(), d)
+	if errors.Is(err, storage.ErrBlobUnknown) && reg.remote != nil {
+		return reg.remote.ServeBlob(w, r, d)
+	}
 	if err != nil {
 		return err
 	}

@@ -182,6 +182,11 @@ func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(
 		return err
 	}
 	id := mux.Vars(r)["id"]
+	if reg.remote != nil {
+		if forwarded, err := reg.remote.ForwardUpload(w, r, id); forwarded || err != nil {
+			return err
+		}
+	}
 	unlock := reg.uploads.lock(id)
 	defer unlock()
 	u, err := reg.meta.Upload(id)

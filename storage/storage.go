@@ -83,3 +83,9 @@ type BlobWalker interface {
 type UploadPurger interface {
 	PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error
 }
+
+// UsageReporter is an optional BlobStore capability: how many blobs it
+// holds and their total size.
+type UsageReporter interface {
+	Usage() (blobs, bytes int64)
+}

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -27,15 +28,19 @@ import (
 
 // Store implements storage.BlobStore on a directory.
 type Store struct {
-	root string
+	root  string
+	blobs atomic.Int64 // blobs held
+	bytes atomic.Int64 // their total size
 }
 
 var (
-	_ storage.BlobStore  = (*Store)(nil)
-	_ storage.BlobWalker = (*Store)(nil)
+	_ storage.BlobStore     = (*Store)(nil)
+	_ storage.BlobWalker    = (*Store)(nil)
+	_ storage.UsageReporter = (*Store)(nil)
 )
 
-// New returns a store rooted at dir, creating its directories.
+// New returns a store rooted at dir, creating its directories, and counts
+// the blobs already there.
 func New(dir string) (*Store, error) {
 	s := &Store{root: dir}
 	for _, d := range []string{s.blobsDir(), s.uploadsDir()} {
@@ -43,7 +48,22 @@ func New(dir string) (*Store, error) {
 			return nil, fmt.Errorf("blob store: %w", err)
 		}
 	}
+	err := s.Walk(context.Background(), func(_ digest.Digest, size int64) error {
+		s.count(1, size)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
 	return s, nil
+}
+
+// Usage implements storage.UsageReporter.
+func (s *Store) Usage() (blobs, bytes int64) { return s.blobs.Load(), s.bytes.Load() }
+
+func (s *Store) count(blobs, bytes int64) {
+	s.blobs.Add(blobs)
+	s.bytes.Add(bytes)
 }
 
 func (s *Store) blobsDir() string   { return filepath.Join(s.root, "blobs") }
@@ -98,9 +118,15 @@ func (s *Store) Delete(_ context.Context, d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", d, storage.ErrBlobUnknown)
 	}
-	if err := os.Remove(s.blobPath(d)); err != nil {
+	path := s.blobPath(d)
+	fi, err := os.Stat(path)
+	if err != nil {
 		return notFound(d, err)
 	}
+	if err := os.Remove(path); err != nil {
+		return notFound(d, err)
+	}
+	s.count(-1, -fi.Size())
 	return nil
 }
 

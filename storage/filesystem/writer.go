@@ -139,14 +139,19 @@ func (w *writer) commit(d digest.Digest) error {
 		return fmt.Errorf("close upload: %w", err)
 	}
 	dst := w.s.blobPath(d)
-	if _, err := os.Stat(dst); err == nil {
-		return os.Remove(w.path) // already stored: content-addressed, identical
-	}
 	dir := filepath.Dir(dst)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("blob directory: %w", err)
 	}
-	if err := os.Rename(w.path, dst); err != nil {
+	// A hard link publishes the blob only if no other upload did first:
+	// content-addressed, so the first copy is as good as any.
+	switch err := os.Link(w.path, dst); {
+	case err == nil:
+		w.s.count(1, w.size)
+	case !errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("commit blob %s: %w", d, err)
+	}
+	if err := os.Remove(w.path); err != nil {
 		return fmt.Errorf("commit blob %s: %w", d, err)
 	}
 	return syncDir(dir)

@@ -317,4 +317,12 @@ func testWalk(t *testing.T, s storage.BlobStore) {
 			t.Errorf("walk %s: size %d, want %d", d, got[d], size)
 		}
 	}
+	if u, ok := s.(storage.UsageReporter); ok {
+		// A second commit of the same content and a delete keep the count.
+		_ = put(t, s, "again", []byte("a"), digest.FromString("a"))
+		_ = s.Delete(ctx, digest.FromString("bb"))
+		if blobs, bytes := u.Usage(); blobs != 2 || bytes != 4 {
+			t.Errorf("Usage() = %d blobs, %d bytes; want 2, 4", blobs, bytes)
+		}
+	}
 }
