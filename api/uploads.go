@@ -196,7 +196,12 @@ func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(
 	if u.Repo != repo {
 		return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown in %s", truncate(id), repo)
 	}
-	return fn(u)
+	err = fn(u)
+	if errors.Is(err, storage.ErrUploadUnknown) {
+		// The session outlived its bytes (see uploadIntact): drop it.
+		_ = reg.meta.DeleteUpload(r.Context(), id)
+	}
+	return err
 }
 
 // chunkLength checks the request's Content-Range against upload u and
@@ -337,8 +342,41 @@ func (l *uploadLocks) lock(id string) (unlock func()) {
 	}
 }
 
-// ExpireUploads discards upload sessions idle since before now - UploadTTL,
-// and bytes of uploads that have no session.
+// expireUpload discards upload id if it is idle since before cutoff or its
+// bytes are gone, holding its lock so no request races the check.
+func (reg *Registry) expireUpload(ctx context.Context, id string, cutoff time.Time) (bool, error) {
+	unlock := reg.uploads.lock(id)
+	defer unlock()
+	u, err := reg.meta.Upload(id)
+	if err != nil {
+		return false, nil // finished meanwhile
+	}
+	if (u.Started.After(cutoff) || u.Updated.After(cutoff)) && reg.uploadIntact(ctx, u) {
+		return false, nil
+	}
+	if err := reg.discard(ctx, u); err != nil && !errors.Is(err, storage.ErrUploadUnknown) {
+		return false, err
+	}
+	return true, nil
+}
+
+// uploadIntact reports whether u's bytes are still there: a crash after a
+// commit's rename and before the session was removed leaves a session
+// whose bytes became a blob.
+func (reg *Registry) uploadIntact(ctx context.Context, u *storage.Upload) bool {
+	if u.State == nil {
+		return true
+	}
+	bw, err := reg.blobs.Writer(ctx, u.ID, u.State)
+	if err != nil {
+		return !errors.Is(err, storage.ErrUploadUnknown)
+	}
+	_ = bw.Close()
+	return true
+}
+
+// ExpireUploads discards upload sessions idle since before now - UploadTTL
+// or whose bytes are gone, and bytes of uploads that have no session.
 func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-reg.cfg.UploadTTL)
 	all, err := reg.meta.ListUploads()
@@ -347,16 +385,13 @@ func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, err
 	}
 	n := 0
 	for _, u := range all {
-		if u.Started.After(cutoff) || u.Updated.After(cutoff) {
-			continue
-		}
-		unlock := reg.uploads.lock(u.ID)
-		err := reg.discard(ctx, u)
-		unlock()
-		if err != nil && !errors.Is(err, storage.ErrUploadUnknown) {
+		expired, err := reg.expireUpload(ctx, u.ID, cutoff)
+		if err != nil {
 			return n, fmt.Errorf("expire upload %s: %w", u.ID, err)
 		}
-		n++
+		if expired {
+			n++
+		}
 	}
 	if p, ok := reg.blobs.(storage.UploadPurger); ok {
 		err = p.PurgeUploads(ctx, cutoff, func(id string) bool {
