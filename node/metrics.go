@@ -15,9 +15,14 @@ import (
 
 // metrics are the member's Prometheus metrics, on a registry of its own.
 type metrics struct {
-	reg      *prometheus.Registry
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	blobRoutes     *prometheus.CounterVec
+	uploadForwards prometheus.Counter
+	blobsCopied    prometheus.Counter
+	bytesCopied    prometheus.Counter
+	rebalances     prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -33,7 +38,27 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route", "method"}),
 	}
-	m.reg.MustRegister(m.requests, m.duration,
+	m.blobRoutes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "atoll_blob_routed_total",
+		Help: "Blob reads served from another member, by proxy or redirect.",
+	}, []string{"mode"})
+	m.uploadForwards = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atoll_upload_forwards_total",
+		Help: "Upload requests forwarded to the member holding the session.",
+	})
+	m.blobsCopied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atoll_blob_copies_total",
+		Help: "Blobs copied to other members (placement and rebalancing).",
+	})
+	m.bytesCopied = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atoll_blob_copied_bytes_total",
+		Help: "Bytes of blobs copied to other members.",
+	})
+	m.rebalances = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atoll_rebalances_total",
+		Help: "Rebalance passes over the blobs held here.",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.blobRoutes, m.uploadForwards, m.blobsCopied, m.bytesCopied, m.rebalances,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,20 +1,26 @@
 // Package node is one registry member: it opens the local storage, serves
-// the registry API with health and metrics endpoints, and runs background
-// housekeeping. In a cluster it also routes requests to the member owning
-// them; without peers it is a complete single-node registry.
+// the registry API with health, status and metrics endpoints, and runs the
+// background work. In a cluster it joins the other members by gossip,
+// replicates metadata to all of them, places each blob on the members the
+// ring names, and routes requests for what it does not hold; on its own it
+// is a complete single-node registry.
 package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage/filesystem"
 	"github.com/atollhq/atoll/storage/metadb"
 )
@@ -29,13 +35,15 @@ type Config struct {
 	DataDir string `yaml:"dataDir"`
 	// API tunes the registry protocol.
 	API api.Config `yaml:"api"`
+	// Cluster configures membership, placement and replication.
+	Cluster ClusterConfig `yaml:"cluster"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
 
-func (c *Config) applyDefaults() {
+func (c *Config) applyDefaults() error {
 	if c.Addr == "" {
 		c.Addr = ":5000"
 	}
@@ -48,50 +56,112 @@ func (c *Config) applyDefaults() {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.Cluster.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		c.Cluster.NodeName = h
+	}
+	return c.Cluster.applyDefaults(c.Addr)
 }
 
-// Node is a running member.
+// Node is a member.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
+	name    string
 	meta    *metadb.Store
-	blobs   *filesystem.Store
+	local   *filesystem.Store
+	blobs   clusterBlobs
 	reg     *api.Registry
 	metrics *metrics
 	handler http.Handler
+
+	// Cluster state; cluster is nil for a member on its own.
+	cluster       *peer.Cluster
+	views         views
+	followers     *followers
+	changed       chan struct{}
+	rebalanceKick chan struct{}
+	settle        time.Duration // wait after a membership change before rebalancing
+	token         string
+	client        *http.Client
 }
 
-// New opens the member's storage. Close releases it.
+// New opens the member's storage and, in a cluster, starts gossip and the
+// gRPC services. Close releases them.
 func New(cfg Config, log *slog.Logger) (*Node, error) {
-	cfg.applyDefaults()
+	if err := cfg.applyDefaults(); err != nil {
+		return nil, err
+	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	blobs, err := filesystem.New(cfg.DataDir)
+	n := &Node{
+		cfg:           cfg,
+		log:           log,
+		name:          cfg.Cluster.NodeName,
+		metrics:       newMetrics(),
+		changed:       make(chan struct{}, 1),
+		rebalanceKick: make(chan struct{}, 1),
+		settle:        2 * time.Second,
+		token:         httpToken(cfg.Cluster.Secret),
+		client:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
+	}
+	if cfg.Cluster.Fast {
+		n.settle = 200 * time.Millisecond
+	}
+	local, err := filesystem.New(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
-	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{})
-	if err != nil {
+	n.local, n.blobs = local, clusterBlobs{BlobStore: local, n: n}
+	opts := metadb.Options{Origin: n.name}
+	if cfg.Cluster.Enabled {
+		opts.Replicate = n.replicate
+	}
+	if n.meta, err = metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), opts); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, meta: meta, blobs: blobs, metrics: newMetrics()}
-	n.reg = api.New(cfg.API, api.Deps{Blobs: blobs, Meta: meta, Logger: log})
+	deps := api.Deps{Blobs: local, Meta: n.meta, Logger: log}
+	if cfg.Cluster.Enabled {
+		n.followers = newFollowers(n)
+		deps.Blobs, deps.Remote, deps.NewUploadID = n.blobs, n, n.newUploadID
+		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
+			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
+		})
+		if err != nil {
+			_ = n.meta.Close()
+			return nil, err
+		}
+		n.refreshView()
+	}
+	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.healthz)
 	mux.HandleFunc("GET /readyz", n.readyz)
+	mux.HandleFunc("GET /_atoll/v1/cluster", n.serveStatus)
+	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
 	mux.Handle("/v2/", n.metrics.instrument(n.reg))
 	n.handler = mux
 	return n, nil
 }
 
-// Handler serves the registry, /healthz and /readyz.
+// Handler serves the registry and the member's own endpoints.
 func (n *Node) Handler() http.Handler { return n.handler }
 
-// Close releases the storage.
-func (n *Node) Close() error { return n.meta.Close() }
+// Close releases the storage and leaves the cluster without handing off.
+func (n *Node) Close() error {
+	var errs []error
+	if n.cluster != nil {
+		errs = append(errs, n.cluster.Close())
+	}
+	return errors.Join(append(errs, n.meta.Close())...)
+}
 
-// Run serves until ctx is done, then drains in-flight requests.
+// Run serves until ctx is done, then drains in-flight requests and, in a
+// cluster, hands its blobs to their other owners and leaves.
 func (n *Node) Run(ctx context.Context) error {
 	ln, err := net.Listen("tcp", n.cfg.Addr)
 	if err != nil {
@@ -115,11 +185,13 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		go func() { errc <- debug.Serve(dl) }()
 	}
-	n.log.Info("serving registry", "addr", ln.Addr().String(), "data", n.cfg.DataDir, "debug", n.cfg.DebugAddr)
-	janitorDone := make(chan struct{})
-	jctx, stopJanitor := context.WithCancel(ctx)
-	go func() { defer close(janitorDone); n.janitor(jctx) }()
-	defer func() { stopJanitor(); <-janitorDone }()
+	n.log.Info("serving registry", "addr", ln.Addr().String(), "data", n.cfg.DataDir,
+		"node", n.name, "cluster", n.cluster != nil, "debug", n.cfg.DebugAddr)
+
+	bg, stopBackground := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	n.startBackground(bg, &wg)
+	defer func() { stopBackground(); wg.Wait() }()
 
 	select {
 	case err := <-errc:
@@ -136,7 +208,43 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return err
+	stopBackground()
+	wg.Wait()
+	return errors.Join(err, n.handOff(sctx))
+}
+
+func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
+	run := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ctx) }()
+	}
+	run(n.janitor)
+	if n.cluster == nil {
+		return
+	}
+	n.cluster.Start()
+	run(n.watchMembership)
+	run(n.antiEntropy)
+	run(n.rebalanceLoop)
+	run(func(ctx context.Context) { n.announceStats(ctx.Done()) })
+	n.MembershipChanged()
+}
+
+// handOff, on a graceful stop, copies every held blob to its owners among
+// the other members, then leaves the cluster.
+func (n *Node) handOff(ctx context.Context) error {
+	if n.cluster == nil {
+		return nil
+	}
+	v := n.views.load()
+	others := v.ring.Without(n.name)
+	if others.Len() > 0 {
+		n.log.Info("handing off blobs before leaving", "to", others.Members())
+		if err := n.rebalance(ctx, &view{self: n.name, members: v.members, ring: others}, false); err != nil {
+			n.log.Warn("hand-off incomplete", "err", err)
+		}
+	}
+	return n.cluster.Leave(5 * time.Second)
 }
 
 func newServer(h http.Handler) *http.Server {
@@ -172,12 +280,19 @@ func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz answers 200 when the storage accepts writes.
+// readyz answers 200 when the storage accepts writes and, in a cluster with
+// a join list, the member has joined.
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := n.blobs.Check(r.Context()); err != nil {
+	if err := n.local.Check(r.Context()); err != nil {
 		http.Error(w, "storage not writable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if n.cluster != nil && len(n.cfg.Cluster.Join) > 0 && !n.cluster.Joined() {
+		http.Error(w, "not joined to the cluster yet", http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = w.Write([]byte("ready\n"))
 }
+
+func randRead(b []byte) (int, error) { return rand.Read(b) }

@@ -38,13 +38,72 @@ type fileConfig struct {
 		} `yaml:"maintenance"`
 		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
 	} `yaml:"storage"`
-	HTTP struct {
+	Cluster clusterConfig `yaml:"cluster"`
+	HTTP    struct {
 		Addr  string `yaml:"addr"`
 		Debug struct {
 			Addr string `yaml:"addr"`
 		} `yaml:"debug"`
 		Headers map[string][]string `yaml:"headers"`
 	} `yaml:"http"`
+}
+
+// clusterConfig is atoll's own cluster: section.
+type clusterConfig struct {
+	Enabled       bool          `yaml:"enabled"`
+	NodeName      string        `yaml:"nodename"`
+	GossipAddr    string        `yaml:"gossipaddr"`
+	GRPCAddr      string        `yaml:"grpcaddr"`
+	AdvertiseAddr string        `yaml:"advertiseaddr"`
+	Join          []string      `yaml:"join"`
+	Replicas      int           `yaml:"replicas"`
+	Routing       string        `yaml:"routing"`
+	Secret        string        `yaml:"secret"`
+	Fast          bool          `yaml:"fast"`
+	SyncInterval  time.Duration `yaml:"syncinterval"`
+}
+
+// atollEnv maps ATOLL_* variables to cluster settings.
+var atollEnv = map[string]func(c *clusterConfig, v string) error{
+	"ATOLL_NODE_NAME":      func(c *clusterConfig, v string) error { c.NodeName = v; return nil },
+	"ATOLL_GOSSIP_ADDR":    func(c *clusterConfig, v string) error { c.GossipAddr = v; return nil },
+	"ATOLL_GRPC_ADDR":      func(c *clusterConfig, v string) error { c.GRPCAddr = v; return nil },
+	"ATOLL_ADVERTISE_ADDR": func(c *clusterConfig, v string) error { c.AdvertiseAddr = v; return nil },
+	"ATOLL_JOIN":           func(c *clusterConfig, v string) error { c.Join = splitList(v); return nil },
+	"ATOLL_ROUTING":        func(c *clusterConfig, v string) error { c.Routing = v; return nil },
+	"ATOLL_CLUSTER_SECRET": func(c *clusterConfig, v string) error { c.Secret = v; return nil },
+	"ATOLL_REPLICAS": func(c *clusterConfig, v string) (err error) {
+		c.Replicas, err = strconv.Atoi(v)
+		return err
+	},
+	"ATOLL_CLUSTER_FAST": func(c *clusterConfig, v string) (err error) {
+		c.Fast, err = strconv.ParseBool(v)
+		return err
+	},
+}
+
+// applyAtollEnv sets cluster settings from ATOLL_* variables.
+func applyAtollEnv(c *clusterConfig, environ []string) error {
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if set, ok := atollEnv[k]; ok {
+			if err := set(c, v); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }
 
 // loadFile reads a registry:2 config file; warn receives each unknown key.
@@ -110,7 +169,7 @@ func applyEnv(cfg *fileConfig, environ []string, warn func(key string)) error {
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		path, ok := strings.CutPrefix(k, "REGISTRY_")
-		if !ok || path == "" {
+		if !ok || path == "" || path == "CONFIGURATION_PATH" {
 			continue
 		}
 		f, ok := envField(reflect.ValueOf(cfg).Elem(), strings.Split(strings.ToLower(path), "_"))
@@ -188,6 +247,12 @@ func (fc *fileConfig) nodeConfig() node.Config {
 	if e := fc.Storage.Delete.Enabled; e != nil {
 		c.API.DisableDelete = !*e
 	}
+	cl := fc.Cluster
+	c.Cluster.Enabled = cl.Enabled
+	c.Cluster.NodeName, c.Cluster.GossipAddr, c.Cluster.GRPCAddr = cl.NodeName, cl.GossipAddr, cl.GRPCAddr
+	c.Cluster.AdvertiseAddr, c.Cluster.Join, c.Cluster.Secret = cl.AdvertiseAddr, cl.Join, cl.Secret
+	c.Cluster.Replicas, c.Cluster.Routing, c.Cluster.Fast = cl.Replicas, cl.Routing, cl.Fast
+	c.Cluster.SyncInterval = cl.SyncInterval
 	up := fc.Storage.Maintenance.UploadPurging
 	if up.Enabled == nil || *up.Enabled {
 		c.API.UploadTTL = up.Age

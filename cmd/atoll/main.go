@@ -41,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, args)
+	case "status":
+		return status(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		_, err := fmt.Fprintln(stdout, "atoll", version)
 		return err
@@ -56,20 +58,20 @@ const usage = `usage: atoll <command> [flags]
 commands:
   serve         run a registry member (default: :5000, data in ./data)
   healthcheck   check a running member's /healthz (default http://127.0.0.1:5000)
+  status        print a member's view of the cluster (--addr URL)
   version       print the version
 `
-
-// defaultConfigPath is registry:2's config location, read when present.
-const defaultConfigPath = "/etc/docker/registry/config.yml"
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "registry:2 config.yml (default "+defaultConfigPath+" when present)")
+	configPath := fs.String("config", "", "registry:2 config.yml (REGISTRY_CONFIGURATION_PATH)")
 	addr := fs.String("addr", "", "listen address (REGISTRY_HTTP_ADDR, http.addr; default :5000)")
 	data := fs.String("data", "", "data directory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY; default ./data)")
 	debugAddr := fs.String("debug-addr", "", "address for /metrics and pprof (http.debug.addr)")
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
+	var cf clusterFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -81,9 +83,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	var fc fileConfig
 	path := *configPath
 	if path == "" {
-		if _, err := os.Stat(defaultConfigPath); err == nil {
-			path = defaultConfigPath
-		}
+		path = os.Getenv("REGISTRY_CONFIGURATION_PATH")
 	}
 	if path != "" {
 		if err := loadFile(path, &fc, warn); err != nil {
@@ -91,6 +91,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if err := applyEnv(&fc, os.Environ(), warn); err != nil {
+		return err
+	}
+	if err := applyAtollEnv(&fc.Cluster, os.Environ()); err != nil {
+		return err
+	}
+	if err := cf.apply(&fc.Cluster); err != nil {
 		return err
 	}
 	setIf(&fc.HTTP.Addr, *addr)

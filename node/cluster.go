@@ -1,0 +1,163 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/peer"
+	"github.com/atollhq/atoll/ring"
+)
+
+// Routing modes for blob reads a member does not hold.
+const (
+	RoutingProxy    = "proxy"
+	RoutingRedirect = "redirect"
+)
+
+// ClusterConfig is the member's cluster configuration (registry:2 has no
+// equivalent; the keys live under cluster: and ATOLL_*).
+type ClusterConfig struct {
+	peer.Config `yaml:",inline"`
+	// Enabled starts gossip and gRPC. Default: on when Join or GossipAddr
+	// is set; a member without them is a registry on its own.
+	Enabled bool `yaml:"enabled"`
+	// Replicas is how many members hold each blob. Default 2.
+	Replicas int `yaml:"replicas"`
+	// Routing is how a member serves a blob it does not hold: "proxy"
+	// (stream it from an owner; default) or "redirect" (307 to the owner).
+	Routing string `yaml:"routing"`
+	// Ring tunes blob placement.
+	Ring ring.Config `yaml:"ring"`
+	// SyncInterval is how often metadata is compared with a random member
+	// (anti-entropy). Default 2s.
+	SyncInterval time.Duration `yaml:"syncinterval"`
+	// RebalanceInterval is how often held blobs are checked against the
+	// ring besides every membership change. Default 5m.
+	RebalanceInterval time.Duration `yaml:"rebalanceinterval"`
+	// WriteTimeout bounds how long a write waits for other members to
+	// acknowledge it. Default 10s.
+	WriteTimeout time.Duration `yaml:"writetimeout"`
+}
+
+func (c *ClusterConfig) applyDefaults(httpAddr string) error {
+	if !c.Enabled {
+		c.Enabled = len(c.Join) > 0 || c.GossipAddr != ""
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 2
+	}
+	switch c.Routing {
+	case "":
+		c.Routing = RoutingProxy
+	case RoutingProxy, RoutingRedirect:
+	default:
+		return fmt.Errorf("cluster routing %q: want %s or %s", c.Routing, RoutingProxy, RoutingRedirect)
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = 2 * time.Second
+	}
+	if c.RebalanceInterval <= 0 {
+		c.RebalanceInterval = 5 * time.Minute
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = httpAddr
+	}
+	if strings.ContainsAny(c.NodeName, "/ ") {
+		return fmt.Errorf("node name %q: no slashes or spaces", c.NodeName)
+	}
+	return nil
+}
+
+// view is one consistent picture of the cluster: who is there and the ring
+// over the live members. It is replaced whole on every membership change.
+type view struct {
+	self    string
+	members map[string]peer.Member
+	ring    *ring.Ring
+}
+
+// live reports whether member name is alive or suspect.
+func (v *view) live(name string) bool {
+	m, ok := v.members[name]
+	return ok && (m.State == peer.StateAlive || m.State == peer.StateSuspect)
+}
+
+// peers returns the live members other than this one, sorted.
+func (v *view) peers() []string {
+	var out []string
+	for name := range v.members {
+		if name != v.self && v.live(name) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// preference returns every live member in the order the ring prefers them
+// for blob d: its owners first.
+func (v *view) preference(d digest.Digest) []string {
+	return v.ring.Owners(d, v.ring.Len())
+}
+
+// views holds the current view; membership events replace it.
+type views struct{ cur atomic.Pointer[view] }
+
+func (vs *views) load() *view { return vs.cur.Load() }
+
+// refresh rebuilds the view from the cluster's member list and reports
+// whether the set of live members changed.
+func (n *Node) refreshView() bool {
+	members := map[string]peer.Member{}
+	var live []string
+	for _, m := range n.cluster.Members() {
+		members[m.Name] = m
+		if m.State == peer.StateAlive || m.State == peer.StateSuspect {
+			live = append(live, m.Name)
+		}
+	}
+	old := n.views.load()
+	slices.Sort(live)
+	if old != nil && slices.Equal(old.ring.Members(), live) {
+		n.views.cur.Store(&view{self: n.name, members: members, ring: old.ring})
+		return false
+	}
+	n.views.cur.Store(&view{self: n.name, members: members, ring: ring.New(n.cfg.Cluster.Ring, live)})
+	return true
+}
+
+// MembershipChanged implements peer.Events. It runs on memberlist's
+// goroutines, so it only signals the membership loop.
+func (n *Node) MembershipChanged() {
+	select {
+	case n.changed <- struct{}{}:
+	default:
+	}
+}
+
+// watchMembership keeps the view current and starts the work a change
+// calls for: followers for new members and a rebalance.
+func (n *Node) watchMembership(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.changed:
+		}
+		ringChanged := n.refreshView()
+		n.followers.sync(ctx, n.views.load().peers())
+		if ringChanged {
+			n.log.Info("cluster membership changed", "members", n.views.load().ring.Members())
+			n.kickRebalance()
+		}
+	}
+}

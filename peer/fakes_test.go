@@ -1,0 +1,236 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// memMetadata is an in-memory storage.Replicated: one log per origin.
+type memMetadata struct {
+	mu   sync.Mutex
+	logs map[string][]storage.Batch
+}
+
+func newMemMetadata() *memMetadata { return &memMetadata{logs: make(map[string][]storage.Batch)} }
+
+func (m *memMetadata) Apply(_ context.Context, bs []storage.Batch) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range bs {
+		if log := m.logs[b.Origin]; b.Seq == uint64(len(log))+1 {
+			m.logs[b.Origin] = append(log, b)
+		}
+	}
+	return nil
+}
+
+func (m *memMetadata) Vector() storage.Vector {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v := make(storage.Vector)
+	for origin, log := range m.logs {
+		v[origin] = uint64(len(log))
+	}
+	return v
+}
+
+func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]storage.Batch, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	log := m.logs[origin]
+	if seq >= uint64(len(log)) {
+		return nil, nil
+	}
+	end := min(uint64(len(log)), seq+uint64(limit))
+	return append([]storage.Batch(nil), log[seq:end]...), nil
+}
+
+// memBlobs is an in-memory Blobs that verifies digests like a real store.
+type memBlobs struct {
+	mu    sync.Mutex
+	blobs map[digest.Digest][]byte
+}
+
+func newMemBlobs() *memBlobs { return &memBlobs{blobs: make(map[digest.Digest][]byte)} }
+
+func (m *memBlobs) Has(_ context.Context, ds []digest.Digest) ([]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]bool, len(ds))
+	for i, d := range ds {
+		_, out[i] = m.blobs[d]
+	}
+	return out, nil
+}
+
+func (m *memBlobs) Put(_ context.Context, d digest.Digest, size int64, r io.Reader) error {
+	v := d.Verifier()
+	var buf bytes.Buffer
+	if _, err := io.Copy(io.MultiWriter(&buf, v), r); err != nil {
+		return fmt.Errorf("fake store: %w", err)
+	}
+	if int64(buf.Len()) != size || !v.Verified() {
+		return fmt.Errorf("fake store: %s: %w", d, storage.ErrDigestMismatch)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.blobs[d] = buf.Bytes()
+	return nil
+}
+
+func (m *memBlobs) Open(_ context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b, ok := m.blobs[d]
+	if !ok {
+		return nil, 0, fmt.Errorf("fake store: %s: %w", d, storage.ErrBlobUnknown)
+	}
+	return io.NopCloser(bytes.NewReader(b)), int64(len(b)), nil
+}
+
+// countEvents counts MembershipChanged calls.
+type countEvents struct{ n atomic.Int64 }
+
+func (e *countEvents) MembershipChanged() { e.n.Add(1) }
+
+// testLogger logs to the test's output until the test ends; memberlist
+// goroutines may outlive it by a moment.
+func testLogger(t *testing.T) *slog.Logger {
+	w := &testWriter{w: t.Output()}
+	t.Cleanup(func() { // registered first, so it runs last
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.done = true
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+type testWriter struct {
+	mu   sync.Mutex
+	w    io.Writer
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return len(p), nil
+	}
+	return w.w.Write(p)
+}
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1.
+func freePort(t *testing.T) int {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// member is a test member and its handlers.
+type member struct {
+	*Cluster
+	md     *memMetadata
+	blobs  *memBlobs
+	events *countEvents
+	gossip string // 127.0.0.1:port
+	http   string
+}
+
+// newMember creates (but does not start) member name gossiping on port,
+// with fast timings and in-memory handlers; edit adjusts the config.
+func newMember(t *testing.T, log *slog.Logger, name string, port int, edit func(*Config)) *member {
+	t.Helper()
+	m := &member{
+		md:     newMemMetadata(),
+		blobs:  newMemBlobs(),
+		events: &countEvents{},
+		gossip: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		http:   "127.0.0.1:" + strconv.Itoa(5000+port%1000),
+	}
+	cfg := Config{
+		NodeName:   name,
+		GossipAddr: m.gossip,
+		GRPCAddr:   "127.0.0.1:0",
+		HTTPAddr:   m.http,
+		Fast:       true,
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := New(cfg, Deps{Metadata: m.md, Blobs: m.blobs, Events: m.events, Logger: log.With("self", name)})
+	if err != nil {
+		t.Fatalf("New %s: %v", name, err)
+	}
+	m.Cluster = c
+	t.Cleanup(func() { c.Close() })
+	return m
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
+	}
+}
+
+// memberState returns the state of member name as seen by c, or "".
+func memberState(c *Cluster, name string) string {
+	for _, m := range c.Members() {
+		if m.Name == name {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// joinPair creates and starts two members, b joining a, and waits until
+// each sees the other.
+func joinPair(t *testing.T, edit func(*Config)) (a, b *member) {
+	t.Helper()
+	log := testLogger(t)
+	a = newMember(t, log, "a", freePort(t), edit)
+	a.Start()
+	b = newMember(t, log, "b", freePort(t), func(c *Config) {
+		c.Join = []string{a.gossip}
+		if edit != nil {
+			edit(c)
+		}
+	})
+	b.Start()
+	waitFor(t, 10*time.Second, "a and b to see each other", func() bool {
+		return memberState(a.Cluster, "b") == StateAlive && memberState(b.Cluster, "a") == StateAlive
+	})
+	return a, b
+}

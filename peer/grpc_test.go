@@ -1,0 +1,208 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/atollhq/atoll/peer/peerpb"
+	"github.com/atollhq/atoll/storage"
+)
+
+func TestMetadataRoundTrip(t *testing.T) {
+	t.Parallel()
+	a, b := joinPair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	batches := []storage.Batch{
+		{Origin: "a", Seq: 1, Ops: []storage.Op{{Key: "tag/alpine/latest", Value: []byte("sha256:1"), Stamp: 10, Origin: "a"}}},
+		{Origin: "a", Seq: 2, Ops: []storage.Op{
+			{Key: "tag/alpine/latest", Deleted: true, Stamp: 11, Origin: "a"},
+			{Key: "manifest/x", Value: bytes.Repeat([]byte("m"), 4<<20), Stamp: 12, Origin: "a"}, // a 4 MiB manifest
+		}},
+		{Origin: "c", Seq: 1, Ops: []storage.Op{{Key: "repo/busybox", Value: []byte("{}"), Stamp: 3, Origin: "c"}}},
+	}
+	if err := a.Apply(ctx, "b", batches); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	v, err := a.Vector(ctx, "b")
+	if err != nil {
+		t.Fatalf("Vector: %v", err)
+	}
+	if want := (storage.Vector{"a": 2, "c": 1}); !reflect.DeepEqual(v, want) {
+		t.Errorf("Vector = %v, want %v", v, want)
+	}
+	got, err := a.Since(ctx, "b", "a", 0, 10)
+	if err != nil {
+		t.Fatalf("Since: %v", err)
+	}
+	if !reflect.DeepEqual(got, batches[:2]) {
+		t.Errorf("Since(a, 0) returned %d batches, not the two applied", len(got))
+	}
+	got, err = a.Since(ctx, "b", "a", 1, 10)
+	if err != nil || len(got) != 1 || got[0].Seq != 2 {
+		t.Errorf("Since(a, 1) = %d batches, %v; want batch 2", len(got), err)
+	}
+	// 20 MiB of batches go as several Apply calls and come back in several
+	// Since calls, none over the message limits.
+	var big []storage.Batch
+	for seq := uint64(1); seq <= 5; seq++ {
+		big = append(big, storage.Batch{Origin: "big", Seq: seq, Ops: []storage.Op{{Key: "manifest/" + strconv.Itoa(int(seq)), Value: bytes.Repeat([]byte{byte(seq)}, 4<<20), Stamp: seq, Origin: "big"}}})
+	}
+	if err := a.Apply(ctx, "b", big); err != nil {
+		t.Fatalf("Apply(20 MiB): %v", err)
+	}
+	var back []storage.Batch
+	for calls := 1; len(back) < len(big); calls++ {
+		got, err := a.Since(ctx, "b", "big", uint64(len(back)), 100)
+		if err != nil || len(got) == 0 || calls > len(big) {
+			t.Fatalf("Since(big, %d) = %d batches, %v", len(back), len(got), err)
+		}
+		if calls == 1 && len(got) == len(big) {
+			t.Errorf("Since returned all 20 MiB in one response")
+		}
+		back = append(back, got...)
+	}
+	if !reflect.DeepEqual(back, big) {
+		t.Errorf("Since returned other batches than the 20 MiB applied")
+	}
+
+	// The call goes both ways, and to oneself.
+	if v, err := b.Vector(ctx, "a"); err != nil || len(v) != 0 {
+		t.Errorf("b.Vector(a) = %v, %v; want empty", v, err)
+	}
+	if _, err := a.Vector(ctx, "a"); err != nil {
+		t.Errorf("a.Vector(a): %v", err)
+	}
+}
+
+func TestBlobTransfer(t *testing.T) {
+	t.Parallel()
+	a, _ := joinPair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	data := make([]byte, 10<<20+123)
+	rand.Read(data)
+	d := digest.FromBytes(data)
+	if err := a.PutBlob(ctx, "b", d, int64(len(data)), bytes.NewReader(data)); err != nil {
+		t.Fatalf("PutBlob: %v", err)
+	}
+	missing := digest.FromString("missing")
+	has, err := a.Has(ctx, "b", []digest.Digest{d, missing})
+	if err != nil || !reflect.DeepEqual(has, []bool{true, false}) {
+		t.Fatalf("Has = %v, %v; want [true false]", has, err)
+	}
+
+	rc, size, err := a.GetBlob(ctx, "b", d)
+	if err != nil {
+		t.Fatalf("GetBlob: %v", err)
+	}
+	back, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || size != int64(len(data)) || !bytes.Equal(back, data) {
+		t.Fatalf("GetBlob read %d bytes (size %d), %v; want the %d bytes put", len(back), size, err, len(data))
+	}
+
+	// The service reads from an offset (for resuming a transfer).
+	cc, err := a.conn("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const off = 5<<20 + 7
+	stream, err := peerpb.NewBlobsClient(cc).Get(ctx, &peerpb.GetRequest{Digest: d.String(), Offset: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tail []byte
+	for {
+		chunk, err := stream.Recv()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("Get from offset: %v", err)
+		}
+		tail = append(tail, chunk.GetData()...)
+	}
+	if !bytes.Equal(tail, data[off:]) {
+		t.Errorf("Get from offset %d returned %d bytes, not the blob's last %d", off, len(tail), len(data)-off)
+	}
+
+	// An empty blob.
+	empty := digest.FromBytes(nil)
+	if err := a.PutBlob(ctx, "b", empty, 0, bytes.NewReader(nil)); err != nil {
+		t.Fatalf("PutBlob(empty): %v", err)
+	}
+	if rc, size, err := a.GetBlob(ctx, "b", empty); err != nil || size != 0 {
+		t.Fatalf("GetBlob(empty) = %d, %v", size, err)
+	} else if n, err := io.Copy(io.Discard, rc); err != nil || n != 0 {
+		t.Fatalf("reading empty blob: %d bytes, %v", n, err)
+	}
+
+	// Domain errors come back as themselves.
+	if _, _, err := a.GetBlob(ctx, "b", missing); !errors.Is(err, storage.ErrBlobUnknown) {
+		t.Errorf("GetBlob(missing): %v, want storage.ErrBlobUnknown", err)
+	}
+	wrong := digest.FromString("not the data")
+	err = a.PutBlob(ctx, "b", wrong, int64(len(data)), bytes.NewReader(data))
+	if !errors.Is(err, storage.ErrDigestMismatch) || status.Code(err) != codes.InvalidArgument {
+		t.Errorf("PutBlob(wrong digest): %v, want storage.ErrDigestMismatch", err)
+	}
+	// A reader shorter than the size aborts the transfer.
+	short := digest.FromBytes(data[:1000])
+	if err := a.PutBlob(ctx, "b", short, 2000, bytes.NewReader(data[:1000])); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("PutBlob(short reader): %v, want io.ErrUnexpectedEOF", err)
+	}
+	if has, err := a.Has(ctx, "b", []digest.Digest{wrong, short}); err != nil || has[0] || has[1] {
+		t.Errorf("after failed puts Has = %v, %v; want nothing stored", has, err)
+	}
+	// Bad input is refused by the server, not the handler.
+	if _, err := a.Has(ctx, "b", []digest.Digest{"nonsense"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer b: has") {
+		t.Errorf("Has(nonsense): %v, want InvalidArgument naming the member", err)
+	}
+}
+
+func TestWireErrors(t *testing.T) {
+	t.Parallel()
+	for _, w := range wireErrors {
+		err := fromStatus("m", "op", toStatus(errorsWrap(w.err)))
+		if !errors.Is(err, w.err) || status.Code(err) != w.code {
+			t.Errorf("%v crossed the wire as %v (code %v)", w.err, err, status.Code(err))
+		}
+	}
+	for _, tc := range []struct {
+		in   error
+		want error
+	}{
+		{context.Canceled, context.Canceled},
+		{context.DeadlineExceeded, context.DeadlineExceeded},
+		{status.Error(codes.Unavailable, "connection refused"), ErrUnreachable},
+		{status.Error(codes.Unauthenticated, "no"), ErrUnauthenticated},
+	} {
+		if err := fromStatus("m", "op", toStatus(tc.in)); !errors.Is(err, tc.want) {
+			t.Errorf("%v crossed the wire as %v, want %v", tc.in, err, tc.want)
+		}
+	}
+	if err := fromStatus("m", "op", toStatus(errors.New("disk on fire"))); status.Code(err) != codes.Internal {
+		t.Errorf("an unknown error crossed the wire as %v, want Internal", err)
+	}
+}
+
+func errorsWrap(err error) error { return &wrapped{err} }
+
+type wrapped struct{ err error }
+
+func (w *wrapped) Error() string { return "handler: " + w.err.Error() }
+func (w *wrapped) Unwrap() error { return w.err }

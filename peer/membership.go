@@ -1,0 +1,324 @@
+package peer
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Member states, as Member.State reports them.
+const (
+	StateAlive = "alive"
+	// StateSuspect is reserved for a member the failure detector suspects.
+	// memberlist v0.7 reports suspicion neither to delegates nor in the
+	// Node it hands out, so this package reports a suspected member alive
+	// until memberlist declares it dead.
+	StateSuspect = "suspect"
+	StateDead    = "dead" // stopped answering probes
+	StateLeft    = "left" // left gracefully (Leave)
+)
+
+// Member is one member of the cluster as this member last saw it.
+type Member struct {
+	Name  string `json:"name"`
+	HTTP  string `json:"http"`  // host:port of its registry HTTP API
+	GRPC  string `json:"grpc"`  // host:port of its gRPC services
+	State string `json:"state"` // StateAlive, StateDead or StateLeft
+	Blobs int64  `json:"blobs"` // blobs it holds, as it last announced
+	Bytes int64  `json:"bytes"` // bytes of those blobs
+	Self  bool   `json:"self"`  // this member
+}
+
+// nodeMeta is a member's memberlist node metadata: JSON, well under
+// memberlist.MetaMaxSize (512 bytes).
+type nodeMeta struct {
+	HTTP  string `json:"h"`
+	GRPC  string `json:"g"`
+	Blobs int64  `json:"b,omitempty"`
+	Bytes int64  `json:"s,omitempty"`
+}
+
+func (m nodeMeta) encode() []byte {
+	b, _ := json.Marshal(m) // strings and integers only: cannot fail
+	return b
+}
+
+// checkMetaSize reports addresses too long to fit the node metadata with
+// any stats.
+func checkMetaSize(http, grpc string) error {
+	max := nodeMeta{HTTP: http, GRPC: grpc, Blobs: -1 << 63, Bytes: -1 << 63}.encode()
+	if len(max) > memberlist.MetaMaxSize {
+		return fmt.Errorf("peer: advertised addresses too long for the %d bytes of node metadata", memberlist.MetaMaxSize)
+	}
+	return nil
+}
+
+// memberTable is the last known state of every member seen since start,
+// kept from memberlist's events: memberlist forgets dead members after a
+// while, and tells its delegates nothing that distinguishes a leave from a
+// death (the leaving member announces itself with msgLeaving).
+type memberTable struct {
+	self        string
+	forgetAfter time.Duration
+
+	mu sync.Mutex
+	m  map[string]*memberEntry
+}
+
+type memberEntry struct {
+	Member
+	since   time.Time // when State last changed
+	addr    net.IP    // gossip address
+	port    uint16
+	leaving bool // it announced that it leaves: its death is a leave
+}
+
+func newMemberTable(self string, forgetAfter time.Duration) *memberTable {
+	return &memberTable{self: self, forgetAfter: forgetAfter, m: make(map[string]*memberEntry)}
+}
+
+// record stores what an event said about member n. It returns the state
+// the member had before ("" if new) and whether its gRPC address changed.
+// A member that announced it leaves is recorded left rather than dead.
+func (t *memberTable) record(n *memberlist.Node, meta nodeMeta, state string) (prev string, grpcChanged bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[n.Name]
+	if !ok {
+		e = &memberEntry{Member: Member{Name: n.Name, Self: n.Name == t.self}}
+		t.m[n.Name] = e
+	}
+	prev = e.State
+	grpcChanged = ok && meta.GRPC != "" && e.GRPC != meta.GRPC
+	if meta.HTTP != "" || meta.GRPC != "" { // a leave event may carry none
+		e.HTTP, e.GRPC, e.Blobs, e.Bytes = meta.HTTP, meta.GRPC, meta.Blobs, meta.Bytes
+	}
+	e.addr, e.port = slices.Clone(n.Addr), n.Port
+	switch {
+	case state == StateDead && e.leaving:
+		state = StateLeft
+	case state == StateAlive && prev != StateAlive:
+		e.leaving = false // back, or new
+	}
+	if prev != state {
+		e.State, e.since = state, time.Now()
+	}
+	return prev, grpcChanged
+}
+
+// markLeaving notes that member name announced it leaves. It reports
+// whether that changed its state (it was already recorded dead).
+func (t *memberTable) markLeaving(name string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[name]
+	if !ok {
+		return false
+	}
+	e.leaving = true
+	if e.State == StateDead { // its leave message overtook the announcement
+		e.State, e.since = StateLeft, time.Now()
+		return true
+	}
+	return false
+}
+
+// aliveOthers returns the gossip addresses of the other alive members.
+func (t *memberTable) aliveOthers() []*memberlist.Node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []*memberlist.Node
+	for _, e := range t.m {
+		if e.State == StateAlive && !e.Self {
+			out = append(out, &memberlist.Node{Name: e.Name, Addr: e.addr, Port: e.port})
+		}
+	}
+	return out
+}
+
+// get returns member name.
+func (t *memberTable) get(name string) (Member, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[name]
+	if !ok {
+		return Member{}, false
+	}
+	return e.Member, true
+}
+
+// list returns every member, sorted by name, forgetting those dead or gone
+// for longer than forgetAfter.
+func (t *memberTable) list() []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Member, 0, len(t.m))
+	for name, e := range t.m {
+		if e.State != StateAlive && !e.Self && time.Since(e.since) > t.forgetAfter {
+			delete(t.m, name)
+			continue
+		}
+		out = append(out, e.Member)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// gossipDelegate receives memberlist's callbacks: node metadata and user
+// messages (memberlist.Delegate) and membership events
+// (memberlist.EventDelegate). memberlist calls the event methods one at a
+// time, in order; NotifyMsg may run concurrently with them.
+type gossipDelegate struct{ c *Cluster }
+
+func (d gossipDelegate) NodeMeta(limit int) []byte {
+	b := d.c.localMeta().encode()
+	if len(b) > limit { // checked in New; never send what memberlist rejects
+		return nil
+	}
+	return b
+}
+
+// msgLeaving starts the user message a member sends to the others just
+// before it leaves: memberlist v0.7 tells NotifyLeave nothing that
+// distinguishes a leave from a death (hashicorp/memberlist#293).
+const msgLeaving = 'L'
+
+func (d gossipDelegate) NotifyMsg(msg []byte) {
+	if len(msg) > 1 && msg[0] == msgLeaving && d.c.members.markLeaving(string(msg[1:])) {
+		d.c.changed()
+	}
+}
+
+func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (gossipDelegate) LocalState(join bool) []byte                { return nil }
+func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d gossipDelegate) NotifyJoin(n *memberlist.Node)   { d.c.observe(n, StateAlive) }
+func (d gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.c.observe(n, StateAlive) }
+
+func (d gossipDelegate) NotifyLeave(n *memberlist.Node) {
+	if n.State == memberlist.StateLeft { // once memberlist fills it in
+		d.c.observe(n, StateLeft)
+	} else {
+		d.c.observe(n, StateDead) // or left, if it announced it
+	}
+}
+
+// observe records a membership event, drops the pooled connection of a
+// member that is gone or moved, and tells Events.
+func (c *Cluster) observe(n *memberlist.Node, state string) {
+	var meta nodeMeta
+	if len(n.Meta) > 0 {
+		if err := json.Unmarshal(n.Meta, &meta); err != nil {
+			c.log.Debug("member metadata unreadable", "member", n.Name, "err", err)
+		}
+	}
+	prev, grpcChanged := c.members.record(n, meta, state)
+	if state != StateAlive || grpcChanged {
+		c.pool.drop(n.Name)
+	}
+	if now, _ := c.members.get(n.Name); prev != now.State && n.Name != c.cfg.NodeName {
+		c.log.Info("member "+now.State, "member", n.Name, "gossip", n.Address(), "http", meta.HTTP, "grpc", meta.GRPC)
+	}
+	c.changed()
+}
+
+// changed tells Events, one call at a time.
+func (c *Cluster) changed() {
+	if c.started.Load() && c.deps.Events != nil {
+		c.eventsMu.Lock()
+		defer c.eventsMu.Unlock()
+		c.deps.Events.MembershipChanged()
+	}
+}
+
+// announceLeaving tells every other alive member, directly, that this one
+// is about to leave, waiting up to timeout.
+func (c *Cluster) announceLeaving(timeout time.Duration) {
+	c.members.markLeaving(c.cfg.NodeName)
+	msg := append([]byte{msgLeaving}, c.cfg.NodeName...)
+	var wg sync.WaitGroup
+	for _, n := range c.members.aliveOthers() {
+		wg.Go(func() {
+			if err := c.ml.SendReliable(n, msg); err != nil {
+				c.log.Debug("announcing leave", "member", n.Name, "err", err)
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// Members returns every member this one has seen, itself included, sorted
+// by name: alive ones, and those that died or left within
+// Config.ForgetAfter. This member's stats are the latest given to SetStats.
+func (c *Cluster) Members() []Member {
+	ms := c.members.list()
+	for i := range ms {
+		if ms[i].Self {
+			m := c.localMeta()
+			ms[i].Blobs, ms[i].Bytes = m.Blobs, m.Bytes
+		}
+	}
+	return ms
+}
+
+// SetStats sets the blob count and bytes this member announces. It does not
+// block: the announcement goes out in the background, at most once per
+// Config.StatsInterval, so it may be called after every blob written.
+func (c *Cluster) SetStats(blobs, bytes int64) {
+	c.statsMu.Lock()
+	changed := c.blobs != blobs || c.bytes != bytes
+	c.blobs, c.bytes = blobs, bytes
+	c.statsMu.Unlock()
+	if changed {
+		select {
+		case c.statsDirty <- struct{}{}:
+		default: // an announcement is already due
+		}
+	}
+}
+
+// localMeta returns this member's node metadata.
+func (c *Cluster) localMeta() nodeMeta {
+	c.statsMu.Lock()
+	defer c.statsMu.Unlock()
+	return nodeMeta{HTTP: c.httpAddr, GRPC: c.grpcAddr, Blobs: c.blobs, Bytes: c.bytes}
+}
+
+// announceStats re-advertises this member whenever SetStats changed the
+// stats, at most once per StatsInterval, until done is closed.
+func (c *Cluster) announceStats(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-c.statsDirty:
+		}
+		if err := c.ml.UpdateNode(time.Second); err != nil {
+			c.log.Debug("announcing stats", "err", err)
+		}
+		t := time.NewTimer(c.cfg.StatsInterval)
+		select {
+		case <-done:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
