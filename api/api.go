@@ -48,6 +48,10 @@ type Deps struct {
 	// Remote serves what other members hold. Optional: nil for a node on
 	// its own.
 	Remote Remote
+	// Events receives push, pull, delete and mount events. Optional.
+	Events EventSink
+	// Actor names the user making a request, for events. Optional.
+	Actor func(r *http.Request) string
 }
 
 // Remote reaches the rest of a cluster. The registry calls it after its own
@@ -71,6 +75,8 @@ type Registry struct {
 	log     *slog.Logger
 	newID   func() string
 	remote  Remote
+	events  EventSink
+	actor   func(r *http.Request) string
 	uploads *uploadLocks
 	router  *mux.Router
 }
@@ -85,6 +91,8 @@ func New(cfg Config, deps Deps) *Registry {
 		log:     deps.Logger,
 		newID:   deps.NewUploadID,
 		remote:  deps.Remote,
+		events:  deps.Events,
+		actor:   deps.Actor,
 		uploads: newUploadLocks(),
 	}
 	if reg.log == nil {
@@ -92,6 +100,9 @@ func New(cfg Config, deps Deps) *Registry {
 	}
 	if reg.newID == nil {
 		reg.newID = randomID
+	}
+	if reg.actor == nil {
+		reg.actor = func(*http.Request) string { return "" }
 	}
 	reg.router = reg.routes()
 	return reg

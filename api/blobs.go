@@ -50,6 +50,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		content = f.OSFile() // lets net/http use sendfile
 	}
 	http.ServeContent(w, r, "", b.ModTime(), content)
+	reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: b.Size(), Repository: repo})
 	return nil
 }
 
@@ -71,6 +72,7 @@ func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
 	if err := reg.meta.UnlinkBlob(r.Context(), repo, d); err != nil {
 		return err
 	}
+	reg.emit(r, ActionDelete, EventTarget{Digest: d, Repository: repo})
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -73,8 +73,11 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	_, err = w.Write(m.Content)
-	return err
+	if _, err := w.Write(m.Content); err != nil {
+		return err
+	}
+	reg.emit(r, ActionPull, EventTarget{MediaType: mt, Digest: m.Descriptor.Digest, Size: m.Descriptor.Size, Repository: repo, Tag: ref.Tag})
+	return nil
 }
 
 // accepts reports whether the Accept header values allow media type mt.
@@ -137,6 +140,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := reg.meta.PutManifest(r.Context(), repo, sm, ref.Tag); err != nil {
 		return err
 	}
+	reg.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag})
 	h := w.Header()
 	h.Set("Location", "/v2/"+repo+"/manifests/"+d.String())
 	h.Set("Docker-Content-Digest", d.String())
@@ -193,6 +197,7 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
+	reg.emit(r, ActionDelete, EventTarget{Digest: ref.Digest, Repository: repo, Tag: ref.Tag})
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

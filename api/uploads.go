@@ -31,6 +31,7 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil || mounted != "" {
 			if err == nil {
 				blobCreated(w, repo, mounted)
+				reg.emit(r, ActionMount, EventTarget{MediaType: "application/octet-stream", Digest: mounted, Repository: repo, FromRepository: q.Get("from")})
 			}
 			return err
 		}
@@ -92,6 +93,7 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		return err
 	}
 	blobCreated(w, repo, d)
+	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: r.ContentLength, Repository: repo})
 	return nil
 }
 
@@ -138,6 +140,7 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 			return err
 		}
 		blobCreated(w, u.Repo, d)
+		reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: bw.Size(), Repository: u.Repo})
 		return nil
 	})
 }

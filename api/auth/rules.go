@@ -1,0 +1,133 @@
+package auth
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+)
+
+// The actions of the distribution spec's token scopes.
+const (
+	ActionPull   = "pull"
+	ActionPush   = "push"
+	ActionDelete = "delete"
+	// ActionAll stands for all three.
+	ActionAll = "*"
+)
+
+// rule is a compiled Rule.
+type rule struct {
+	patterns [][]string // split on "/"
+	users    []string
+	groups   []string
+	actions  []string
+}
+
+func compileRule(r Rule) (rule, error) {
+	var c rule
+	if len(r.Repositories) == 0 || len(r.Actions) == 0 || len(r.Users)+len(r.Groups) == 0 {
+		return c, fmt.Errorf("needs repositories, actions, and users or groups")
+	}
+	for _, p := range r.Repositories {
+		segs := strings.Split(p, "/")
+		for _, s := range segs {
+			if _, err := path.Match(s, ""); err != nil || s == "" {
+				return c, fmt.Errorf("bad repository pattern %q", p)
+			}
+		}
+		c.patterns = append(c.patterns, segs)
+	}
+	for _, act := range r.Actions {
+		switch act {
+		case ActionPull, ActionPush, ActionDelete, ActionAll:
+		default:
+			return c, fmt.Errorf("unknown action %q (pull, push, delete or *)", act)
+		}
+	}
+	c.users, c.groups, c.actions = r.Users, r.Groups, r.Actions
+	return c, nil
+}
+
+// Allowed reports whether id may take action (pull, push, delete, or "*"
+// for all three) on repository repo. Anonymous identities may pull when
+// AnonymousPull is set and do nothing else; with no rules configured any
+// authenticated identity may do everything. The API filters the catalog
+// with Allowed(id, repo, "pull").
+func (a *Authenticator) Allowed(id Identity, repo, action string) bool {
+	if a == nil {
+		return true
+	}
+	if action == ActionAll {
+		return a.Allowed(id, repo, ActionPull) && a.Allowed(id, repo, ActionPush) && a.Allowed(id, repo, ActionDelete)
+	}
+	if id.Anonymous {
+		return a.cfg.Access.AnonymousPull && action == ActionPull
+	}
+	if id.User == "" {
+		return false
+	}
+	if len(a.rules) == 0 {
+		return true
+	}
+	for _, r := range a.rules {
+		if r.appliesTo(id) && (slices.Contains(r.actions, action) || slices.Contains(r.actions, ActionAll)) && r.matches(repo) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r rule) appliesTo(id Identity) bool {
+	if slices.Contains(r.users, id.User) || slices.Contains(r.users, "*") {
+		return true
+	}
+	for _, g := range id.Groups {
+		if slices.Contains(r.groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r rule) matches(repo string) bool {
+	if repo == "" {
+		return false
+	}
+	segs := strings.Split(repo, "/")
+	for _, p := range r.patterns {
+		if matchSegments(p, segs) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchSegments matches a name's segments against a pattern's: path.Match
+// per segment, and "**" for any number of segments (at least one when it
+// ends the pattern, so "team/**" does not match "team" itself). It runs in
+// O(len(pattern)*len(name)), whatever the number of "**".
+func matchSegments(pattern, name []string) bool {
+	// ok[j]: pattern[i:] matches name[j:], computed from i = len down to 0.
+	ok := make([]bool, len(name)+1)
+	ok[len(name)] = true
+	for i := len(pattern) - 1; i >= 0; i-- {
+		next := ok
+		ok = make([]bool, len(name)+1)
+		if pattern[i] == "**" {
+			last := i == len(pattern)-1
+			// ok[j] = next[j] (zero segments) || ok[j+1] (one more).
+			for j := len(name); j >= 0; j-- {
+				ok[j] = (next[j] && !last) || (j < len(name) && (ok[j+1] || (last && next[j+1])))
+			}
+			continue
+		}
+		for j := len(name) - 1; j >= 0; j-- {
+			if next[j+1] {
+				m, _ := path.Match(pattern[i], name[j])
+				ok[j] = m
+			}
+		}
+	}
+	return ok[0]
+}

@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api/oci"
+)
+
+// Event actions, as registry:2's notifications name them.
+const (
+	ActionPush   = "push"
+	ActionPull   = "pull"
+	ActionDelete = "delete"
+	ActionMount  = "mount"
+)
+
+// Event is something a client did, in the shape of registry:2's
+// notification events (application/vnd.docker.distribution.events.v1+json).
+type Event struct {
+	ID        string       `json:"id"`
+	Timestamp time.Time    `json:"timestamp"`
+	Action    string       `json:"action"`
+	Target    EventTarget  `json:"target"`
+	Request   EventRequest `json:"request"`
+	Actor     EventActor   `json:"actor"`
+}
+
+// EventTarget is the content an event is about.
+type EventTarget struct {
+	MediaType      string        `json:"mediaType,omitempty"`
+	Digest         digest.Digest `json:"digest,omitempty"`
+	Size           int64         `json:"size,omitempty"`
+	Repository     string        `json:"repository"`
+	URL            string        `json:"url,omitempty"`
+	Tag            string        `json:"tag,omitempty"`
+	FromRepository string        `json:"fromRepository,omitempty"`
+}
+
+// EventRequest describes the request that caused an event.
+type EventRequest struct {
+	ID        string `json:"id"`
+	Addr      string `json:"addr"`
+	Host      string `json:"host"`
+	Method    string `json:"method"`
+	UserAgent string `json:"useragent"`
+}
+
+// EventActor is who made the request; empty for anonymous requests.
+type EventActor struct {
+	Name string `json:"name,omitempty"`
+}
+
+// EventSink receives events once the change they report is durable. Emit
+// must not block on delivery: queue and return.
+type EventSink interface {
+	Emit(ctx context.Context, e Event)
+}
+
+// RequestIDHeader carries a request's id, kept across proxy hops between
+// members.
+const RequestIDHeader = "X-Request-Id"
+
+// emit reports an event about r when a sink is configured.
+func (reg *Registry) emit(r *http.Request, action string, t EventTarget) {
+	if reg.events == nil {
+		return
+	}
+	addr := r.RemoteAddr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		addr = host
+	}
+	if t.URL == "" && t.Digest != "" {
+		kind := "blobs"
+		if t.Tag != "" || oci.IsManifestType(t.MediaType) {
+			kind = "manifests"
+		}
+		t.URL = "/v2/" + t.Repository + "/" + kind + "/" + t.Digest.String()
+	}
+	reg.events.Emit(r.Context(), Event{
+		ID:        randomID(),
+		Timestamp: time.Now().UTC(),
+		Action:    action,
+		Target:    t,
+		Request: EventRequest{
+			ID:        r.Header.Get(RequestIDHeader),
+			Addr:      addr,
+			Host:      r.Host,
+			Method:    r.Method,
+			UserAgent: r.UserAgent(),
+		},
+		Actor: EventActor{Name: reg.actor(r)},
+	})
+}
