@@ -148,12 +148,8 @@ type heldBlob struct {
 // a copy; when drop is set, a blob this member does not own is deleted once
 // all its owners confirmed it. Progress is logged every few seconds.
 func (n *Node) rebalance(ctx context.Context, v *view, drop bool) error {
-	walker, ok := n.blobs.BlobStore.(storage.BlobWalker)
-	if !ok {
-		return nil
-	}
 	var held []heldBlob
-	if err := walker.Walk(ctx, func(d digest.Digest, size int64) error {
+	if err := n.local.Walk(ctx, func(d digest.Digest, size int64) error {
 		held = append(held, heldBlob{d, size})
 		return nil
 	}); err != nil {

@@ -23,6 +23,7 @@ type metrics struct {
 	blobsCopied    prometheus.Counter
 	bytesCopied    prometheus.Counter
 	rebalances     prometheus.Counter
+	gcFreed        prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -58,7 +59,11 @@ func newMetrics() *metrics {
 		Name: "atoll_rebalances_total",
 		Help: "Rebalance passes over the blobs held here.",
 	})
-	m.reg.MustRegister(m.requests, m.duration, m.blobRoutes, m.uploadForwards, m.blobsCopied, m.bytesCopied, m.rebalances,
+	m.gcFreed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "atoll_gc_freed_blobs_total",
+		Help: "Blobs deleted by garbage collection on this member.",
+	})
+	m.reg.MustRegister(m.requests, m.duration, m.blobRoutes, m.uploadForwards, m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/peer"
+	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
 	"github.com/atollhq/atoll/storage/metadb"
 )
@@ -39,6 +40,11 @@ type Config struct {
 	Cluster ClusterConfig `yaml:"cluster"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
+	// GCInterval runs garbage collection on a schedule. Default 0: only on
+	// demand (atoll gc, POST /_atoll/v1/gc).
+	GCInterval time.Duration `yaml:"gcInterval"`
+	// GCGrace is the grace period of scheduled collections. Default 1h.
+	GCGrace time.Duration `yaml:"gcGrace"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
@@ -56,6 +62,9 @@ func (c *Config) applyDefaults() error {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = DefaultGCGrace
+	}
 	if c.Cluster.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -66,13 +75,22 @@ func (c *Config) applyDefaults() error {
 	return c.Cluster.applyDefaults(c.Addr)
 }
 
+// localStore is what a member needs of its own blob store.
+type localStore interface {
+	storage.BlobStore
+	storage.BlobWalker
+	storage.UsageReporter
+	// Check reports whether the store accepts writes.
+	Check(ctx context.Context) error
+}
+
 // Node is a member.
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	name    string
 	meta    *metadb.Store
-	local   *filesystem.Store
+	local   localStore
 	blobs   clusterBlobs
 	reg     *api.Registry
 	metrics *metrics
@@ -106,7 +124,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		changed:       make(chan struct{}, 1),
 		rebalanceKick: make(chan struct{}, 1),
 		settle:        2 * time.Second,
-		token:         httpToken(cfg.Cluster.Secret),
+		token:         HTTPToken(cfg.Cluster.Secret),
 		client:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
 	}
 	if cfg.Cluster.Fast {
@@ -143,6 +161,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.HandleFunc("GET /_atoll/v1/cluster", n.serveStatus)
 	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
+	mux.HandleFunc("POST /_atoll/v1/gc", n.serveGC)
 	mux.Handle("/v2/", n.metrics.instrument(n.reg))
 	n.handler = mux
 	return n, nil
@@ -219,6 +238,9 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(n.janitor)
+	if n.cfg.GCInterval > 0 {
+		run(n.gcLoop)
+	}
 	if n.cluster == nil {
 		return
 	}

@@ -31,8 +31,9 @@ var _ api.Remote = (*Node)(nil)
 // tokenHeader carries the cluster token on member-to-member HTTP requests.
 const tokenHeader = "Atoll-Cluster-Token"
 
-// httpToken derives the member-to-member HTTP token from the secret.
-func httpToken(secret string) string {
+// HTTPToken derives the member-to-member HTTP token from the secret; the
+// atoll CLI sends it for cluster-wide operations.
+func HTTPToken(secret string) string {
 	if secret == "" {
 		return ""
 	}

@@ -95,3 +95,13 @@ type Uploads interface {
 	// repository, in one durable step.
 	CompleteUpload(ctx context.Context, id string, d digest.Digest) error
 }
+
+// Inventory is an optional Metadata capability for garbage collection:
+// walking everything the metadata references.
+type Inventory interface {
+	// EachManifest calls fn for every manifest linked in any repository,
+	// until fn returns false. fn must not call the store.
+	EachManifest(fn func(repo string, m *Manifest) bool)
+	// BlobRepos returns the repositories linking blob d.
+	BlobRepos(d digest.Digest) []string
+}

@@ -43,6 +43,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return healthcheck(ctx, args)
 	case "status":
 		return status(ctx, args, stdout, stderr)
+	case "gc":
+		return gc(ctx, args, stdout, stderr)
+	case "garbage-collect":
+		return garbageCollect(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		_, err := fmt.Fprintln(stdout, "atoll", version)
 		return err
@@ -59,6 +63,8 @@ commands:
   serve         run a registry member (default: :5000, data in ./data)
   healthcheck   check a running member's /healthz (default http://127.0.0.1:5000)
   status        print a member's view of the cluster (--addr URL)
+  gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D])
+  garbage-collect  collect garbage offline, registry:2 style ([--dry-run] config.yml)
   version       print the version
 `
 
@@ -70,6 +76,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	data := fs.String("data", "", "data directory (REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY; default ./data)")
 	debugAddr := fs.String("debug-addr", "", "address for /metrics and pprof (http.debug.addr)")
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
+	gcInterval := fs.Duration("gc-interval", 0, "collect garbage on this schedule (default: only on demand)")
 	var cf clusterFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -78,22 +85,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() == 1 && *configPath == "" {
 		*configPath = fs.Arg(0) // registry:2 style: serve config.yml
 	}
-	var warnings []string
-	warn := func(k string) { warnings = append(warnings, k) }
-	var fc fileConfig
-	path := *configPath
-	if path == "" {
-		path = os.Getenv("REGISTRY_CONFIGURATION_PATH")
-	}
-	if path != "" {
-		if err := loadFile(path, &fc, warn); err != nil {
-			return err
-		}
-	}
-	if err := applyEnv(&fc, os.Environ(), warn); err != nil {
-		return err
-	}
-	if err := applyAtollEnv(&fc.Cluster, os.Environ()); err != nil {
+	fc, warnings, err := loadConfig(*configPath)
+	if err != nil {
 		return err
 	}
 	if err := cf.apply(&fc.Cluster); err != nil {
@@ -108,7 +101,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, k := range warnings {
 		log.Warn("ignoring unknown configuration key", "key", k)
 	}
-	n, err := node.New(fc.nodeConfig(), log)
+	cfg := fc.nodeConfig()
+	if *gcInterval > 0 {
+		cfg.GCInterval = *gcInterval
+	}
+	n, err := node.New(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -116,6 +113,30 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return n.Run(ctx)
+}
+
+// loadConfig reads the registry:2 config file at path (or
+// REGISTRY_CONFIGURATION_PATH), then REGISTRY_* and ATOLL_* variables. It
+// returns the keys it did not know.
+func loadConfig(path string) (*fileConfig, []string, error) {
+	var warnings []string
+	warn := func(k string) { warnings = append(warnings, k) }
+	fc := new(fileConfig)
+	if path == "" {
+		path = os.Getenv("REGISTRY_CONFIGURATION_PATH")
+	}
+	if path != "" {
+		if err := loadFile(path, fc, warn); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := applyEnv(fc, os.Environ(), warn); err != nil {
+		return nil, nil, err
+	}
+	if err := applyAtollEnv(&fc.Cluster, os.Environ()); err != nil {
+		return nil, nil, err
+	}
+	return fc, warnings, nil
 }
 
 func setIf(dst *string, v string) {

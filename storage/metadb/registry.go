@@ -163,3 +163,29 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 		return []storage.Op{{Key: string(blobLinkKey(repo, d)), Deleted: true}}, nil
 	}, nil)
 }
+
+// EachManifest implements storage.Inventory.
+func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, name := range s.st.names {
+		for d := range s.st.repos[name].manifests {
+			if m := s.st.manifests[d]; m != nil && !fn(name, m) {
+				return
+			}
+		}
+	}
+}
+
+// BlobRepos implements storage.Inventory.
+func (s *Store) BlobRepos(d digest.Digest) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for _, name := range s.st.names {
+		if _, ok := s.st.repos[name].blobs[d]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}

@@ -52,6 +52,7 @@ type Store struct {
 var (
 	_ storage.Metadata   = (*Store)(nil)
 	_ storage.Replicated = (*Store)(nil)
+	_ storage.Inventory  = (*Store)(nil)
 )
 
 // Open opens or creates the database at path and loads it into memory.

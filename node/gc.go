@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/storage"
+)
+
+// Garbage collection runs online on every member. A member first catches
+// up with the metadata of every live peer, so it marks from the same
+// manifests they do; then it marks every blob a linked manifest references
+// and sweeps the blobs it holds that are unmarked and older than the grace
+// period. A push racing the sweep keeps its blobs: they are younger than
+// the grace period until well after the manifest that references them.
+
+// DefaultGCGrace is the grace period of online collections.
+const DefaultGCGrace = time.Hour
+
+// GCOptions tune one collection.
+type GCOptions struct {
+	// DryRun reports what would be freed without freeing it.
+	DryRun bool `json:"dryRun"`
+	// Grace spares blobs younger than this; zero spares none (offline
+	// collection). Online collections default to DefaultGCGrace.
+	Grace time.Duration `json:"grace"`
+}
+
+// GCReport is what one member's collection found.
+type GCReport struct {
+	Member   string        `json:"member"`
+	DryRun   bool          `json:"dryRun"`
+	Marked   int           `json:"marked"`   // blobs referenced by manifests
+	Held     int           `json:"held"`     // blobs held on this member
+	Freed    int           `json:"freed"`    // blobs deleted (or that would be)
+	Bytes    int64         `json:"bytes"`    // their size
+	Young    int           `json:"young"`    // unreferenced but within the grace period
+	Duration time.Duration `json:"duration"` // how long it took
+	Error    string        `json:"error,omitempty"`
+}
+
+// CollectGarbage runs one collection over the blobs this member holds.
+func (n *Node) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, error) {
+	start := time.Now()
+	rep := GCReport{Member: n.name, DryRun: opts.DryRun}
+	if err := n.catchUp(ctx); err != nil {
+		return rep, fmt.Errorf("gc: metadata not caught up with the cluster: %w", err)
+	}
+	marked := n.mark()
+	rep.Marked = len(marked)
+	var candidates []heldBlob
+	err := n.local.Walk(ctx, func(d digest.Digest, size int64) error {
+		rep.Held++
+		if !marked[d] {
+			candidates = append(candidates, heldBlob{d, size})
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("gc: %w", err)
+	}
+	cutoff := time.Now().Add(-opts.Grace)
+	last := time.Now()
+	for i, c := range candidates {
+		young, err := n.youngerThan(ctx, c.d, cutoff)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		if young {
+			rep.Young++
+			continue
+		}
+		if !opts.DryRun {
+			if err := n.sweep(ctx, c.d); err != nil {
+				return rep, fmt.Errorf("gc: %w", err)
+			}
+		}
+		rep.Freed++
+		rep.Bytes += c.size
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			n.log.Info("collecting garbage", "checked", i+1, "of", len(candidates), "freed", rep.Freed)
+		}
+	}
+	rep.Duration = time.Since(start)
+	n.metrics.gcFreed.Add(float64(rep.Freed))
+	n.log.Info("garbage collected", "dryRun", opts.DryRun, "held", rep.Held, "marked", rep.Marked,
+		"freed", rep.Freed, "bytes", rep.Bytes, "young", rep.Young, "took", rep.Duration.Round(time.Millisecond))
+	return rep, nil
+}
+
+// catchUp pulls what every live peer has and this member lacks, then
+// checks nothing is missing.
+func (n *Node) catchUp(ctx context.Context) error {
+	if n.cluster == nil {
+		return nil
+	}
+	for _, p := range n.views.load().peers() {
+		if err := n.pullFrom(ctx, p); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		theirs, err := n.cluster.Vector(ctx, p)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		mine := n.meta.Vector()
+		for origin, seq := range theirs {
+			if mine[origin] < seq {
+				return fmt.Errorf("%s has %s/%d, this member %d", p, origin, seq, mine[origin])
+			}
+		}
+	}
+	return nil
+}
+
+// mark returns every blob a linked manifest references.
+func (n *Node) mark() map[digest.Digest]bool {
+	marked := map[digest.Digest]bool{}
+	n.meta.EachManifest(func(_ string, m *storage.Manifest) bool {
+		parsed, err := oci.Parse(m.Descriptor.MediaType, m.Content)
+		if err != nil {
+			return true // stored manifests were valid when pushed
+		}
+		for _, b := range parsed.Blobs() {
+			marked[b.Digest] = true
+		}
+		return true
+	})
+	return marked
+}
+
+func (n *Node) youngerThan(ctx context.Context, d digest.Digest, cutoff time.Time) (bool, error) {
+	b, err := n.local.Open(ctx, d)
+	if err != nil {
+		return false, err
+	}
+	defer b.Close()
+	return b.ModTime().After(cutoff), nil
+}
+
+// sweep unlinks blob d from every repository and deletes this copy.
+func (n *Node) sweep(ctx context.Context, d digest.Digest) error {
+	for _, repo := range n.meta.BlobRepos(d) {
+		if err := n.meta.UnlinkBlob(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
+			return err
+		}
+	}
+	if err := n.local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
+		return err
+	}
+	return nil
+}
+
+// serveGC answers POST /_atoll/v1/gc?dry-run=&grace=&scope=: a collection
+// on every live member (scope=local: this one only), streamed as one JSON
+// report per line as each member finishes.
+func (n *Node) serveGC(w http.ResponseWriter, r *http.Request) {
+	if !n.trusted(r) {
+		http.Error(w, "cluster token required", http.StatusUnauthorized)
+		return
+	}
+	q := r.URL.Query()
+	opts := GCOptions{DryRun: q.Get("dry-run") == "true" || q.Get("dry-run") == "1", Grace: DefaultGCGrace}
+	if g := q.Get("grace"); g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d < 0 {
+			http.Error(w, "bad grace duration", http.StatusBadRequest)
+			return
+		}
+		opts.Grace = d
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	reports := make(chan GCReport)
+	members := []string{n.name}
+	if n.cluster != nil && q.Get("scope") != "local" {
+		members = append(members, n.views.load().peers()...)
+	}
+	for _, m := range members {
+		go func() { reports <- n.collectOn(r.Context(), m, r.URL.RawQuery, opts) }()
+	}
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	for range members {
+		_ = enc.Encode(<-reports)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+// collectOn runs a collection on member m, here or over HTTP.
+func (n *Node) collectOn(ctx context.Context, m, query string, opts GCOptions) GCReport {
+	if m == n.name {
+		rep, err := n.CollectGarbage(ctx, opts)
+		if err != nil {
+			rep.Error = err.Error()
+		}
+		return rep
+	}
+	rep := GCReport{Member: m, DryRun: opts.DryRun}
+	q, _ := url.ParseQuery(query)
+	q.Set("scope", "local")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.views.load().members[m].HTTP+"/_atoll/v1/gc?"+q.Encode(), nil)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	req.Header.Set(tokenHeader, n.token)
+	resp, err := n.client.Do(req)
+	if err != nil {
+		rep.Error = err.Error()
+		return rep
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		rep.Error = fmt.Sprintf("%s: %v", resp.Status, err)
+	}
+	return rep
+}
+
+// gcLoop collects garbage every GCInterval.
+func (n *Node) gcLoop(ctx context.Context) {
+	t := time.NewTicker(n.cfg.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := n.CollectGarbage(ctx, GCOptions{Grace: n.cfg.GCGrace}); err != nil && ctx.Err() == nil {
+			n.log.Warn("scheduled garbage collection", "err", err)
+		}
+	}
+}
