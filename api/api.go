@@ -52,6 +52,9 @@ type Deps struct {
 	Events EventSink
 	// Actor names the user making a request, for events. Optional.
 	Actor func(r *http.Request) string
+	// Visible reports whether the requester may see repository repo in
+	// the catalog and search. Optional: all are visible.
+	Visible func(r *http.Request, repo string) bool
 }
 
 // Remote reaches the rest of a cluster. The registry calls it after its own
@@ -77,6 +80,7 @@ type Registry struct {
 	remote  Remote
 	events  EventSink
 	actor   func(r *http.Request) string
+	visible func(r *http.Request, repo string) bool
 	uploads *uploadLocks
 	router  *mux.Router
 }
@@ -93,6 +97,7 @@ func New(cfg Config, deps Deps) *Registry {
 		remote:  deps.Remote,
 		events:  deps.Events,
 		actor:   deps.Actor,
+		visible: deps.Visible,
 		uploads: newUploadLocks(),
 	}
 	if reg.log == nil {
@@ -103,6 +108,9 @@ func New(cfg Config, deps Deps) *Registry {
 	}
 	if reg.actor == nil {
 		reg.actor = func(*http.Request) string { return "" }
+	}
+	if reg.visible == nil {
+		reg.visible = func(*http.Request, string) bool { return true }
 	}
 	reg.router = reg.routes()
 	return reg
@@ -140,6 +148,7 @@ func (reg *Registry) routes() *mux.Router {
 	const name = "/v2/{name:.+}"
 	m.Handle("/v2/", reg.handle(reg.base)).Methods("GET", "HEAD")
 	m.Handle("/v2/_catalog", reg.handle(reg.catalog)).Methods("GET")
+	m.Handle("/v1/search", reg.handle(reg.search)).Methods("GET")
 	m.Handle(name+"/tags/list", reg.handle(reg.tags)).Methods("GET")
 	m.Handle(name+"/referrers/{digest}", reg.handle(reg.referrers)).Methods("GET")
 	m.Handle(name+"/manifests/{reference}", reg.handle(reg.getManifest)).Methods("GET", "HEAD")

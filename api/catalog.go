@@ -18,7 +18,17 @@ func (reg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	repos := page(w, r.URL.Path, reg.meta.Repositories(last, n+1), n)
+	all := reg.meta.Repositories(last, 0)
+	visible := make([]string, 0, len(all))
+	for _, name := range all {
+		if n >= 0 && len(visible) > n {
+			break
+		}
+		if reg.visible(r, name) {
+			visible = append(visible, name)
+		}
+	}
+	repos := page(w, r.URL.Path, visible, n)
 	return writeJSON(w, "application/json", map[string][]string{"repositories": repos})
 }
 

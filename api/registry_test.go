@@ -160,3 +160,22 @@ func mustGet(t *testing.T, url string) []byte {
 	}
 	return body
 }
+
+func TestSearch(t *testing.T) {
+	srv := newServer(t, api.Config{})
+	for _, repo := range []string{"team/web", "team/db", "other/webapp"} {
+		pushImage(t, srv.URL, repo, "v1")
+	}
+	resp, body := do(t, "GET", srv.URL+"/v1/search?q=web&n=25", nil)
+	var got struct {
+		NumResults int `json:"num_results"`
+		Query      string
+		Results    []struct{ Name string }
+	}
+	if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("search: %s %s", resp.Status, body)
+	}
+	if got.NumResults != 2 || got.Query != "web" || got.Results[0].Name != "other/webapp" || got.Results[1].Name != "team/web" {
+		t.Errorf("search = %s", body)
+	}
+}
