@@ -52,6 +52,8 @@ type Deps struct {
 	Events EventSink
 	// Actor names the user making a request, for events. Optional.
 	Actor func(r *http.Request) string
+	// Upstream makes some repositories pull-through caches. Optional.
+	Upstream Upstream
 	// Visible reports whether the requester may see repository repo in
 	// the catalog and search. Optional: all are visible.
 	Visible func(r *http.Request, repo string) bool
@@ -72,33 +74,35 @@ type Remote interface {
 
 // Registry serves the API. Its methods may be called concurrently.
 type Registry struct {
-	cfg     Config
-	blobs   storage.BlobStore
-	meta    storage.Metadata
-	log     *slog.Logger
-	newID   func() string
-	remote  Remote
-	events  EventSink
-	actor   func(r *http.Request) string
-	visible func(r *http.Request, repo string) bool
-	uploads *uploadLocks
-	router  *mux.Router
+	cfg      Config
+	blobs    storage.BlobStore
+	meta     storage.Metadata
+	log      *slog.Logger
+	newID    func() string
+	remote   Remote
+	events   EventSink
+	actor    func(r *http.Request) string
+	visible  func(r *http.Request, repo string) bool
+	upstream Upstream
+	uploads  *uploadLocks
+	router   *mux.Router
 }
 
 // New returns a registry over deps.
 func New(cfg Config, deps Deps) *Registry {
 	cfg.applyDefaults()
 	reg := &Registry{
-		cfg:     cfg,
-		blobs:   deps.Blobs,
-		meta:    deps.Meta,
-		log:     deps.Logger,
-		newID:   deps.NewUploadID,
-		remote:  deps.Remote,
-		events:  deps.Events,
-		actor:   deps.Actor,
-		visible: deps.Visible,
-		uploads: newUploadLocks(),
+		cfg:      cfg,
+		blobs:    deps.Blobs,
+		meta:     deps.Meta,
+		log:      deps.Logger,
+		newID:    deps.NewUploadID,
+		remote:   deps.Remote,
+		events:   deps.Events,
+		actor:    deps.Actor,
+		visible:  deps.Visible,
+		upstream: deps.Upstream,
+		uploads:  newUploadLocks(),
 	}
 	if reg.log == nil {
 		reg.log = slog.New(slog.DiscardHandler)

@@ -23,8 +23,14 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	proxied := reg.upstream != nil && reg.upstream.Proxied(repo)
 	if !reg.meta.BlobLinked(repo, d) {
-		return fmt.Errorf("%s in %s: %w", d, repo, storage.ErrBlobUnknown)
+		if !proxied {
+			return fmt.Errorf("%s in %s: %w", d, repo, storage.ErrBlobUnknown)
+		}
+		if err := reg.upstream.Blob(r.Context(), repo, d); err != nil {
+			return err
+		}
 	}
 	b, err := reg.blobs.Open(r.Context(), d)
 	if errors.Is(err, storage.ErrBlobUnknown) && reg.remote != nil {
@@ -68,6 +74,9 @@ func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
 	}
 	if reg.cfg.DisableDelete {
 		return errDeleteDisabled
+	}
+	if err := reg.checkWritable(repo); err != nil {
+		return err
 	}
 	if err := reg.meta.UnlinkBlob(r.Context(), repo, d); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -28,7 +29,10 @@ func reference(r *http.Request) (oci.Reference, error) {
 }
 
 // resolve finds the manifest a reference names in repo.
-func (reg *Registry) resolve(repo string, ref oci.Reference) (*storage.Manifest, error) {
+func (reg *Registry) resolve(ctx context.Context, repo string, ref oci.Reference) (*storage.Manifest, error) {
+	if reg.upstream != nil && reg.upstream.Proxied(repo) {
+		return reg.upstream.Manifest(ctx, repo, ref)
+	}
 	d := ref.Digest
 	if d == "" {
 		var err error
@@ -55,7 +59,7 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m, err := reg.resolve(repo, ref)
+	m, err := reg.resolve(r.Context(), repo, ref)
 	if err != nil {
 		return err
 	}
@@ -107,6 +111,9 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	}
 	ref, err := reference(r)
 	if err != nil {
+		return err
+	}
+	if err := reg.checkWritable(repo); err != nil {
 		return err
 	}
 	limit := reg.cfg.MaxManifestSize
@@ -188,6 +195,9 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 	}
 	if reg.cfg.DisableDelete {
 		return errDeleteDisabled
+	}
+	if err := reg.checkWritable(repo); err != nil {
+		return err
 	}
 	if ref.Digest != "" {
 		err = reg.meta.DeleteManifest(r.Context(), repo, ref.Digest)

@@ -25,6 +25,9 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := reg.checkWritable(repo); err != nil {
+		return err
+	}
 	q := r.URL.Query()
 	if q.Has("mount") {
 		mounted, err := reg.mount(r.Context(), repo, q.Get("mount"), q.Get("from"), q.Has("from"))
