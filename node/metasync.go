@@ -79,6 +79,20 @@ func (fs *followers) kickAll() []*follower {
 	return out
 }
 
+// lag returns how many of the batches up to seq the slowest follower has
+// not acknowledged.
+func (fs *followers) lag(seq uint64) uint64 {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	var worst uint64
+	for _, f := range fs.by {
+		if a := f.acked.Load(); a < seq {
+			worst = max(worst, seq-a)
+		}
+	}
+	return worst
+}
+
 func (fs *followers) advanced() {
 	fs.progress.Lock()
 	close(fs.changed)

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -11,13 +13,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/atollhq/atoll/api"
 )
 
-// metrics are the member's Prometheus metrics, on a registry of its own.
+// metrics are the member's Prometheus metrics, on a registry of its own;
+// every name starts with atoll_.
 type metrics struct {
 	reg            *prometheus.Registry
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
+	bytesIn        *prometheus.CounterVec
+	bytesOut       *prometheus.CounterVec
 	blobRoutes     *prometheus.CounterVec
 	uploadForwards prometheus.Counter
 	blobsCopied    prometheus.Counter
@@ -26,57 +33,86 @@ type metrics struct {
 	gcFreed        prometheus.Counter
 }
 
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
 func newMetrics() *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "atoll_http_requests_total",
-			Help: "Registry API requests by route, method and status.",
-		}, []string{"route", "method", "status"}),
+		reg:      prometheus.NewRegistry(),
+		requests: counterVec("atoll_http_requests_total", "Registry API requests by route, method and status.", "route", "method", "status"),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "atoll_http_request_duration_seconds",
 			Help:    "Registry API request latency by route and method.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10),
 		}, []string{"route", "method"}),
+		bytesIn:        counterVec("atoll_http_request_bytes_total", "Bytes received in request bodies, by route.", "route"),
+		bytesOut:       counterVec("atoll_http_response_bytes_total", "Bytes sent in response bodies, by route.", "route"),
+		blobRoutes:     counterVec("atoll_blob_routed_total", "Blob reads served from another member, by proxy or redirect.", "mode"),
+		uploadForwards: counter("atoll_upload_forwards_total", "Upload requests forwarded to the member holding the session."),
+		blobsCopied:    counter("atoll_blob_copies_total", "Blobs copied to other members (placement and rebalancing)."),
+		bytesCopied:    counter("atoll_blob_copied_bytes_total", "Bytes of blobs copied to other members."),
+		rebalances:     counter("atoll_rebalances_total", "Rebalance passes over the blobs held here."),
+		gcFreed:        counter("atoll_gc_freed_blobs_total", "Blobs deleted by garbage collection on this member."),
 	}
-	m.blobRoutes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "atoll_blob_routed_total",
-		Help: "Blob reads served from another member, by proxy or redirect.",
-	}, []string{"mode"})
-	m.uploadForwards = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atoll_upload_forwards_total",
-		Help: "Upload requests forwarded to the member holding the session.",
-	})
-	m.blobsCopied = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atoll_blob_copies_total",
-		Help: "Blobs copied to other members (placement and rebalancing).",
-	})
-	m.bytesCopied = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atoll_blob_copied_bytes_total",
-		Help: "Bytes of blobs copied to other members.",
-	})
-	m.rebalances = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atoll_rebalances_total",
-		Help: "Rebalance passes over the blobs held here.",
-	})
-	m.gcFreed = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "atoll_gc_freed_blobs_total",
-		Help: "Blobs deleted by garbage collection on this member.",
-	})
-	m.reg.MustRegister(m.requests, m.duration, m.blobRoutes, m.uploadForwards, m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed,
+	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.blobRoutes, m.uploadForwards,
+		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
-// instrument counts and times every request to h.
-func (m *metrics) instrument(h http.Handler) http.Handler {
+// watch exports gauges read from the member at scrape time.
+func (m *metrics) watch(n *Node) {
+	gauge := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+	}
+	gauge("atoll_blobs_stored", "Blobs held on this member.", func() float64 { b, _ := n.local.Usage(); return float64(b) })
+	gauge("atoll_blob_bytes_stored", "Bytes of the blobs held on this member.", func() float64 { _, b := n.local.Usage(); return float64(b) })
+	gauge("atoll_uploads_in_flight", "Open upload sessions on this member.", func() float64 {
+		u, _ := n.meta.ListUploads()
+		return float64(len(u))
+	})
+	gauge("atoll_repositories", "Repositories in the catalog.", func() float64 { return float64(len(n.meta.Repositories("", 0))) })
+	if n.cluster != nil {
+		gauge("atoll_cluster_members_alive", "Live members in this member's view.", func() float64 {
+			return float64(len(n.views.load().peers()) + 1)
+		})
+		gauge("atoll_metadata_replication_lag", "Batches of this member's log the slowest live peer has not acknowledged.", func() float64 {
+			return float64(n.followers.lag(n.meta.Vector()[n.name]))
+		})
+	}
+}
+
+// instrument counts, times and (at debug level) logs every request to h,
+// giving it a request id unless a proxying member already did.
+func (n *Node) instrument(h http.Handler) http.Handler {
+	m := n.metrics
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id := r.Header.Get(api.RequestIDHeader)
+		if id == "" {
+			b := make([]byte, 8)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+			r.Header.Set(api.RequestIDHeader, id)
+		}
+		w.Header().Set(api.RequestIDHeader, id)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		body := &countingReader{r: r.Body}
+		r.Body = body
 		h.ServeHTTP(sw, r)
 		route := routeOf(r.URL.Path)
+		elapsed := time.Since(start)
 		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
-		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
+		m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+		m.bytesIn.WithLabelValues(route).Add(float64(body.n))
+		m.bytesOut.WithLabelValues(route).Add(float64(sw.n))
+		n.log.Debug("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"in", body.n, "out", sw.n, "took", elapsed, "remote", r.RemoteAddr)
 	})
 }
 
@@ -113,11 +149,12 @@ func (m *metrics) debugHandler() http.Handler {
 	return mux
 }
 
-// statusWriter records the status code. It forwards ReadFrom so sendfile
-// still applies to blob downloads.
+// statusWriter records the status code and counts body bytes. It forwards
+// ReadFrom so sendfile still applies to blob downloads.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	n      int64
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -125,8 +162,36 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+func (w *statusWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
 func (w *statusWriter) ReadFrom(r io.Reader) (int64, error) {
-	return io.Copy(w.ResponseWriter, r)
+	n, err := io.Copy(w.ResponseWriter, r)
+	w.n += n
+	return n, err
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// countingReader counts the bytes read from a request body.
+type countingReader struct {
+	r io.ReadCloser
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingReader) Close() error { return c.r.Close() }

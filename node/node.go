@@ -162,7 +162,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET /_atoll/v1/cluster", n.serveStatus)
 	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
 	mux.HandleFunc("POST /_atoll/v1/gc", n.serveGC)
-	mux.Handle("/v2/", n.metrics.instrument(n.reg))
+	mux.Handle("/v2/", n.instrument(n.reg))
+	mux.Handle("/v1/search", n.instrument(n.reg))
+	n.metrics.watch(n)
 	n.handler = mux
 	return n, nil
 }

@@ -83,7 +83,7 @@ func (n *Node) proxyBlob(w http.ResponseWriter, r *http.Request, addr string, d 
 	if err != nil {
 		return false, err
 	}
-	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since"} {
+	for _, h := range []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", api.RequestIDHeader} {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

@@ -1,0 +1,134 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// EventsMediaType is the Content-Type of a webhook request, as registry:2
+// sends it.
+const EventsMediaType = "application/vnd.docker.distribution.events.v1+json"
+
+// maxBatch is the most events sent in one request.
+const maxBatch = 32
+
+// send delivers ep's queue in order until ctx is done. After a failure it
+// waits Backoff, doubling with each consecutive failure up to maxBackoff,
+// and retries the same events; it never skips one.
+func (n *Notifier) send(ctx context.Context, ep *endpoint) {
+	log := n.log.With("endpoint", ep.cfg.Name)
+	ceiling := max(ep.cfg.Backoff, maxBackoff)
+	wait, failures := ep.cfg.Backoff, 0
+	for ctx.Err() == nil {
+		err := n.deliver(ctx, ep)
+		if errors.Is(err, errEmpty) {
+			select {
+			case <-ep.wake:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if err == nil {
+			if failures >= ep.cfg.Threshold {
+				log.Info("notification endpoint recovered", "failures", failures)
+			}
+			wait, failures = ep.cfg.Backoff, 0
+			continue
+		}
+		if ctx.Err() != nil {
+			return // stopped mid-request; the events stay queued
+		}
+		failures++
+		ep.failed.Add(1)
+		ep.setError(err)
+		if failures == ep.cfg.Threshold {
+			log.Warn("notification endpoint failing; retrying", "failures", failures,
+				"pending", ep.pending.Load(), "error", err)
+		} else {
+			log.Debug("notification delivery failed", "failures", failures, "retry", wait, "error", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+		wait = min(2*wait, ceiling)
+	}
+}
+
+// errEmpty is deliver's answer when the queue holds nothing.
+var errEmpty = errors.New("queue empty")
+
+// deliver sends the oldest queued events of ep in one request and, once
+// the endpoint accepted them, removes them from the queue.
+func (n *Notifier) deliver(ctx context.Context, ep *endpoint) error {
+	keys, events, err := n.q.peek(ep.cfg.Name, maxBatch)
+	if err != nil {
+		return fmt.Errorf("read queue: %w", err)
+	}
+	if len(events) == 0 {
+		return errEmpty
+	}
+	if err := ep.post(ctx, envelope(events)); err != nil {
+		return err
+	}
+	ep.delivered.Add(uint64(len(events)))
+	if err := n.q.remove(ep.cfg.Name, keys); err != nil {
+		// Delivered but still queued: they will be sent again.
+		return fmt.Errorf("dequeue delivered events: %w", err)
+	}
+	ep.pending.Add(-int64(len(events)))
+	return nil
+}
+
+// envelope wraps queued events, each already JSON, in registry:2's
+// envelope: {"events":[...]}.
+func envelope(events [][]byte) []byte {
+	size := len(`{"events":[]}`) + len(events)
+	for _, e := range events {
+		size += len(e)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"events":[`...)
+	for i, e := range events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, "]}"...)
+}
+
+// post sends body to the endpoint within its timeout. Like registry:2, it
+// takes any status from 200 to 399 as accepted.
+func (ep *endpoint) post(ctx context.Context, body []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, ep.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	for k, vs := range ep.cfg.Headers {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.Header.Set("Content-Type", EventsMediaType)
+	resp, err := ep.client.Do(req)
+	if err != nil {
+		return err // *url.Error: names the method and URL, without password
+	}
+	defer resp.Body.Close()
+	// Drain a little so the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+		return fmt.Errorf("POST %s: status %s", req.URL.Redacted(), resp.Status)
+	}
+	return nil
+}
