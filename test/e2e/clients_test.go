@@ -62,7 +62,7 @@ func ggcrPush(t *testing.T, ref string, img v1.Image) {
 	}
 }
 
-func run(t *testing.T, bin string, args ...string) string {
+func runCmd(t *testing.T, bin string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
@@ -81,13 +81,13 @@ func TestSkopeo(t *testing.T) {
 		t.Fatal(err)
 	}
 	ggcrPush(t, n.Addr()+"/skopeo/src:v1", img)
-	run(t, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+	runCmd(t, skopeo, "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
 		"docker://"+n.Addr()+"/skopeo/src:v1", "docker://"+n.Addr()+"/skopeo/dst:copied")
 	var inspected struct {
 		Digest string
 		Layers []string
 	}
-	out := run(t, skopeo, "inspect", "--tls-verify=false", "docker://"+n.Addr()+"/skopeo/dst:copied")
+	out := runCmd(t, skopeo, "inspect", "--tls-verify=false", "docker://"+n.Addr()+"/skopeo/dst:copied")
 	if err := json.Unmarshal([]byte(out), &inspected); err != nil {
 		t.Fatalf("skopeo inspect: %v\n%s", err, out)
 	}
@@ -105,7 +105,7 @@ func TestSkopeo(t *testing.T) {
 			}
 		}
 	}
-	tags := run(t, skopeo, "list-tags", "--tls-verify=false", "docker://"+n.Addr()+"/skopeo/dst")
+	tags := runCmd(t, skopeo, "list-tags", "--tls-verify=false", "docker://"+n.Addr()+"/skopeo/dst")
 	if !strings.Contains(tags, `"copied"`) {
 		t.Errorf("skopeo list-tags: %s", tags)
 	}
@@ -120,19 +120,19 @@ func TestCrane(t *testing.T) {
 		t.Fatal(err)
 	}
 	ggcrPush(t, n.Addr()+"/crane/a:v1", img)
-	run(t, crane, "copy", "--insecure", n.Addr()+"/crane/a:v1", n.Addr()+"/crane/b:v2")
-	if got := strings.TrimSpace(run(t, crane, "ls", "--insecure", n.Addr()+"/crane/b")); got != "v2" {
+	runCmd(t, crane, "copy", "--insecure", n.Addr()+"/crane/a:v1", n.Addr()+"/crane/b:v2")
+	if got := strings.TrimSpace(runCmd(t, crane, "ls", "--insecure", n.Addr()+"/crane/b")); got != "v2" {
 		t.Errorf("crane ls = %q", got)
 	}
-	d := strings.TrimSpace(run(t, crane, "digest", "--insecure", n.Addr()+"/crane/b:v2"))
+	d := strings.TrimSpace(runCmd(t, crane, "digest", "--insecure", n.Addr()+"/crane/b:v2"))
 	if want, _ := img.Digest(); d != want.String() {
 		t.Errorf("crane digest = %s, want %s", d, want)
 	}
-	run(t, crane, "delete", "--insecure", n.Addr()+"/crane/b@"+d)
+	runCmd(t, crane, "delete", "--insecure", n.Addr()+"/crane/b@"+d)
 	if out, err := exec.Command(crane, "manifest", "--insecure", n.Addr()+"/crane/b:v2").CombinedOutput(); err == nil {
 		t.Errorf("manifest still there after delete: %s", out)
 	}
-	catalog := run(t, crane, "catalog", "--insecure", n.Addr())
+	catalog := runCmd(t, crane, "catalog", "--insecure", n.Addr())
 	if !strings.Contains(catalog, "crane/a") {
 		t.Errorf("crane catalog: %s", catalog)
 	}
