@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/notify"
 )
 
 // metrics are the member's Prometheus metrics, on a registry of its own;
@@ -77,6 +78,18 @@ func (m *metrics) watch(n *Node) {
 		return float64(len(u))
 	})
 	gauge("atoll_repositories", "Repositories in the catalog.", func() float64 { return float64(len(n.meta.Repositories("", 0))) })
+	for name := range n.notify.Stats() {
+		labels := prometheus.Labels{"endpoint": name}
+		stat := func() notify.EndpointStats { return n.notify.Stats()[name] }
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_notifications_pending", Help: "Events queued for a webhook.", ConstLabels: labels},
+				func() float64 { return float64(stat().Pending) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "atoll_notifications_delivered_total", Help: "Events delivered to a webhook.", ConstLabels: labels},
+				func() float64 { return float64(stat().Delivered) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "atoll_notifications_failures_total", Help: "Failed webhook requests.", ConstLabels: labels},
+				func() float64 { return float64(stat().Failed) }),
+		)
+	}
 	if n.cluster != nil {
 		gauge("atoll_cluster_members_alive", "Live members in this member's view.", func() float64 {
 			return float64(len(n.views.load().peers()) + 1)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
@@ -38,6 +39,8 @@ type Config struct {
 	API api.Config `yaml:"api"`
 	// Cluster configures membership, placement and replication.
 	Cluster ClusterConfig `yaml:"cluster"`
+	// Notifications sends events to webhooks (registry:2's notifications).
+	Notifications notify.Config `yaml:"notifications"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
 	// GCInterval runs garbage collection on a schedule. Default 0: only on
@@ -93,6 +96,7 @@ type Node struct {
 	local   localStore
 	blobs   clusterBlobs
 	reg     *api.Registry
+	notify  *notify.Notifier
 	metrics *metrics
 	handler http.Handler
 
@@ -142,7 +146,14 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if n.meta, err = metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), opts); err != nil {
 		return nil, err
 	}
+	if n.notify, err = notify.New(cfg.Notifications, cfg.DataDir, log); err != nil {
+		_ = n.meta.Close()
+		return nil, err
+	}
 	deps := api.Deps{Blobs: local, Meta: n.meta, Logger: log}
+	if len(n.notify.Stats()) > 0 {
+		deps.Events = n.notify
+	}
 	if cfg.Cluster.Enabled {
 		n.followers = newFollowers(n)
 		deps.Blobs, deps.Remote, deps.NewUploadID = n.blobs, n, n.newUploadID
@@ -150,6 +161,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
 		})
 		if err != nil {
+			_ = n.notify.Close()
 			_ = n.meta.Close()
 			return nil, err
 		}
@@ -178,7 +190,7 @@ func (n *Node) Close() error {
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Close())
 	}
-	return errors.Join(append(errs, n.meta.Close())...)
+	return errors.Join(append(errs, n.notify.Close(), n.meta.Close())...)
 }
 
 // Run serves until ctx is done, then drains in-flight requests and, in a
@@ -240,6 +252,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(n.janitor)
+	run(n.notify.Run)
 	if n.cfg.GCInterval > 0 {
 		run(n.gcLoop)
 	}

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/notify"
 )
 
 // fileConfig is registry:2's config.yml, the subset atoll reads. Keys it
@@ -38,8 +39,9 @@ type fileConfig struct {
 		} `yaml:"maintenance"`
 		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
 	} `yaml:"storage"`
-	Cluster clusterConfig `yaml:"cluster"`
-	HTTP    struct {
+	Cluster       clusterConfig `yaml:"cluster"`
+	Notifications notify.Config `yaml:"notifications"`
+	HTTP          struct {
 		Addr  string `yaml:"addr"`
 		Debug struct {
 			Addr string `yaml:"addr"`
@@ -247,6 +249,7 @@ func (fc *fileConfig) nodeConfig() node.Config {
 	if e := fc.Storage.Delete.Enabled; e != nil {
 		c.API.DisableDelete = !*e
 	}
+	c.Notifications = fc.Notifications
 	cl := fc.Cluster
 	c.Cluster.Enabled = cl.Enabled
 	c.Cluster.NodeName, c.Cluster.GossipAddr, c.Cluster.GRPCAddr = cl.NodeName, cl.GossipAddr, cl.GRPCAddr

@@ -28,12 +28,12 @@ type hook struct {
 	hang    atomic.Bool   // hold every request until the client gives up
 	entered chan struct{} // signalled when a request starts hanging
 
-	mu       sync.Mutex
-	events   []api.Event
-	batches  []int // events per accepted request
-	methods  []string
-	headers  []http.Header
-	bodies   [][]byte
+	mu      sync.Mutex
+	events  []api.Event
+	batches []int // events per accepted request
+	methods []string
+	headers []http.Header
+	bodies  [][]byte
 }
 
 func newHook(t *testing.T) *hook {
@@ -164,4 +164,13 @@ func emit(n *Notifier, first, last int) []string {
 		ids = append(ids, e.ID)
 	}
 	return ids
+}
+
+// newStatusServer answers every request with status and returns its URL.
+func newStatusServer(t *testing.T, status int) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

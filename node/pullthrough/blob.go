@@ -1,0 +1,145 @@
+package pullthrough
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// Blob implements api.Upstream: it makes blob d readable through proxied
+// repo, fetching it from the upstream unless the blob store has it. It
+// returns storage.ErrBlobUnknown when the upstream has no such blob (or
+// refuses access) and storage.ErrUnavailable when the upstream fails or
+// sends other bytes than d.
+//
+// Concurrent calls for one digest share one fetch. A caller that joined a
+// fetch for another repository tries again, and then only links the stored
+// blob once the upstream confirms its repository has it.
+func (c *Cache) Blob(ctx context.Context, repo string, d digest.Digest) error {
+	rt, up, ok := c.match(repo)
+	if !ok {
+		return fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrBlobUnknown)
+	}
+	for range 3 {
+		if c.meta.BlobLinked(repo, d) {
+			return nil
+		}
+		res, err := c.fetches.do(ctx, d.String(), func(ctx context.Context) (fetched, error) {
+			return fetched{repo: repo, err: c.fetchBlob(ctx, rt, up, repo, d)}, nil
+		})
+		if err != nil {
+			return err // ctx ended
+		}
+		if res.repo == repo {
+			return res.err
+		}
+	}
+	if c.meta.BlobLinked(repo, d) {
+		return nil
+	}
+	return fmt.Errorf("blob %s of %s: fetches for other repositories kept winning: %w", d, repo, storage.ErrUnavailable)
+}
+
+// fetched is the outcome of a blob fetch for repo.
+type fetched struct {
+	repo string
+	err  error
+}
+
+// fetchBlob stores blob d from upstream repository up and links it into
+// repo. A blob already stored (pulled through another repository, or
+// pushed) is linked without a download, but only after a HEAD shows that
+// up holds it: otherwise a proxied name would serve any blob whose digest a
+// client knows.
+func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d digest.Digest) error {
+	path := "blobs/" + d.String()
+	if _, err := c.blobs.Stat(ctx, d); err == nil {
+		hctx, cancel := context.WithTimeout(ctx, manifestTimeout)
+		defer cancel()
+		resp, err := rt.remote.do(hctx, http.MethodHead, up, path, "")
+		if err != nil {
+			return failure(err, storage.ErrBlobUnknown)
+		}
+		_ = resp.Body.Close()
+		return c.link(ctx, repo, d)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := rt.remote.do(ctx, http.MethodGet, up, path, "")
+	if err != nil {
+		return failure(err, storage.ErrBlobUnknown)
+	}
+	defer resp.Body.Close()
+	w, err := c.blobs.Writer(ctx, "pullthrough-"+randomID(), nil)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	body := newIdleReader(resp.Body, idleTimeout, cancel)
+	defer body.stop()
+	buf := copyBufs.Get().(*[]byte)
+	n, err := io.CopyBuffer(w, body, *buf)
+	copyBufs.Put(buf)
+	if err != nil {
+		_ = w.Cancel(context.WithoutCancel(ctx))
+		return unavailable(fmt.Errorf("upstream blob %s of %s after %d bytes: %w", d, up, n, err))
+	}
+	if err := w.Commit(ctx, d); err != nil {
+		if errors.Is(err, storage.ErrDigestMismatch) { // the upload is gone
+			// %v: the client did not send these bytes, so it is no 400.
+			return unavailable(fmt.Errorf("upstream blob %s of %s: %v", d, up, err))
+		}
+		_ = w.Cancel(context.WithoutCancel(ctx))
+		return fmt.Errorf("store blob %s: %w", d, err)
+	}
+	c.log.Debug("cached blob", "repository", repo, "digest", d, "size", n)
+	return c.link(ctx, repo, d)
+}
+
+func (c *Cache) link(ctx context.Context, repo string, d digest.Digest) error {
+	if err := c.meta.LinkBlob(ctx, repo, d); err != nil {
+		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
+	}
+	return nil
+}
+
+// copyBufs are the buffers blob bodies stream through.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 256<<10); return &b }}
+
+// idleReader cancels a transfer that makes no progress for idle: the
+// transport's timeouts end with the response header, and a stalled body
+// would otherwise hold the fetch, and everyone waiting on it, forever.
+type idleReader struct {
+	r     io.Reader
+	idle  time.Duration
+	timer *time.Timer
+}
+
+func newIdleReader(r io.Reader, idle time.Duration, cancel func()) *idleReader {
+	return &idleReader{r: r, idle: idle, timer: time.AfterFunc(idle, cancel)}
+}
+
+func (ir *idleReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	ir.timer.Reset(ir.idle)
+	return n, err
+}
+
+func (ir *idleReader) stop() { ir.timer.Stop() }
+
+// randomID names an upload in the blob store.
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,132 @@
+// Package pullthrough makes repositories pull-through caches of upstream
+// registries: registry:2's proxy (one upstream for every repository), and
+// atoll's prefixed upstreams beside local repositories that accept pushes.
+//
+// A cache stores what it fetches in the node's own stores, so cached
+// content is replicated like pushed content and outlives the upstream:
+//
+//   - A manifest by digest is served locally when present (content-addressed,
+//     never stale), else fetched, verified and stored.
+//   - A tag is trusted for the route's TTL after the upstream was last asked
+//     about it; then a HEAD learns its digest and a GET by digest fetches the
+//     manifest only when it changed. When the upstream is unreachable or
+//     fails (5xx, 429, timeout), the cached tag is served.
+//   - A blob is fetched on its first pull, streamed into the blob store
+//     (which verifies the digest) and linked into the repository. Concurrent
+//     pulls of one blob share one fetch.
+package pullthrough
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/storage"
+)
+
+// Deps are the stores a Cache writes fetched content into: the node's, so
+// in a cluster they replicate.
+type Deps struct {
+	Blobs  storage.BlobStore
+	Meta   storage.Metadata
+	Logger *slog.Logger // optional
+}
+
+// Cache implements api.Upstream. Its methods may be called concurrently.
+type Cache struct {
+	routes []route // longest prefix first
+	blobs  storage.BlobStore
+	meta   storage.Metadata
+	log    *slog.Logger
+	now    func() time.Time // the clock of tag freshness; tests set it
+
+	mu      sync.Mutex
+	checked map[string]time.Time // "repo:tag" -> when the upstream was last asked
+
+	manifests group[*storage.Manifest] // by "repo:tag" or "repo@digest"
+	fetches   group[fetched]           // blob fetches, by digest
+}
+
+var _ api.Upstream = (*Cache)(nil)
+
+// New returns a cache of cfg's upstreams, or an error naming the invalid
+// setting. It does not contact the upstreams.
+func New(cfg Config, deps Deps) (*Cache, error) {
+	routes, err := cfg.routes()
+	if err != nil {
+		return nil, fmt.Errorf("pull-through cache: %w", err)
+	}
+	c := &Cache{
+		routes:  routes,
+		blobs:   deps.Blobs,
+		meta:    deps.Meta,
+		log:     deps.Logger,
+		now:     time.Now,
+		checked: map[string]time.Time{},
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	for _, rt := range routes {
+		c.log.Info("pull-through cache", "prefix", rt.prefix, "upstream", rt.remote.base, "ttl", rt.ttl)
+	}
+	return c, nil
+}
+
+// Proxied implements api.Upstream: repo is a cache when a route's prefix
+// starts it (with a name after the prefix), or when the proxy section
+// caches everything.
+func (c *Cache) Proxied(repo string) bool {
+	_, _, ok := c.match(repo)
+	return ok
+}
+
+// match returns repo's route and its name upstream.
+func (c *Cache) match(repo string) (*route, string, bool) {
+	for i := range c.routes {
+		rt := &c.routes[i]
+		if len(repo) > len(rt.prefix) && repo[:len(rt.prefix)] == rt.prefix {
+			return rt, rt.remote.repoName(repo[len(rt.prefix):]), true
+		}
+	}
+	return nil, "", false
+}
+
+// fresh reports whether the upstream was asked about key within ttl.
+func (c *Cache) fresh(key string, ttl time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.checked[key]
+	return ok && c.now().Sub(at) < ttl
+}
+
+// touch records that the upstream was just asked about key.
+func (c *Cache) touch(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.checked[key] = c.now()
+}
+
+// failure turns an upstream error into the error the API maps for the
+// client: unknown (404) when the upstream has no such thing or refuses
+// access to it, storage.ErrUnavailable (503) for anything else.
+func failure(err error, unknown error) error {
+	switch upstreamStatus(err) {
+	case http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden:
+		return fmt.Errorf("%w: %w", err, unknown)
+	}
+	return unavailable(err)
+}
+
+// unavailable wraps an upstream error the client cannot fix as
+// storage.ErrUnavailable.
+func unavailable(err error) error {
+	if errors.Is(err, storage.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", err, storage.ErrUnavailable)
+}
