@@ -108,7 +108,8 @@ type Node struct {
 	rebalanceKick chan struct{}
 	settle        time.Duration // wait after a membership change before rebalancing
 	token         string
-	client        *http.Client
+	client        *http.Client // member to member: forwarded uploads, gc
+	blobClient    *http.Client // proxied blob reads: a frozen member fails fast
 }
 
 // New opens the member's storage and, in a cluster, starts gossip and the
@@ -129,7 +130,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		rebalanceKick: make(chan struct{}, 1),
 		settle:        2 * time.Second,
 		token:         HTTPToken(cfg.Cluster.Secret),
-		client:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
+		client:        &http.Client{Transport: memberTransport(0)},
+		blobClient:    &http.Client{Transport: memberTransport(3 * time.Second)},
 	}
 	if cfg.Cluster.Fast {
 		n.settle = 200 * time.Millisecond
@@ -282,6 +284,18 @@ func (n *Node) handOff(ctx context.Context) error {
 		}
 	}
 	return n.cluster.Leave(5 * time.Second)
+}
+
+// memberTransport pools connections to other members. A member that
+// accepts connections but does not answer (frozen, overloaded) fails a
+// request after headerTimeout, when set, so the caller tries another.
+func memberTransport(headerTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: headerTimeout,
+	}
 }
 
 func newServer(h http.Handler) *http.Server {

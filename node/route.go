@@ -89,7 +89,7 @@ func (n *Node) proxyBlob(w http.ResponseWriter, r *http.Request, addr string, d 
 		}
 	}
 	req.Header.Set(tokenHeader, n.token)
-	resp, err := n.client.Do(req)
+	resp, err := n.blobClient.Do(req)
 	if err != nil {
 		n.log.Debug("proxy blob", "member", addr, "err", err)
 		return false, nil

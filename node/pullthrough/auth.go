@@ -116,7 +116,7 @@ type tokenResponse struct {
 
 // token asks the challenge's realm for a token and caches it under scope,
 // the scope the next request for the same repository looks up.
-func (r *remote) token(ctx context.Context, ch challenge, scope string) (string, error) {
+func (r *client) token(ctx context.Context, ch challenge, scope string) (string, error) {
 	realm, err := url.Parse(ch.realm)
 	if err != nil || (realm.Scheme != "http" && realm.Scheme != "https") {
 		return "", fmt.Errorf("upstream token realm %q: not an http(s) URL", ch.realm)

@@ -66,7 +66,7 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 	if _, err := c.blobs.Stat(ctx, d); err == nil {
 		hctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 		defer cancel()
-		resp, err := rt.remote.do(hctx, http.MethodHead, up, path, "")
+		resp, err := rt.client.do(hctx, http.MethodHead, up, path, "")
 		if err != nil {
 			return failure(err, storage.ErrBlobUnknown)
 		}
@@ -76,7 +76,7 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resp, err := rt.remote.do(ctx, http.MethodGet, up, path, "")
+	resp, err := rt.client.do(ctx, http.MethodGet, up, path, "")
 	if err != nil {
 		return failure(err, storage.ErrBlobUnknown)
 	}

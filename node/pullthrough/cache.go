@@ -72,7 +72,7 @@ func New(cfg Config, deps Deps) (*Cache, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	for _, rt := range routes {
-		c.log.Info("pull-through cache", "prefix", rt.prefix, "upstream", rt.remote.base, "ttl", rt.ttl)
+		c.log.Info("pull-through cache", "prefix", rt.prefix, "upstream", rt.client.base, "ttl", rt.ttl)
 	}
 	return c, nil
 }
@@ -90,7 +90,7 @@ func (c *Cache) match(repo string) (*route, string, bool) {
 	for i := range c.routes {
 		rt := &c.routes[i]
 		if len(repo) > len(rt.prefix) && repo[:len(rt.prefix)] == rt.prefix {
-			return rt, rt.remote.repoName(repo[len(rt.prefix):]), true
+			return rt, rt.client.repoName(repo[len(rt.prefix):]), true
 		}
 	}
 	return nil, "", false

@@ -56,11 +56,11 @@ const DefaultTTL = 5 * time.Minute
 func (c Config) Enabled() bool { return c.Proxy.RemoteURL != "" || len(c.Upstreams) > 0 }
 
 // route is one validated Upstream: repositories under prefix ("" for
-// all) are caches of remote, their tags trusted for ttl.
+// all) are caches of the registry client reaches, their tags trusted for ttl.
 type route struct {
 	prefix string
 	ttl    time.Duration
-	remote *remote
+	client *client
 }
 
 // routes validates cfg and returns its routes, longest prefix first, so
@@ -73,7 +73,7 @@ func (c Config) routes() ([]route, error) {
 			return fmt.Errorf("%s: prefix %q configured twice", field, u.Prefix)
 		}
 		seen[prefix] = true
-		r, err := newRemote(u)
+		r, err := newClient(u)
 		if err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}
@@ -81,7 +81,7 @@ func (c Config) routes() ([]route, error) {
 		if ttl == 0 {
 			ttl = DefaultTTL
 		}
-		out = append(out, route{prefix: prefix, ttl: ttl, remote: r})
+		out = append(out, route{prefix: prefix, ttl: ttl, client: r})
 		return nil
 	}
 	if c.Proxy.Prefix != "" {

@@ -98,7 +98,7 @@ func (c *Cache) refreshTag(ctx context.Context, rt *route, up, repo, tag string)
 // manifest when it has that digest, else fetches it by digest (by tag when
 // the upstream sent no digest).
 func (c *Cache) resolveTag(ctx context.Context, rt *route, up, repo, tag string, cached *storage.Manifest) (*storage.Manifest, error) {
-	resp, err := rt.remote.do(ctx, http.MethodHead, up, "manifests/"+tag, manifestAccept)
+	resp, err := rt.client.do(ctx, http.MethodHead, up, "manifests/"+tag, manifestAccept)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +123,7 @@ func (c *Cache) resolveTag(ctx context.Context, rt *route, up, repo, tag string,
 // it has digest want (when set) and the digest the upstream claims, parses
 // it, and stores it in repo, tagged tag when tag is not empty.
 func (c *Cache) fetchManifest(ctx context.Context, rt *route, up, repo, ref string, want digest.Digest, tag string) (*storage.Manifest, error) {
-	resp, err := rt.remote.do(ctx, http.MethodGet, up, "manifests/"+ref, manifestAccept)
+	resp, err := rt.client.do(ctx, http.MethodGet, up, "manifests/"+ref, manifestAccept)
 	if err != nil {
 		return nil, err
 	}

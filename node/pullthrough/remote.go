@@ -23,9 +23,9 @@ var (
 	manifestLimit = int64(4 << 20)   // largest manifest read, as api's default
 )
 
-// remote is one upstream registry reached over HTTP, with its credentials
+// client reaches one upstream registry reached over HTTP, with its credentials
 // and tokens. Its methods may be called concurrently.
-type remote struct {
+type client struct {
 	base     string // scheme://host[:port][/path], no trailing slash
 	hub      bool   // Docker Hub: one-word names are under library/
 	username string
@@ -34,7 +34,7 @@ type remote struct {
 	tokens   tokenCache
 }
 
-func newRemote(u Upstream) (*remote, error) {
+func newClient(u Upstream) (*client, error) {
 	base, err := parseRemoteURL(u.RemoteURL)
 	if err != nil {
 		return nil, err
@@ -49,7 +49,7 @@ func newRemote(u Upstream) (*remote, error) {
 		MaxIdleConnsPerHost:   16,
 		ForceAttemptHTTP2:     true,
 	}
-	return &remote{
+	return &client{
 		base:     base.String(),
 		hub:      base.Host == dockerHubHost,
 		username: u.Username,
@@ -60,7 +60,7 @@ func newRemote(u Upstream) (*remote, error) {
 
 // repoName is the upstream name of a repository, given its name with the
 // route's prefix removed.
-func (r *remote) repoName(name string) string {
+func (r *client) repoName(name string) string {
 	if r.hub && !strings.Contains(name, "/") {
 		return "library/" + name
 	}
@@ -103,7 +103,7 @@ func newStatusError(resp *http.Response) error {
 // challenge it gets a token for the challenge's scope and retries once.
 // Redirects are followed; Go drops the Authorization header when one leaves
 // the upstream's host.
-func (r *remote) do(ctx context.Context, method, repo, path, accept string) (*http.Response, error) {
+func (r *client) do(ctx context.Context, method, repo, path, accept string) (*http.Response, error) {
 	u := r.base + "/v2/" + repo + "/" + path
 	scope := "repository:" + repo + ":pull"
 	resp, err := r.send(ctx, method, u, accept, r.tokens.get(scope))
@@ -129,7 +129,7 @@ func (r *remote) do(ctx context.Context, method, repo, path, accept string) (*ht
 	return resp, nil
 }
 
-func (r *remote) send(ctx context.Context, method, u, accept, token string) (*http.Response, error) {
+func (r *client) send(ctx context.Context, method, u, accept, token string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err

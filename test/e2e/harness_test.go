@@ -65,6 +65,8 @@ type Node struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd has been waited for
 	waitErr error
+	args    []string // extra serve flags (startNodeWith)
+	env     []string // extra environment, KEY=value (startNodeWith)
 }
 
 // startNode starts a member on a free loopback port serving dataDir and
@@ -104,8 +106,9 @@ func (n *Node) Addr() string { return n.addr }
 func (n *Node) start() {
 	n.t.Helper()
 	fmt.Fprintf(n.log, "=== start %s --data %s\n", n.addr, n.dataDir)
-	cmd := exec.Command(atollBin, "serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir)
-	cmd.Env = cleanEnv()
+	args := append([]string{"serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir}, n.args...)
+	cmd := exec.Command(atollBin, args...)
+	cmd.Env = append(cleanEnv(), n.env...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		n.t.Fatalf("start atoll: %v", err)
@@ -210,4 +213,31 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// nodeOptions are startNodeWith's additions to a plain startNode.
+type nodeOptions struct {
+	addr string   // HTTP listen address; default a free loopback port
+	args []string // extra serve flags, e.g. --node-name n1 --join ...
+	env  []string // extra environment, KEY=value, added after cleanEnv
+}
+
+// startNodeWith is startNode with a chosen address, extra flags and extra
+// environment, which every incarnation (Restart) keeps.
+func startNodeWith(t *testing.T, dataDir string, o nodeOptions) *Node {
+	t.Helper()
+	if o.addr == "" {
+		o.addr = freeAddr(t)
+	}
+	n := &Node{t: t, addr: o.addr, dataDir: dataDir, log: &syncBuffer{}, args: o.args, env: o.env}
+	t.Cleanup(func() {
+		if n.running() {
+			n.Stop()
+		}
+		if t.Failed() {
+			t.Logf("atoll log (%s):\n%s", n.addr, n.log.String())
+		}
+	})
+	n.start()
+	return n
 }
