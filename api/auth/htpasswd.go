@@ -75,6 +75,7 @@ type htpasswdFile struct {
 
 	mu       sync.Mutex
 	users    Passwords
+	dummy    []byte // compared against for unknown users: the file's cost
 	modTime  time.Time
 	size     int64
 	checked  time.Time
@@ -110,6 +111,13 @@ func (h *htpasswdFile) load(fi os.FileInfo, now time.Time) error {
 		return err
 	}
 	h.users, h.modTime, h.size, h.checked = users, fi.ModTime(), fi.Size(), now
+	h.dummy = []byte(dummyHash)
+	for _, hash := range users {
+		if cost, _ := bcrypt.Cost(hash); cost != bcrypt.DefaultCost && cost <= 16 {
+			h.dummy, _ = bcrypt.GenerateFromPassword(h.key, cost)
+		}
+		break // one entry tells the cost htpasswd -B was run with
+	}
 	h.verified = map[[sha256.Size]byte]bool{}
 	return nil
 }
@@ -117,7 +125,7 @@ func (h *htpasswdFile) load(fi os.FileInfo, now time.Time) error {
 // current returns the users, rereading the file if it changed. A file that
 // vanished or no longer parses keeps the last good contents, with an error
 // logged.
-func (h *htpasswdFile) current(now time.Time) (Passwords, map[[sha256.Size]byte]bool) {
+func (h *htpasswdFile) current(now time.Time) (Passwords, []byte, map[[sha256.Size]byte]bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if now.Sub(h.checked) >= time.Second || now.Before(h.checked) {
@@ -134,12 +142,12 @@ func (h *htpasswdFile) current(now time.Time) (Passwords, map[[sha256.Size]byte]
 			}
 		}
 	}
-	return h.users, h.verified
+	return h.users, h.dummy, h.verified
 }
 
 // authenticate reports whether user's password is right.
 func (h *htpasswdFile) authenticate(user, password string, now time.Time) bool {
-	users, verified := h.current(now)
+	users, dummy, verified := h.current(now)
 	mac := hmac.New(sha256.New, h.key)
 	mac.Write([]byte(user))
 	mac.Write([]byte{0})
@@ -152,7 +160,12 @@ func (h *htpasswdFile) authenticate(user, password string, now time.Time) bool {
 	if hit {
 		return true
 	}
-	if !users.Verify(user, password) {
+	hash, ok := users[user]
+	if !ok {
+		_ = bcrypt.CompareHashAndPassword(dummy, []byte(password))
+		return false
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
 		return false
 	}
 	h.mu.Lock()

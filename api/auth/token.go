@@ -1,0 +1,196 @@
+package auth
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/atollhq/atoll/api/oci"
+)
+
+// TokenHandler is the built-in token server (mount it at TokenPath). It
+// implements the Docker token authentication spec:
+//
+//   - GET ?service=&scope=repository:<name>:<actions>&scope=... with Basic
+//     credentials checked against htpasswd, or none for an anonymous
+//     token; offline_token and client_id are accepted and ignored (no
+//     refresh tokens are issued, so docker login keeps the password).
+//   - POST with a form of grant_type=password, username, password,
+//     service, scope (space-separated), client_id: the OAuth2 password
+//     grant. grant_type=refresh_token is refused (unsupported_grant_type).
+//
+// The token grants the subset of the requested scopes that Allowed grants,
+// plus registry:catalog:* to authenticated users who ask. It answers
+// {"token","access_token","expires_in","issued_at"}. A nil Authenticator or
+// one without the built-in mode answers 404.
+func (a *Authenticator) TokenHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a == nil || a.key == nil {
+			http.NotFound(w, r)
+			return
+		}
+		switch r.Method {
+		case http.MethodGet:
+			a.serveTokenGet(w, r)
+		case http.MethodPost:
+			a.serveTokenPost(w, r)
+		default:
+			w.Header().Set("Allow", "GET, POST")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		}
+	})
+}
+
+func (a *Authenticator) serveTokenGet(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := Identity{Anonymous: true}
+	if h := r.Header.Get("Authorization"); h != "" {
+		user, pass, ok := r.BasicAuth()
+		if !ok || a.users == nil || !a.users.authenticate(user, pass, a.now()) {
+			a.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
+			w.Header().Set("WWW-Authenticate", "Basic realm="+quote(a.cfg.Htpasswd.Realm))
+			writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "bad credentials", Access{})
+			return
+		}
+		id = a.identity(user)
+	}
+	if s := q.Get("service"); s != "" && s != a.cfg.BuiltinToken.Service {
+		writeError(w, r, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quote(s), Access{})
+		return
+	}
+	a.issue(w, id, q["scope"])
+}
+
+func (a *Authenticator) serveTokenPost(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	f := r.PostForm
+	if f.Get("grant_type") != "password" {
+		oauthError(w, http.StatusBadRequest, "unsupported_grant_type")
+		return
+	}
+	user, pass := f.Get("username"), f.Get("password")
+	if user == "" || a.users == nil || !a.users.authenticate(user, pass, a.now()) {
+		a.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
+		oauthError(w, http.StatusUnauthorized, "invalid_grant")
+		return
+	}
+	if s := f.Get("service"); s != "" && s != a.cfg.BuiltinToken.Service {
+		oauthError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	a.issue(w, a.identity(user), f["scope"])
+}
+
+func oauthError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+}
+
+// issue writes a signed token for id granting what it may of scopes.
+func (a *Authenticator) issue(w http.ResponseWriter, id Identity, scopes []string) {
+	now := a.now()
+	exp := a.cfg.BuiltinToken.Expiry
+	jti := make([]byte, 16)
+	_, _ = rand.Read(jti)
+	c := &claims{
+		Issuer:    a.cfg.BuiltinToken.Issuer,
+		Subject:   id.User,
+		Audience:  audience{a.cfg.BuiltinToken.Service},
+		Expiry:    numericDate(now.Add(exp).Unix()),
+		NotBefore: numericDate(now.Unix()),
+		IssuedAt:  numericDate(now.Unix()),
+		ID:        hex.EncodeToString(jti),
+		Access:    a.grant(id, scopes),
+	}
+	tok, err := signJWT(c, a.key, a.keyID)
+	if err != nil {
+		a.log.Error("token signing failed", "err", err)
+		http.Error(w, "token signing failed", http.StatusInternalServerError)
+		return
+	}
+	body, _ := json.Marshal(struct {
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+		IssuedAt    string `json:"issued_at"`
+	}{tok, tok, int(exp / time.Second), now.UTC().Format(time.RFC3339)})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(body)
+}
+
+// grant returns the access claims id may have of the requested scopes:
+// "type:name:actions" each (a parameter may hold several, space-separated),
+// with the granted actions only. Unknown types and invalid names are left
+// out; so are resources granted nothing.
+func (a *Authenticator) grant(id Identity, scopes []string) []accessClaim {
+	out := []accessClaim{}
+	add := func(typ, name string, actions []string) {
+		for i := range out {
+			if out[i].Type == typ && out[i].Name == name {
+				for _, act := range actions {
+					if !slices.Contains(out[i].Actions, act) {
+						out[i].Actions = append(out[i].Actions, act)
+					}
+				}
+				return
+			}
+		}
+		out = append(out, accessClaim{Type: typ, Name: name, Actions: actions})
+	}
+	for _, param := range scopes {
+		for _, s := range strings.Fields(param) {
+			typ, name, actions, ok := parseScope(s)
+			if !ok {
+				continue
+			}
+			var granted []string
+			for _, act := range actions {
+				switch {
+				case slices.Contains(granted, act):
+				case typ == "repository" && oci.ValidName(name) && a.Allowed(id, name, act):
+					granted = append(granted, act)
+				case typ == "registry" && name == "catalog" && act == ActionAll &&
+					(!id.Anonymous || a.cfg.Access.AnonymousPull):
+					granted = append(granted, act)
+				}
+			}
+			if len(granted) > 0 {
+				add(typ, name, granted)
+			}
+		}
+	}
+	return out
+}
+
+// parseScope splits "type[(class)]:name:action,action". A name may hold
+// colons (a registry host with a port), so the type ends at the first
+// colon and the actions start after the last.
+func parseScope(s string) (typ, name string, actions []string, ok bool) {
+	typ, rest, ok1 := strings.Cut(s, ":")
+	i := strings.LastIndex(rest, ":")
+	if !ok1 || i <= 0 {
+		return "", "", nil, false
+	}
+	if j := strings.IndexByte(typ, '('); j >= 0 && strings.HasSuffix(typ, ")") {
+		typ = typ[:j]
+	}
+	for _, act := range strings.Split(rest[i+1:], ",") {
+		if act != "" {
+			actions = append(actions, act)
+		}
+	}
+	if len(actions) == 0 {
+		return "", "", nil, false
+	}
+	return typ, rest[:i], actions, true
+}

@@ -1,0 +1,381 @@
+package s3
+
+import (
+	"context"
+	"crypto/sha256"
+	_ "crypto/sha512" // digest.SHA512
+	"encoding"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// writerState is what survives between writers of one upload: the parts
+// sent, the generation of the tail object holding the bytes after them, and
+// the SHA-256 state after exactly Size bytes.
+type writerState struct {
+	Size     int64  `json:"size"`
+	SHA256   []byte `json:"sha256"`
+	UploadID string `json:"uploadId,omitempty"` // S3's, "" until the first part
+	Parts    []part `json:"parts,omitempty"`
+	Gen      int    `json:"gen"` // <root>/uploads/<id>/tail.<gen>
+}
+
+// part is one part sent to S3.
+type part struct {
+	Number int    `json:"n"`
+	Size   int64  `json:"size"`
+	ETag   string `json:"etag"`
+	CRC32C string `json:"crc32c"`
+}
+
+// writer is a storage.BlobWriter. Bytes fill buf; a full buf is sent as the
+// next part on its own goroutine while the other buffer fills, so an upload
+// holds at most two parts in memory.
+type writer struct {
+	s  *Store
+	id string
+	// ctx carries part uploads; Close, Cancel and Commit cancel it when
+	// done. It does not end with the request that opened the writer: a
+	// part in flight still lands, and State can record it.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	st     writerState // parts sent (in order) and tail generation
+	size   int64
+	h      *asyncHash
+	buf    []byte  // bytes after the parts sent or in flight
+	spare  []byte  // a part buffer not in use, or nil
+	flight *flight // the part being sent, or nil
+	err    error   // sticky: a part failed, or the writer is released
+}
+
+// flight is a part being sent.
+type flight struct {
+	done chan struct{}
+	buf  []byte
+	part part
+	err  error
+}
+
+// smallTail is how large buf grows before it takes a full part buffer, so
+// small blobs (image configs, small layers) never hold PartSize bytes.
+const smallTail = 1 << 20
+
+var errReleased = errors.New("upload writer already closed")
+
+// Writer implements storage.BlobStore. A new upload (nil state) touches S3
+// only once it has a part to send or a State to record. A resumed one reads
+// the tail its state names: data written after that State is dropped, and a
+// cancelled or committed upload gives ErrUploadUnknown.
+func (s *Store) Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error) {
+	if err := checkUploadID(id); err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	w := &writer{s: s, id: id}
+	if state != nil {
+		if err := json.Unmarshal(state, &w.st); err != nil {
+			return nil, fmt.Errorf("upload %s state: %w", id, err)
+		}
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(w.st.SHA256); err != nil {
+			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
+		}
+		tail, err := s.readTail(ctx, id, w.st)
+		if err != nil {
+			return nil, err
+		}
+		w.size, w.buf = w.st.Size, tail
+	}
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.h = newAsyncHash(h)
+	return w, nil
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if w.err != nil {
+			return written, w.err
+		}
+		if len(w.buf) == int(w.s.cfg.PartSize) {
+			if err := w.flush(); err != nil {
+				return written, err
+			}
+		}
+		n := min(len(p), int(w.s.cfg.PartSize)-len(w.buf))
+		w.reserve(n)
+		w.buf = append(w.buf, p[:n]...)
+		w.h.Write(p[:n])
+		w.size += int64(n)
+		written += n
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// reserve makes room for n more bytes in buf. Part buffers come from the
+// store's pool; a blob smaller than smallTail never takes one.
+func (w *writer) reserve(n int) {
+	need := len(w.buf) + n
+	if need <= cap(w.buf) {
+		return
+	}
+	var b []byte
+	if need > smallTail || w.st.UploadID != "" {
+		b = w.s.getBuf()
+	} else {
+		b = make([]byte, 0, min(smallTail, max(need, 2*cap(w.buf), 64<<10)))
+	}
+	w.buf = append(b, w.buf...)
+}
+
+// flush starts sending buf as the next part, once the previous one landed.
+func (w *writer) flush() error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if w.st.UploadID == "" {
+		uploadID, err := w.s.newMultipart(w.ctx, w.id)
+		if err != nil {
+			w.err = err
+			return err
+		}
+		w.st.UploadID = uploadID
+	}
+	f := &flight{done: make(chan struct{}), buf: w.buf}
+	ctx, id, uploadID, number := w.ctx, w.id, w.st.UploadID, len(w.st.Parts)+1
+	go func() {
+		defer close(f.done)
+		f.part, f.err = w.s.sendPart(ctx, id, uploadID, number, f.buf)
+	}()
+	w.flight, w.buf, w.spare = f, w.spare, nil
+	return nil
+}
+
+// wait waits for the part in flight and records it.
+func (w *writer) wait() error {
+	f := w.flight
+	if f == nil {
+		return w.err
+	}
+	<-f.done
+	w.flight, w.spare = nil, f.buf[:0]
+	if f.err != nil && w.err == nil {
+		w.err = f.err
+	}
+	if f.err == nil {
+		w.st.Parts = append(w.st.Parts, f.part)
+	}
+	return w.err
+}
+
+// sendBuf sends buf as a part and waits for it.
+func (w *writer) sendBuf() error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.wait()
+}
+
+func (w *writer) Size() int64 { return w.size }
+
+// State implements storage.BlobWriter: it waits for the part in flight,
+// sends buf as a part if it may be one (S3 parts but the last are at least
+// 5 MiB), and records the rest as tail object number Gen+1. The previous
+// tail stays, in case the caller loses this state; older ones go.
+func (w *writer) State() ([]byte, error) {
+	if err := w.wait(); err != nil {
+		return nil, err
+	}
+	if len(w.buf) >= minPartSize {
+		if err := w.sendBuf(); err != nil {
+			return nil, err
+		}
+	}
+	gen := w.st.Gen + 1
+	if err := w.s.putTail(w.ctx, w.id, gen, w.buf); err != nil {
+		return nil, err
+	}
+	if gen > 2 {
+		w.s.removeTail(w.ctx, w.id, gen-2)
+	}
+	w.st.Gen = gen
+	hs, err := w.h.Hash().(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("hash state: %w", err)
+	}
+	st := w.st
+	st.Size, st.SHA256 = w.size, hs
+	return json.Marshal(st)
+}
+
+// Commit implements storage.BlobWriter. SHA-256 was computed while writing;
+// another algorithm re-reads the content once. Whatever the outcome, the
+// upload is gone afterwards.
+func (w *writer) Commit(ctx context.Context, d digest.Digest) error {
+	if errors.Is(w.err, errReleased) {
+		return w.err
+	}
+	err := w.commit(ctx, d)
+	w.release()
+	w.discard()
+	return err
+}
+
+func (w *writer) commit(ctx context.Context, d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", d, storage.ErrDigestMismatch)
+	}
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if d.Algorithm() == digest.SHA256 {
+		if err := match(digest.NewDigest(digest.SHA256, w.h.Hash()), d); err != nil {
+			return err
+		}
+	}
+	if w.st.UploadID == "" {
+		return w.commitSmall(ctx, d)
+	}
+	return w.commitMultipart(ctx, d)
+}
+
+// commitSmall puts a blob smaller than a part straight at its key.
+func (w *writer) commitSmall(ctx context.Context, d digest.Digest) error {
+	if d.Algorithm() != digest.SHA256 {
+		if err := match(d.Algorithm().FromBytes(w.buf), d); err != nil {
+			return err
+		}
+	}
+	unlock, err := w.s.lockDigest(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if exists, err := w.s.exists(ctx, d); exists || err != nil {
+		return err
+	}
+	if err := w.s.putBlob(ctx, d, w.buf); err != nil {
+		return err
+	}
+	w.s.count(1, w.size)
+	return nil
+}
+
+// commitMultipart sends the last part, completes the multipart upload at
+// its upload key and copies it to the blob's key (S3 fixes an upload's key
+// when it starts; the digest is known only now).
+func (w *writer) commitMultipart(ctx context.Context, d digest.Digest) error {
+	if len(w.buf) > 0 {
+		if err := w.sendBuf(); err != nil {
+			return err
+		}
+	}
+	completed := false
+	if d.Algorithm() != digest.SHA256 {
+		if err := w.s.completeMultipart(ctx, w.id, w.st); err != nil {
+			return err
+		}
+		completed = true
+		got, err := w.s.rehashUpload(ctx, w.id, d.Algorithm())
+		if err != nil {
+			return err
+		}
+		if err := match(got, d); err != nil {
+			return err
+		}
+	}
+	unlock, err := w.s.lockDigest(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if exists, err := w.s.exists(ctx, d); exists || err != nil {
+		return err // content-addressed: the blob there is as good as this one
+	}
+	if !completed {
+		if err := w.s.completeMultipart(ctx, w.id, w.st); err != nil {
+			return err
+		}
+	}
+	if err := w.s.copyToBlob(ctx, w.id, d); err != nil {
+		return err
+	}
+	w.s.count(1, w.size)
+	return nil
+}
+
+func match(got, want digest.Digest) error {
+	if got != want {
+		return fmt.Errorf("got %s, want %s: %w", got, want, storage.ErrDigestMismatch)
+	}
+	return nil
+}
+
+// Cancel implements storage.BlobWriter: it aborts the multipart upload and
+// removes every object of the upload.
+func (w *writer) Cancel(ctx context.Context) error {
+	w.release()
+	if w.st.UploadID != "" {
+		if err := w.s.abortMultipart(ctx, w.id, w.st.UploadID); err != nil {
+			return err
+		}
+	}
+	return w.s.removeUpload(ctx, w.id)
+}
+
+// Close implements storage.BlobWriter. A part in flight is abandoned:
+// everything the last State recorded stays.
+func (w *writer) Close() error {
+	w.release()
+	return nil
+}
+
+// release stops the part in flight and the hash, and returns the buffers.
+func (w *writer) release() {
+	if errors.Is(w.err, errReleased) {
+		return
+	}
+	w.cancel()
+	if w.flight != nil {
+		<-w.flight.done
+		w.s.putBuf(w.flight.buf)
+		w.flight = nil
+	}
+	w.h.Close()
+	w.s.putBuf(w.buf)
+	w.s.putBuf(w.spare)
+	w.buf, w.spare = nil, nil
+	w.err = errReleased
+}
+
+// discard removes what is left of the upload after Commit, best effort:
+// PurgeUploads removes what this misses.
+func (w *writer) discard() {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if w.st.UploadID != "" {
+		_ = w.s.abortMultipart(ctx, w.id, w.st.UploadID) // gone once completed
+	}
+	_ = w.s.removeUpload(ctx, w.id)
+}
+
+// rehashUpload hashes the completed upload with alg.
+func (s *Store) rehashUpload(ctx context.Context, id string, alg digest.Algorithm) (digest.Digest, error) {
+	body, err := s.getObject(ctx, s.keys.uploadData(id))
+	if err != nil {
+		return "", uploadErr(id, err)
+	}
+	defer body.Close()
+	v := alg.Digester()
+	if _, err := io.Copy(v.Hash(), body); err != nil {
+		return "", wrap("s3 rehash upload "+id, err)
+	}
+	return v.Digest(), nil
+}
