@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/atollhq/atoll/storage"
 )
@@ -30,6 +31,14 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		}
 		if err := reg.upstream.Blob(r.Context(), repo, d); err != nil {
 			return err
+		}
+	}
+	if u, ok := reg.blobs.(storage.URLSigner); ok && r.Method == http.MethodGet {
+		if url, err := u.URLFor(r.Context(), d, 20*time.Minute); err == nil {
+			w.Header().Set("Docker-Content-Digest", d.String())
+			http.Redirect(w, r, url, http.StatusTemporaryRedirect)
+			reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Repository: repo})
+			return nil
 		}
 	}
 	b, err := reg.blobs.Open(r.Context(), d)

@@ -148,6 +148,9 @@ type heldBlob struct {
 // a copy; when drop is set, a blob this member does not own is deleted once
 // all its owners confirmed it. Progress is logged every few seconds.
 func (n *Node) rebalance(ctx context.Context, v *view, drop bool) error {
+	if n.cache != nil {
+		return nil // a shared bucket holds the one copy
+	}
 	var held []heldBlob
 	if err := n.local.Walk(ctx, func(d digest.Digest, size int64) error {
 		held = append(held, heldBlob{d, size})

@@ -156,6 +156,9 @@ func (n *Node) sweep(ctx context.Context, d digest.Digest) error {
 	if err := n.local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
 		return err
 	}
+	if n.cache != nil {
+		n.cache.forget(d)
+	}
 	return nil
 }
 

@@ -20,10 +20,12 @@ import (
 	"time"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/api/ui"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
+	"github.com/atollhq/atoll/storage/s3"
 	"github.com/atollhq/atoll/storage/metadb"
 )
 
@@ -37,6 +39,8 @@ type Config struct {
 	DataDir string `yaml:"dataDir"`
 	// API tunes the registry protocol.
 	API api.Config `yaml:"api"`
+	// Storage selects where blobs live: DataDir (default) or a bucket.
+	Storage StorageConfig `yaml:"storage"`
 	// Cluster configures membership, placement and replication.
 	Cluster ClusterConfig `yaml:"cluster"`
 	// Notifications sends events to webhooks (registry:2's notifications).
@@ -68,6 +72,9 @@ func (c *Config) applyDefaults() error {
 	if c.GCGrace <= 0 {
 		c.GCGrace = DefaultGCGrace
 	}
+	if c.Storage.CacheSize <= 0 {
+		c.Storage.CacheSize = 10 << 30
+	}
 	if c.Cluster.NodeName == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -77,6 +84,19 @@ func (c *Config) applyDefaults() error {
 	}
 	return c.Cluster.applyDefaults(c.Addr)
 }
+
+// StorageConfig selects where blobs live. Metadata is always in DataDir.
+type StorageConfig struct {
+	// S3, when set, keeps blobs in an S3-compatible bucket. Members given
+	// the same bucket share one copy of each blob. Default: blobs in
+	// DataDir.
+	S3 *s3.Config `yaml:"s3"`
+	// CacheSize bounds the local disk cache of blobs read from the bucket,
+	// in bytes. Default 10 GiB.
+	CacheSize int64 `yaml:"cachesize"`
+}
+
+var errUnsupported = errors.ErrUnsupported
 
 // localStore is what a member needs of its own blob store.
 type localStore interface {
@@ -95,6 +115,7 @@ type Node struct {
 	meta    *metadb.Store
 	local   localStore
 	blobs   clusterBlobs
+	cache   *blobCache // blobs read from a bucket; nil on local disk
 	reg     *api.Registry
 	notify  *notify.Notifier
 	metrics *metrics
@@ -136,11 +157,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Cluster.Fast {
 		n.settle = 200 * time.Millisecond
 	}
-	local, err := filesystem.New(cfg.DataDir)
+	local, err := openBlobStore(cfg)
 	if err != nil {
 		return nil, err
 	}
 	n.local, n.blobs = local, clusterBlobs{BlobStore: local, n: n}
+	var apiBlobs storage.BlobStore = local
+	if cfg.Storage.S3 != nil {
+		if n.cache, err = newBlobCache(context.Background(), local, filepath.Join(cfg.DataDir, "cache"), cfg.Storage.CacheSize); err != nil {
+			return nil, err
+		}
+		apiBlobs = sharedBlobs{BlobStore: local, n: n}
+	}
 	opts := metadb.Options{Origin: n.name}
 	if cfg.Cluster.Enabled {
 		opts.Replicate = n.replicate
@@ -152,13 +180,16 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.meta.Close()
 		return nil, err
 	}
-	deps := api.Deps{Blobs: local, Meta: n.meta, Logger: log}
+	deps := api.Deps{Blobs: apiBlobs, Meta: n.meta, Logger: log}
 	if len(n.notify.Stats()) > 0 {
 		deps.Events = n.notify
 	}
 	if cfg.Cluster.Enabled {
 		n.followers = newFollowers(n)
-		deps.Blobs, deps.Remote, deps.NewUploadID = n.blobs, n, n.newUploadID
+		deps.Remote, deps.NewUploadID = n, n.newUploadID
+		if n.cache == nil {
+			deps.Blobs = n.blobs // local disks: a commit places the blob on its owners
+		}
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
 			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
 		})
@@ -176,11 +207,23 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET /_atoll/v1/cluster", n.serveStatus)
 	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
 	mux.HandleFunc("POST /_atoll/v1/gc", n.serveGC)
+	mux.Handle("/ui/", ui.Handler())
+	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	mux.Handle("/v2/", n.instrument(n.reg))
 	mux.Handle("/v1/search", n.instrument(n.reg))
 	n.metrics.watch(n)
 	n.handler = mux
 	return n, nil
+}
+
+// openBlobStore opens the configured blob store.
+func openBlobStore(cfg Config) (localStore, error) {
+	if cfg.Storage.S3 != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return s3.New(ctx, *cfg.Storage.S3)
+	}
+	return filesystem.New(cfg.DataDir)
 }
 
 // Handler serves the registry and the member's own endpoints.

@@ -177,7 +177,7 @@ func (n *Node) serveLocalBlob(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad digest", http.StatusBadRequest)
 		return
 	}
-	b, err := n.local.Open(r.Context(), d)
+	b, err := n.readLocal(r.Context(), d)
 	if errors.Is(err, storage.ErrBlobUnknown) {
 		http.NotFound(w, r)
 		return

@@ -89,3 +89,10 @@ type UploadPurger interface {
 type UsageReporter interface {
 	Usage() (blobs, bytes int64)
 }
+
+// URLSigner is an optional BlobStore capability: a URL from which a client
+// can fetch blob d directly for a while (an S3 presigned URL). It returns
+// an error wrapping errors.ErrUnsupported when redirects are off.
+type URLSigner interface {
+	URLFor(ctx context.Context, d digest.Digest, expiry time.Duration) (string, error)
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/storage/s3"
 )
 
 // fileConfig is registry:2's config.yml, the subset atoll reads. Keys it
@@ -27,9 +28,15 @@ type fileConfig struct {
 		Filesystem struct {
 			RootDirectory string `yaml:"rootdirectory"`
 		} `yaml:"filesystem"`
+		S3       *s3.Config `yaml:"s3"`
+		Redirect struct {
+			Disable *bool `yaml:"disable"`
+		} `yaml:"redirect"`
 		Delete struct {
 			Enabled *bool `yaml:"enabled"`
 		} `yaml:"delete"`
+		// CacheSize bounds atoll's disk cache of blobs read from S3.
+		CacheSize   string `yaml:"cachesize"`
 		Maintenance struct {
 			UploadPurging struct {
 				Enabled  *bool         `yaml:"enabled"`
@@ -174,6 +181,12 @@ func applyEnv(cfg *fileConfig, environ []string, warn func(key string)) error {
 		if !ok || path == "" || path == "CONFIGURATION_PATH" {
 			continue
 		}
+		if path == "STORAGE" { // registry:2 picks the driver by name
+			if err := selectDriver(cfg, v); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			continue
+		}
 		f, ok := envField(reflect.ValueOf(cfg).Elem(), strings.Split(strings.ToLower(path), "_"))
 		if !ok {
 			warn(k)
@@ -240,14 +253,66 @@ func setValue(f reflect.Value, s string) error {
 	return nil
 }
 
+// selectDriver handles REGISTRY_STORAGE=<driver>.
+func selectDriver(cfg *fileConfig, driver string) error {
+	switch driver {
+	case "filesystem":
+		cfg.Storage.S3 = nil
+	case "s3":
+		if cfg.Storage.S3 == nil {
+			cfg.Storage.S3 = new(s3.Config)
+		}
+	default:
+		return fmt.Errorf("storage driver %q: atoll has filesystem and s3", driver)
+	}
+	return nil
+}
+
+// parseSize reads a byte count such as 512MiB, 10GiB or 1073741824.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("size %q", s)
+			}
+			return int64(n * float64(u.mult)), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want bytes or a number with KiB, MiB, GiB, TiB", s)
+	}
+	return n, nil
+}
+
 // nodeConfig maps the registry:2 settings onto the member's configuration.
-func (fc *fileConfig) nodeConfig() node.Config {
+func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	var c node.Config
 	c.Addr = fc.HTTP.Addr
 	c.DebugAddr = fc.HTTP.Debug.Addr
 	c.DataDir = fc.Storage.Filesystem.RootDirectory
+	if fc.Storage.S3 != nil {
+		s3cfg := *fc.Storage.S3
+		if d := fc.Storage.Redirect.Disable; d != nil && !*d {
+			s3cfg.Redirect = true
+		}
+		c.Storage.S3 = &s3cfg
+	}
 	if e := fc.Storage.Delete.Enabled; e != nil {
 		c.API.DisableDelete = !*e
+	}
+	if fc.Storage.CacheSize != "" {
+		size, err := parseSize(fc.Storage.CacheSize)
+		if err != nil {
+			return c, fmt.Errorf("storage.cachesize: %w", err)
+		}
+		c.Storage.CacheSize = size
 	}
 	c.Notifications = fc.Notifications
 	cl := fc.Cluster
@@ -263,5 +328,5 @@ func (fc *fileConfig) nodeConfig() node.Config {
 	} else {
 		c.API.UploadTTL = 100 * 365 * 24 * time.Hour
 	}
-	return c
+	return c, nil
 }

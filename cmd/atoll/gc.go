@@ -96,7 +96,10 @@ func garbageCollect(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	cfg := fc.nodeConfig()
+	cfg, err := fc.nodeConfig()
+	if err != nil {
+		return err
+	}
 	cfg.Cluster.Enabled, cfg.Cluster.Join, cfg.Cluster.GossipAddr = false, nil, ""
 	n, err := node.New(cfg, newLogger(stderr, fc.Log.Formatter, "warn"))
 	if err != nil {

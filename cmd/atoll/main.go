@@ -77,6 +77,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	debugAddr := fs.String("debug-addr", "", "address for /metrics and pprof (http.debug.addr)")
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
 	gcInterval := fs.Duration("gc-interval", 0, "collect garbage on this schedule (default: only on demand)")
+	cacheSize := fs.String("cache-size", "", "disk cache for blobs kept in S3, e.g. 20GiB (storage.cachesize; default 10GiB)")
 	var cf clusterFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +102,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	for _, k := range warnings {
 		log.Warn("ignoring unknown configuration key", "key", k)
 	}
-	cfg := fc.nodeConfig()
+	setIf(&fc.Storage.CacheSize, *cacheSize)
+	cfg, err := fc.nodeConfig()
+	if err != nil {
+		return err
+	}
 	if *gcInterval > 0 {
 		cfg.GCInterval = *gcInterval
 	}

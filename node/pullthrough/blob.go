@@ -86,10 +86,10 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
 	body := newIdleReader(resp.Body, idleTimeout, cancel)
-	defer body.stop()
 	buf := copyBufs.Get().(*[]byte)
 	n, err := io.CopyBuffer(w, body, *buf)
 	copyBufs.Put(buf)
+	body.stop() // Commit may take long (replication) and must not be cancelled
 	if err != nil {
 		_ = w.Cancel(context.WithoutCancel(ctx))
 		return unavailable(fmt.Errorf("upstream blob %s of %s after %d bytes: %w", d, up, n, err))

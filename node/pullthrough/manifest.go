@@ -25,10 +25,12 @@ var manifestAccept = strings.Join([]string{
 // check and the fetch together.
 const manifestTimeout = 30 * time.Second
 
-// Manifest implements api.Upstream. It returns storage.ErrTagUnknown or
-// storage.ErrManifestUnknown when the upstream has no such manifest (or
-// refuses access) and there is no cached one to serve, and
-// storage.ErrUnavailable when the upstream fails and there is none.
+// Manifest implements api.Upstream. A tag the upstream answers 404 for is
+// storage.ErrTagUnknown even when a copy is cached (it was removed
+// upstream). When the upstream fails otherwise (unreachable, timeout, 5xx,
+// 429, 401/403) a cached copy is served; without one the error is
+// storage.ErrTagUnknown or storage.ErrManifestUnknown for 401/403 (access
+// refused) and storage.ErrUnavailable for the rest.
 func (c *Cache) Manifest(ctx context.Context, repo string, ref oci.Reference) (*storage.Manifest, error) {
 	rt, up, ok := c.match(repo)
 	if !ok {

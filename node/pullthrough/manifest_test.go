@@ -221,3 +221,27 @@ func TestUpstreamHangingFallsBack(t *testing.T) {
 		t.Errorf("upstream hanging: the pull took %v with a %v header timeout", took, headerTimeout)
 	}
 }
+
+func TestTagRemovedUpstream(t *testing.T) {
+	up := newUpstream(t, nil)
+	up.push(t, "app", "v1")
+	tc := newTestCache(t, hubConfig(up))
+	tc.pull(t, "hub/app", "v1")
+
+	req, err := http.NewRequest(http.MethodDelete, up.direct.URL+"/v2/app/manifests/v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("delete the tag upstream: %d", resp.StatusCode)
+	}
+	tc.clock.advance(DefaultTTL)
+	if _, err := tc.Manifest(context.Background(), "hub/app", oci.Reference{Tag: "v1"}); !errors.Is(err, storage.ErrTagUnknown) {
+		t.Errorf("tag removed upstream, cached here: %v, want ErrTagUnknown", err)
+	}
+}

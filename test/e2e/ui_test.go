@@ -35,7 +35,7 @@ import (
 // uiServedByNode says whether atoll serve mounts ui.Handler on /ui/ itself.
 // While false, the test loads the interface from an in-process front that
 // serves ui.Handler and forwards the API to the node.
-const uiServedByNode = false
+const uiServedByNode = true
 
 // TestUIHeadless loads the web interface in headless Chromium against a
 // node holding a few images, and checks that the pages rendered what the

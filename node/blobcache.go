@@ -1,0 +1,154 @@
+package node
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/filesystem"
+)
+
+// blobCache keeps recently read blobs of a remote store (S3) on local disk,
+// least recently used out first, so a hot layer is read from the bucket
+// once per member rather than once per request. The copy on disk is
+// verified against its digest when it is filled.
+type blobCache struct {
+	remote storage.BlobStore
+	disk   *filesystem.Store
+	limit  int64
+
+	mu      sync.Mutex
+	lru     *list.List // of *cacheEntry, most recent first
+	entries map[digest.Digest]*list.Element
+	size    int64
+	filling map[digest.Digest]chan struct{} // closed when a fill ends
+}
+
+type cacheEntry struct {
+	d    digest.Digest
+	size int64
+}
+
+func newBlobCache(ctx context.Context, remote storage.BlobStore, dir string, limit int64) (*blobCache, error) {
+	disk, err := filesystem.New(dir)
+	if err != nil {
+		return nil, fmt.Errorf("blob cache: %w", err)
+	}
+	c := &blobCache{remote: remote, disk: disk, limit: limit, lru: list.New(),
+		entries: map[digest.Digest]*list.Element{}, filling: map[digest.Digest]chan struct{}{}}
+	err = disk.Walk(ctx, func(d digest.Digest, size int64) error {
+		c.entries[d] = c.lru.PushBack(&cacheEntry{d, size})
+		c.size += size
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blob cache: %w", err)
+	}
+	c.evict(ctx)
+	return c, nil
+}
+
+// Open returns blob d from the cache, filling it from the remote store on
+// a miss. Concurrent misses of one blob fill it once.
+func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+	for {
+		c.mu.Lock()
+		if e, ok := c.entries[d]; ok {
+			c.lru.MoveToFront(e)
+			c.mu.Unlock()
+			b, err := c.disk.Open(ctx, d)
+			if !errors.Is(err, storage.ErrBlobUnknown) {
+				return b, err
+			}
+			c.forget(d) // evicted between the lookup and the open
+			continue
+		}
+		if wait, ok := c.filling[d]; ok {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.filling[d] = done
+		c.mu.Unlock()
+		err := c.fill(ctx, d)
+		c.mu.Lock()
+		delete(c.filling, d)
+		close(done)
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// fill copies blob d from the remote store to disk.
+func (c *blobCache) fill(ctx context.Context, d digest.Digest) error {
+	src, err := c.remote.Open(ctx, d)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	w, err := c.disk.Writer(ctx, "fill-"+d.Encoded(), nil)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, src); err != nil {
+		_ = w.Cancel(ctx)
+		return fmt.Errorf("cache %s: %w", d, err)
+	}
+	size := w.Size()
+	if err := w.Commit(ctx, d); err != nil {
+		return fmt.Errorf("cache %s: %w", d, err)
+	}
+	c.mu.Lock()
+	if _, ok := c.entries[d]; !ok {
+		c.entries[d] = c.lru.PushFront(&cacheEntry{d, size})
+		c.size += size
+	}
+	c.mu.Unlock()
+	c.evict(ctx)
+	return nil
+}
+
+// evict removes least recently used blobs until the cache fits its limit.
+// Open files stay readable until closed.
+func (c *blobCache) evict(ctx context.Context) {
+	for {
+		c.mu.Lock()
+		back := c.lru.Back()
+		if c.size <= c.limit || back == nil || back == c.lru.Front() {
+			c.mu.Unlock()
+			return
+		}
+		e := back.Value.(*cacheEntry)
+		c.lru.Remove(back)
+		delete(c.entries, e.d)
+		c.size -= e.size
+		c.mu.Unlock()
+		_ = c.disk.Delete(ctx, e.d)
+	}
+}
+
+// forget drops blob d from the index and the disk (the remote store lost
+// it, or it vanished from disk).
+func (c *blobCache) forget(d digest.Digest) {
+	c.mu.Lock()
+	if e, ok := c.entries[d]; ok {
+		c.lru.Remove(e)
+		delete(c.entries, d)
+		c.size -= e.Value.(*cacheEntry).size
+	}
+	c.mu.Unlock()
+	_ = c.disk.Delete(context.Background(), d)
+}
