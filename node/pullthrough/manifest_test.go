@@ -40,7 +40,7 @@ func TestTagCachedWithinTTL(t *testing.T) {
 
 func TestTagRefreshedAfterTTL(t *testing.T) {
 	up := newUpstream(t, nil)
-	up.push(t, "app", "v1")
+	img := up.push(t, "app", "v1")
 	tc := newTestCache(t, hubConfig(up))
 	first := tc.pull(t, "hub/app", "v1")
 
@@ -61,6 +61,35 @@ func TestTagRefreshedAfterTTL(t *testing.T) {
 	tc.pull(t, "hub/app", "v1")
 	if heads, gets := up.count("HEAD manifests"), up.count("GET manifests"); heads != 3 || gets != 2 {
 		t.Errorf("unchanged tag: upstream served %d manifest HEADs and %d GETs in all, want 3 and 2", heads, gets)
+	}
+
+	// A tag moved back to a manifest cached here costs one HEAD too.
+	up.pushImage(t, "app", "v1", img)
+	tc.clock.advance(DefaultTTL)
+	if got := tc.pull(t, "hub/app", "v1"); got != first {
+		t.Fatalf("tag moved back: pulled %s, want %s", got, first)
+	}
+	if heads, gets := up.count("HEAD manifests"), up.count("GET manifests"); heads != 4 || gets != 2 {
+		t.Errorf("tag moved back: upstream served %d manifest HEADs and %d GETs in all, want 4 and 2", heads, gets)
+	}
+}
+
+// An upstream that answers a manifest HEAD without Docker-Content-Digest
+// gets a GET by tag.
+func TestHeadWithoutDigest(t *testing.T) {
+	up := newUpstream(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodHead && kind(r.URL.Path) == "manifests" {
+				w.WriteHeader(http.StatusOK)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	})
+	img := up.push(t, "app", "v1")
+	tc := newTestCache(t, hubConfig(up))
+	if got := tc.pull(t, "hub/app", "v1"); got != digestOf(t, img) {
+		t.Fatalf("pulled %s, pushed %s", got, digestOf(t, img))
 	}
 }
 

@@ -109,11 +109,17 @@ func (u *upstream) push(t *testing.T, repo, tag string) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
+	u.pushImage(t, repo, tag, img)
+	return img
+}
+
+// pushImage writes img to repo:tag directly.
+func (u *upstream) pushImage(t *testing.T, repo, tag string, img v1.Image) {
+	t.Helper()
 	ref := refOf(t, strings.TrimPrefix(u.direct.URL, "http://"), repo, tag)
 	if err := remote.Write(ref, img); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-	return img
 }
 
 func refOf(t *testing.T, host, repo, tag string) name.Reference {

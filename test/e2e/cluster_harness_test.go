@@ -29,9 +29,10 @@ import (
 
 // clusterOptions are the serve flags every member of a cluster shares.
 type clusterOptions struct {
-	replicas int    // --replicas; default 2
-	routing  string // --routing; default the server's (proxy)
-	secret   string // --cluster-secret; default none
+	replicas int      // --replicas; default 2
+	routing  string   // --routing; default the server's (proxy)
+	secret   string   // --cluster-secret; default none
+	env      []string // extra environment of every member
 }
 
 // clusterMember is one cluster member. Its methods are for the test goroutine.
@@ -99,7 +100,7 @@ func (c *testCluster) add(via *clusterMember, secret string) *clusterMember {
 	m.Node = startNodeWith(c.t, filepath.Join(c.dir, name), nodeOptions{
 		addr: freeLoopbackAddr(c.t),
 		args: args,
-		env:  []string{"ATOLL_CLUSTER_FAST=true"},
+		env:  append([]string{"ATOLL_CLUSTER_FAST=true"}, c.opts.env...),
 	})
 	// Registered after startNodeWith's cleanup, so it runs first: SIGKILL
 	// is quick (a SIGTERM would hand blobs off to members being stopped

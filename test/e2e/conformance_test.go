@@ -21,6 +21,14 @@ const conformanceInstall = "go install github.com/opencontainers/distribution-sp
 // distribution-spec "conformance" binary) against a live single node, with
 // every optional API the registry supports enabled.
 func TestConformance(t *testing.T) {
+	bin := conformanceBinary(t)
+	n := startNode(t, filepath.Join(t.TempDir(), "data"))
+	runConformance(t, bin, n.Addr(), "filesystem")
+}
+
+// conformanceBinary finds the suite or skips (fails under CI).
+func conformanceBinary(t *testing.T) string {
+	t.Helper()
 	bin, err := findConformance()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -28,7 +36,13 @@ func TestConformance(t *testing.T) {
 		}
 		t.Skipf("skipping: OCI conformance binary not found (%v); install it with: %s", err, conformanceInstall)
 	}
-	n := startNode(t, filepath.Join(t.TempDir(), "data"))
+	return bin
+}
+
+// runConformance runs the suite against the registry at addr and fails
+// the test on any failing check; label names the setup in the summary.
+func runConformance(t *testing.T, bin, addr, label string) {
+	t.Helper()
 	results := t.TempDir()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -36,7 +50,7 @@ func TestConformance(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = results
 	cmd.Env = append(withoutPrefix(cleanEnv(), "OCI_"),
-		"OCI_REGISTRY="+n.Addr(),
+		"OCI_REGISTRY="+addr,
 		"OCI_TLS=disabled",
 		"OCI_REPO1=conformance/repo1",
 		"OCI_REPO2=conformance/repo2",
@@ -57,8 +71,8 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("conformance (%v) left no readable junit.xml: %v\nstdout:\n%s\nstderr:\n%s",
 			runErr, err, stdout.String(), stderr.String())
 	}
-	summary := fmt.Sprintf("OCI conformance: %d checks, %d failures (%d errors, %d skipped; %s)",
-		suite.Tests, suite.Failures, suite.Errors, suite.Skipped+suite.Disabled, elapsed)
+	summary := fmt.Sprintf("OCI conformance (%s): %d checks, %d failures (%d errors, %d skipped; %s)",
+		label, suite.Tests, suite.Failures, suite.Errors, suite.Skipped+suite.Disabled, elapsed)
 	t.Log(summary)
 	fmt.Println(summary)
 

@@ -340,10 +340,29 @@ func dockerConformance(t *testing.T, addr string) {
 	if bad := suite.Failures + suite.Errors; bad > 0 {
 		t.Errorf("%d conformance checks failed; failing lines:\n%s", bad, failingLines(stdout.String()))
 	}
+	if suite.Skipped > 0 {
+		t.Logf("skipped checks:\n%s", dockerSkippedLines(stdout.String()))
+	}
 	if suite.Tests == 0 {
 		t.Errorf("conformance ran no checks\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 	if runErr != nil && !t.Failed() {
 		t.Errorf("conformance exited with %v although junit.xml reports no failures\nstderr:\n%s", runErr, stderr.String())
 	}
+}
+
+// dockerSkippedLines returns the conformance report's lines for skipped
+// checks, each with the reason line the suite prints under it.
+func dockerSkippedLines(stdout string) string {
+	var out strings.Builder
+	lines := strings.Split(stdout, "\n")
+	for i, line := range lines {
+		if strings.HasSuffix(strings.TrimSpace(line), ": Skip") {
+			out.WriteString(line + "\n")
+			if i+1 < len(lines) && strings.HasPrefix(strings.TrimSpace(lines[i+1]), "- ") {
+				out.WriteString(lines[i+1] + "\n")
+			}
+		}
+	}
+	return out.String()
 }

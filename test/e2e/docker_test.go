@@ -59,8 +59,8 @@ func TestDockerCompose(t *testing.T) {
 	dockerWaitFor(t, 60*time.Second, "node2 seen leaving", func() error {
 		return dockerMembersAre(node1, map[string]string{"node1": "alive", "node2": "left", "node3": "alive"})
 	})
-	dockerPullFresh(t, refs[0], refs)
-	dockerPullFresh(t, refs[1], refs)
+	dockerPullFresh(t, refs[0], refs) // node1
+	dockerPullFresh(t, refs[1], refs) // node3 (:5001 was node2's)
 
 	// A fourth member joins the running cluster.
 	cp.run("--profile", "scale", "up", "-d", "node4")
@@ -71,6 +71,15 @@ func TestDockerCompose(t *testing.T) {
 	}
 	dockerWaitFor(t, 30*time.Second, "node4's catalog", func() error { return dockerSameCatalog("e2e/hello", node1, node4) })
 	dockerPullFresh(t, refs[2], refs)
+
+	// The image's HEALTHCHECK (atoll healthcheck: a scratch image has no curl).
+	id := dockerFirstLine(cp.run("ps", "-q", "node1"))
+	dockerWaitFor(t, 60*time.Second, "node1's container healthy", func() error {
+		if h := dockerCLI(t, "inspect", "--format", "{{.State.Health.Status}}", id); h != "healthy" {
+			return fmt.Errorf("health status %q", h)
+		}
+		return nil
+	})
 
 	dockerConformance(t, "127.0.0.1:5000")
 	if t.Failed() {
@@ -134,8 +143,8 @@ func (c *dockerCompose) args(args ...string) []string {
 	return slices.Concat(c.cmd[1:], []string{"-f", c.file, "-p", c.project}, args)
 }
 
-// run runs a compose command and fails the test, with every member's log,
-// on error.
+// run runs a compose command and fails the test on error (down then
+// prints the members' logs).
 func (c *dockerCompose) run(args ...string) string {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

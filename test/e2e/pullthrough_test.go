@@ -136,7 +136,15 @@ func ptImage(t *testing.T, layers int, size int64) v1.Image {
 	return img
 }
 
-var ptRemote = []remote.Option{remote.WithRetryPredicate(func(error) bool { return false }), remote.WithRetryStatusCodes()}
+// ptRemote makes go-containerregistry fail on the first error, and open a
+// connection per request: a pooled client can leave a dialled connection
+// that never carries a request, which holds a registry's graceful shutdown
+// for 5s (net/http's rule for new connections).
+var ptRemote = []remote.Option{
+	remote.WithRetryPredicate(func(error) bool { return false }),
+	remote.WithRetryStatusCodes(),
+	remote.WithTransport(&http.Transport{DisableKeepAlives: true}),
+}
 
 // ptPush writes img to host/ref.
 func ptPush(t *testing.T, host, ref string, img v1.Image) {
