@@ -25,8 +25,8 @@ import (
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
-	"github.com/atollhq/atoll/storage/s3"
 	"github.com/atollhq/atoll/storage/metadb"
+	"github.com/atollhq/atoll/storage/s3"
 )
 
 // Config is one member's configuration.
