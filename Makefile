@@ -2,9 +2,10 @@
 # `make test` runs every test.
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE   ?= atoll:latest
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test vet bench fuzz clean
+.PHONY: build run test vet bench bench-cluster bench-s3 image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/atoll ./cmd/atoll
@@ -22,6 +23,13 @@ test: vet
 
 bench:
 	bash test/bench/run.sh $(BENCH_FLAGS)
+
+bench-cluster:
+	bash test/bench/cluster/run.sh $(BENCH_FLAGS)
+
+# The container image: FROM scratch around the static binary; pulls nothing.
+image:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) bash deploy/build-image.sh
 
 clean:
 	rm -rf bin

@@ -22,6 +22,7 @@ import (
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/ui"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
@@ -45,6 +46,8 @@ type Config struct {
 	Cluster ClusterConfig `yaml:"cluster"`
 	// Notifications sends events to webhooks (registry:2's notifications).
 	Notifications notify.Config `yaml:"notifications"`
+	// PullThrough makes repositories caches of other registries.
+	PullThrough pullthrough.Config `yaml:"pullthrough"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
 	// GCInterval runs garbage collection on a schedule. Default 0: only on
@@ -199,6 +202,12 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 		n.refreshView()
+	}
+	if cfg.PullThrough.Enabled() {
+		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, pullthrough.Deps{Blobs: deps.Blobs, Meta: n.meta, Logger: log}); err != nil {
+			_ = n.Close()
+			return nil, err
+		}
 	}
 	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/storage/s3"
 )
 
@@ -48,13 +49,30 @@ type fileConfig struct {
 	} `yaml:"storage"`
 	Cluster       clusterConfig `yaml:"cluster"`
 	Notifications notify.Config `yaml:"notifications"`
-	HTTP          struct {
+	// Proxy is registry:2's pull-through cache of one upstream.
+	Proxy proxyConfig `yaml:"proxy"`
+	// Upstreams are atoll's caches of several registries by prefix.
+	Upstreams []pullthrough.Upstream `yaml:"upstreams"`
+	HTTP      struct {
 		Addr  string `yaml:"addr"`
 		Debug struct {
 			Addr string `yaml:"addr"`
 		} `yaml:"debug"`
 		Headers map[string][]string `yaml:"headers"`
 	} `yaml:"http"`
+}
+
+// proxyConfig is registry:2's proxy: section. Its ttl schedules the
+// expiry of cached blobs in registry:2; atoll keeps cached content until
+// garbage collection, so ttl is accepted and not used, and tagttl says how
+// long a cached tag is trusted before the upstream is asked again (default:
+// not at all, as registry:2, while the upstream answers).
+type proxyConfig struct {
+	RemoteURL string        `yaml:"remoteurl"`
+	Username  string        `yaml:"username"`
+	Password  string        `yaml:"password"`
+	TTL       time.Duration `yaml:"ttl"`
+	TagTTL    time.Duration `yaml:"tagttl"`
 }
 
 // clusterConfig is atoll's own cluster: section.
@@ -315,6 +333,13 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 		c.Storage.CacheSize = size
 	}
 	c.Notifications = fc.Notifications
+	p := fc.Proxy
+	if p.TagTTL == 0 {
+		p.TagTTL = -1 // as registry:2: ask the upstream on every pull of a tag
+	}
+	c.PullThrough = pullthrough.Config{Upstreams: fc.Upstreams, Proxy: pullthrough.Upstream{
+		RemoteURL: p.RemoteURL, Username: p.Username, Password: p.Password, TTL: p.TagTTL,
+	}}
 	cl := fc.Cluster
 	c.Cluster.Enabled = cl.Enabled
 	c.Cluster.NodeName, c.Cluster.GossipAddr, c.Cluster.GRPCAddr = cl.NodeName, cl.GossipAddr, cl.GRPCAddr

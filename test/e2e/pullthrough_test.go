@@ -74,7 +74,7 @@ func ptCheckPullThrough(t *testing.T, upstreamHost string, stop func()) {
 	first := ptImage(t, 2, 64<<10)
 	ptPush(t, upstreamHost, "library/app:v1", first)
 	// A TTL of 1ms: every later tag pull asks the upstream.
-	conf := ptWriteConfig(t, fmt.Sprintf("proxy:\n  remoteurl: http://%s\n  ttl: 1ms\n", upstreamHost))
+	conf := ptWriteConfig(t, fmt.Sprintf("proxy:\n  remoteurl: http://%s\n  tagttl: 1ms\n", upstreamHost))
 	cache := ptStartCache(t, conf, "library/app", "v1")
 
 	start := time.Now()

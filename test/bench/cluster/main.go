@@ -1,0 +1,192 @@
+// Command cluster benchmarks atoll's cluster against atoll on its own.
+//
+// It starts, on free loopback ports with their own temporary data dirs:
+// a single node, two 3-member clusters with one replica (routing proxy and
+// routing redirect) and a 3-member cluster with two replicas (proxy). Then
+// it runs every scenario in rounds, alternating the order of the variants
+// from round to round, and prints medians and ratios:
+//
+//   - pull: a blob through an owner vs through a non-owner (proxy, redirect);
+//   - push: a monolithic push to a single node vs to 3 members with R=2;
+//   - pullers: many concurrent pullers over 3 members vs one single node.
+//
+// Numbers are reported, never asserted: the run fails only when a process
+// does not start or a request, a placement or a digest check fails.
+//
+// Usually invoked through test/bench/cluster/run.sh (make bench-cluster):
+//
+//	go run ./test/bench/cluster -atoll-bin bin/atoll -rounds 3
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	atollBin     string
+	workdir      string
+	scenarios    string
+	rounds       int
+	sizeMiB      int
+	pullers      int
+	blobs        int
+	blobMiB      int
+	duration     time.Duration
+	startTimeout time.Duration
+	keep         bool
+}
+
+var scenarioNames = []string{"pull", "push", "pullers"}
+
+func parseFlags() config {
+	var c config
+	flag.StringVar(&c.atollBin, "atoll-bin", "bin/atoll", "path to the atoll binary")
+	flag.StringVar(&c.workdir, "workdir", "", "parent of the temp dir (default: system temp dir)")
+	flag.StringVar(&c.scenarios, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios to run")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds per scenario (medians are reported)")
+	flag.IntVar(&c.sizeMiB, "size-mib", 256, "blob size for the push and pull scenarios, MiB")
+	flag.IntVar(&c.pullers, "pullers", 16, "concurrent pullers")
+	flag.IntVar(&c.blobs, "pullers-blobs", 8, "distinct blobs the pullers fetch")
+	flag.IntVar(&c.blobMiB, "pullers-blob-mib", 16, "size of each pullers blob, MiB")
+	flag.DurationVar(&c.duration, "duration", 8*time.Second, "pullers duration per round and variant")
+	flag.DurationVar(&c.startTimeout, "start-timeout", 30*time.Second, "how long to wait for a member to start and a cluster to form")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (data, logs)")
+	flag.Parse()
+	return c
+}
+
+func (c config) validate() error {
+	switch {
+	case c.rounds < 1:
+		return errors.New("-rounds must be >= 1")
+	case c.sizeMiB < 1 || c.blobMiB < 1:
+		return errors.New("-size-mib and -pullers-blob-mib must be >= 1")
+	case c.pullers < 1 || c.blobs < 1:
+		return errors.New("-pullers and -pullers-blobs must be >= 1")
+	case c.duration < time.Second:
+		return errors.New("-duration must be >= 1s")
+	}
+	for _, s := range c.selected() {
+		if !slices.Contains(scenarioNames, s) {
+			return fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(scenarioNames, ", "))
+		}
+	}
+	if len(c.selected()) == 0 {
+		return errors.New("no scenario selected")
+	}
+	return nil
+}
+
+func (c config) selected() []string {
+	var out []string
+	for _, s := range strings.Split(c.scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c config) has(s string) bool { return slices.Contains(c.selected(), s) }
+
+func main() {
+	cfg := parseFlags()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted (%w)", err)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-cluster: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config) (err error) {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(cfg.workdir, "atoll-bench-cluster-")
+	if err != nil {
+		return err
+	}
+	var started []*cluster
+	defer func() {
+		for _, c := range started {
+			c.stop(err != nil && ctx.Err() == nil) // log tails, unless interrupted
+		}
+		if cfg.keep {
+			logf("kept %s", dir)
+		} else if rmErr := os.RemoveAll(dir); rmErr != nil {
+			logf("removing %s: %v", dir, rmErr)
+		}
+	}()
+	// start registers the cluster for cleanup before its first process runs.
+	start := func(label string, n, replicas int, routing string) (*cluster, error) {
+		c := &cluster{label: label, replicas: replicas, routing: routing}
+		started = append(started, c)
+		if err := c.start(ctx, cfg, dir, n); err != nil {
+			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		logf("%s: ready (%d member(s), replicas %d, routing %s)", label, n, replicas, routing)
+		return c, nil
+	}
+
+	load0 := loadavg()
+	b, err := newBench(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.has("push") || cfg.has("pullers") {
+		if b.single, err = start("single", 1, 1, "-"); err != nil {
+			return err
+		}
+	}
+	if cfg.has("pull") {
+		if b.r1proxy, err = start("r1-proxy", 3, 1, "proxy"); err != nil {
+			return err
+		}
+		if b.r1redirect, err = start("r1-redirect", 3, 1, "redirect"); err != nil {
+			return err
+		}
+	}
+	if b.r2, err = start("r2-proxy", 3, 2, "proxy"); err != nil {
+		return err
+	}
+	if cfg.has("pullers") {
+		if err := b.setupPullers(ctx); err != nil {
+			return err
+		}
+	}
+
+	runners := map[string]func(context.Context, int) error{
+		"pull": b.runPull, "push": b.runPush, "pullers": b.runPullers,
+	}
+	for round := 1; round <= cfg.rounds; round++ {
+		for _, s := range cfg.selected() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := runners[s](ctx, round); err != nil {
+				return fmt.Errorf("%s round %d: %w", s, round, err)
+			}
+		}
+	}
+	printReport(os.Stdout, cfg, b.res, load0)
+	return nil
+}
+
+// logf prints progress to stderr so stdout carries only the report.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}

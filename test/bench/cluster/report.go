@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// results maps a row key to its per-round MB/s.
+type results map[string][]float64
+
+func (r results) record(round int, key string, v float64, detail string) {
+	r[key] = append(r[key], v)
+	logf("round %d  %-17s %8.1f MB/s  (%s)", round, key, v, detail)
+}
+
+func (r results) median(key string) float64 {
+	vs := slices.Sorted(slices.Values(r[key]))
+	n := len(vs)
+	switch {
+	case n == 0:
+		return math.NaN()
+	case n%2 == 1:
+		return vs[n/2]
+	default:
+		return (vs[n/2-1] + vs[n/2]) / 2
+	}
+}
+
+// row is one line of the report; base names the row its ratio divides by.
+type row struct {
+	scenario, key, title, base string
+	goal                       float64 // ratio target, 0 for none
+	target                     string
+}
+
+func rows(cfg config) []row {
+	size := fmt.Sprintf("%d MiB", cfg.sizeMiB)
+	many := fmt.Sprintf("%dx%d MiB, %d pullers", cfg.blobs, cfg.blobMiB, cfg.pullers)
+	return []row{
+		{scenario: "pull", key: "pull-r1-owner", title: "pull " + size + ", 3 members R=1, via owner"},
+		{scenario: "pull", key: "pull-r1-proxy", title: "  via non-owner, routing proxy", base: "pull-r1-owner", goal: 0.8, target: ">= 0.80x (hop < 20%)"},
+		{scenario: "pull", key: "pull-r1-redirect", title: "  via non-owner, routing redirect", base: "pull-r1-owner", goal: 0.95, target: ">= 0.95x (not measurable)"},
+		{scenario: "pull", key: "pull-r2-owner", title: "pull " + size + ", 3 members R=2, via owner"},
+		{scenario: "pull", key: "pull-r2-proxy", title: "  via non-owner, routing proxy", base: "pull-r2-owner", goal: 0.8, target: ">= 0.80x (hop < 20%)"},
+		{scenario: "push", key: "push-single", title: "push " + size + " monolithic, single node"},
+		{scenario: "push", key: "push-r2-owner", title: "  3 members R=2, via an owner", base: "push-single"},
+		{scenario: "push", key: "push-r2-nonowner", title: "  3 members R=2, via the non-owner", base: "push-single"},
+		{scenario: "pullers", key: "pullers-single", title: "pullers " + many + ", single node"},
+		{scenario: "pullers", key: "pullers-cluster", title: "  3 members R=2 proxy, round-robin", base: "pullers-single"},
+	}
+}
+
+// printReport writes the table of medians. Targets are printed for
+// reference only; nothing here fails the run.
+func printReport(w io.Writer, cfg config, res results, load0 string) {
+	fmt.Fprintf(w, "\nbench-cluster: %d round(s); n = samples per row (pulls: 2 per round and cluster); %d CPU(s)\n"+
+		"MB = 10^6 bytes; ratio = median / median of the row it is indented under\n", cfg.rounds, runtime.NumCPU())
+	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, loadavg())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tn\tMB/s\tmin..max\tratio\ttarget")
+	for _, r := range rows(cfg) {
+		if !cfg.has(r.scenario) {
+			continue
+		}
+		vs := res[r.key]
+		if len(vs) == 0 {
+			fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t%s\n", r.title, r.target)
+			continue
+		}
+		m := res.median(r.key)
+		ratio, verdict := "-", ""
+		if r.base != "" {
+			q := m / res.median(r.base)
+			ratio = fmt.Sprintf("%.2fx", q)
+			if r.goal > 0 && !math.IsNaN(q) {
+				verdict = map[bool]string{true: " met", false: " missed"}[q >= r.goal]
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f..%.0f\t%s\t%s%s\n", r.title, len(vs), m,
+			slices.Min(vs), slices.Max(vs), ratio, r.target, verdict)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr). Owner pulls of the R=1 proxy and redirect")
+	fmt.Fprintln(w, "clusters are pooled (routing does not touch them). Pulled blobs are sha256-checked after the")
+	fmt.Fprintln(w, "timer; pullers compare each body with the pushed bytes inline. All processes share this machine.")
+}
+
+// loadavg returns the first three fields of /proc/loadavg, "?" elsewhere:
+// other work on the machine skews every number here.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "?"
+}

@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	repoPull    = "bench/pull"
+	repoPush    = "bench/push"
+	repoPullers = "bench/pullers"
+)
+
+// bench holds what the scenarios share.
+type bench struct {
+	cfg     config
+	hc      *http.Client
+	payload []byte // random; the first 16 bytes are restamped per blob
+	recv    []byte // pull destination, same size as payload
+	nonce   uint64 // per run, so no two runs produce the same blobs
+	serial  uint64
+	res     results
+
+	single, r1proxy, r1redirect, r2 *cluster
+
+	blobs    [][]byte // pullers: the blobs and their digests
+	digests  []string
+	pullBufs [][]byte // pullers: one destination per puller
+}
+
+func newBench(cfg config) (*bench, error) {
+	size := cfg.sizeMiB << 20
+	b := &bench{cfg: cfg, hc: newHTTPClient(8), payload: make([]byte, size), recv: make([]byte, size), res: results{}}
+	logf("generating %d MiB of random data", cfg.sizeMiB)
+	if _, err := rand.Read(b.payload); err != nil {
+		return nil, err
+	}
+	for i := 0; i < len(b.recv); i += 4096 {
+		b.recv[i] = 1 // fault the pages in now, not during the first pull
+	}
+	b.nonce = binary.LittleEndian.Uint64(b.payload[8:16])
+	return b, nil
+}
+
+// freshBlob restamps the payload so its digest was never pushed before.
+func (b *bench) freshBlob() ([]byte, string) {
+	b.serial++
+	binary.LittleEndian.PutUint64(b.payload[0:8], b.serial)
+	binary.LittleEndian.PutUint64(b.payload[8:16], b.nonce)
+	return b.payload, sha256Digest(b.payload)
+}
+
+func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
+
+// ordered reverses xs on even rounds, so no variant always goes first.
+func ordered[T any](round int, xs []T) []T {
+	if round%2 == 0 {
+		slices.Reverse(xs)
+	}
+	return xs
+}
+
+// runPull pushes a fresh blob to each cluster through an owner (untimed),
+// finds the holders in the data dirs, then times full GETs through a
+// holder (A) and a non-holder (B) in the order ABBA (BAAB on even rounds),
+// so each row gets two samples per round. The digest is checked after the
+// timer.
+func (b *bench) runPull(ctx context.Context, round int) error {
+	type variant struct {
+		c                  *cluster
+		ownerKey, otherKey string
+	}
+	vs := ordered(round, []variant{
+		{b.r1proxy, "pull-r1-owner", "pull-r1-proxy"},
+		{b.r1redirect, "pull-r1-owner", "pull-r1-redirect"},
+		{b.r2, "pull-r2-owner", "pull-r2-proxy"},
+	})
+	for _, v := range vs {
+		data, dgst := b.freshBlob()
+		via := v.c.byName(v.c.predict(dgst)[0])
+		if err := push(ctx, b.hc, via.base, repoPull, data, dgst); err != nil {
+			return fmt.Errorf("%s: pushing the blob to pull via %s: %w", v.c.label, via.name, err)
+		}
+		holders, others, err := v.c.placement(dgst)
+		if err != nil {
+			return err
+		}
+		type step struct {
+			m   *member
+			key string
+		}
+		ab := ordered(round, []step{{holders[0], v.ownerKey}, {others[0], v.otherKey}})
+		for _, s := range []step{ab[0], ab[1], ab[1], ab[0]} {
+			start := time.Now()
+			host, err := pull(ctx, b.hc, s.m.base, repoPull, dgst, b.recv)
+			elapsed := time.Since(start)
+			if err != nil {
+				return fmt.Errorf("%s: pull via %s: %w", v.c.label, s.m.name, err)
+			}
+			if got := sha256Digest(b.recv); got != dgst {
+				return fmt.Errorf("%s: pull via %s: content digest %s, want %s", v.c.label, s.m.name, got, dgst)
+			}
+			// Proxy and owner answers come from the member asked; a redirect
+			// must land on a holder.
+			wantHosts := []string{s.m.host}
+			if v.c.routing == "redirect" && s.m != holders[0] {
+				wantHosts = wantHosts[:0]
+				for _, h := range holders {
+					wantHosts = append(wantHosts, h.host)
+				}
+			}
+			if !slices.Contains(wantHosts, host) {
+				return fmt.Errorf("%s: pull via %s was answered by %s, want one of %v", v.c.label, s.m.name, host, wantHosts)
+			}
+			b.res.record(round, s.key, mbps(int64(len(data)), elapsed), v.c.label+" via "+s.m.name)
+		}
+	}
+	return nil
+}
+
+// runPush times monolithic pushes of fresh blobs: to the single node, and
+// to the R=2 cluster through an owner (it keeps a copy and sends one) and
+// through the non-owner (it sends two and drops its own).
+func (b *bench) runPush(ctx context.Context, round int) error {
+	type variant struct {
+		c        *cluster
+		viaOwner bool
+	}
+	for _, v := range ordered(round, []variant{{b.single, true}, {b.r2, true}, {b.r2, false}}) {
+		data, dgst := b.freshBlob()
+		owners := v.c.predict(dgst)
+		var via *member
+		for _, m := range v.c.members {
+			if slices.Contains(owners, m.name) == v.viaOwner {
+				via = m
+				break
+			}
+		}
+		start := time.Now()
+		if err := push(ctx, b.hc, via.base, repoPush, data, dgst); err != nil {
+			return fmt.Errorf("%s: push via %s: %w", v.c.label, via.name, err)
+		}
+		elapsed := time.Since(start)
+		holders, _, err := v.c.placement(dgst)
+		if err != nil {
+			return err
+		}
+		key := "push-single"
+		if v.c != b.single {
+			owner := slices.Contains(holders, via)
+			if owner != v.viaOwner {
+				logf("push: ring prediction missed for %s (via %s); recorded by the actual placement", dgst, via.name)
+			}
+			key = map[bool]string{true: "push-r2-owner", false: "push-r2-nonowner"}[owner]
+		}
+		b.res.record(round, key, mbps(int64(len(data)), elapsed), v.c.label+" via "+via.name)
+	}
+	return nil
+}
+
+// setupPullers pushes the pullers' blobs to the single node and to the R=2
+// cluster (round-robin over its members).
+func (b *bench) setupPullers(ctx context.Context) error {
+	size := b.cfg.blobMiB << 20
+	logf("pullers: pushing %d blobs of %d MiB", b.cfg.blobs, b.cfg.blobMiB)
+	for i := range b.cfg.blobs {
+		blob := make([]byte, size)
+		if _, err := rand.Read(blob); err != nil {
+			return err
+		}
+		dgst := sha256Digest(blob)
+		b.blobs, b.digests = append(b.blobs, blob), append(b.digests, dgst)
+		for _, c := range []*cluster{b.single, b.r2} {
+			m := c.members[i%len(c.members)]
+			if err := push(ctx, b.hc, m.base, repoPullers, blob, dgst); err != nil {
+				return fmt.Errorf("%s: pullers blob %d via %s: %w", c.label, i, m.name, err)
+			}
+		}
+	}
+	for range b.cfg.pullers {
+		buf := make([]byte, size)
+		for i := 0; i < len(buf); i += 4096 {
+			buf[i] = 1
+		}
+		b.pullBufs = append(b.pullBufs, buf)
+	}
+	return nil
+}
+
+func (b *bench) runPullers(ctx context.Context, round int) error {
+	for _, c := range ordered(round, []*cluster{b.single, b.r2}) {
+		v, n, err := b.pullers(ctx, c)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.label, err)
+		}
+		key := map[bool]string{true: "pullers-single", false: "pullers-cluster"}[c == b.single]
+		b.res.record(round, key, v, fmt.Sprintf("%s, %d pulls", c.label, n))
+	}
+	return nil
+}
+
+// pullers runs cfg.pullers goroutines that pull blob k%blobs through member
+// k%members for the k-th request overall, starting no request after
+// cfg.duration. Each body is compared inline with the pushed bytes (a
+// memcmp, far cheaper than hashing). It returns the aggregate MB/s over
+// the time until the last pull ended, and the number of pulls.
+func (b *bench) pullers(ctx context.Context, c *cluster) (float64, int64, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hc := newHTTPClient(b.cfg.pullers)
+	defer hc.CloseIdleConnections()
+	var next, done, total atomic.Int64
+	var firstErr error
+	var once sync.Once
+	fail := func(err error) { once.Do(func() { firstErr = err; cancel() }) }
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(b.cfg.duration)
+	for _, buf := range b.pullBufs {
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(deadline) {
+				k := next.Add(1) - 1
+				i := int(k % int64(len(b.blobs)))
+				m := c.members[int(k%int64(len(c.members)))]
+				if _, err := pull(ctx, hc, m.base, repoPullers, b.digests[i], buf); err != nil {
+					fail(fmt.Errorf("pull %d via %s: %w", i, m.name, err))
+					return
+				}
+				if !bytes.Equal(buf, b.blobs[i]) {
+					fail(fmt.Errorf("pull %d via %s: content differs from %s", i, m.name, b.digests[i]))
+					return
+				}
+				done.Add(1)
+				total.Add(int64(len(buf)))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return 0, 0, firstErr
+	}
+	return mbps(total.Load(), elapsed), done.Load(), nil
+}
