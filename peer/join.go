@@ -40,16 +40,19 @@ func (c *Cluster) Join(ctx context.Context, addrs []string) (int, error) {
 			errs = append(errs, err)
 		}
 	} else if len(errs) == 0 {
+		// Every address is this member's (a one-node Swarm, a compose file
+		// naming every member): it is the cluster, until others appear.
+		c.alone.Store(true)
 		errs = append(errs, errors.New("no address other than this member's"))
 	}
 	return 0, fmt.Errorf("peer: join %s: %w", strings.Join(addrs, ", "), errors.Join(errs...))
 }
 
 // Joined reports whether this member is part of a cluster: it has no join
-// list (a cluster of one, until others join it), a join succeeded, or
-// another member joined it.
+// list or its join list names only itself (a cluster of one, until others
+// join it), a join succeeded, or another member joined it.
 func (c *Cluster) Joined() bool {
-	return len(c.cfg.Join) == 0 || c.joined.Load() || c.ml.NumMembers() > 1
+	return len(c.cfg.Join) == 0 || c.alone.Load() || c.joined.Load() || c.ml.NumMembers() > 1
 }
 
 // joinLoop joins Config.Join, retrying with exponential backoff until a

@@ -109,14 +109,29 @@ var atollEnv = map[string]func(c *clusterConfig, v string) error{
 	},
 }
 
-// applyAtollEnv sets cluster settings from ATOLL_* variables.
-func applyAtollEnv(c *clusterConfig, environ []string) error {
+// applyAtollEnv sets cluster settings from ATOLL_* variables. A variable
+// ending in _FILE names a file holding the value (Docker secrets); warn
+// receives variables atoll does not know.
+func applyAtollEnv(c *clusterConfig, environ []string, warn func(string)) error {
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
-		if set, ok := atollEnv[k]; ok {
-			if err := set(c, v); err != nil {
+		if !strings.HasPrefix(k, "ATOLL_") {
+			continue
+		}
+		if base, ok := strings.CutSuffix(k, "_FILE"); ok && atollEnv[base] != nil {
+			b, err := os.ReadFile(v)
+			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
+			k, v = base, strings.TrimSpace(string(b))
+		}
+		set, ok := atollEnv[k]
+		if !ok {
+			warn(k)
+			continue
+		}
+		if err := set(c, v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	return nil

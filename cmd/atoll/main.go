@@ -7,14 +7,17 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -138,7 +141,7 @@ func loadConfig(path string) (*fileConfig, []string, error) {
 	if err := applyEnv(fc, os.Environ(), warn); err != nil {
 		return nil, nil, err
 	}
-	if err := applyAtollEnv(&fc.Cluster, os.Environ()); err != nil {
+	if err := applyAtollEnv(&fc.Cluster, os.Environ(), warn); err != nil {
 		return nil, nil, err
 	}
 	return fc, warnings, nil
@@ -162,21 +165,24 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// healthcheck exits non-zero unless the member at the URL (default
-// http://127.0.0.1:5000) answers /healthz; the container image's
-// HEALTHCHECK runs it, as a scratch image has no curl.
+// healthcheck exits non-zero unless the member at the URL answers /healthz;
+// the container image's HEALTHCHECK runs it, as a scratch image has no
+// curl. The default URL follows REGISTRY_HTTP_ADDR and, with
+// REGISTRY_HTTP_TLS_CERTIFICATE set, uses https without verifying the
+// certificate (the member checks itself on loopback).
 func healthcheck(ctx context.Context, args []string) error {
-	url := "http://127.0.0.1:5000"
+	url := defaultHealthURL()
 	if len(args) > 0 {
 		url = args[0]
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/healthz", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback self-check
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -185,4 +191,16 @@ func healthcheck(ctx context.Context, args []string) error {
 		return errors.New("unhealthy: " + resp.Status)
 	}
 	return nil
+}
+
+func defaultHealthURL() string {
+	scheme := "http"
+	if os.Getenv("REGISTRY_HTTP_TLS_CERTIFICATE") != "" {
+		scheme = "https"
+	}
+	port := "5000"
+	if _, p, err := net.SplitHostPort(os.Getenv("REGISTRY_HTTP_ADDR")); err == nil && p != "" {
+		port = p
+	}
+	return scheme + "://127.0.0.1:" + port
 }
