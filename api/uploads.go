@@ -55,28 +55,35 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 }
 
 // mount links blob mount of repository from into repo, if from links it
-// (anonymous: if the registry has it). It returns "" when it cannot, and the
-// client then gets an upload session as the spec says.
+// (anonymous: if any repository does, or this member holds it). It returns
+// "" when it cannot, and the client then gets an upload session as the
+// spec says. A link means the blob was committed; in a cluster it may live
+// on other members.
 func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFrom bool) (digest.Digest, error) {
 	d, err := parseDigest(mount)
 	if err != nil {
 		return "", err
 	}
-	if hasFrom {
-		if !oci.ValidName(from) {
-			return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(from))
+	switch {
+	case hasFrom && !oci.ValidName(from):
+		return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(from))
+	case hasFrom && !reg.meta.BlobLinked(from, d):
+		return "", nil
+	case !hasFrom && !reg.linkedAnywhere(d):
+		if _, err := reg.blobs.Stat(ctx, d); err != nil {
+			if errors.Is(err, storage.ErrBlobUnknown) {
+				return "", nil
+			}
+			return "", err
 		}
-		if !reg.meta.BlobLinked(from, d) {
-			return "", nil
-		}
-	}
-	if _, err := reg.blobs.Stat(ctx, d); err != nil {
-		if errors.Is(err, storage.ErrBlobUnknown) {
-			return "", nil
-		}
-		return "", err
 	}
 	return d, reg.meta.LinkBlob(ctx, repo, d)
+}
+
+// linkedAnywhere reports whether some repository links blob d.
+func (reg *Registry) linkedAnywhere(d digest.Digest) bool {
+	inv, ok := reg.meta.(storage.Inventory)
+	return ok && len(inv.BlobRepos(d)) > 0
 }
 
 // monolithic stores the request body as blob d in one request.
