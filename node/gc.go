@@ -211,7 +211,7 @@ func (n *Node) collectOn(ctx context.Context, m, query string, opts GCOptions) G
 	rep := GCReport{Member: m, DryRun: opts.DryRun}
 	q, _ := url.ParseQuery(query)
 	q.Set("scope", "local")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+n.views.load().members[m].HTTP+"/_atoll/v1/gc?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+n.views.load().members[m].HTTP+"/_atoll/v1/gc?"+q.Encode(), nil)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep

@@ -9,6 +9,7 @@ package node
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/api/ui"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
@@ -40,6 +42,10 @@ type Config struct {
 	DataDir string `yaml:"dataDir"`
 	// API tunes the registry protocol.
 	API api.Config `yaml:"api"`
+	// TLS serves the registry over HTTPS when a certificate is set.
+	TLS TLSConfig `yaml:"tls"`
+	// Auth authenticates clients and checks their access. Default: none.
+	Auth auth.Config `yaml:"auth"`
 	// Storage selects where blobs live: DataDir (default) or a bucket.
 	Storage StorageConfig `yaml:"storage"`
 	// Cluster configures membership, placement and replication.
@@ -88,6 +94,15 @@ func (c *Config) applyDefaults() error {
 	return c.Cluster.applyDefaults(c.Addr)
 }
 
+// TLSConfig is registry:2's http.tls.
+type TLSConfig struct {
+	// Certificate and Key are PEM files, reloaded when they change.
+	Certificate string `yaml:"certificate"`
+	Key         string `yaml:"key"`
+	// ClientCA, when set, requires client certificates signed by it.
+	ClientCA string `yaml:"clientca"`
+}
+
 // StorageConfig selects where blobs live. Metadata is always in DataDir.
 type StorageConfig struct {
 	// S3, when set, keeps blobs in an S3-compatible bucket. Members given
@@ -121,6 +136,8 @@ type Node struct {
 	cache   *blobCache // blobs read from a bucket; nil on local disk
 	reg     *api.Registry
 	notify  *notify.Notifier
+	auth    *auth.Authenticator // nil: no authentication
+	scheme  string              // of this member's and the others' HTTP APIs
 	metrics *metrics
 	handler http.Handler
 
@@ -153,9 +170,23 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		changed:       make(chan struct{}, 1),
 		rebalanceKick: make(chan struct{}, 1),
 		settle:        2 * time.Second,
+		scheme:        "http",
 		token:         HTTPToken(cfg.Cluster.Secret),
 		client:        &http.Client{Transport: memberTransport(0)},
 		blobClient:    &http.Client{Transport: memberTransport(3 * time.Second)},
+	}
+	if cfg.TLS.Certificate != "" {
+		n.scheme = "https"
+	}
+	if cfg.Auth.Enabled() {
+		if cfg.Cluster.Enabled && cfg.Cluster.Secret == "" {
+			return nil, errors.New("a cluster with authentication needs a cluster secret: members vouch for their clients with it")
+		}
+		a, err := auth.New(cfg.Auth, auth.Deps{Logger: log, KeySeed: []byte(cfg.Cluster.Secret)})
+		if err != nil {
+			return nil, err
+		}
+		n.auth = a
 	}
 	if cfg.Cluster.Fast {
 		n.settle = 200 * time.Millisecond
@@ -184,6 +215,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	deps := api.Deps{Blobs: apiBlobs, Meta: n.meta, Logger: log}
+	if n.auth != nil {
+		deps.Visible, deps.Actor = n.visible, n.actor
+	}
 	if len(n.notify.Stats()) > 0 {
 		deps.Events = n.notify
 	}
@@ -218,8 +252,13 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("POST /_atoll/v1/gc", n.serveGC)
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
-	mux.Handle("/v2/", n.instrument(n.reg))
-	mux.Handle("/v1/search", n.instrument(n.reg))
+	var registry http.Handler = n.reg
+	if n.auth != nil {
+		registry = n.memberIdentity(n.auth.Wrap(n.reg))
+		mux.Handle(auth.TokenPath, n.auth.TokenHandler())
+	}
+	mux.Handle("/v2/", n.instrument(registry))
+	mux.Handle("/v1/search", n.instrument(registry))
 	n.metrics.watch(n)
 	n.handler = mux
 	return n, nil
@@ -260,8 +299,23 @@ func (n *Node) Run(ctx context.Context) error {
 // Serve is Run on a listener the caller opened.
 func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 	srv := newServer(n.handler)
+	if n.cfg.TLS.Certificate != "" {
+		certs, err := NewCertReloader(n.cfg.TLS.Certificate, n.cfg.TLS.Key)
+		if err != nil {
+			return err
+		}
+		if srv.TLSConfig, err = certs.TLSConfig(n.cfg.TLS.ClientCA); err != nil {
+			return err
+		}
+	}
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	var debug *http.Server
 	if n.cfg.DebugAddr != "" {
 		debug = newServer(n.metrics.debugHandler())
@@ -343,6 +397,9 @@ func (n *Node) handOff(ctx context.Context) error {
 // request after headerTimeout, when set, so the caller tries another.
 func memberTransport(headerTimeout time.Duration) *http.Transport {
 	return &http.Transport{
+		// Members' certificates name the registry's public host, not the
+		// addresses members use; the cluster token authenticates them.
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
 		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConnsPerHost:   64,
 		IdleConnTimeout:       90 * time.Second,

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -65,7 +66,7 @@ func (n *Node) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest
 				continue
 			}
 			n.metrics.blobRoutes.WithLabelValues("redirect").Inc()
-			http.Redirect(w, r, "http://"+m.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			http.Redirect(w, r, n.scheme+"://"+m.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			return nil
 		}
 		served, err := n.proxyBlob(w, r, m.HTTP, d)
@@ -79,7 +80,7 @@ func (n *Node) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest
 // proxyBlob streams blob d from the member at addr. It reports false,
 // having written nothing, when that member does not have it.
 func (n *Node) proxyBlob(w http.ResponseWriter, r *http.Request, addr string, d digest.Digest) (bool, error) {
-	req, err := http.NewRequestWithContext(r.Context(), r.Method, "http://"+addr+"/_atoll/v1/blobs/"+d.String(), nil)
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, n.scheme+"://"+addr+"/_atoll/v1/blobs/"+d.String(), nil)
 	if err != nil {
 		return false, err
 	}
@@ -130,12 +131,16 @@ func (n *Node) ForwardUpload(w http.ResponseWriter, r *http.Request, id string) 
 	if !v.live(holder) {
 		return true, fmt.Errorf("upload %s: member %s is gone: %w", id, holder, storage.ErrUploadUnknown)
 	}
-	target := &url.URL{Scheme: "http", Host: v.members[holder].HTTP}
+	target := &url.URL{Scheme: n.scheme, Host: v.members[holder].HTTP}
 	proxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.URL.Path, pr.Out.URL.RawPath = r.URL.Path, r.URL.RawPath
 			pr.Out.Header.Set(tokenHeader, n.token)
+			pr.Out.Header.Del(identityHeader)
+			if id, ok := auth.FromContext(r.Context()); ok && n.auth != nil {
+				pr.Out.Header.Set(identityHeader, encodeIdentity(id))
+			}
 			pr.SetXForwarded()
 		},
 		Transport: n.client.Transport,

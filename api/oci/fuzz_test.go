@@ -1,6 +1,7 @@
 package oci
 
 import (
+	_ "crypto/sha512" // as in the atoll binary, where TLS links it: sha512 digests parse
 	"strings"
 	"testing"
 

@@ -4,6 +4,8 @@
 package oci
 
 import (
+	_ "crypto/sha256" // digest.SHA256
+	_ "crypto/sha512" // digest.SHA512
 	"regexp"
 	"strings"
 

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
@@ -47,6 +48,7 @@ type fileConfig struct {
 		} `yaml:"maintenance"`
 		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
 	} `yaml:"storage"`
+	Auth          auth.Config   `yaml:"auth"`
 	Cluster       clusterConfig `yaml:"cluster"`
 	Notifications notify.Config `yaml:"notifications"`
 	// Proxy is registry:2's pull-through cache of one upstream.
@@ -59,6 +61,11 @@ type fileConfig struct {
 			Addr string `yaml:"addr"`
 		} `yaml:"debug"`
 		Headers map[string][]string `yaml:"headers"`
+		TLS     struct {
+			Certificate string   `yaml:"certificate"`
+			Key         string   `yaml:"key"`
+			ClientCAs   []string `yaml:"clientcas"`
+		} `yaml:"tls"`
 	} `yaml:"http"`
 }
 
@@ -214,6 +221,12 @@ func applyEnv(cfg *fileConfig, environ []string, warn func(key string)) error {
 		if !ok || path == "" || path == "CONFIGURATION_PATH" {
 			continue
 		}
+		if path == "AUTH" { // registry:2 names the scheme; the keys under it configure it
+			if v != "htpasswd" && v != "token" && v != "none" && v != "" {
+				return fmt.Errorf("%s=%s: atoll has htpasswd and token", k, v)
+			}
+			continue
+		}
 		if path == "STORAGE" { // registry:2 picks the driver by name
 			if err := selectDriver(cfg, v); err != nil {
 				return fmt.Errorf("%s: %w", k, err)
@@ -346,6 +359,11 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 			return c, fmt.Errorf("storage.cachesize: %w", err)
 		}
 		c.Storage.CacheSize = size
+	}
+	c.Auth = fc.Auth
+	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key}
+	if len(fc.HTTP.TLS.ClientCAs) > 0 {
+		c.TLS.ClientCA = fc.HTTP.TLS.ClientCAs[0]
 	}
 	c.Notifications = fc.Notifications
 	p := fc.Proxy

@@ -46,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return healthcheck(ctx, args)
 	case "status":
 		return status(ctx, args, stdout, stderr)
+	case "htpasswd":
+		return htpasswdCommand(args, stdout, stderr)
 	case "gc":
 		return gc(ctx, args, stdout, stderr)
 	case "garbage-collect":
@@ -68,6 +70,7 @@ commands:
   status        print a member's view of the cluster (--addr URL)
   gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D])
   garbage-collect  collect garbage offline, registry:2 style ([--dry-run] config.yml)
+  htpasswd      print an htpasswd line (bcrypt): atoll htpasswd USER PASSWORD
   version       print the version
 `
 
