@@ -69,7 +69,11 @@ func (n *Node) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest
 			http.Redirect(w, r, n.scheme+"://"+m.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
 			return nil
 		}
-		served, err := n.proxyBlob(w, r, m.HTTP, d)
+		proxy := n.proxyBlob
+		if r.Method == http.MethodGet && n.scheme == "http" && r.ProtoMajor == 1 {
+			proxy = n.spliceBlob
+		}
+		served, err := proxy(w, r, m.HTTP, d)
 		if served || err != nil {
 			return err
 		}
