@@ -36,15 +36,17 @@ type GCOptions struct {
 
 // GCReport is what one member's collection found.
 type GCReport struct {
-	Member   string        `json:"member"`
-	DryRun   bool          `json:"dryRun"`
-	Marked   int           `json:"marked"`   // blobs referenced by manifests
-	Held     int           `json:"held"`     // blobs held on this member
-	Freed    int           `json:"freed"`    // blobs deleted (or that would be)
-	Bytes    int64         `json:"bytes"`    // their size
-	Young    int           `json:"young"`    // unreferenced but within the grace period
-	Duration time.Duration `json:"duration"` // how long it took
-	Error    string        `json:"error,omitempty"`
+	Member    string        `json:"member"`
+	DryRun    bool          `json:"dryRun"`
+	Tags      int           `json:"tagsPruned"`      // tags deleted by retention policies
+	Manifests int           `json:"manifestsPruned"` // untagged manifests deleted by them
+	Marked    int           `json:"marked"`          // blobs referenced by manifests
+	Held      int           `json:"held"`            // blobs held on this member
+	Freed     int           `json:"freed"`           // blobs deleted (or that would be)
+	Bytes     int64         `json:"bytes"`           // their size
+	Young     int           `json:"young"`           // unreferenced but within the grace period
+	Duration  time.Duration `json:"duration"`        // how long it took
+	Error     string        `json:"error,omitempty"`
 }
 
 // CollectGarbage runs one collection over the blobs this member holds.
@@ -53,6 +55,13 @@ func (n *Node) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, er
 	rep := GCReport{Member: n.name, DryRun: opts.DryRun}
 	if err := n.catchUp(ctx); err != nil {
 		return rep, fmt.Errorf("gc: metadata not caught up with the cluster: %w", err)
+	}
+	if len(n.retention) > 0 {
+		p, err := n.applyRetention(ctx, opts.DryRun)
+		rep.Tags, rep.Manifests = p.tags, p.manifests
+		if err != nil {
+			return rep, fmt.Errorf("gc: %w", err)
+		}
 	}
 	marked := n.mark()
 	rep.Marked = len(marked)

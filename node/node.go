@@ -61,6 +61,8 @@ type Config struct {
 	GCInterval time.Duration `yaml:"gcInterval"`
 	// GCGrace is the grace period of scheduled collections. Default 1h.
 	GCGrace time.Duration `yaml:"gcGrace"`
+	// Retention prunes tags and untagged manifests before each collection.
+	Retention []RetentionPolicy `yaml:"retention"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 }
@@ -127,19 +129,20 @@ type localStore interface {
 
 // Node is a member.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	name    string
-	meta    *metadb.Store
-	local   localStore
-	blobs   clusterBlobs
-	cache   *blobCache // blobs read from a bucket; nil on local disk
-	reg     *api.Registry
-	notify  *notify.Notifier
-	auth    *auth.Authenticator // nil: no authentication
-	scheme  string              // of this member's and the others' HTTP APIs
-	metrics *metrics
-	handler http.Handler
+	cfg       Config
+	log       *slog.Logger
+	name      string
+	meta      *metadb.Store
+	local     localStore
+	blobs     clusterBlobs
+	cache     *blobCache // blobs read from a bucket; nil on local disk
+	reg       *api.Registry
+	notify    *notify.Notifier
+	auth      *auth.Authenticator // nil: no authentication
+	scheme    string              // of this member's and the others' HTTP APIs
+	metrics   *metrics
+	handler   http.Handler
+	retention retention
 
 	// Cluster state; cluster is nil for a member on its own.
 	cluster       *peer.Cluster
@@ -177,6 +180,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.TLS.Certificate != "" {
 		n.scheme = "https"
+	}
+	var err error
+	if n.retention, err = compileRetention(cfg.Retention); err != nil {
+		return nil, err
 	}
 	if cfg.Auth.Enabled() {
 		if cfg.Cluster.Enabled && cfg.Cluster.Secret == "" {

@@ -148,3 +148,38 @@ func TestWebhooks(t *testing.T) {
 		}
 	}
 }
+
+// TestRetention keeps the newest tags and those matching a pattern, drops
+// old untagged manifests but keeps referrers of kept ones, and the
+// collection then frees what they alone referenced.
+func TestRetention(t *testing.T) {
+	n, srv := standalone(t, Config{Retention: []RetentionPolicy{{
+		Repositories: []string{"team/**"}, KeepLast: 2, KeepTags: []string{`^release-`}, UntaggedAfter: time.Nanosecond,
+	}}})
+	var layers []digest.Digest
+	for _, tag := range []string{"release-1", "a", "b", "c", "d"} {
+		l, _ := push(t, srv.URL, "team/app", tag, []byte("layer "+tag))
+		layers = append(layers, l)
+	}
+	push(t, srv.URL, "other", "x", []byte("untouched"))
+	rep, err := n.CollectGarbage(context.Background(), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, _ := n.meta.Tags("team/app", "", 0)
+	if strings.Join(tags, ",") != "c,d,release-1" {
+		t.Errorf("kept tags %v, want c, d, release-1", tags)
+	}
+	if rep.Tags != 2 || rep.Manifests != 2 {
+		t.Errorf("pruned %d tags and %d manifests, want 2 and 2", rep.Tags, rep.Manifests)
+	}
+	for i, l := range layers {
+		_, err := n.local.Stat(context.Background(), l)
+		if gone := err != nil; gone != (i == 1 || i == 2) {
+			t.Errorf("layer of tag %d: gone=%v", i, gone)
+		}
+	}
+	if tags, _ := n.meta.Tags("other", "", 0); len(tags) != 1 {
+		t.Errorf("a repository no policy matches lost tags: %v", tags)
+	}
+}

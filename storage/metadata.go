@@ -104,4 +104,7 @@ type Inventory interface {
 	EachManifest(fn func(repo string, m *Manifest) bool)
 	// BlobRepos returns the repositories linking blob d.
 	BlobRepos(d digest.Digest) []string
+	// Written returns when a tag (tag != "") or a manifest link (tag ==
+	// "") of repo was last written; ok is false when it does not exist.
+	Written(repo, tag string, d digest.Digest) (at time.Time, ok bool)
 }

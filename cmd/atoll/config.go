@@ -53,6 +53,13 @@ type fileConfig struct {
 	Notifications notify.Config `yaml:"notifications"`
 	// Proxy is registry:2's pull-through cache of one upstream.
 	Proxy proxyConfig `yaml:"proxy"`
+	// Retention prunes tags and untagged manifests before collections.
+	Retention []node.RetentionPolicy `yaml:"retention"`
+	// GC schedules online garbage collection.
+	GC struct {
+		Interval time.Duration `yaml:"interval"`
+		Grace    time.Duration `yaml:"grace"`
+	} `yaml:"gc"`
 	// Upstreams are atoll's caches of several registries by prefix.
 	Upstreams []pullthrough.Upstream `yaml:"upstreams"`
 	HTTP      struct {
@@ -361,6 +368,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 		c.Storage.CacheSize = size
 	}
 	c.Auth = fc.Auth
+	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
 	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key}
 	if len(fc.HTTP.TLS.ClientCAs) > 0 {
 		c.TLS.ClientCA = fc.HTTP.TLS.ClientCAs[0]

@@ -71,6 +71,7 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printReport(stdout, "  "+r.Member, r)
 		total.Held, total.Freed, total.Bytes, total.Young = total.Held+r.Held, total.Freed+r.Freed, total.Bytes+r.Bytes, total.Young+r.Young
+		total.Tags, total.Manifests = max(total.Tags, r.Tags), max(total.Manifests, r.Manifests)
 	}
 	total.Duration, total.DryRun = time.Since(start), *dryRun
 	printReport(stdout, "total", total)
@@ -119,8 +120,12 @@ func printReport(w io.Writer, label string, r node.GCReport) {
 	if r.DryRun {
 		verb = "would free"
 	}
-	fmt.Fprintf(w, "%-22s %s %d of %d blobs (%s), %d in grace period, %s\n",
+	fmt.Fprintf(w, "%-22s %s %d of %d blobs (%s), %d in grace period, %s",
 		label, verb, r.Freed, r.Held, humanBytes(r.Bytes), r.Young, r.Duration.Round(time.Millisecond))
+	if r.Tags+r.Manifests > 0 {
+		fmt.Fprintf(w, "; retention pruned %d tags, %d untagged manifests", r.Tags, r.Manifests)
+	}
+	fmt.Fprintln(w)
 }
 
 func envOr(key, def string) string {

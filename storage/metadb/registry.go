@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
 )
@@ -188,4 +190,29 @@ func (s *Store) BlobRepos(d digest.Digest) []string {
 		}
 	}
 	return out
+}
+
+// Written returns when the live entry of a tag (tag != "") or of a
+// manifest link (tag == "") was last written, from its stamp; ok is false
+// when there is no such entry. It reads the database: for housekeeping,
+// not for the request path.
+func (s *Store) Written(repo, tag string, d digest.Digest) (at time.Time, ok bool) {
+	key := tagKey(repo, tag)
+	if tag == "" {
+		key = manifestLinkKey(repo, d)
+	}
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMeta).Get(key)
+		if v == nil {
+			return nil
+		}
+		e, err := decodeEntry(v)
+		if err != nil || e.deleted {
+			return nil
+		}
+		// The clock's counter orders writes within a millisecond.
+		at, ok = time.UnixMilli(int64(e.stamp>>16)).Add(time.Duration(e.stamp&0xffff)), true
+		return nil
+	})
+	return at, ok
 }
