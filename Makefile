@@ -24,6 +24,9 @@ test: vet
 bench:
 	bash test/bench/run.sh $(BENCH_FLAGS)
 
+bench-s3:
+	bash test/bench/s3/run.sh $(BENCH_FLAGS)
+
 bench-cluster:
 	bash test/bench/cluster/run.sh $(BENCH_FLAGS)
 

@@ -1,0 +1,244 @@
+// Command s3 benchmarks atoll on S3 storage against minio-go talking to the
+// same MinIO directly, on this machine.
+//
+// It starts MinIO and atoll (REGISTRY_STORAGE=s3, bucket "bench") on free
+// loopback ports in one temporary directory, then runs rounds of:
+//
+//   - push: a blob through atoll (POST + streamed PUT ?digest=) vs minio-go
+//     PutObject of the same bytes, default and without the payload SHA-256;
+//   - pull: that blob through atoll twice (the first read fills atoll's disk
+//     cache from MinIO, the second is served from it) vs minio-go GetObject;
+//   - memory: concurrent uploads into a freshly started atoll, sampling its
+//     VmRSS to give the memory each upload costs.
+//
+// Variants alternate order from round to round; medians and ratios are
+// printed. Numbers are reported, never asserted: the run fails only when a
+// process does not start or a request or a digest check fails.
+//
+// Usually invoked through test/bench/s3/run.sh (make bench-s3):
+//
+//	go run ./test/bench/s3 -atoll-bin bin/atoll -minio-bin ~/go/bin/minio -rounds 3
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+const (
+	bucket    = "bench"
+	region    = "us-east-1"
+	accessKey = "atoll-bench"
+	secretKey = "atoll-bench-secret"
+)
+
+type config struct {
+	atollBin, minioBin string
+	workdir, scenarios string
+	rounds, sizeMiB    int
+	memUploads, memMiB int
+	sample             time.Duration
+	startTimeout       time.Duration
+	keep               bool
+}
+
+var scenarioNames = []string{"push", "pull", "memory"}
+
+func parseFlags() config {
+	var c config
+	flag.StringVar(&c.atollBin, "atoll-bin", "bin/atoll", "path to the atoll binary")
+	flag.StringVar(&c.minioBin, "minio-bin", "minio", "path to the MinIO server binary")
+	flag.StringVar(&c.workdir, "workdir", "", "parent of the temp dir (default: system temp dir)")
+	flag.StringVar(&c.scenarios, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios to run")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds (medians are reported)")
+	flag.IntVar(&c.sizeMiB, "size-mib", 256, "blob size for push and pull, MiB")
+	flag.IntVar(&c.memUploads, "mem-uploads", 8, "concurrent uploads for the memory scenario")
+	flag.IntVar(&c.memMiB, "mem-mib", 64, "size of each memory-scenario upload, MiB")
+	flag.DurationVar(&c.sample, "sample", 50*time.Millisecond, "VmRSS sampling interval")
+	flag.DurationVar(&c.startTimeout, "start-timeout", 60*time.Second, "how long to wait for MinIO or atoll to answer")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (MinIO data, atoll data, logs)")
+	flag.Parse()
+	return c
+}
+
+func (c config) validate() error {
+	switch {
+	case c.rounds < 1:
+		return errors.New("-rounds must be >= 1")
+	case c.sizeMiB < 1 || c.memMiB < 1 || c.memUploads < 1:
+		return errors.New("-size-mib, -mem-mib and -mem-uploads must be >= 1")
+	case c.sample <= 0:
+		return errors.New("-sample must be > 0")
+	}
+	if _, err := os.Stat("/proc/self/status"); err != nil && c.has("memory") {
+		return errors.New("the memory scenario reads /proc (Linux only); pass -scenarios push,pull")
+	}
+	sel := c.selected()
+	if len(sel) == 0 {
+		return errors.New("no scenario selected")
+	}
+	for _, s := range sel {
+		if !slices.Contains(scenarioNames, s) {
+			return fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(scenarioNames, ", "))
+		}
+	}
+	return nil
+}
+
+func (c config) selected() []string {
+	var out []string
+	for _, s := range strings.Split(c.scenarios, ",") {
+		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c config) has(s string) bool { return slices.Contains(c.selected(), s) }
+
+func main() {
+	cfg := parseFlags()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, cfg)
+	if err != nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted (%w)", err)
+	}
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-s3: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config) (err error) {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(cfg.workdir, "atoll-bench-s3-")
+	if err != nil {
+		return err
+	}
+	b := &bench{cfg: cfg, dir: dir, res: results{}}
+	defer func() {
+		failed := err != nil && ctx.Err() == nil // log tails, unless interrupted
+		if b.atoll != nil {
+			b.atoll.stop(failed)
+		}
+		if b.minio != nil {
+			b.minio.stop(failed)
+		}
+		if cfg.keep {
+			logf("kept %s", dir)
+		} else if rmErr := os.RemoveAll(dir); rmErr != nil {
+			logf("removing %s: %v", dir, rmErr)
+		}
+	}()
+
+	if err := b.startMinio(ctx); err != nil {
+		return err
+	}
+	if b.atoll, b.atollBase, err = b.startAtoll(ctx, "atoll"); err != nil {
+		return err
+	}
+	logf("atoll: ready at %s", b.atollBase)
+	if err := b.init(); err != nil {
+		return err
+	}
+	load0 := loadavg()
+	runners := map[string]func(context.Context, int) error{
+		"push": b.runPush, "pull": b.runPull, "memory": b.runMemory,
+	}
+	for round := 1; round <= cfg.rounds; round++ {
+		for _, s := range scenarioNames {
+			if !cfg.has(s) {
+				continue
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := runners[s](ctx, round); err != nil {
+				return fmt.Errorf("%s round %d: %w", s, round, b.minio.annotate(b.atoll.annotate(err)))
+			}
+		}
+	}
+	printReport(os.Stdout, cfg, b.res, load0)
+	return nil
+}
+
+// startMinio starts MinIO on a data dir under b.dir, waits until it is
+// live and ready, and creates the bucket.
+func (b *bench) startMinio(ctx context.Context) error {
+	addrs, err := freeAddrs(2)
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(b.dir, "minio")
+	args := []string{"server", data, "--address", addrs[0], "--console-address", addrs[1], "--quiet"}
+	env := []string{"MINIO_ROOT_USER=" + accessKey, "MINIO_ROOT_PASSWORD=" + secretKey, "MINIO_UPDATE=off", "MINIO_BROWSER=off"}
+	if b.minio, err = startProc("minio", filepath.Join(b.dir, "minio.log"), b.cfg.minioBin, args, env); err != nil {
+		return err
+	}
+	b.minioAddr = addrs[0]
+	base := "http://" + addrs[0]
+	if err := b.minio.waitHTTP(ctx, b.cfg.startTimeout, base+"/minio/health/live", base+"/minio/health/ready"); err != nil {
+		return err
+	}
+	b.mc, err = minio.New(addrs[0], &minio.Options{Creds: credentials.NewStaticV4(accessKey, secretKey, ""), Region: region})
+	if err != nil {
+		return err
+	}
+	err = b.mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: region})
+	if err != nil && minio.ToErrorResponse(err).Code != "BucketAlreadyOwnedByYou" {
+		return fmt.Errorf("minio: make bucket: %w", err)
+	}
+	logf("minio: ready at %s (data %s)", b.minioAddr, data)
+	return nil
+}
+
+// startAtoll starts atoll on MinIO with registry:2 variables, with its own
+// data dir (metadata, disk cache) under b.dir, and waits for /healthz.
+func (b *bench) startAtoll(ctx context.Context, name string) (*proc, string, error) {
+	addrs, err := freeAddrs(1)
+	if err != nil {
+		return nil, "", err
+	}
+	data := filepath.Join(b.dir, name)
+	env := []string{
+		"REGISTRY_STORAGE=s3",
+		"REGISTRY_STORAGE_S3_REGIONENDPOINT=http://" + b.minioAddr,
+		"REGISTRY_STORAGE_S3_BUCKET=" + bucket,
+		"REGISTRY_STORAGE_S3_REGION=" + region,
+		"REGISTRY_STORAGE_S3_ACCESSKEY=" + accessKey,
+		"REGISTRY_STORAGE_S3_SECRETKEY=" + secretKey,
+		"REGISTRY_STORAGE_S3_SECURE=false",
+	}
+	args := []string{"serve", "--addr", addrs[0], "--data", data}
+	p, err := startProc(name, filepath.Join(b.dir, name+".log"), b.cfg.atollBin, args, env)
+	if err != nil {
+		return nil, "", err
+	}
+	base := "http://" + addrs[0]
+	if err := p.waitHTTP(ctx, b.cfg.startTimeout, base+"/healthz"); err != nil {
+		p.stop(true)
+		return nil, "", err
+	}
+	return p, base, nil
+}
+
+// logf prints progress to stderr so stdout carries only the report.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
