@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE   ?= atoll:latest
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test vet bench bench-cluster bench-s3 image clean
+.PHONY: build run test vet fuzz bench bench-cluster bench-s3 image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/atoll ./cmd/atoll
@@ -18,8 +18,17 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (.ci/run installs it)"; fi
 
-test: vet
+test: vet fuzz
 	$(GO) test -count=1 -timeout 30m ./...
+
+# Each fuzz target runs briefly beyond its committed seeds (FUZZTIME=1m for more).
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseReference$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzValidName$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzContentRange$$' -fuzztime=$(FUZZTIME) ./api
+	$(GO) test -run='^$$' -fuzz='^FuzzParseConfig$$' -fuzztime=$(FUZZTIME) ./cmd/atoll
 
 bench:
 	bash test/bench/run.sh $(BENCH_FLAGS)

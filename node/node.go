@@ -42,6 +42,9 @@ type Config struct {
 	DataDir string `yaml:"dataDir"`
 	// API tunes the registry protocol.
 	API api.Config `yaml:"api"`
+	// Headers are added to every registry response (registry:2's
+	// http.headers, e.g. X-Content-Type-Options: nosniff).
+	Headers http.Header `yaml:"headers"`
 	// TLS serves the registry over HTTPS when a certificate is set.
 	TLS TLSConfig `yaml:"tls"`
 	// Auth authenticates clients and checks their access. Default: none.
@@ -264,6 +267,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		registry = n.memberIdentity(n.auth.Wrap(n.reg))
 		mux.Handle(auth.TokenPath, n.auth.TokenHandler())
 	}
+	if len(cfg.Headers) > 0 {
+		registry = withHeaders(cfg.Headers, registry)
+	}
 	mux.Handle("/v2/", n.instrument(registry))
 	mux.Handle("/v1/search", n.instrument(registry))
 	n.metrics.watch(n)
@@ -397,6 +403,16 @@ func (n *Node) handOff(ctx context.Context) error {
 		}
 	}
 	return n.cluster.Leave(5 * time.Second)
+}
+
+// withHeaders adds fixed headers to every response of h.
+func withHeaders(headers http.Header, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range headers {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // memberTransport pools connections to other members. A member that

@@ -367,7 +367,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 		}
 		c.Storage.CacheSize = size
 	}
-	c.Auth = fc.Auth
+	c.Auth, c.Headers = fc.Auth, fc.HTTP.Headers
 	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
 	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key}
 	if len(fc.HTTP.TLS.ClientCAs) > 0 {
