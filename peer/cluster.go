@@ -87,7 +87,7 @@ type Cluster struct {
 	eventsMu     sync.Mutex // one Events call at a time
 	started      atomic.Bool
 	joined       atomic.Bool
-	alone        atomic.Bool // the join list named only this member
+	alone        atomic.Bool  // the join list named only this member
 	joinAttempts atomic.Int64 // for tests
 
 	bg     context.Context // the background loops; done on Leave and Close
