@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/internal/hashing"
 )
 
 // writerState is what survives between writers of one upload: the durable
@@ -30,7 +31,7 @@ type writer struct {
 	s    *Store
 	path string
 	f    *os.File
-	h    *asyncHash
+	h    *hashing.Async
 	size int64
 	// flushed is where writeback was last started.
 	flushed int64
@@ -76,7 +77,7 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	w.f, w.h = f, newAsyncHash(h)
+	w.f, w.h = f, hashing.NewAsync(h)
 	return w, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/internal/hashing"
 )
 
 // writerState is what survives between writers of one upload: the parts
@@ -48,7 +49,7 @@ type writer struct {
 
 	st     writerState // parts sent (in order) and tail generation
 	size   int64
-	h      *asyncHash
+	h      *hashing.Async
 	buf    []byte  // bytes after the parts sent or in flight
 	spare  []byte  // a part buffer not in use, or nil
 	flight *flight // the part being sent, or nil
@@ -93,7 +94,7 @@ func (s *Store) Writer(ctx context.Context, id string, state []byte) (storage.Bl
 		w.size, w.buf = w.st.Size, tail
 	}
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	w.h = newAsyncHash(h)
+	w.h = hashing.NewAsync(h)
 	return w, nil
 }
 

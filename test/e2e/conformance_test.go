@@ -79,6 +79,9 @@ func runConformance(t *testing.T, bin, addr, label string) {
 	if bad := suite.Failures + suite.Errors; bad > 0 {
 		t.Errorf("%d conformance checks failed; failing lines:\n%s", bad, failingLines(stdout.String()))
 	}
+	if suite.Skipped > 0 {
+		t.Logf("skipped checks:\n%s", skippedLines(stdout.String()))
+	}
 	if suite.Tests == 0 {
 		t.Errorf("conformance ran no checks\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}

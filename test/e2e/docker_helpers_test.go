@@ -292,68 +292,9 @@ func dockerPullFresh(t *testing.T, ref string, all []string) {
 	t.Logf("pulled %s", ref)
 }
 
-// dockerConformance runs the OCI conformance suite against the registry at
-// addr (host:port) as TestConformance does, and fails the test on any
-// failed check. Without the binary it fails under CI and is skipped (with
-// a log line) elsewhere.
-func dockerConformance(t *testing.T, addr string) {
-	t.Helper()
-	bin, err := findConformance()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Errorf("OCI conformance binary not found (%v); CI must install it: %s", err, conformanceInstall)
-		} else {
-			t.Logf("not running the OCI conformance suite: binary not found (%v); install it with: %s", err, conformanceInstall)
-		}
-		return
-	}
-	results := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin)
-	cmd.Dir = results
-	cmd.Env = append(withoutPrefix(cleanEnv(), "OCI_"),
-		"OCI_REGISTRY="+addr,
-		"OCI_TLS=disabled",
-		"OCI_REPO1=conformance/repo1",
-		"OCI_REPO2=conformance/repo2",
-		"OCI_VERSION=1.1",
-		"OCI_API_BLOBS_UPLOAD_CANCEL=true",
-		"OCI_API_BLOBS_DIGEST_HEADER=true",
-		"OCI_API_MANIFESTS_DIGEST_HEADER=true",
-		"OCI_RESULTS_DIR="+results,
-	)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	runErr := cmd.Run()
-	elapsed := time.Since(start).Round(time.Millisecond)
-	suite, err := readJUnit(filepath.Join(results, "junit.xml"))
-	if err != nil {
-		t.Fatalf("conformance against %s (%v) left no readable junit.xml: %v\nstdout:\n%s\nstderr:\n%s",
-			addr, runErr, err, stdout.String(), stderr.String())
-	}
-	summary := fmt.Sprintf("OCI conformance against %s: %d checks, %d failures (%d errors, %d skipped; %s)",
-		addr, suite.Tests, suite.Failures, suite.Errors, suite.Skipped+suite.Disabled, elapsed)
-	t.Log(summary)
-	fmt.Println(summary)
-	if bad := suite.Failures + suite.Errors; bad > 0 {
-		t.Errorf("%d conformance checks failed; failing lines:\n%s", bad, failingLines(stdout.String()))
-	}
-	if suite.Skipped > 0 {
-		t.Logf("skipped checks:\n%s", dockerSkippedLines(stdout.String()))
-	}
-	if suite.Tests == 0 {
-		t.Errorf("conformance ran no checks\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
-	}
-	if runErr != nil && !t.Failed() {
-		t.Errorf("conformance exited with %v although junit.xml reports no failures\nstderr:\n%s", runErr, stderr.String())
-	}
-}
-
-// dockerSkippedLines returns the conformance report's lines for skipped
+// skippedLines returns the conformance report's lines for skipped
 // checks, each with the reason line the suite prints under it.
-func dockerSkippedLines(stdout string) string {
+func skippedLines(stdout string) string {
 	var out strings.Builder
 	lines := strings.Split(stdout, "\n")
 	for i, line := range lines {

@@ -81,7 +81,7 @@ func TestDockerCompose(t *testing.T) {
 		return nil
 	})
 
-	dockerConformance(t, "127.0.0.1:5000")
+	runConformance(t, conformanceBinary(t), "127.0.0.1:5000", "compose cluster")
 	if t.Failed() {
 		return
 	}

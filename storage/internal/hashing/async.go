@@ -1,16 +1,18 @@
-package filesystem
+// Package hashing hashes blob bytes beside the work of storing them.
+package hashing
 
 import (
 	"hash"
 	"sync"
 )
 
-// asyncHash feeds a hash on its own goroutine, so hashing an upload
-// overlaps reading it from the network and writing it to disk: on a push,
-// SHA-256 is the largest cost and would otherwise run in series with both.
-// Write copies its input; Wait returns once everything written is hashed.
+// Async feeds a hash on its own goroutine, so hashing an upload overlaps
+// receiving it and storing it (on disk, or as parts sent to S3): on a push,
+// SHA-256 is the largest CPU cost and would otherwise run in series with
+// both. Write copies its input; Hash returns once everything written is
+// hashed.
 // Methods are called by one goroutine at a time.
-type asyncHash struct {
+type Async struct {
 	h    hash.Hash
 	work chan []byte // filled buffers, nil to ask for a sync
 	free chan []byte // empty buffers
@@ -25,8 +27,8 @@ const (
 
 var hashBufs = sync.Pool{New: func() any { b := make([]byte, hashBufSize); return &b }}
 
-func newAsyncHash(h hash.Hash) *asyncHash {
-	a := &asyncHash{
+func NewAsync(h hash.Hash) *Async {
+	a := &Async{
 		h:    h,
 		work: make(chan []byte, hashBufCount),
 		free: make(chan []byte, hashBufCount),
@@ -40,7 +42,7 @@ func newAsyncHash(h hash.Hash) *asyncHash {
 	return a
 }
 
-func (a *asyncHash) run() {
+func (a *Async) run() {
 	defer close(a.done)
 	for b := range a.work {
 		if b == nil {
@@ -53,7 +55,7 @@ func (a *asyncHash) run() {
 }
 
 // Write queues a copy of p for hashing.
-func (a *asyncHash) Write(p []byte) {
+func (a *Async) Write(p []byte) {
 	for len(p) > 0 {
 		b := <-a.free
 		n := copy(b[:cap(b)], p)
@@ -64,14 +66,14 @@ func (a *asyncHash) Write(p []byte) {
 
 // Hash waits until every byte written is hashed and returns the hash. The
 // caller may read its state but must not write to it.
-func (a *asyncHash) Hash() hash.Hash {
+func (a *Async) Hash() hash.Hash {
 	a.work <- nil
 	<-a.sync
 	return a.h
 }
 
 // Close stops the goroutine and returns the buffers.
-func (a *asyncHash) Close() {
+func (a *Async) Close() {
 	close(a.work)
 	<-a.done
 	for range hashBufCount {
