@@ -240,16 +240,9 @@ func (n *Node) collectOn(ctx context.Context, m, query string, opts GCOptions) G
 
 // gcLoop collects garbage every GCInterval.
 func (n *Node) gcLoop(ctx context.Context) {
-	t := time.NewTicker(n.cfg.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, n.cfg.GCInterval, false, func(ctx context.Context) {
 		if _, err := n.CollectGarbage(ctx, GCOptions{Grace: n.cfg.GCGrace}); err != nil && ctx.Err() == nil {
 			n.log.Warn("scheduled garbage collection", "err", err)
 		}
-	}
+	})
 }

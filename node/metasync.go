@@ -190,23 +190,16 @@ func (n *Node) replicate(ctx context.Context, b storage.Batch) error {
 // antiEntropy pulls, every SyncInterval, what a random live peer has
 // applied and this member has not.
 func (n *Node) antiEntropy(ctx context.Context) {
-	tick := time.NewTicker(n.cfg.Cluster.SyncInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, n.cfg.Cluster.SyncInterval, false, func(ctx context.Context) {
 		peers := n.views.load().peers()
 		if len(peers) == 0 {
-			continue
+			return
 		}
 		p := peers[rand.IntN(len(peers))]
 		if err := n.pullFrom(ctx, p); err != nil && ctx.Err() == nil {
 			n.log.Debug("anti-entropy", "member", p, "err", err)
 		}
-	}
+	})
 }
 
 // pullFrom applies every batch member p has and this member lacks.

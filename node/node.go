@@ -384,7 +384,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(n.watchMembership)
 	run(n.antiEntropy)
 	run(n.rebalanceLoop)
-	run(func(ctx context.Context) { n.announceStats(ctx.Done()) })
+	run(n.announceStats)
 	n.MembershipChanged()
 }
 
@@ -439,23 +439,34 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
+// every runs fn every interval until ctx is done, first at once when now
+// is set.
+func every(ctx context.Context, interval time.Duration, now bool, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	if now {
+		fn(ctx)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
+
 // janitor purges abandoned uploads now and then.
 func (n *Node) janitor(ctx context.Context) {
-	t := time.NewTicker(n.cfg.JanitorInterval)
-	defer t.Stop()
-	for {
+	every(ctx, n.cfg.JanitorInterval, true, func(ctx context.Context) {
 		expired, err := n.reg.ExpireUploads(ctx, time.Now())
 		if err != nil && ctx.Err() == nil {
 			n.log.Warn("expiring uploads", "err", err)
 		} else if expired > 0 {
 			n.log.Info("expired abandoned uploads", "count", expired)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -67,15 +68,6 @@ func (n *Node) held() (blobs, bytes int64) {
 }
 
 // announceStats keeps the blob counts other members see of this one fresh.
-func (n *Node) announceStats(done <-chan struct{}) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		n.cluster.SetStats(n.held())
-		select {
-		case <-done:
-			return
-		case <-tick.C:
-		}
-	}
+func (n *Node) announceStats(ctx context.Context) {
+	every(ctx, time.Second, true, func(context.Context) { n.cluster.SetStats(n.held()) })
 }
