@@ -19,10 +19,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 const (
@@ -88,16 +88,7 @@ func (c config) validate() error {
 
 func main() {
 	cfg := parseFlags()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted (%w)", err)
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 // registrySpecs returns the registries to run, atoll first so rounds
@@ -110,7 +101,7 @@ func registrySpecs(cfg config) ([]registrySpec, error) {
 		} else if cfg.only == nameAtoll {
 			return nil, errors.New("-only=atoll needs -atoll-bin")
 		} else {
-			logf("atoll: skipped (no -atoll-bin); running distribution only")
+			benchkit.Logf("atoll: skipped (no -atoll-bin); running distribution only")
 		}
 	}
 	if cfg.only != nameAtoll {
@@ -153,7 +144,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		if err != nil {
 			return err
 		}
-		logf("%s: ready at %s (data %s)", r.name, r.base, r.dir)
+		benchkit.Logf("%s: ready at %s (data %s)", r.name, r.base, r.dir)
 		regs = append(regs, r)
 	}
 
@@ -200,13 +191,8 @@ func runScenario(ctx context.Context, b *bench, sc scenario, regs []*registry, r
 			if m.p99 > 0 {
 				line += fmt.Sprintf("  p99 %s", fmtLatency(m.p99))
 			}
-			logf("%s", line)
+			benchkit.Logf("%s", line)
 		}
 	}
 	return nil
-}
-
-// logf prints progress to stderr so stdout carries only the report.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 // p99Target is the spec's bound on atoll's manifest GET p99 latency.
@@ -26,19 +26,11 @@ func (r results) add(scenario, registry string, m measurement) {
 // median of one field over the rounds; NaN when there are none.
 func (r results) median(scenario, registry string, field func(measurement) float64) float64 {
 	ms := r[scenario][registry]
-	if len(ms) == 0 {
-		return math.NaN()
-	}
 	vs := make([]float64, len(ms))
 	for i, m := range ms {
 		vs[i] = field(m)
 	}
-	slices.Sort(vs)
-	n := len(vs)
-	if n%2 == 1 {
-		return vs[n/2]
-	}
-	return (vs[n/2-1] + vs[n/2]) / 2
+	return benchkit.Median(vs)
 }
 
 func value(m measurement) float64 { return m.value }
@@ -75,14 +67,13 @@ func printReport(w io.Writer, cfg config, registries []string, scens []scenario,
 		cfg.rounds, cfg.sizeMiB, cfg.chunkMiB, cfg.threads, cfg.connections, cfg.duration)
 	fmt.Fprintf(w, "registries: %v (MB = 10^6 bytes; ratio = atoll/distribution, higher is better for atoll)\n\n", registries)
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tunit\tatoll\tdistribution\tratio\ttarget")
+	t := benchkit.NewTable(w, "scenario", "unit", "atoll", "distribution", "ratio", "target")
 	for _, sc := range scens {
 		a := res.median(sc.key, nameAtoll, value)
 		d := res.median(sc.key, nameDistribution, value)
 		ratio := a / d
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sc.title, sc.unit,
-			cell(a, "%.1f"), cell(d, "%.1f"), cell(ratio, "%.2fx"), strings.TrimSpace(sc.target+" "+verdict(ratio, sc.goal)))
+		t.Row(sc.title, sc.unit, cell(a, "%.1f"), cell(d, "%.1f"), cell(ratio, "%.2fx"),
+			strings.TrimSpace(sc.target+" "+verdict(ratio, sc.goal)))
 		if sc.key != "manifest-get" {
 			continue
 		}
@@ -96,9 +87,9 @@ func printReport(w io.Writer, cfg config, registries []string, scens []scenario,
 		default:
 			note = "above target"
 		}
-		fmt.Fprintf(tw, "%s p99\tms\t%s\t%s\t-\t%s\n", sc.title,
-			cell(ap, "%.2f"), cell(dp, "%.2f"), strings.TrimSpace("atoll < "+fmtLatency(p99Target)+" "+note))
+		t.Row(sc.title+" p99", "ms", cell(ap, "%.2f"), cell(dp, "%.2f"), "-",
+			strings.TrimSpace("atoll < "+fmtLatency(p99Target)+" "+note))
 	}
-	tw.Flush()
+	t.Flush()
 	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr); targets are for reference only.")
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -12,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 const (
@@ -58,10 +58,8 @@ func scenarioKeys() []string {
 // selectScenarios returns the scenarios named in list, in canonical order.
 func selectScenarios(list string) ([]scenario, error) {
 	want := map[string]bool{}
-	for _, k := range strings.Split(list, ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			want[k] = true
-		}
+	for _, k := range benchkit.SplitList(list) {
+		want[k] = true
 	}
 	var out []scenario
 	for _, s := range allScenarios {
@@ -91,87 +89,65 @@ func needsWrk(scens []scenario) bool {
 
 // bench holds what the scenarios share: the client and the blob buffers.
 type bench struct {
-	cfg     config
-	hc      *http.Client
-	payload []byte // random data, generated once; first 16 bytes restamped per blob
-	recv    []byte // pull destination, same size as payload
-	nonce   uint64 // per run, so no two runs produce the same blobs
-	serial  uint64
+	cfg config
+	hc  *http.Client
+	*benchkit.Payload
 }
 
 func newBench(cfg config) (*bench, error) {
-	size := cfg.sizeMiB << 20
-	b := &bench{cfg: cfg, hc: newHTTPClient(), payload: make([]byte, size), recv: make([]byte, size)}
-	logf("generating %d MiB of random data", cfg.sizeMiB)
-	if _, err := rand.Read(b.payload); err != nil {
+	p, err := benchkit.NewPayload(cfg.sizeMiB)
+	if err != nil {
 		return nil, err
 	}
-	for i := 0; i < len(b.recv); i += 4096 {
-		b.recv[i] = 1 // fault the pages in now, not during the first pull
-	}
-	b.nonce = binary.LittleEndian.Uint64(b.payload[8:16])
-	return b, nil
-}
-
-// freshBlob restamps the payload so its digest has never been pushed
-// before, and returns it with its digest (computed outside any timing).
-func (b *bench) freshBlob() ([]byte, string) {
-	b.serial++
-	binary.LittleEndian.PutUint64(b.payload[0:8], b.serial)
-	binary.LittleEndian.PutUint64(b.payload[8:16], b.nonce)
-	return b.payload, sha256Digest(b.payload)
-}
-
-func mbps(n int, d time.Duration) float64 {
-	return float64(n) / 1e6 / d.Seconds()
+	return &bench{cfg: cfg, hc: benchkit.NewHTTPClient(16, 16), Payload: p}, nil
 }
 
 func runPushMonolithic(ctx context.Context, b *bench, r *registry) (measurement, error) {
-	data, dgst := b.freshBlob()
+	data, dgst := b.Fresh()
 	start := time.Now()
-	if err := pushMonolithic(ctx, b.hc, r.base, "bench/push", data, dgst); err != nil {
+	if err := benchkit.PushMonolithic(ctx, b.hc, r.base, "bench/push", data, dgst); err != nil {
 		return measurement{}, err
 	}
-	return measurement{value: mbps(len(data), time.Since(start))}, nil
+	return measurement{value: benchkit.MBps(int64(len(data)), time.Since(start))}, nil
 }
 
 func runPushChunked(ctx context.Context, b *bench, r *registry) (measurement, error) {
-	data, dgst := b.freshBlob()
+	data, dgst := b.Fresh()
 	start := time.Now()
 	if err := pushChunked(ctx, b.hc, r.base, "bench/push-chunked", data, dgst, b.cfg.chunkMiB<<20); err != nil {
 		return measurement{}, err
 	}
-	return measurement{value: mbps(len(data), time.Since(start))}, nil
+	return measurement{value: benchkit.MBps(int64(len(data)), time.Since(start))}, nil
 }
 
 // runPull pushes a fresh blob (untimed), then times a full GET of it and
 // verifies the bytes afterwards.
 func runPull(ctx context.Context, b *bench, r *registry) (measurement, error) {
 	const repo = "bench/pull"
-	data, dgst := b.freshBlob()
-	if err := pushMonolithic(ctx, b.hc, r.base, repo, data, dgst); err != nil {
+	data, dgst := b.Fresh()
+	if err := benchkit.PushMonolithic(ctx, b.hc, r.base, repo, data, dgst); err != nil {
 		return measurement{}, fmt.Errorf("pushing the blob to pull: %w", err)
 	}
-	clear(b.recv)
+	clear(b.Recv)
 	start := time.Now()
-	if err := pullInto(ctx, b.hc, r.base, repo, dgst, b.recv); err != nil {
+	if _, err := benchkit.Pull(ctx, b.hc, r.base, repo, dgst, b.Recv); err != nil {
 		return measurement{}, err
 	}
 	elapsed := time.Since(start)
-	if !bytes.Equal(b.recv, data) {
-		return measurement{}, fmt.Errorf("GET blob %s: content mismatch (digest %s)", dgst, sha256Digest(b.recv))
+	if !bytes.Equal(b.Recv, data) {
+		return measurement{}, fmt.Errorf("GET blob %s: content mismatch (digest %s)", dgst, benchkit.Digest(b.Recv))
 	}
-	return measurement{value: mbps(len(data), elapsed)}, nil
+	return measurement{value: benchkit.MBps(int64(len(data)), elapsed)}, nil
 }
 
 // setupManifest pushes a config blob, one small layer and an OCI image
 // manifest tagged "bench", then checks it reads back identically.
 func setupManifest(ctx context.Context, b *bench, r *registry) error {
-	layer := make([]byte, 4096)
-	if _, err := rand.Read(layer); err != nil {
+	layer, err := benchkit.RandomBytes(4096)
+	if err != nil {
 		return err
 	}
-	layerDigest := sha256Digest(layer)
+	layerDigest := benchkit.Digest(layer)
 	config, err := json.Marshal(map[string]any{
 		"architecture": "amd64",
 		"os":           "linux",
@@ -180,12 +156,12 @@ func setupManifest(ctx context.Context, b *bench, r *registry) error {
 	if err != nil {
 		return err
 	}
-	configDigest := sha256Digest(config)
+	configDigest := benchkit.Digest(config)
 	for _, blob := range []struct {
 		data []byte
 		dgst string
 	}{{config, configDigest}, {layer, layerDigest}} {
-		if err := pushMonolithic(ctx, b.hc, r.base, manifestRepo, blob.data, blob.dgst); err != nil {
+		if err := benchkit.PushMonolithic(ctx, b.hc, r.base, manifestRepo, blob.data, blob.dgst); err != nil {
 			return err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 // wrkResult is what the harness takes from wrk's --latency report.
@@ -53,7 +55,7 @@ func runWrk(ctx context.Context, cfg config, url, header string) (wrkResult, err
 		return res, fmt.Errorf("wrk: %d of %d responses were not 2xx/3xx", res.non2xx, res.requests)
 	}
 	if res.socketErrors != "" {
-		logf("wrk: %s", res.socketErrors)
+		benchkit.Logf("wrk: %s", res.socketErrors)
 	}
 	return res, nil
 }

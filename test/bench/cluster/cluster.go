@@ -1,15 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,18 +16,17 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/ring"
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 // member is one atoll serve process.
 type member struct {
-	name    string
-	host    string // 127.0.0.1:PORT (HTTP)
-	base    string // http://host
-	dir     string // data/ and log
-	gossip  string
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once the process has exited
-	waitErr error         // valid after exited is closed
+	name   string
+	host   string // 127.0.0.1:PORT (HTTP)
+	base   string // http://host
+	dir    string // data/ and log
+	gossip string
+	proc   *benchkit.Proc
 }
 
 // cluster is a single node (one member, no cluster flags) or members that
@@ -49,7 +45,7 @@ func (c *cluster) start(ctx context.Context, cfg config, parent string, n int) e
 		m := &member{name: fmt.Sprintf("n%d", i+1)}
 		m.dir = filepath.Join(parent, c.label+"-"+m.name)
 		c.members = append(c.members, m) // before starting, so stop covers it
-		addr, err := freeAddr(false)
+		addr, err := benchkit.FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -57,11 +53,11 @@ func (c *cluster) start(ctx context.Context, cfg config, parent string, n int) e
 		args := []string{"serve", "--addr", addr, "--data", filepath.Join(m.dir, "data")}
 		var env []string
 		if n > 1 {
-			grpc, err := freeAddr(false)
+			grpc, err := benchkit.FreeAddr()
 			if err != nil {
 				return err
 			}
-			if m.gossip, err = freeAddr(true); err != nil {
+			if m.gossip, err = benchkit.FreeAddrUDP(); err != nil {
 				return err
 			}
 			args = append(args, "--node-name", m.name, "--gossip-addr", m.gossip, "--grpc-addr", grpc,
@@ -85,38 +81,22 @@ func (m *member) start(ctx context.Context, bin string, args, env []string, time
 	if err := os.MkdirAll(filepath.Join(m.dir, "data"), 0o755); err != nil {
 		return err
 	}
-	logFile, err := os.Create(filepath.Join(m.dir, "log"))
-	if err != nil {
+	var err error
+	if m.proc, err = benchkit.Start(m.name, filepath.Join(m.dir, "log"), bin, args, env); err != nil {
 		return err
 	}
-	defer logFile.Close() // the child keeps its own descriptor
-	m.cmd = exec.Command(bin, args...)
-	m.cmd.Env = append(os.Environ(), env...)
-	m.cmd.Stdout, m.cmd.Stderr = logFile, logFile
-	m.cmd.SysProcAttr = childProcAttr()
-	if err := m.cmd.Start(); err != nil {
-		return err
-	}
-	m.exited = make(chan struct{})
-	go func() {
-		m.waitErr = m.cmd.Wait()
-		close(m.exited)
-	}()
-	return poll(ctx, timeout, m, func() error {
-		_, err := getJSON(ctx, m.base+"/v2/", nil)
-		return err
-	})
+	return m.proc.WaitHTTP(ctx, timeout, m.base+"/v2/")
 }
 
 // waitFormed polls GET /_atoll/v1/cluster on every member until each lists
 // every member alive.
 func (c *cluster) waitFormed(ctx context.Context, timeout time.Duration) error {
-	return poll(ctx, timeout, nil, func() error {
+	return benchkit.Poll(ctx, timeout, nil, func(ctx context.Context) error {
 		for _, m := range c.members {
 			var s struct {
 				Members []struct{ Name, State string }
 			}
-			if _, err := getJSON(ctx, m.base+"/_atoll/v1/cluster", &s); err != nil {
+			if err := getJSON(ctx, m.base+"/_atoll/v1/cluster", &s); err != nil {
 				return err
 			}
 			for _, o := range c.members {
@@ -130,51 +110,17 @@ func (c *cluster) waitFormed(ctx context.Context, timeout time.Duration) error {
 	})
 }
 
-// poll calls check every 50ms until it succeeds, m (if set) exits, or the
-// timeout passes.
-func poll(ctx context.Context, timeout time.Duration, m *member, check func() error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var exited <-chan struct{}
-	if m != nil {
-		exited = m.exited
-	}
-	for {
-		err := check()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("process exited: %v", m.waitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %s (last: %v)", timeout, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // getJSON GETs u with a short timeout, fails unless 200, and decodes the
-// body into v unless v is nil.
-func getJSON(ctx context.Context, u string, v any) (*http.Response, error) {
+// body into v.
+func getJSON(ctx context.Context, u string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := benchkit.Get(ctx, http.DefaultClient, u, nil)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	if v != nil {
-		return resp, json.NewDecoder(resp.Body).Decode(v)
-	}
-	return resp, nil
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // predict returns the members the ring (default config, as the members
@@ -224,46 +170,12 @@ func (c *cluster) placement(dgst string) (holders, others []*member, err error) 
 // prints the end of each member's log.
 func (c *cluster) stop(failed bool) {
 	for _, m := range c.members {
-		if m.exited == nil {
+		if m.proc == nil {
 			continue
 		}
-		_ = m.cmd.Process.Kill()
-		<-m.exited
-		if !failed {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(m.dir, "log"))
-		if len(b) > 3000 {
-			b = b[len(b)-3000:]
-			if i := bytes.IndexByte(b, '\n'); i >= 0 {
-				b = b[i+1:]
-			}
-		}
-		fmt.Fprintf(os.Stderr, "--- %s/%s log tail ---\n%s\n", c.label, m.name, bytes.TrimRight(b, "\n"))
-	}
-}
-
-// freeAddr picks a free loopback port, free for UDP too when udp is set
-// (gossip uses both). The window before the member binds it is accepted.
-func freeAddr(udp bool) (string, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", err
-		}
-		addr := l.Addr().String()
-		ok := true
-		if udp {
-			pc, err := net.ListenPacket("udp", addr)
-			ok = err == nil
-			if ok {
-				pc.Close()
-			}
-		}
-		l.Close()
-		if ok {
-			return addr, nil
+		m.proc.Kill()
+		if failed {
+			fmt.Fprintf(os.Stderr, "--- %s/%s log tail ---\n%s\n", c.label, m.name, m.proc.LogTail(3000))
 		}
 	}
-	return "", errors.New("no free TCP+UDP loopback port")
 }

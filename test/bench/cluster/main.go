@@ -24,11 +24,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 type config struct {
@@ -75,41 +75,14 @@ func (c config) validate() error {
 	case c.duration < time.Second:
 		return errors.New("-duration must be >= 1s")
 	}
-	for _, s := range c.selected() {
-		if !slices.Contains(scenarioNames, s) {
-			return fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(scenarioNames, ", "))
-		}
-	}
-	if len(c.selected()) == 0 {
-		return errors.New("no scenario selected")
-	}
-	return nil
+	return benchkit.CheckScenarios(benchkit.SplitList(c.scenarios), scenarioNames)
 }
 
-func (c config) selected() []string {
-	var out []string
-	for _, s := range strings.Split(c.scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (c config) has(s string) bool { return slices.Contains(c.selected(), s) }
+func (c config) has(s string) bool { return slices.Contains(benchkit.SplitList(c.scenarios), s) }
 
 func main() {
 	cfg := parseFlags()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted (%w)", err)
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-cluster: FAILED:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench-cluster", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg config) (err error) {
@@ -125,11 +98,7 @@ func run(ctx context.Context, cfg config) (err error) {
 		for _, c := range started {
 			c.stop(err != nil && ctx.Err() == nil) // log tails, unless interrupted
 		}
-		if cfg.keep {
-			logf("kept %s", dir)
-		} else if rmErr := os.RemoveAll(dir); rmErr != nil {
-			logf("removing %s: %v", dir, rmErr)
-		}
+		benchkit.RemoveTemp(dir, cfg.keep)
 	}()
 	// start registers the cluster for cleanup before its first process runs.
 	start := func(label string, n, replicas int, routing string) (*cluster, error) {
@@ -138,11 +107,11 @@ func run(ctx context.Context, cfg config) (err error) {
 		if err := c.start(ctx, cfg, dir, n); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		logf("%s: ready (%d member(s), replicas %d, routing %s)", label, n, replicas, routing)
+		benchkit.Logf("%s: ready (%d member(s), replicas %d, routing %s)", label, n, replicas, routing)
 		return c, nil
 	}
 
-	load0 := loadavg()
+	load0 := benchkit.Loadavg()
 	b, err := newBench(cfg)
 	if err != nil {
 		return err
@@ -172,21 +141,9 @@ func run(ctx context.Context, cfg config) (err error) {
 	runners := map[string]func(context.Context, int) error{
 		"pull": b.runPull, "push": b.runPush, "pullers": b.runPullers,
 	}
-	for round := 1; round <= cfg.rounds; round++ {
-		for _, s := range cfg.selected() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := runners[s](ctx, round); err != nil {
-				return fmt.Errorf("%s round %d: %w", s, round, err)
-			}
-		}
+	if err := benchkit.Rounds(ctx, cfg.rounds, benchkit.SplitList(cfg.scenarios), runners); err != nil {
+		return err
 	}
 	printReport(os.Stdout, cfg, b.res, load0)
 	return nil
-}
-
-// logf prints progress to stderr so stdout carries only the report.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }

@@ -4,11 +4,11 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
 	"runtime"
 	"slices"
-	"strings"
-	"text/tabwriter"
+	"strconv"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 // results maps a row key to its per-round MB/s.
@@ -16,20 +16,7 @@ type results map[string][]float64
 
 func (r results) record(round int, key string, v float64, detail string) {
 	r[key] = append(r[key], v)
-	logf("round %d  %-17s %8.1f MB/s  (%s)", round, key, v, detail)
-}
-
-func (r results) median(key string) float64 {
-	vs := slices.Sorted(slices.Values(r[key]))
-	n := len(vs)
-	switch {
-	case n == 0:
-		return math.NaN()
-	case n%2 == 1:
-		return vs[n/2]
-	default:
-		return (vs[n/2-1] + vs[n/2]) / 2
-	}
+	benchkit.Logf("round %d  %-17s %8.1f MB/s  (%s)", round, key, v, detail)
 }
 
 // row is one line of the report; base names the row its ratio divides by.
@@ -61,42 +48,31 @@ func rows(cfg config) []row {
 func printReport(w io.Writer, cfg config, res results, load0 string) {
 	fmt.Fprintf(w, "\nbench-cluster: %d round(s); n = samples per row (pulls: 2 per round and cluster); %d CPU(s)\n"+
 		"MB = 10^6 bytes; ratio = median / median of the row it is indented under\n", cfg.rounds, runtime.NumCPU())
-	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, loadavg())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tn\tMB/s\tmin..max\tratio\ttarget")
+	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, benchkit.Loadavg())
+	t := benchkit.NewTable(w, "scenario", "n", "MB/s", "min..max", "ratio", "target")
 	for _, r := range rows(cfg) {
 		if !cfg.has(r.scenario) {
 			continue
 		}
 		vs := res[r.key]
 		if len(vs) == 0 {
-			fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t%s\n", r.title, r.target)
+			t.Row(r.title, "0", "-", "-", "-", r.target)
 			continue
 		}
-		m := res.median(r.key)
+		m := benchkit.Median(vs)
 		ratio, verdict := "-", ""
 		if r.base != "" {
-			q := m / res.median(r.base)
+			q := m / benchkit.Median(res[r.base])
 			ratio = fmt.Sprintf("%.2fx", q)
 			if r.goal > 0 && !math.IsNaN(q) {
 				verdict = map[bool]string{true: " met", false: " missed"}[q >= r.goal]
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.0f..%.0f\t%s\t%s%s\n", r.title, len(vs), m,
-			slices.Min(vs), slices.Max(vs), ratio, r.target, verdict)
+		t.Row(r.title, strconv.Itoa(len(vs)), fmt.Sprintf("%.1f", m),
+			fmt.Sprintf("%.0f..%.0f", slices.Min(vs), slices.Max(vs)), ratio, r.target+verdict)
 	}
-	tw.Flush()
+	t.Flush()
 	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr). Owner pulls of the R=1 proxy and redirect")
 	fmt.Fprintln(w, "clusters are pooled (routing does not touch them). Pulled blobs are sha256-checked after the")
 	fmt.Fprintln(w, "timer; pullers compare each body with the pushed bytes inline. All processes share this machine.")
-}
-
-// loadavg returns the first three fields of /proc/loadavg, "?" elsewhere:
-// other work on the machine skews every number here.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }

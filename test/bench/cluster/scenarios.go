@@ -3,14 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 const (
@@ -21,13 +21,10 @@ const (
 
 // bench holds what the scenarios share.
 type bench struct {
-	cfg     config
-	hc      *http.Client
-	payload []byte // random; the first 16 bytes are restamped per blob
-	recv    []byte // pull destination, same size as payload
-	nonce   uint64 // per run, so no two runs produce the same blobs
-	serial  uint64
-	res     results
+	cfg config
+	hc  *http.Client
+	*benchkit.Payload
+	res results
 
 	single, r1proxy, r1redirect, r2 *cluster
 
@@ -37,35 +34,11 @@ type bench struct {
 }
 
 func newBench(cfg config) (*bench, error) {
-	size := cfg.sizeMiB << 20
-	b := &bench{cfg: cfg, hc: newHTTPClient(8), payload: make([]byte, size), recv: make([]byte, size), res: results{}}
-	logf("generating %d MiB of random data", cfg.sizeMiB)
-	if _, err := rand.Read(b.payload); err != nil {
+	p, err := benchkit.NewPayload(cfg.sizeMiB)
+	if err != nil {
 		return nil, err
 	}
-	for i := 0; i < len(b.recv); i += 4096 {
-		b.recv[i] = 1 // fault the pages in now, not during the first pull
-	}
-	b.nonce = binary.LittleEndian.Uint64(b.payload[8:16])
-	return b, nil
-}
-
-// freshBlob restamps the payload so its digest was never pushed before.
-func (b *bench) freshBlob() ([]byte, string) {
-	b.serial++
-	binary.LittleEndian.PutUint64(b.payload[0:8], b.serial)
-	binary.LittleEndian.PutUint64(b.payload[8:16], b.nonce)
-	return b.payload, sha256Digest(b.payload)
-}
-
-func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
-
-// ordered reverses xs on even rounds, so no variant always goes first.
-func ordered[T any](round int, xs []T) []T {
-	if round%2 == 0 {
-		slices.Reverse(xs)
-	}
-	return xs
+	return &bench{cfg: cfg, hc: benchkit.NewHTTPClient(32, 8), Payload: p, res: results{}}, nil
 }
 
 // runPull pushes a fresh blob to each cluster through an owner (untimed),
@@ -78,15 +51,15 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 		c                  *cluster
 		ownerKey, otherKey string
 	}
-	vs := ordered(round, []variant{
+	vs := benchkit.Ordered(round, []variant{
 		{b.r1proxy, "pull-r1-owner", "pull-r1-proxy"},
 		{b.r1redirect, "pull-r1-owner", "pull-r1-redirect"},
 		{b.r2, "pull-r2-owner", "pull-r2-proxy"},
 	})
 	for _, v := range vs {
-		data, dgst := b.freshBlob()
+		data, dgst := b.Fresh()
 		via := v.c.byName(v.c.predict(dgst)[0])
-		if err := push(ctx, b.hc, via.base, repoPull, data, dgst); err != nil {
+		if err := benchkit.PushMonolithic(ctx, b.hc, via.base, repoPull, data, dgst); err != nil {
 			return fmt.Errorf("%s: pushing the blob to pull via %s: %w", v.c.label, via.name, err)
 		}
 		holders, others, err := v.c.placement(dgst)
@@ -97,15 +70,15 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 			m   *member
 			key string
 		}
-		ab := ordered(round, []step{{holders[0], v.ownerKey}, {others[0], v.otherKey}})
+		ab := benchkit.Ordered(round, []step{{holders[0], v.ownerKey}, {others[0], v.otherKey}})
 		for _, s := range []step{ab[0], ab[1], ab[1], ab[0]} {
 			start := time.Now()
-			host, err := pull(ctx, b.hc, s.m.base, repoPull, dgst, b.recv)
+			host, err := benchkit.Pull(ctx, b.hc, s.m.base, repoPull, dgst, b.Recv)
 			elapsed := time.Since(start)
 			if err != nil {
 				return fmt.Errorf("%s: pull via %s: %w", v.c.label, s.m.name, err)
 			}
-			if got := sha256Digest(b.recv); got != dgst {
+			if got := benchkit.Digest(b.Recv); got != dgst {
 				return fmt.Errorf("%s: pull via %s: content digest %s, want %s", v.c.label, s.m.name, got, dgst)
 			}
 			// Proxy and owner answers come from the member asked; a redirect
@@ -120,7 +93,7 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 			if !slices.Contains(wantHosts, host) {
 				return fmt.Errorf("%s: pull via %s was answered by %s, want one of %v", v.c.label, s.m.name, host, wantHosts)
 			}
-			b.res.record(round, s.key, mbps(int64(len(data)), elapsed), v.c.label+" via "+s.m.name)
+			b.res.record(round, s.key, benchkit.MBps(int64(len(data)), elapsed), v.c.label+" via "+s.m.name)
 		}
 	}
 	return nil
@@ -134,8 +107,8 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 		c        *cluster
 		viaOwner bool
 	}
-	for _, v := range ordered(round, []variant{{b.single, true}, {b.r2, true}, {b.r2, false}}) {
-		data, dgst := b.freshBlob()
+	for _, v := range benchkit.Ordered(round, []variant{{b.single, true}, {b.r2, true}, {b.r2, false}}) {
+		data, dgst := b.Fresh()
 		owners := v.c.predict(dgst)
 		var via *member
 		for _, m := range v.c.members {
@@ -145,7 +118,7 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 			}
 		}
 		start := time.Now()
-		if err := push(ctx, b.hc, via.base, repoPush, data, dgst); err != nil {
+		if err := benchkit.PushMonolithic(ctx, b.hc, via.base, repoPush, data, dgst); err != nil {
 			return fmt.Errorf("%s: push via %s: %w", v.c.label, via.name, err)
 		}
 		elapsed := time.Since(start)
@@ -157,11 +130,11 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 		if v.c != b.single {
 			owner := slices.Contains(holders, via)
 			if owner != v.viaOwner {
-				logf("push: ring prediction missed for %s (via %s); recorded by the actual placement", dgst, via.name)
+				benchkit.Logf("push: ring prediction missed for %s (via %s); recorded by the actual placement", dgst, via.name)
 			}
 			key = map[bool]string{true: "push-r2-owner", false: "push-r2-nonowner"}[owner]
 		}
-		b.res.record(round, key, mbps(int64(len(data)), elapsed), v.c.label+" via "+via.name)
+		b.res.record(round, key, benchkit.MBps(int64(len(data)), elapsed), v.c.label+" via "+via.name)
 	}
 	return nil
 }
@@ -170,33 +143,29 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 // cluster (round-robin over its members).
 func (b *bench) setupPullers(ctx context.Context) error {
 	size := b.cfg.blobMiB << 20
-	logf("pullers: pushing %d blobs of %d MiB", b.cfg.blobs, b.cfg.blobMiB)
+	benchkit.Logf("pullers: pushing %d blobs of %d MiB", b.cfg.blobs, b.cfg.blobMiB)
 	for i := range b.cfg.blobs {
-		blob := make([]byte, size)
-		if _, err := rand.Read(blob); err != nil {
+		blob, err := benchkit.RandomBytes(size)
+		if err != nil {
 			return err
 		}
-		dgst := sha256Digest(blob)
+		dgst := benchkit.Digest(blob)
 		b.blobs, b.digests = append(b.blobs, blob), append(b.digests, dgst)
 		for _, c := range []*cluster{b.single, b.r2} {
 			m := c.members[i%len(c.members)]
-			if err := push(ctx, b.hc, m.base, repoPullers, blob, dgst); err != nil {
+			if err := benchkit.PushMonolithic(ctx, b.hc, m.base, repoPullers, blob, dgst); err != nil {
 				return fmt.Errorf("%s: pullers blob %d via %s: %w", c.label, i, m.name, err)
 			}
 		}
 	}
 	for range b.cfg.pullers {
-		buf := make([]byte, size)
-		for i := 0; i < len(buf); i += 4096 {
-			buf[i] = 1
-		}
-		b.pullBufs = append(b.pullBufs, buf)
+		b.pullBufs = append(b.pullBufs, benchkit.FaultIn(make([]byte, size)))
 	}
 	return nil
 }
 
 func (b *bench) runPullers(ctx context.Context, round int) error {
-	for _, c := range ordered(round, []*cluster{b.single, b.r2}) {
+	for _, c := range benchkit.Ordered(round, []*cluster{b.single, b.r2}) {
 		v, n, err := b.pullers(ctx, c)
 		if err != nil {
 			return fmt.Errorf("%s: %w", c.label, err)
@@ -215,7 +184,7 @@ func (b *bench) runPullers(ctx context.Context, round int) error {
 func (b *bench) pullers(ctx context.Context, c *cluster) (float64, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hc := newHTTPClient(b.cfg.pullers)
+	hc := benchkit.NewHTTPClient(4*b.cfg.pullers, b.cfg.pullers)
 	defer hc.CloseIdleConnections()
 	var next, done, total atomic.Int64
 	var firstErr error
@@ -230,7 +199,7 @@ func (b *bench) pullers(ctx context.Context, c *cluster) (float64, int64, error)
 				k := next.Add(1) - 1
 				i := int(k % int64(len(b.blobs)))
 				m := c.members[int(k%int64(len(c.members)))]
-				if _, err := pull(ctx, hc, m.base, repoPullers, b.digests[i], buf); err != nil {
+				if _, err := benchkit.Pull(ctx, hc, m.base, repoPullers, b.digests[i], buf); err != nil {
 					fail(fmt.Errorf("pull %d via %s: %w", i, m.name, err))
 					return
 				}
@@ -248,5 +217,5 @@ func (b *bench) pullers(ctx context.Context, c *cluster) (float64, int64, error)
 	if firstErr != nil {
 		return 0, 0, firstErr
 	}
-	return mbps(total.Load(), elapsed), done.Load(), nil
+	return benchkit.MBps(total.Load(), elapsed), done.Load(), nil
 }

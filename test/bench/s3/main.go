@@ -26,15 +26,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 const (
@@ -85,42 +85,14 @@ func (c config) validate() error {
 	if _, err := os.Stat("/proc/self/status"); err != nil && c.has("memory") {
 		return errors.New("the memory scenario reads /proc (Linux only); pass -scenarios push,pull")
 	}
-	sel := c.selected()
-	if len(sel) == 0 {
-		return errors.New("no scenario selected")
-	}
-	for _, s := range sel {
-		if !slices.Contains(scenarioNames, s) {
-			return fmt.Errorf("unknown scenario %q (known: %s)", s, strings.Join(scenarioNames, ", "))
-		}
-	}
-	return nil
+	return benchkit.CheckScenarios(benchkit.SplitList(c.scenarios), scenarioNames)
 }
 
-func (c config) selected() []string {
-	var out []string
-	for _, s := range strings.Split(c.scenarios, ",") {
-		if s = strings.TrimSpace(s); s != "" && !slices.Contains(out, s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func (c config) has(s string) bool { return slices.Contains(c.selected(), s) }
+func (c config) has(s string) bool { return slices.Contains(benchkit.SplitList(c.scenarios), s) }
 
 func main() {
 	cfg := parseFlags()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, cfg)
-	if err != nil && ctx.Err() != nil {
-		err = fmt.Errorf("interrupted (%w)", err)
-	}
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench-s3: FAILED:", err)
-		os.Exit(1)
-	}
+	benchkit.Main("bench-s3", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func run(ctx context.Context, cfg config) (err error) {
@@ -135,16 +107,12 @@ func run(ctx context.Context, cfg config) (err error) {
 	defer func() {
 		failed := err != nil && ctx.Err() == nil // log tails, unless interrupted
 		if b.atoll != nil {
-			b.atoll.stop(failed)
+			b.atoll.Stop(failed)
 		}
 		if b.minio != nil {
-			b.minio.stop(failed)
+			b.minio.Stop(failed)
 		}
-		if cfg.keep {
-			logf("kept %s", dir)
-		} else if rmErr := os.RemoveAll(dir); rmErr != nil {
-			logf("removing %s: %v", dir, rmErr)
-		}
+		benchkit.RemoveTemp(dir, cfg.keep)
 	}()
 
 	if err := b.startMinio(ctx); err != nil {
@@ -153,26 +121,18 @@ func run(ctx context.Context, cfg config) (err error) {
 	if b.atoll, b.atollBase, err = b.startAtoll(ctx, "atoll"); err != nil {
 		return err
 	}
-	logf("atoll: ready at %s", b.atollBase)
+	benchkit.Logf("atoll: ready at %s", b.atollBase)
 	if err := b.init(); err != nil {
 		return err
 	}
-	load0 := loadavg()
+	load0 := benchkit.Loadavg()
 	runners := map[string]func(context.Context, int) error{
 		"push": b.runPush, "pull": b.runPull, "memory": b.runMemory,
 	}
-	for round := 1; round <= cfg.rounds; round++ {
-		for _, s := range scenarioNames {
-			if !cfg.has(s) {
-				continue
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := runners[s](ctx, round); err != nil {
-				return fmt.Errorf("%s round %d: %w", s, round, b.minio.annotate(b.atoll.annotate(err)))
-			}
-		}
+	// Canonical order, whatever the order of -scenarios.
+	names := slices.DeleteFunc(slices.Clone(scenarioNames), func(s string) bool { return !cfg.has(s) })
+	if err := benchkit.Rounds(ctx, cfg.rounds, names, runners); err != nil {
+		return b.minio.Annotate(b.atoll.Annotate(err))
 	}
 	printReport(os.Stdout, cfg, b.res, load0)
 	return nil
@@ -181,7 +141,7 @@ func run(ctx context.Context, cfg config) (err error) {
 // startMinio starts MinIO on a data dir under b.dir, waits until it is
 // live and ready, and creates the bucket.
 func (b *bench) startMinio(ctx context.Context) error {
-	addrs, err := freeAddrs(2)
+	addrs, err := benchkit.FreeAddrs(2)
 	if err != nil {
 		return err
 	}
@@ -193,8 +153,8 @@ func (b *bench) startMinio(ctx context.Context) error {
 	}
 	b.minioAddr = addrs[0]
 	base := "http://" + addrs[0]
-	if err := b.minio.waitHTTP(ctx, b.cfg.startTimeout, base+"/minio/health/live", base+"/minio/health/ready"); err != nil {
-		return err
+	if err := b.minio.WaitHTTP(ctx, b.cfg.startTimeout, base+"/minio/health/live", base+"/minio/health/ready"); err != nil {
+		return fmt.Errorf("minio: %w", err)
 	}
 	b.mc, err = minio.New(addrs[0], &minio.Options{Creds: credentials.NewStaticV4(accessKey, secretKey, ""), Region: region})
 	if err != nil {
@@ -204,14 +164,14 @@ func (b *bench) startMinio(ctx context.Context) error {
 	if err != nil && minio.ToErrorResponse(err).Code != "BucketAlreadyOwnedByYou" {
 		return fmt.Errorf("minio: make bucket: %w", err)
 	}
-	logf("minio: ready at %s (data %s)", b.minioAddr, data)
+	benchkit.Logf("minio: ready at %s (data %s)", b.minioAddr, data)
 	return nil
 }
 
 // startAtoll starts atoll on MinIO with registry:2 variables, with its own
 // data dir (metadata, disk cache) under b.dir, and waits for /healthz.
-func (b *bench) startAtoll(ctx context.Context, name string) (*proc, string, error) {
-	addrs, err := freeAddrs(1)
+func (b *bench) startAtoll(ctx context.Context, name string) (*benchkit.Proc, string, error) {
+	addr, err := benchkit.FreeAddr()
 	if err != nil {
 		return nil, "", err
 	}
@@ -225,20 +185,24 @@ func (b *bench) startAtoll(ctx context.Context, name string) (*proc, string, err
 		"REGISTRY_STORAGE_S3_SECRETKEY=" + secretKey,
 		"REGISTRY_STORAGE_S3_SECURE=false",
 	}
-	args := []string{"serve", "--addr", addrs[0], "--data", data}
+	args := []string{"serve", "--addr", addr, "--data", data}
 	p, err := startProc(name, filepath.Join(b.dir, name+".log"), b.cfg.atollBin, args, env)
 	if err != nil {
 		return nil, "", err
 	}
-	base := "http://" + addrs[0]
-	if err := p.waitHTTP(ctx, b.cfg.startTimeout, base+"/healthz"); err != nil {
-		p.stop(true)
-		return nil, "", err
+	base := "http://" + addr
+	if err := p.WaitHTTP(ctx, b.cfg.startTimeout, base+"/healthz"); err != nil {
+		p.Stop(true)
+		return nil, "", fmt.Errorf("%s: %w", name, err)
 	}
 	return p, base, nil
 }
 
-// logf prints progress to stderr so stdout carries only the report.
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+// startProc starts bin with args and env added to the harness's own.
+func startProc(name, logPath, bin string, args, env []string) (*benchkit.Proc, error) {
+	p, err := benchkit.Start(name, logPath, bin, args, env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start %s: %w", name, bin, err)
+	}
+	return p, nil
 }

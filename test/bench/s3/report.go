@@ -3,12 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
-	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
-	"text/tabwriter"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 // results maps a row key to its per-round values.
@@ -20,20 +20,7 @@ func (r results) record(round int, key string, v float64, unit, detail string) {
 	if detail != "" {
 		line += "  (" + detail + ")"
 	}
-	logf("%s", line)
-}
-
-func (r results) median(key string) float64 {
-	vs := slices.Sorted(slices.Values(r[key]))
-	n := len(vs)
-	switch {
-	case n == 0:
-		return math.NaN()
-	case n%2 == 1:
-		return vs[n/2]
-	default:
-		return (vs[n/2-1] + vs[n/2]) / 2
-	}
+	benchkit.Logf("%s", line)
 }
 
 // row is one line of the report. Its ratios divide its median by the
@@ -73,47 +60,36 @@ func rows(cfg config) []row {
 func printReport(w io.Writer, cfg config, res results, load0 string) {
 	fmt.Fprintf(w, "\nbench-s3: atoll on MinIO vs minio-go on the same MinIO; %d round(s); %d CPU(s)\n"+
 		"MB = 10^6 bytes, MiB = 2^20; ratio = median / median of the named row (higher is better)\n", cfg.rounds, runtime.NumCPU())
-	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, loadavg())
+	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, benchkit.Loadavg())
 	all := rows(cfg)
 	short := map[string]string{}
 	for _, r := range all {
 		short[r.key] = r.short
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tunit\tn\tmedian\tmin..max\tratio")
+	t := benchkit.NewTable(w, "scenario", "unit", "n", "median", "min..max", "ratio")
 	for _, r := range all {
 		if !cfg.has(r.scenario) {
 			continue
 		}
 		vs := res[r.key]
 		if len(vs) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t0\t-\t-\t-\n", r.title, r.unit)
+			t.Row(r.title, r.unit, "0", "-", "-", "-")
 			continue
 		}
-		m := res.median(r.key)
+		m := benchkit.Median(vs)
 		var ratios []string
 		for _, base := range r.bases {
-			ratios = append(ratios, fmt.Sprintf("%.2fx %s", m/res.median(base), short[base]))
+			ratios = append(ratios, fmt.Sprintf("%.2fx %s", m/benchkit.Median(res[base]), short[base]))
 		}
 		ratio := strings.Join(ratios, ", ")
 		if ratio == "" {
 			ratio = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.1f..%.1f\t%s\n", r.title, r.unit, len(vs), m,
-			slices.Min(vs), slices.Max(vs), ratio)
+		t.Row(r.title, r.unit, strconv.Itoa(len(vs)), fmt.Sprintf("%.1f", m),
+			fmt.Sprintf("%.1f..%.1f", slices.Min(vs), slices.Max(vs)), ratio)
 	}
-	tw.Flush()
+	t.Flush()
 	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr). minio-go gets a bytes.Reader, so it sends")
 	fmt.Fprintln(w, "16 MiB parts 4 at a time; atoll gets one HTTP stream. Pulled bytes are sha256-checked after the")
 	fmt.Fprintln(w, "timer. Memory rounds each use a freshly started atoll. All processes share this machine.")
-}
-
-// loadavg returns the first three fields of /proc/loadavg, "?" elsewhere:
-// other work on the machine skews every number here.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "?"
 }

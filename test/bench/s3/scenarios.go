@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
 const repo = "bench/s3"
@@ -24,18 +24,15 @@ type bench struct {
 	dir string // temp dir: MinIO data, atoll data dirs, logs
 	res results
 
-	minio     *proc
+	minio     *benchkit.Proc
 	minioAddr string
 	mc        *minio.Client
-	atoll     *proc
+	atoll     *benchkit.Proc
 	atollBase string
 	hc        *http.Client
 
-	payload  []byte // random; the first 16 bytes are restamped per blob
-	recv     []byte // pull destination, same size as payload
+	*benchkit.Payload
 	memBlobs [][]byte
-	nonce    uint64 // per run, so no two runs produce the same blobs
-	serial   uint64
 
 	atollBlob string            // digest of the blob last pushed through atoll
 	direct    map[string]string // object key -> digest of what minio-go put there
@@ -48,24 +45,17 @@ const (
 )
 
 // init generates the random data and faults the buffers in.
-func (b *bench) init() error {
-	b.hc = newHTTPClient(4)
+func (b *bench) init() (err error) {
+	b.hc = benchkit.NewHTTPClient(16, 4)
 	b.direct = map[string]string{}
-	size := b.cfg.sizeMiB << 20
-	b.payload, b.recv = make([]byte, size), make([]byte, size)
-	logf("generating %d MiB of random data", b.cfg.sizeMiB)
-	if _, err := rand.Read(b.payload); err != nil {
+	if b.Payload, err = benchkit.NewPayload(b.cfg.sizeMiB); err != nil {
 		return err
 	}
-	for i := 0; i < len(b.recv); i += 4096 {
-		b.recv[i] = 1 // fault the pages in now, not during the first pull
-	}
-	b.nonce = binary.LittleEndian.Uint64(b.payload[8:16])
 	if b.cfg.has("memory") {
-		logf("generating %d x %d MiB of random data", b.cfg.memUploads, b.cfg.memMiB)
+		benchkit.Logf("generating %d x %d MiB of random data", b.cfg.memUploads, b.cfg.memMiB)
 		for range b.cfg.memUploads {
-			blob := make([]byte, b.cfg.memMiB<<20)
-			if _, err := rand.Read(blob); err != nil {
+			blob, err := benchkit.RandomBytes(b.cfg.memMiB << 20)
+			if err != nil {
 				return err
 			}
 			b.memBlobs = append(b.memBlobs, blob)
@@ -74,34 +64,15 @@ func (b *bench) init() error {
 	return nil
 }
 
-// stamp restamps buf so its digest was never pushed before, and returns
-// the digest (computed outside any timing).
-func (b *bench) stamp(buf []byte) string {
-	b.serial++
-	binary.LittleEndian.PutUint64(buf[0:8], b.serial)
-	binary.LittleEndian.PutUint64(buf[8:16], b.nonce)
-	return sha256Digest(buf)
-}
-
-func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
-
-// ordered reverses xs on even rounds, so no variant always goes first.
-func ordered[T any](round int, xs []T) []T {
-	if round%2 == 0 {
-		slices.Reverse(xs)
-	}
-	return xs
-}
-
 // putDirect writes the payload to key with minio-go. A bytes.Reader is an
 // io.ReaderAt, so minio-go sends its parts in parallel.
 func (b *bench) putDirect(ctx context.Context, key string, opts minio.PutObjectOptions) error {
-	info, err := b.mc.PutObject(ctx, bucket, key, bytes.NewReader(b.payload), int64(len(b.payload)), opts)
+	info, err := b.mc.PutObject(ctx, bucket, key, bytes.NewReader(b.Data), int64(len(b.Data)), opts)
 	if err != nil {
 		return fmt.Errorf("minio-go PutObject %s: %w", key, err)
 	}
-	if info.Size != int64(len(b.payload)) {
-		return fmt.Errorf("minio-go PutObject %s: stored %d bytes, want %d", key, info.Size, len(b.payload))
+	if info.Size != int64(len(b.Data)) {
+		return fmt.Errorf("minio-go PutObject %s: stored %d bytes, want %d", key, info.Size, len(b.Data))
 	}
 	return nil
 }
@@ -116,21 +87,21 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 	direct := func(key string, opts minio.PutObjectOptions) func(string) error {
 		return func(dgst string) error { b.direct[key] = dgst; return b.putDirect(ctx, key, opts) }
 	}
-	vs := ordered(round, []variant{
+	vs := benchkit.Ordered(round, []variant{
 		{"push-atoll", func(dgst string) error {
 			b.atollBlob = dgst
-			return push(ctx, b.hc, b.atollBase, repo, b.payload, dgst)
+			return benchkit.PushMonolithic(ctx, b.hc, b.atollBase, repo, b.Data, dgst)
 		}},
 		{"push-default", direct(keyDefault, minio.PutObjectOptions{})},
 		{"push-unsigned", direct(keyUnsigned, minio.PutObjectOptions{DisableContentSha256: true})},
 	})
 	for _, v := range vs {
-		dgst := b.stamp(b.payload)
+		dgst := b.Stamp(b.Data)
 		start := time.Now()
 		if err := v.put(dgst); err != nil {
 			return err
 		}
-		b.res.record(round, v.key, mbps(int64(len(b.payload)), time.Since(start)), "MB/s", "")
+		b.res.record(round, v.key, benchkit.MBps(int64(len(b.Data)), time.Since(start)), "MB/s", "")
 	}
 	return nil
 }
@@ -141,11 +112,11 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 // scenario, both are written first, untimed.
 func (b *bench) runPull(ctx context.Context, round int) error {
 	if !b.cfg.has("push") {
-		b.atollBlob = b.stamp(b.payload)
-		if err := push(ctx, b.hc, b.atollBase, repo, b.payload, b.atollBlob); err != nil {
+		b.atollBlob = b.Stamp(b.Data)
+		if err := benchkit.PushMonolithic(ctx, b.hc, b.atollBase, repo, b.Data, b.atollBlob); err != nil {
 			return fmt.Errorf("pushing the blob to pull: %w", err)
 		}
-		b.direct[keyUnsigned] = b.stamp(b.payload)
+		b.direct[keyUnsigned] = b.Stamp(b.Data)
 		if err := b.putDirect(ctx, keyUnsigned, minio.PutObjectOptions{DisableContentSha256: true}); err != nil {
 			return err
 		}
@@ -154,16 +125,19 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 		key, dgst string
 		get       func() error
 	}
-	atoll := func() error { return pull(ctx, b.hc, b.atollBase, repo, b.atollBlob, b.recv) }
+	atoll := func() error {
+		_, err := benchkit.Pull(ctx, b.hc, b.atollBase, repo, b.atollBlob, b.Recv)
+		return err
+	}
 	direct := func() error {
 		obj, err := b.mc.GetObject(ctx, bucket, keyUnsigned, minio.GetObjectOptions{})
 		if err != nil {
 			return fmt.Errorf("minio-go GetObject: %w", err)
 		}
 		defer obj.Close()
-		return readExactly(obj, b.recv, "minio-go GetObject")
+		return benchkit.ReadExactly(obj, b.Recv, "minio-go GetObject")
 	}
-	groups := ordered(round, [][]step{
+	groups := benchkit.Ordered(round, [][]step{
 		{{"pull-atoll-cold", b.atollBlob, atoll}, {"pull-atoll-warm", b.atollBlob, atoll}},
 		{{"pull-minio", b.direct[keyUnsigned], direct}},
 	})
@@ -173,10 +147,10 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 			return fmt.Errorf("%s: %w", s.key, err)
 		}
 		elapsed := time.Since(start)
-		if got := sha256Digest(b.recv); got != s.dgst {
+		if got := benchkit.Digest(b.Recv); got != s.dgst {
 			return fmt.Errorf("%s: content digest %s, want %s", s.key, got, s.dgst)
 		}
-		b.res.record(round, s.key, mbps(int64(len(b.recv)), elapsed), "MB/s", "")
+		b.res.record(round, s.key, benchkit.MBps(int64(len(b.Recv)), elapsed), "MB/s", "")
 	}
 	return nil
 }
@@ -190,21 +164,21 @@ func (b *bench) runMemory(ctx context.Context, round int) (err error) {
 		return err
 	}
 	defer func() {
-		p.stop(err != nil && ctx.Err() == nil)
+		p.Stop(err != nil && ctx.Err() == nil)
 		if !b.cfg.keep {
 			_ = os.RemoveAll(filepath.Join(b.dir, name))
 		}
 	}()
 	dgsts := make([]string, len(b.memBlobs))
 	for i, blob := range b.memBlobs {
-		dgsts[i] = b.stamp(blob)
+		dgsts[i] = b.Stamp(blob)
 	}
 	select {
 	case <-time.After(500 * time.Millisecond): // let start-up work finish
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	idle, err := p.statusKiB("VmRSS")
+	idle, err := statusKiB(p, "VmRSS")
 	if err != nil {
 		return err
 	}
@@ -216,7 +190,7 @@ func (b *bench) runMemory(ctx context.Context, round int) (err error) {
 		tick := time.NewTicker(b.cfg.sample)
 		defer tick.Stop()
 		for {
-			rss, err := p.statusKiB("VmRSS")
+			rss, err := statusKiB(p, "VmRSS")
 			if err != nil {
 				sampleErr = err
 				return
@@ -229,25 +203,25 @@ func (b *bench) runMemory(ctx context.Context, round int) (err error) {
 			}
 		}
 	})
-	hc := newHTTPClient(len(b.memBlobs))
+	hc := benchkit.NewHTTPClient(4*len(b.memBlobs), len(b.memBlobs))
 	defer hc.CloseIdleConnections()
 	errs := make([]error, len(b.memBlobs))
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i, blob := range b.memBlobs {
-		wg.Go(func() { errs[i] = push(ctx, hc, base, repo, blob, dgsts[i]) })
+		wg.Go(func() { errs[i] = benchkit.PushMonolithic(ctx, hc, base, repo, blob, dgsts[i]) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(done)
 	sampler.Wait()
-	if err := p.annotate(firstErr(errs)); err != nil {
+	if err := p.Annotate(firstErr(errs)); err != nil {
 		return fmt.Errorf("concurrent uploads: %w", err)
 	}
 	if sampleErr != nil {
 		return sampleErr
 	}
-	hwm, err := p.statusKiB("VmHWM")
+	hwm, err := statusKiB(p, "VmHWM")
 	if err != nil {
 		return err
 	}
@@ -257,7 +231,7 @@ func (b *bench) runMemory(ctx context.Context, round int) (err error) {
 	b.res.record(round, "mem-hwm-per-upload", mib(hwm-idle)/n, "MiB", "")
 	b.res.record(round, "mem-idle", mib(idle), "MiB", "")
 	b.res.record(round, "mem-peak", mib(peak), "MiB", "")
-	b.res.record(round, "mem-mbps", mbps(int64(len(b.memBlobs))*int64(len(b.memBlobs[0])), elapsed), "MB/s", "")
+	b.res.record(round, "mem-mbps", benchkit.MBps(int64(len(b.memBlobs))*int64(len(b.memBlobs[0])), elapsed), "MB/s", "")
 	return nil
 }
 

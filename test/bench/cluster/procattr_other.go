@@ -1,8 +1,0 @@
-//go:build !linux
-
-package main
-
-import "syscall"
-
-// childProcAttr uses the defaults outside Linux (no parent-death signal).
-func childProcAttr() *syscall.SysProcAttr { return nil }
