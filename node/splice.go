@@ -47,8 +47,14 @@ func (n *Node) spliceBlob(w http.ResponseWriter, r *http.Request, addr string, d
 	if err != nil {
 		return false, nil
 	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusRequestedRangeNotSatisfiable {
+		// The member has the blob; the range is wrong: say so.
+		w.Header().Set("Content-Range", resp.Header.Get("Content-Range"))
+		w.WriteHeader(resp.StatusCode)
+		return true, nil
+	}
 	if (resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent) || resp.ContentLength < 0 {
-		resp.Body.Close()
 		return false, nil
 	}
 	_ = conn.SetDeadline(time.Time{})
