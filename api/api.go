@@ -23,6 +23,10 @@ type Config struct {
 	DisableDelete bool `yaml:"disableDelete"`
 	// MaxManifestSize bounds a pushed manifest in bytes. Default 4 MiB.
 	MaxManifestSize int64 `yaml:"maxManifestSize"`
+	// NoAnonymousMount answers a mount without ?from= with an upload
+	// session instead (set when access is checked: the client may not be
+	// allowed to read the blob it names). Default false.
+	NoAnonymousMount bool `yaml:"noAnonymousMount"`
 	// UploadTTL is how long an upload session may stay idle before it is
 	// purged. Default 24h.
 	UploadTTL time.Duration `yaml:"uploadTTL"`

@@ -67,7 +67,7 @@ func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFro
 	switch {
 	case hasFrom && !oci.ValidName(from):
 		return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(from))
-	case hasFrom && !reg.meta.BlobLinked(from, d):
+	case hasFrom && !reg.meta.BlobLinked(from, d), !hasFrom && reg.cfg.NoAnonymousMount:
 		return "", nil
 	case !hasFrom && !reg.linkedAnywhere(d):
 		if _, err := reg.blobs.Stat(ctx, d); err != nil {
@@ -235,6 +235,9 @@ func chunkLength(r *http.Request, u *storage.Upload) (int64, error) {
 		return 0, e
 	}
 	length := end - start + 1
+	if length <= 0 { // end - start overflowed
+		return 0, newError(http.StatusBadRequest, codeBlobUploadInvalid, "Content-Range %q is too large", truncate(cr))
+	}
 	if r.ContentLength >= 0 && r.ContentLength != length {
 		return 0, newError(http.StatusBadRequest, codeSizeInvalid,
 			"Content-Length %d does not match Content-Range %q", r.ContentLength, cr)

@@ -104,8 +104,9 @@ type TLSConfig struct {
 	// Certificate and Key are PEM files, reloaded when they change.
 	Certificate string `yaml:"certificate"`
 	Key         string `yaml:"key"`
-	// ClientCA, when set, requires client certificates signed by it.
-	ClientCA string `yaml:"clientca"`
+	// ClientCAs, when set, require client certificates signed by one of
+	// these CAs (PEM files).
+	ClientCAs []string `yaml:"clientcas"`
 }
 
 // StorageConfig selects where blobs live. Metadata is always in DataDir.
@@ -197,6 +198,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 		n.auth = a
+		cfg.API.NoAnonymousMount = true // a digest alone must not open another repository's blob
 	}
 	if cfg.Cluster.Fast {
 		n.settle = 200 * time.Millisecond
@@ -317,7 +319,7 @@ func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
 		if err != nil {
 			return err
 		}
-		if srv.TLSConfig, err = certs.TLSConfig(n.cfg.TLS.ClientCA); err != nil {
+		if srv.TLSConfig, err = certs.TLSConfig(n.cfg.TLS.ClientCAs...); err != nil {
 			return err
 		}
 	}

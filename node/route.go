@@ -43,9 +43,15 @@ func HTTPToken(secret string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-// trusted reports whether r comes from a member.
+// trusted reports whether r comes from a member (or, on a registry open to
+// all, from anyone: without a cluster secret and without authentication
+// there is nothing to protect). With authentication and no secret, member
+// endpoints answer nobody.
 func (n *Node) trusted(r *http.Request) bool {
-	return n.token == "" || hmac.Equal([]byte(r.Header.Get(tokenHeader)), []byte(n.token))
+	if n.token == "" {
+		return n.auth == nil
+	}
+	return hmac.Equal([]byte(r.Header.Get(tokenHeader)), []byte(n.token))
 }
 
 // ServeBlob implements api.Remote: members are tried in the blob's

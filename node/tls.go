@@ -98,22 +98,24 @@ func (c *CertReloader) reloadLocked(now time.Time) error {
 // TLSConfig returns a server configuration serving the reloaded pair, TLS
 // 1.2 at least. With clientCAFile set, clients must present a certificate
 // that chains to one in that PEM file (mutual TLS).
-func (c *CertReloader) TLSConfig(clientCAFile string) (*tls.Config, error) {
+func (c *CertReloader) TLSConfig(clientCAFiles ...string) (*tls.Config, error) {
 	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: c.GetCertificate,
 		NextProtos:     []string{"h2", "http/1.1"},
 	}
-	if clientCAFile == "" {
+	if len(clientCAFiles) == 0 {
 		return cfg, nil
 	}
-	pem, err := os.ReadFile(clientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls client CA: %w", err)
-	}
 	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("tls client CA: " + clientCAFile + " holds no PEM certificate")
+	for _, f := range clientCAFiles {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("tls client CA: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, errors.New("tls client CA: " + f + " holds no PEM certificate")
+		}
 	}
 	cfg.ClientCAs = pool
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert

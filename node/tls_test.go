@@ -136,7 +136,7 @@ func TestCertReloader(t *testing.T) {
 	}
 	clk := &fakeClock{t: time.Now()}
 	r.now = clk.now
-	cfg, err := r.TLSConfig("")
+	cfg, err := r.TLSConfig()
 	if err != nil {
 		t.Fatal(err)
 	}

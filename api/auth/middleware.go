@@ -51,7 +51,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if target.Repository == "" {
-			if id.Anonymous && (r.URL.Path != "/v2/_catalog" || !a.cfg.Access.AnonymousPull) {
+			if id.Anonymous && (r.URL.Path != "/v2/_catalog" || !a.anonymousCatalog()) {
 				a.unauthorized(w, r, target, "")
 				return
 			}

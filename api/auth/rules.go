@@ -62,7 +62,18 @@ func (a *Authenticator) Allowed(id Identity, repo, action string) bool {
 		return a.Allowed(id, repo, ActionPull) && a.Allowed(id, repo, ActionPush) && a.Allowed(id, repo, ActionDelete)
 	}
 	if id.Anonymous {
-		return a.cfg.Access.AnonymousPull && action == ActionPull
+		if action != ActionPull {
+			return false
+		}
+		if a.cfg.Access.AnonymousPull {
+			return true
+		}
+		for _, r := range a.rules {
+			if slices.Contains(r.users, AnonymousUser) && (slices.Contains(r.actions, ActionPull) || slices.Contains(r.actions, ActionAll)) && r.matches(repo) {
+				return true
+			}
+		}
+		return false
 	}
 	if id.User == "" {
 		return false
@@ -130,4 +141,23 @@ func matchSegments(pattern, name []string) bool {
 		}
 	}
 	return ok[0]
+}
+
+// AnonymousUser, named in a rule's users, lets requests without credentials
+// pull the rule's repositories (and nothing else): anonymous pull limited
+// to, say, public/**.
+const AnonymousUser = "anonymous"
+
+// anonymousCatalog reports whether requests without credentials may list
+// the catalog (filtered to what they may pull).
+func (a *Authenticator) anonymousCatalog() bool {
+	if a.cfg.Access.AnonymousPull {
+		return true
+	}
+	for _, r := range a.rules {
+		if slices.Contains(r.users, AnonymousUser) {
+			return true
+		}
+	}
+	return false
 }

@@ -160,7 +160,7 @@ func (a *Authenticator) grant(id Identity, scopes []string) []accessClaim {
 				case typ == "repository" && oci.ValidName(name) && a.Allowed(id, name, act):
 					granted = append(granted, act)
 				case typ == "registry" && name == "catalog" && act == ActionAll &&
-					(!id.Anonymous || a.cfg.Access.AnonymousPull):
+					(!id.Anonymous || a.anonymousCatalog()):
 					granted = append(granted, act)
 				}
 			}

@@ -369,10 +369,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	}
 	c.Auth, c.Headers = fc.Auth, fc.HTTP.Headers
 	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
-	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key}
-	if len(fc.HTTP.TLS.ClientCAs) > 0 {
-		c.TLS.ClientCA = fc.HTTP.TLS.ClientCAs[0]
-	}
+	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key, ClientCAs: fc.HTTP.TLS.ClientCAs}
 	c.Notifications = fc.Notifications
 	p := fc.Proxy
 	if p.TagTTL == 0 {
