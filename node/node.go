@@ -8,14 +8,9 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -31,96 +26,6 @@ import (
 	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/storage/s3"
 )
-
-// Config is one member's configuration.
-type Config struct {
-	// Addr is the registry's listen address. Default ":5000".
-	Addr string `yaml:"addr"`
-	// DebugAddr serves /metrics and /debug/pprof when set. Default "".
-	DebugAddr string `yaml:"debugAddr"`
-	// DataDir holds blobs and metadata. Default "./data".
-	DataDir string `yaml:"dataDir"`
-	// API tunes the registry protocol.
-	API api.Config `yaml:"api"`
-	// Headers are added to every registry response (registry:2's
-	// http.headers, e.g. X-Content-Type-Options: nosniff).
-	Headers http.Header `yaml:"headers"`
-	// TLS serves the registry over HTTPS when a certificate is set.
-	TLS TLSConfig `yaml:"tls"`
-	// Auth authenticates clients and checks their access. Default: none.
-	Auth auth.Config `yaml:"auth"`
-	// Storage selects where blobs live: DataDir (default) or a bucket.
-	Storage StorageConfig `yaml:"storage"`
-	// Cluster configures membership, placement and replication.
-	Cluster ClusterConfig `yaml:"cluster"`
-	// Notifications sends events to webhooks (registry:2's notifications).
-	Notifications notify.Config `yaml:"notifications"`
-	// PullThrough makes repositories caches of other registries.
-	PullThrough pullthrough.Config `yaml:"pullthrough"`
-	// JanitorInterval is how often expired uploads are purged. Default 10m.
-	JanitorInterval time.Duration `yaml:"janitorInterval"`
-	// GCInterval runs garbage collection on a schedule. Default 0: only on
-	// demand (atoll gc, POST /_atoll/v1/gc).
-	GCInterval time.Duration `yaml:"gcInterval"`
-	// GCGrace is the grace period of scheduled collections. Default 1h.
-	GCGrace time.Duration `yaml:"gcGrace"`
-	// Retention prunes tags and untagged manifests before each collection.
-	Retention []RetentionPolicy `yaml:"retention"`
-	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
-	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
-}
-
-func (c *Config) applyDefaults() error {
-	if c.Addr == "" {
-		c.Addr = ":5000"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "./data"
-	}
-	if c.JanitorInterval <= 0 {
-		c.JanitorInterval = 10 * time.Minute
-	}
-	if c.ShutdownTimeout <= 0 {
-		c.ShutdownTimeout = 30 * time.Second
-	}
-	if c.GCGrace <= 0 {
-		c.GCGrace = DefaultGCGrace
-	}
-	if c.Storage.CacheSize <= 0 {
-		c.Storage.CacheSize = 10 << 30
-	}
-	if c.Cluster.NodeName == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return fmt.Errorf("node name: %w", err)
-		}
-		c.Cluster.NodeName = h
-	}
-	return c.Cluster.applyDefaults(c.Addr)
-}
-
-// TLSConfig is registry:2's http.tls.
-type TLSConfig struct {
-	// Certificate and Key are PEM files, reloaded when they change.
-	Certificate string `yaml:"certificate"`
-	Key         string `yaml:"key"`
-	// ClientCAs, when set, require client certificates signed by one of
-	// these CAs (PEM files).
-	ClientCAs []string `yaml:"clientcas"`
-}
-
-// StorageConfig selects where blobs live. Metadata is always in DataDir.
-type StorageConfig struct {
-	// S3, when set, keeps blobs in an S3-compatible bucket. Members given
-	// the same bucket share one copy of each blob. Default: blobs in
-	// DataDir.
-	S3 *s3.Config `yaml:"s3"`
-	// CacheSize bounds the local disk cache of blobs read from the bucket,
-	// in bytes. Default 10 GiB.
-	CacheSize int64 `yaml:"cachesize"`
-}
-
-var errUnsupported = errors.ErrUnsupported
 
 // localStore is what a member needs of its own blob store.
 type localStore interface {
@@ -301,74 +206,6 @@ func (n *Node) Close() error {
 	return errors.Join(append(errs, n.notify.Close(), n.meta.Close())...)
 }
 
-// Run serves until ctx is done, then drains in-flight requests and, in a
-// cluster, hands its blobs to their other owners and leaves.
-func (n *Node) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", n.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", n.cfg.Addr, err)
-	}
-	return n.Serve(ctx, ln)
-}
-
-// Serve is Run on a listener the caller opened.
-func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
-	srv := newServer(n.handler)
-	if n.cfg.TLS.Certificate != "" {
-		certs, err := NewCertReloader(n.cfg.TLS.Certificate, n.cfg.TLS.Key)
-		if err != nil {
-			return err
-		}
-		if srv.TLSConfig, err = certs.TLSConfig(n.cfg.TLS.ClientCAs...); err != nil {
-			return err
-		}
-	}
-	errc := make(chan error, 2)
-	go func() {
-		if srv.TLSConfig != nil {
-			errc <- srv.ServeTLS(ln, "", "")
-			return
-		}
-		errc <- srv.Serve(ln)
-	}()
-	var debug *http.Server
-	if n.cfg.DebugAddr != "" {
-		debug = newServer(n.metrics.debugHandler())
-		dl, err := net.Listen("tcp", n.cfg.DebugAddr)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("listen %s: %w", n.cfg.DebugAddr, err)
-		}
-		go func() { errc <- debug.Serve(dl) }()
-	}
-	n.log.Info("serving registry", "addr", ln.Addr().String(), "data", n.cfg.DataDir,
-		"node", n.name, "cluster", n.cluster != nil, "debug", n.cfg.DebugAddr)
-
-	bg, stopBackground := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	n.startBackground(bg, &wg)
-	defer func() { stopBackground(); wg.Wait() }()
-
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	if debug != nil {
-		_ = debug.Shutdown(sctx)
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	stopBackground()
-	wg.Wait()
-	return errors.Join(err, n.handOff(sctx))
-}
-
 func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run := func(f func(context.Context)) {
 		wg.Add(1)
@@ -407,40 +244,6 @@ func (n *Node) handOff(ctx context.Context) error {
 	return n.cluster.Leave(5 * time.Second)
 }
 
-// withHeaders adds fixed headers to every response of h.
-func withHeaders(headers http.Header, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		for k, v := range headers {
-			w.Header()[http.CanonicalHeaderKey(k)] = v
-		}
-		h.ServeHTTP(w, r)
-	})
-}
-
-// memberTransport pools connections to other members. A member that
-// accepts connections but does not answer (frozen, overloaded) fails a
-// request after headerTimeout, when set, so the caller tries another.
-func memberTransport(headerTimeout time.Duration) *http.Transport {
-	return &http.Transport{
-		// Members' certificates name the registry's public host, not the
-		// addresses members use; the cluster token authenticates them.
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-	}
-}
-
-func newServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    1 << 20,
-	}
-}
-
 // every runs fn every interval until ctx is done, first at once when now
 // is set.
 func every(ctx context.Context, interval time.Duration, now bool, fn func(context.Context)) {
@@ -470,25 +273,3 @@ func (n *Node) janitor(ctx context.Context) {
 		}
 	})
 }
-
-func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write([]byte("ok\n"))
-}
-
-// readyz answers 200 when the storage accepts writes and, in a cluster with
-// a join list, the member has joined.
-func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := n.local.Check(r.Context()); err != nil {
-		http.Error(w, "storage not writable: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	if n.cluster != nil && len(n.cfg.Cluster.Join) > 0 && !n.cluster.Joined() {
-		http.Error(w, "not joined to the cluster yet", http.StatusServiceUnavailable)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain")
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-func randRead(b []byte) (int, error) { return rand.Read(b) }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -168,7 +169,7 @@ func (n *Node) ForwardUpload(w http.ResponseWriter, r *http.Request, id string) 
 // send its requests here.
 func (n *Node) newUploadID() string {
 	b := make([]byte, 16)
-	_, _ = randRead(b)
+	_, _ = rand.Read(b)
 	return n.name + "." + hex.EncodeToString(b)
 }
 

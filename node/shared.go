@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -42,7 +43,7 @@ func (s sharedBlobs) URLFor(ctx context.Context, d digest.Digest, expiry time.Du
 	if u, ok := s.BlobStore.(storage.URLSigner); ok {
 		return u.URLFor(ctx, d, expiry)
 	}
-	return "", fmt.Errorf("presigned URLs: %w", errUnsupported)
+	return "", fmt.Errorf("presigned URLs: %w", errors.ErrUnsupported)
 }
 
 // readLocal opens blob d as this member holds it: through the disk cache

@@ -1,0 +1,102 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/api/auth"
+	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/storage/s3"
+)
+
+// Config is one member's configuration.
+type Config struct {
+	// Addr is the registry's listen address. Default ":5000".
+	Addr string `yaml:"addr"`
+	// DebugAddr serves /metrics and /debug/pprof when set. Default "".
+	DebugAddr string `yaml:"debugAddr"`
+	// DataDir holds blobs and metadata. Default "./data".
+	DataDir string `yaml:"dataDir"`
+	// API tunes the registry protocol.
+	API api.Config `yaml:"api"`
+	// Headers are added to every registry response (registry:2's
+	// http.headers, e.g. X-Content-Type-Options: nosniff).
+	Headers http.Header `yaml:"headers"`
+	// TLS serves the registry over HTTPS when a certificate is set.
+	TLS TLSConfig `yaml:"tls"`
+	// Auth authenticates clients and checks their access. Default: none.
+	Auth auth.Config `yaml:"auth"`
+	// Storage selects where blobs live: DataDir (default) or a bucket.
+	Storage StorageConfig `yaml:"storage"`
+	// Cluster configures membership, placement and replication.
+	Cluster ClusterConfig `yaml:"cluster"`
+	// Notifications sends events to webhooks (registry:2's notifications).
+	Notifications notify.Config `yaml:"notifications"`
+	// PullThrough makes repositories caches of other registries.
+	PullThrough pullthrough.Config `yaml:"pullthrough"`
+	// JanitorInterval is how often expired uploads are purged. Default 10m.
+	JanitorInterval time.Duration `yaml:"janitorInterval"`
+	// GCInterval runs garbage collection on a schedule. Default 0: only on
+	// demand (atoll gc, POST /_atoll/v1/gc).
+	GCInterval time.Duration `yaml:"gcInterval"`
+	// GCGrace is the grace period of scheduled collections. Default 1h.
+	GCGrace time.Duration `yaml:"gcGrace"`
+	// Retention prunes tags and untagged manifests before each collection.
+	Retention []RetentionPolicy `yaml:"retention"`
+	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+}
+
+func (c *Config) applyDefaults() error {
+	if c.Addr == "" {
+		c.Addr = ":5000"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.JanitorInterval <= 0 {
+		c.JanitorInterval = 10 * time.Minute
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = DefaultGCGrace
+	}
+	if c.Storage.CacheSize <= 0 {
+		c.Storage.CacheSize = 10 << 30
+	}
+	if c.Cluster.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("node name: %w", err)
+		}
+		c.Cluster.NodeName = h
+	}
+	return c.Cluster.applyDefaults(c.Addr)
+}
+
+// TLSConfig is registry:2's http.tls.
+type TLSConfig struct {
+	// Certificate and Key are PEM files, reloaded when they change.
+	Certificate string `yaml:"certificate"`
+	Key         string `yaml:"key"`
+	// ClientCAs, when set, require client certificates signed by one of
+	// these CAs (PEM files).
+	ClientCAs []string `yaml:"clientcas"`
+}
+
+// StorageConfig selects where blobs live. Metadata is always in DataDir.
+type StorageConfig struct {
+	// S3, when set, keeps blobs in an S3-compatible bucket. Members given
+	// the same bucket share one copy of each blob. Default: blobs in
+	// DataDir.
+	S3 *s3.Config `yaml:"s3"`
+	// CacheSize bounds the local disk cache of blobs read from the bucket,
+	// in bytes. Default 10 GiB.
+	CacheSize int64 `yaml:"cachesize"`
+}

@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Run serves until ctx is done, then drains in-flight requests and, in a
+// cluster, hands its blobs to their other owners and leaves.
+func (n *Node) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", n.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", n.cfg.Addr, err)
+	}
+	return n.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (n *Node) Serve(ctx context.Context, ln net.Listener) error {
+	srv := newServer(n.handler)
+	if n.cfg.TLS.Certificate != "" {
+		certs, err := NewCertReloader(n.cfg.TLS.Certificate, n.cfg.TLS.Key)
+		if err != nil {
+			return err
+		}
+		if srv.TLSConfig, err = certs.TLSConfig(n.cfg.TLS.ClientCAs...); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	var debug *http.Server
+	if n.cfg.DebugAddr != "" {
+		debug = newServer(n.metrics.debugHandler())
+		dl, err := net.Listen("tcp", n.cfg.DebugAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen %s: %w", n.cfg.DebugAddr, err)
+		}
+		go func() { errc <- debug.Serve(dl) }()
+	}
+	n.log.Info("serving registry", "addr", ln.Addr().String(), "data", n.cfg.DataDir,
+		"node", n.name, "cluster", n.cluster != nil, "debug", n.cfg.DebugAddr)
+
+	bg, stopBackground := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	n.startBackground(bg, &wg)
+	defer func() { stopBackground(); wg.Wait() }()
+
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	n.log.Info("shutting down", "timeout", n.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if debug != nil {
+		_ = debug.Shutdown(sctx)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	stopBackground()
+	wg.Wait()
+	return errors.Join(err, n.handOff(sctx))
+}
+
+// withHeaders adds fixed headers to every response of h.
+func withHeaders(headers http.Header, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range headers {
+			w.Header()[http.CanonicalHeaderKey(k)] = v
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// memberTransport pools connections to other members. A member that
+// accepts connections but does not answer (frozen, overloaded) fails a
+// request after headerTimeout, when set, so the caller tries another.
+func memberTransport(headerTimeout time.Duration) *http.Transport {
+	return &http.Transport{
+		// Members' certificates name the registry's public host, not the
+		// addresses members use; the cluster token authenticates them.
+		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
+		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: headerTimeout,
+	}
+}
+
+func newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    1 << 20,
+	}
+}
+
+func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// readyz answers 200 when the storage accepts writes and, in a cluster with
+// a join list, the member has joined.
+func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := n.local.Check(r.Context()); err != nil {
+		http.Error(w, "storage not writable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if n.cluster != nil && len(n.cfg.Cluster.Join) > 0 && !n.cluster.Joined() {
+		http.Error(w, "not joined to the cluster yet", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain")
+	_, _ = w.Write([]byte("ready\n"))
+}
