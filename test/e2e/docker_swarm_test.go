@@ -33,6 +33,9 @@ func TestDockerSwarm(t *testing.T) {
 	dockerRequireFreePorts(t, 5000)
 	dockerBuildAtollImage(t)
 
+	// The stack requires logins (htpasswd from a Docker secret); the CLI
+	// keeps them in a config of this test's own.
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
 	sw := &dockerSwarm{t: t, stack: fmt.Sprintf("atolle2e%d", os.Getpid()), file: stackFile}
 	t.Cleanup(sw.teardown)
 	sw.create()
@@ -51,6 +54,10 @@ func TestDockerSwarm(t *testing.T) {
 	ref := "localhost:5000/e2e/hello:1"
 	t.Cleanup(func() { dockerRemoveImages(ref) })
 	dockerBuildHello(t, ref, "hello from "+sw.stack+"\n")
+	if out, err := dockerExec(context.Background(), nil, moduleRoot, "docker", "push", ref); err == nil || !strings.Contains(out, "no basic auth credentials") {
+		t.Errorf("push without logging in: %v, want a refusal asking for credentials", err)
+	}
+	sw.login("localhost:5000")
 	dockerCLI(t, "push", ref)
 	dockerPullFresh(t, ref, []string{ref})
 
@@ -124,6 +131,16 @@ func (s *dockerSwarm) create() {
 	}
 	s.joined = true
 
+	htpasswd, err := exec.Command(atollBin, "htpasswd", swarmUser, swarmPassword).Output()
+	if err != nil {
+		s.t.Fatalf("atoll htpasswd: %v", err)
+	}
+	htFile := filepath.Join(s.t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htFile, htpasswd, 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	dockerCLI(s.t, "secret", "create", "atoll_htpasswd", htFile)
+
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	s.secretFile = filepath.Join(s.t.TempDir(), "atoll_cluster_secret")
@@ -131,6 +148,19 @@ func (s *dockerSwarm) create() {
 		s.t.Fatal(err)
 	}
 	dockerCLI(s.t, "secret", "create", "atoll_cluster_secret", s.secretFile)
+}
+
+// The stack's htpasswd secret holds this user.
+const swarmUser, swarmPassword = "swarm", "swarm-e2e-password"
+
+// login runs docker login against host with the stack's user.
+func (s *dockerSwarm) login(host string) {
+	s.t.Helper()
+	cmd := exec.Command("docker", "login", host, "-u", swarmUser, "--password-stdin")
+	cmd.Stdin = strings.NewReader(swarmPassword)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("docker login %s: %v\n%s", host, err, out)
+	}
 }
 
 func (s *dockerSwarm) deploy() {
