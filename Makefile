@@ -18,8 +18,12 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped (.ci/run installs it)"; fi
 
+# The end-to-end tests write their summaries (conformance results, Docker
+# timings) to a file printed at the end: go test hides a passing test's output.
 test: vet fuzz
-	$(GO) test -count=1 -timeout 30m ./...
+	@rm -f .e2e-summary
+	ATOLL_E2E_SUMMARY=$(CURDIR)/.e2e-summary $(GO) test -count=1 -timeout 30m ./...; \
+		status=$$?; echo "--- end-to-end summary"; cat .e2e-summary 2>/dev/null; rm -f .e2e-summary; exit $$status
 
 # Each fuzz target runs briefly beyond its committed seeds (FUZZTIME=1m for more).
 FUZZTIME ?= 5s

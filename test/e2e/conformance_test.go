@@ -74,7 +74,7 @@ func runConformance(t *testing.T, bin, addr, label string) {
 	summary := fmt.Sprintf("OCI conformance (%s): %d checks, %d failures (%d errors, %d skipped; %s)",
 		label, suite.Tests, suite.Failures, suite.Errors, suite.Skipped+suite.Disabled, elapsed)
 	t.Log(summary)
-	fmt.Println(summary)
+	reportSummary(summary)
 
 	if bad := suite.Failures + suite.Errors; bad > 0 {
 		t.Errorf("%d conformance checks failed; failing lines:\n%s", bad, failingLines(stdout.String()))

@@ -100,7 +100,7 @@ func dockerReport(t *testing.T, name string, start time.Time) {
 	}
 	msg := fmt.Sprintf("%s %s in %s", name, verdict, time.Since(start).Round(100*time.Millisecond))
 	t.Log(msg)
-	fmt.Println(msg)
+	reportSummary(msg)
 }
 
 // dockerCompose drives one project of deploy/compose/docker-compose.yml under a

@@ -241,3 +241,17 @@ func startNodeWith(t *testing.T, dataDir string, o nodeOptions) *Node {
 	n.start()
 	return n
 }
+
+// reportSummary prints a result worth seeing in every run (a conformance
+// summary, a Docker test's duration): on stdout, and appended to the file
+// ATOLL_E2E_SUMMARY names, which `make test` prints after the tests, since
+// go test shows a passing package's output only with -v.
+func reportSummary(line string) {
+	fmt.Println(line)
+	if path := os.Getenv("ATOLL_E2E_SUMMARY"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(f, line)
+			_ = f.Close()
+		}
+	}
+}
