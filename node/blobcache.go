@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -28,6 +29,7 @@ type blobCache struct {
 	entries map[digest.Digest]*list.Element
 	size    int64
 	filling map[digest.Digest]chan struct{} // closed when a fill ends
+	wg      sync.WaitGroup                  // background fills
 }
 
 type cacheEntry struct {
@@ -54,8 +56,10 @@ func newBlobCache(ctx context.Context, remote storage.BlobStore, dir string, lim
 	return c, nil
 }
 
-// Open returns blob d from the cache, filling it from the remote store on
-// a miss. Concurrent misses of one blob fill it once.
+// Open returns blob d from the cache. On a miss the first reader is served
+// straight from the remote store while the cache fills in the background;
+// readers arriving during the fill wait for it and read from disk, so a
+// hot blob is fetched from the remote store about once.
 func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
 	for {
 		c.mu.Lock()
@@ -81,16 +85,33 @@ func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, er
 		done := make(chan struct{})
 		c.filling[d] = done
 		c.mu.Unlock()
-		err := c.fill(ctx, d)
-		c.mu.Lock()
-		delete(c.filling, d)
-		close(done)
-		c.mu.Unlock()
+		b, err := c.remote.Open(ctx, d)
 		if err != nil {
+			c.filled(d, done)
 			return nil, err
 		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			fctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			_ = c.fill(fctx, d) // on failure a later reader fills it
+			c.filled(d, done)
+		}()
+		return b, nil
 	}
 }
+
+// filled ends the fill of blob d, waking its waiters.
+func (c *blobCache) filled(d digest.Digest, done chan struct{}) {
+	c.mu.Lock()
+	delete(c.filling, d)
+	close(done)
+	c.mu.Unlock()
+}
+
+// wait returns once background fills have ended.
+func (c *blobCache) wait() { c.wg.Wait() }
 
 // fill copies blob d from the remote store to disk.
 func (c *blobCache) fill(ctx context.Context, d digest.Digest) error {

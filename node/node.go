@@ -199,6 +199,9 @@ func (n *Node) Handler() http.Handler { return n.handler }
 
 // Close releases the storage and leaves the cluster without handing off.
 func (n *Node) Close() error {
+	if n.cache != nil {
+		n.cache.wait()
+	}
 	var errs []error
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Close())

@@ -96,22 +96,26 @@ func TestClusterSharedBucket(t *testing.T) {
 	want := contentsOfImages(images)
 	pollUntil(t, 15*time.Second, "identical catalogs", func() error { return sameContents(c.members, want) })
 
-	// No member keeps blobs of its own; each blob is cached on one member.
-	cached := map[digest.Digest]int{}
-	for _, mem := range c.members {
-		if files, _ := filepath.Glob(filepath.Join(mem.dataDir, "blobs", "sha256", "*", "*")); len(files) > 0 {
-			t.Errorf("%s holds blob files outside its cache: %v", mem.name, files)
+	// No member keeps blobs of its own; each blob is cached on one member
+	// (the cache fills in the background after the first read).
+	pollUntil(t, 15*time.Second, "each blob cached on exactly one member", func() error {
+		cached := map[digest.Digest]int{}
+		for _, mem := range c.members {
+			if files, _ := filepath.Glob(filepath.Join(mem.dataDir, "blobs", "sha256", "*", "*")); len(files) > 0 {
+				return fmt.Errorf("%s holds blob files outside its cache: %v", mem.name, files)
+			}
+			files, _ := filepath.Glob(filepath.Join(mem.dataDir, "cache", "blobs", "sha256", "*", "*"))
+			for _, f := range files {
+				cached[digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(f))]++
+			}
 		}
-		files, _ := filepath.Glob(filepath.Join(mem.dataDir, "cache", "blobs", "sha256", "*", "*"))
-		for _, f := range files {
-			cached[digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(f))]++
+		for d := range imageBlobs(images) {
+			if cached[d] != 1 {
+				return fmt.Errorf("blob %s cached on %d members, want 1 (its owner)", d, cached[d])
+			}
 		}
-	}
-	for d := range imageBlobs(images) {
-		if cached[d] != 1 {
-			t.Errorf("blob %s cached on %d members, want 1 (its owner)", d, cached[d])
-		}
-	}
+		return nil
+	})
 	// Each member reports the blobs in its cache.
 	files := map[string]int64{}
 	for _, mem := range c.members {
