@@ -12,8 +12,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -42,6 +44,39 @@ func HTTPToken(secret string) string {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte("atoll member http v1"))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// redirectURL is where a client is sent for blob d held by the member at
+// addr. Without authentication that is the same API path there; with it,
+// clients do not resend credentials to another host, so the access this
+// member checked travels as a signed, short-lived URL of the member
+// endpoint instead (as S3's presigned URLs do).
+func (n *Node) redirectURL(addr string, r *http.Request, d digest.Digest) string {
+	if n.auth == nil {
+		return n.scheme + "://" + addr + r.URL.RequestURI()
+	}
+	expires := strconv.FormatInt(time.Now().Add(redirectValidity).Unix(), 10)
+	q := url.Values{"expires": {expires}, "sig": {n.sign(d, expires)}}
+	return n.scheme + "://" + addr + "/_atoll/v1/blobs/" + d.String() + "?" + q.Encode()
+}
+
+// redirectValidity bounds how long a signed blob URL works.
+const redirectValidity = 5 * time.Minute
+
+func (n *Node) sign(d digest.Digest, expires string) string {
+	m := hmac.New(sha256.New, []byte(n.token))
+	m.Write([]byte("blob " + d.String() + " " + expires))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// signed reports whether r carries a valid, unexpired signature for d.
+func (n *Node) signed(r *http.Request, d digest.Digest) bool {
+	q := r.URL.Query()
+	exp, err := strconv.ParseInt(q.Get("expires"), 10, 64)
+	if n.token == "" || err != nil || time.Now().Unix() > exp {
+		return false
+	}
+	return hmac.Equal([]byte(q.Get("sig")), []byte(n.sign(d, q.Get("expires"))))
 }
 
 // trusted reports whether r comes from a member (or, on a registry open to
@@ -73,7 +108,7 @@ func (n *Node) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Digest
 				continue
 			}
 			n.metrics.blobRoutes.WithLabelValues("redirect").Inc()
-			http.Redirect(w, r, n.scheme+"://"+m.HTTP+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			http.Redirect(w, r, n.redirectURL(m.HTTP, r, d), http.StatusTemporaryRedirect)
 			return nil
 		}
 		proxy := n.proxyBlob
@@ -184,13 +219,13 @@ func uploadMember(id string) string {
 
 // serveLocalBlob answers members' GET and HEAD of a blob held here.
 func (n *Node) serveLocalBlob(w http.ResponseWriter, r *http.Request) {
-	if !n.trusted(r) {
-		http.Error(w, "cluster token required", http.StatusUnauthorized)
-		return
-	}
 	d, err := digest.Parse(r.PathValue("digest"))
 	if err != nil {
 		http.Error(w, "bad digest", http.StatusBadRequest)
+		return
+	}
+	if !n.trusted(r) && !n.signed(r, d) {
+		http.Error(w, "cluster token required", http.StatusUnauthorized)
 		return
 	}
 	b, err := n.readLocal(r.Context(), d)
@@ -203,6 +238,7 @@ func (n *Node) serveLocalBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.Close()
+	w.Header().Set("Docker-Content-Digest", d.String())
 	w.Header().Set("Content-Type", "application/octet-stream")
 	var content io.ReadSeeker = b
 	if f, ok := b.(interface{ OSFile() *os.File }); ok {
