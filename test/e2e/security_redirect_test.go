@@ -84,8 +84,8 @@ func TestSecurityRedirectWithAuth(t *testing.T) {
 			sig[0] ^= 1 // another hex digit
 			v.Set("sig", string(sig))
 		},
-		"later expiry":    func(v url.Values) { v.Set("expires", v.Get("expires")+"0") },
-		"no signature":    func(v url.Values) { v.Del("sig") },
+		"later expiry": func(v url.Values) { v.Set("expires", v.Get("expires")+"0") },
+		"no signature": func(v url.Values) { v.Del("sig") },
 	} {
 		v := url.Values{}
 		for k, vs := range q {
