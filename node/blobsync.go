@@ -189,8 +189,11 @@ type rebalanceProgress struct {
 func (n *Node) rebalanceBatch(ctx context.Context, v *view, batch []heldBlob, drop bool, p *rebalanceProgress) error {
 	want := map[string][]heldBlob{} // owner -> blobs to check there
 	owned := map[digest.Digest]bool{}
+	owners := map[digest.Digest]int{}
 	for _, b := range batch {
-		for _, o := range v.ring.Owners(b.d, n.cfg.Cluster.Replicas) {
+		os := v.ring.Owners(b.d, n.cfg.Cluster.Replicas)
+		owners[b.d] = len(os)
+		for _, o := range os {
 			if o == n.name {
 				owned[b.d] = true
 			} else {
@@ -227,8 +230,7 @@ func (n *Node) rebalanceBatch(ctx context.Context, v *view, batch []heldBlob, dr
 	}
 	for _, b := range batch {
 		p.checked++
-		owners := len(v.ring.Owners(b.d, n.cfg.Cluster.Replicas))
-		if drop && !owned[b.d] && owners > 0 && confirmed[b.d] == owners {
+		if drop && !owned[b.d] && owners[b.d] > 0 && confirmed[b.d] == owners[b.d] {
 			if err := n.blobs.BlobStore.Delete(ctx, b.d); err == nil {
 				p.dropped++
 			}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -124,8 +125,10 @@ func (n *Node) instrument(h http.Handler) http.Handler {
 		m.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 		m.bytesIn.WithLabelValues(route).Add(float64(body.n))
 		m.bytesOut.WithLabelValues(route).Add(float64(sw.n))
-		n.log.Debug("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
-			"in", body.n, "out", sw.n, "took", elapsed, "remote", r.RemoteAddr)
+		if n.log.Enabled(r.Context(), slog.LevelDebug) { // spare the hot path building the record
+			n.log.Debug("request", "id", id, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"in", body.n, "out", sw.n, "took", elapsed, "remote", r.RemoteAddr)
+		}
 	})
 }
 
