@@ -61,6 +61,9 @@ type Deps struct {
 	// Visible reports whether the requester may see repository repo in
 	// the catalog and search. Optional: all are visible.
 	Visible func(r *http.Request, repo string) bool
+	// Claims keeps online garbage collection off the blobs clients use.
+	// Optional: nil when nothing collects while the registry serves.
+	Claims Claims
 }
 
 // Remote reaches the rest of a cluster. The registry calls it after its own
@@ -88,6 +91,7 @@ type Registry struct {
 	actor    func(r *http.Request) string
 	visible  func(r *http.Request, repo string) bool
 	upstream Upstream
+	claims   Claims
 	uploads  *uploadLocks
 	router   *mux.Router
 }
@@ -106,7 +110,11 @@ func New(cfg Config, deps Deps) *Registry {
 		actor:    deps.Actor,
 		visible:  deps.Visible,
 		upstream: deps.Upstream,
+		claims:   deps.Claims,
 		uploads:  newUploadLocks(),
+	}
+	if reg.claims == nil {
+		reg.claims = noClaims{}
 	}
 	if reg.log == nil {
 		reg.log = slog.New(slog.DiscardHandler)

@@ -33,6 +33,11 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// A HEAD is how a pushing client learns it need not upload the blob;
+	// a blob being collected is reported absent, so it is uploaded again.
+	if r.Method == http.MethodHead && !reg.claims.Told(repo, d) {
+		return fmt.Errorf("%s in %s is being collected: %w", d, repo, storage.ErrBlobUnknown)
+	}
 	if u, ok := reg.blobs.(storage.URLSigner); ok && r.Method == http.MethodGet {
 		if url, err := u.URLFor(r.Context(), d, 20*time.Minute); err == nil {
 			w.Header().Set("Docker-Content-Digest", d.String())

@@ -137,14 +137,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 			return newError(http.StatusBadRequest, codeDigestInvalid, "content has digest %s, not %s", d, ref.Digest)
 		}
 	}
-	if err := reg.checkReferences(repo, m); err != nil {
-		return err
-	}
-	sm := &storage.Manifest{Descriptor: m.Descriptor(d, int64(len(body))), Content: body}
-	if m.Subject != nil {
-		sm.Subject = m.Subject.Digest
-	}
-	if err := reg.meta.PutManifest(r.Context(), repo, sm, ref.Tag); err != nil {
+	if err := reg.storeManifest(r.Context(), repo, m, d, body, ref.Tag); err != nil {
 		return err
 	}
 	reg.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag})
@@ -156,6 +149,38 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+// storeManifest checks what manifest m (digest d, exactly body) needs and
+// stores it in repo, tagged tag if not empty. Its blobs are held against
+// garbage collection from the check until the manifest is stored.
+func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Manifest, d digest.Digest, body []byte, tag string) error {
+	blobs := m.Blobs()
+	ds := make([]digest.Digest, len(blobs))
+	for i, b := range blobs {
+		ds[i] = b.Digest
+	}
+	missing, done, err := reg.claims.Reference(ctx, repo, ds)
+	if err != nil {
+		return err
+	}
+	stored := false
+	defer func() { done(stored) }()
+	if len(missing) > 0 {
+		return blobUnknown(missing[0], "blob")
+	}
+	if err := reg.checkReferences(repo, m); err != nil {
+		return err
+	}
+	sm := &storage.Manifest{Descriptor: m.Descriptor(d, int64(len(body))), Content: body}
+	if m.Subject != nil {
+		sm.Subject = m.Subject.Digest
+	}
+	if err := reg.meta.PutManifest(ctx, repo, sm, tag); err != nil {
+		return err
+	}
+	stored = true
 	return nil
 }
 

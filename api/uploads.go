@@ -77,7 +77,19 @@ func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFro
 			return "", err
 		}
 	}
-	return d, reg.meta.LinkBlob(ctx, repo, d)
+	missing, done, err := reg.claims.Store(ctx, repo, d)
+	if err != nil || missing {
+		if err == nil {
+			done(false)
+		}
+		return "", err // collected meanwhile: upload it
+	}
+	if err := reg.meta.LinkBlob(ctx, repo, d); err != nil {
+		done(false)
+		return "", err
+	}
+	done(true)
+	return d, nil
 }
 
 // linkedAnywhere reports whether some repository links blob d.
@@ -96,12 +108,20 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		_ = bw.Cancel(r.Context())
 		return err
 	}
+	_, done, err := reg.claims.Store(r.Context(), repo, d)
+	if err != nil {
+		_ = bw.Cancel(r.Context())
+		return err
+	}
 	if err := bw.Commit(r.Context(), d); err != nil {
+		done(false)
 		return err
 	}
 	if err := reg.meta.LinkBlob(r.Context(), repo, d); err != nil {
+		done(false)
 		return err
 	}
+	done(true)
 	blobCreated(w, repo, d)
 	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: r.ContentLength, Repository: repo})
 	return nil
@@ -140,15 +160,23 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 			_ = bw.Close()
 			return err
 		}
+		_, done, err := reg.claims.Store(r.Context(), u.Repo, d)
+		if err != nil {
+			_ = bw.Close()
+			return err
+		}
 		if err := bw.Commit(r.Context(), d); err != nil {
+			done(false)
 			if errors.Is(err, storage.ErrDigestMismatch) {
 				_ = reg.meta.DeleteUpload(r.Context(), u.ID)
 			}
 			return err
 		}
 		if err := reg.meta.CompleteUpload(r.Context(), u.ID, d); err != nil {
+			done(false)
 			return err
 		}
+		done(true)
 		blobCreated(w, u.Repo, d)
 		reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: bw.Size(), Repository: u.Repo})
 		return nil

@@ -1,0 +1,400 @@
+// Package fence keeps online garbage collection from deleting a blob that
+// a client may still use. Every member has one Fence; the registry API
+// tells it what clients learn and what writes use, and a collection asks
+// every member's Fence before it deletes anything.
+//
+// The invariant, held on one node and in a cluster, whatever the grace
+// period (zero included):
+//
+//	A blob is deleted only if no manifest acknowledged before, during or
+//	after the collection references it, and a blob a client was told
+//	exists (HEAD 200, mount 201, upload 201) survives until a manifest in
+//	that repository has used it or Window has passed.
+//
+// The design is a mark phase fenced by a write barrier, with the decision
+// taken in two rounds across all members, each deciding under its own
+// lock (two-phase commit, as in a distributed transaction):
+//
+//  1. Condemn: each member refuses blobs that a write in progress uses or
+//     that it told a client about within Window, and condemns the rest.
+//     From then on it answers HEAD for a condemned blob with 404 (so
+//     clients upload it again), and a write that uses one revives it.
+//     After condemning, the member marks the blobs its own manifests
+//     reference and withdraws those: a manifest acknowledged before the
+//     condemnation is in that mark; one acknowledged after it revived
+//     the blob; one in progress held it and so refused it.
+//  2. Commit: each member confirms the blobs it still holds condemned,
+//     which become deleting; a write that uses a deleting blob waits.
+//  3. The collector deletes only blobs every member confirmed, then
+//     releases them everywhere; waiting writes go on and learn that the
+//     blob is gone (a manifest PUT then answers MANIFEST_BLOB_UNKNOWN, an
+//     upload writes the blob again).
+//
+// A member that does not answer a round makes the collector spare the
+// whole batch. Condemnations that are never released (the collector
+// died) expire after Expiry; a deleting blob that expires is treated as
+// gone, which only costs an existence check.
+package fence
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Config tunes a Fence.
+type Config struct {
+	// Window is how long a blob a client was told about is spared while
+	// no manifest in its repository uses it: the time a push may take
+	// between checking a layer and pushing the manifest. The member uses
+	// its upload purge age. Default 24h.
+	Window time.Duration
+	// Expiry ends condemnations whose collector went silent. Default 2m.
+	Expiry time.Duration
+	// GoneTTL is how long a deleted blob is double-checked by writes that
+	// use it (longer than metadata takes to replicate). Default 10m.
+	GoneTTL time.Duration
+}
+
+func (c *Config) applyDefaults() {
+	if c.Window <= 0 {
+		c.Window = 24 * time.Hour
+	}
+	if c.Expiry <= 0 {
+		c.Expiry = 2 * time.Minute
+	}
+	if c.GoneTTL <= 0 {
+		c.GoneTTL = 10 * time.Minute
+	}
+}
+
+// Exists reports whether blob d is held anywhere now. A Fence asks it
+// about blobs a collection deleted recently before calling them missing.
+type Exists func(ctx context.Context, d digest.Digest) bool
+
+// Fence is one member's part of the collection protocol. All methods may
+// be called concurrently.
+type Fence struct {
+	cfg    Config
+	exists Exists
+	now    func() time.Time
+
+	mu      sync.Mutex
+	told    map[digest.Digest]map[string]time.Time // blob → repository → when a client was told, until a manifest there used it
+	inUse   map[digest.Digest]int                  // writes in progress that use the blob
+	held    map[digest.Digest]map[string]bool      // blob → collection epoch → deleting (else condemned)
+	gone    map[digest.Digest]time.Time            // deleted by a collection, when
+	epochs  map[string]time.Time                   // collection epoch → last heard of
+	changed chan struct{}                          // closed and replaced when a hold ends
+	swept   time.Time                              // when expire last forgot old entries
+}
+
+// New returns a Fence. exists may be nil on a member that holds every
+// blob it serves (then its local store answers).
+func New(cfg Config, exists Exists) *Fence {
+	cfg.applyDefaults()
+	return &Fence{
+		cfg:     cfg,
+		exists:  exists,
+		now:     time.Now,
+		told:    map[digest.Digest]map[string]time.Time{},
+		inUse:   map[digest.Digest]int{},
+		held:    map[digest.Digest]map[string]bool{},
+		gone:    map[digest.Digest]time.Time{},
+		epochs:  map[string]time.Time{},
+		changed: make(chan struct{}),
+	}
+}
+
+// Told records that a client is about to be told blob d exists in repo
+// (HEAD 200). It reports false when a collection has condemned d: the
+// client must then be told d does not exist, and will upload it again.
+func (f *Fence) Told(repo string, d digest.Digest) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expire()
+	if len(f.held[d]) > 0 {
+		return false
+	}
+	f.tell(repo, d)
+	return true
+}
+
+func (f *Fence) tell(repo string, d digest.Digest) {
+	m := f.told[d]
+	if m == nil {
+		m = map[string]time.Time{}
+		f.told[d] = m
+	}
+	m[repo] = f.now()
+}
+
+// Store holds blob d while an upload's commit or a mount into repo
+// writes it. It waits while a collection deletes d, and reports whether a
+// collection deleted d and no member holds it now (a mount must then not
+// link it). done(true), after the client was answered 201, counts as
+// telling the client d exists.
+func (f *Fence) Store(ctx context.Context, repo string, d digest.Digest) (missing bool, done func(acked bool), err error) {
+	ds := []digest.Digest{d}
+	gone, err := f.claim(ctx, ds)
+	if err != nil {
+		return false, nil, err
+	}
+	return len(gone) > 0, func(acked bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.unhold(ds)
+		if acked {
+			delete(f.gone, d)
+			f.tell(repo, d)
+		}
+	}, nil
+}
+
+// Reference holds blobs ds while a manifest PUT into repo that references
+// them completes. It waits while a collection deletes one of them, and
+// returns those a collection deleted that no member holds now. done(true),
+// after the manifest was stored, ends the wait of what clients were told
+// of ds in repo: the manifest used them.
+func (f *Fence) Reference(ctx context.Context, repo string, ds []digest.Digest) (missing []digest.Digest, done func(acked bool), err error) {
+	start := f.now()
+	missing, err = f.claim(ctx, ds)
+	if err != nil {
+		return nil, nil, err
+	}
+	return missing, func(acked bool) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.unhold(ds)
+		if !acked {
+			return
+		}
+		for _, d := range ds {
+			if at, ok := f.told[d][repo]; ok && !at.After(start) {
+				delete(f.told[d], repo)
+				if len(f.told[d]) == 0 {
+					delete(f.told, d)
+				}
+			}
+		}
+	}, nil
+}
+
+// claim holds ds and returns those a collection deleted recently that no
+// member holds now.
+func (f *Fence) claim(ctx context.Context, ds []digest.Digest) (missing []digest.Digest, err error) {
+	recent, err := f.hold(ctx, ds)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range recent {
+		if f.exists == nil || !f.exists(ctx, d) {
+			missing = append(missing, d)
+			continue
+		}
+		f.mu.Lock()
+		delete(f.gone, d)
+		f.mu.Unlock()
+	}
+	return missing, nil
+}
+
+// hold waits until no collection deletes any of ds, then revives the
+// condemned ones and counts a write in progress on each. It returns
+// those of ds deleted by a collection recently.
+func (f *Fence) hold(ctx context.Context, ds []digest.Digest) (recent []digest.Digest, err error) {
+	f.mu.Lock()
+	for {
+		f.expire()
+		if !f.deleting(ds) {
+			break
+		}
+		wait := f.changed
+		f.mu.Unlock()
+		t := time.NewTimer(time.Second) // an expiry is noticed by the next call
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-wait:
+		case <-t.C:
+		}
+		t.Stop()
+		f.mu.Lock()
+	}
+	defer f.mu.Unlock()
+	for _, d := range ds {
+		delete(f.held, d) // revived: the collections' commit rounds refuse it
+		f.inUse[d]++
+		if _, ok := f.gone[d]; ok {
+			recent = append(recent, d)
+		}
+	}
+	return recent, nil
+}
+
+func (f *Fence) deleting(ds []digest.Digest) bool {
+	for _, d := range ds {
+		for _, del := range f.held[d] {
+			if del {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (f *Fence) unhold(ds []digest.Digest) {
+	for _, d := range ds {
+		if f.inUse[d]--; f.inUse[d] <= 0 {
+			delete(f.inUse, d)
+		}
+	}
+}
+
+// Condemn is the first round of collection epoch: it refuses the blobs of
+// ds that a write in progress uses or that a client was told about within
+// Window, and condemns the others (on a dry run it only reports). The
+// caller then withdraws, with Spare, the condemned blobs its own
+// manifests reference.
+func (f *Fence) Condemn(epoch string, ds []digest.Digest, dryRun bool) (refused []digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expire()
+	cutoff := f.now().Add(-f.cfg.Window)
+	if !dryRun {
+		f.epochs[epoch] = f.now()
+	}
+	for _, d := range ds {
+		if f.inUse[d] > 0 || f.toldSince(d, cutoff) {
+			refused = append(refused, d)
+			continue
+		}
+		if dryRun {
+			continue
+		}
+		if f.held[d] == nil {
+			f.held[d] = map[string]bool{}
+		}
+		f.held[d][epoch] = false
+	}
+	return refused
+}
+
+func (f *Fence) toldSince(d digest.Digest, cutoff time.Time) bool {
+	for _, at := range f.told[d] {
+		if at.After(cutoff) {
+			return true
+		}
+	}
+	return false
+}
+
+// Spare withdraws ds from epoch's condemnations.
+func (f *Fence) Spare(epoch string, ds []digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, d := range ds {
+		f.drop(epoch, d)
+	}
+	f.signal()
+}
+
+// Commit is the second round: of ds, the blobs epoch still holds
+// condemned become deleting and the others are refused.
+func (f *Fence) Commit(epoch string, ds []digest.Digest) (refused []digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.expire()
+	f.epochs[epoch] = f.now()
+	for _, d := range ds {
+		if _, ok := f.held[d][epoch]; !ok || f.inUse[d] > 0 {
+			refused = append(refused, d)
+			continue
+		}
+		f.held[d][epoch] = true
+	}
+	return refused
+}
+
+// Release ends epoch's holds on ds; deleted are the blobs it deleted.
+// Writes waiting on them go on.
+func (f *Fence) Release(epoch string, ds, deleted []digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	for _, d := range deleted {
+		f.gone[d] = now
+	}
+	for _, d := range ds {
+		f.drop(epoch, d)
+	}
+	f.epochs[epoch] = now
+	f.signal()
+}
+
+func (f *Fence) drop(epoch string, d digest.Digest) {
+	if h := f.held[d]; h != nil {
+		delete(h, epoch)
+		if len(h) == 0 {
+			delete(f.held, d)
+		}
+	}
+}
+
+func (f *Fence) signal() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// expire ends the holds of epochs not heard of for Expiry (a deleting
+// blob counts as gone) and forgets old tells and deletions. It runs
+// under f.mu.
+func (f *Fence) expire() {
+	now := f.now()
+	stale := map[string]bool{}
+	for e, at := range f.epochs {
+		if now.Sub(at) > f.cfg.Expiry {
+			stale[e] = true
+			delete(f.epochs, e)
+		}
+	}
+	if len(stale) > 0 {
+		for d, h := range f.held {
+			for e, del := range h {
+				if stale[e] {
+					if del {
+						f.gone[d] = now
+					}
+					delete(h, e)
+				}
+			}
+			if len(h) == 0 {
+				delete(f.held, d)
+			}
+		}
+		f.signal()
+	}
+	if now.Sub(f.swept) < time.Second {
+		return
+	}
+	f.swept = now
+	for d, at := range f.gone {
+		if now.Sub(at) > f.cfg.GoneTTL {
+			delete(f.gone, d)
+		}
+	}
+	cutoff := now.Add(-f.cfg.Window)
+	for d, m := range f.told {
+		for repo, at := range m {
+			if !at.After(cutoff) {
+				delete(m, repo)
+			}
+		}
+		if len(m) == 0 {
+			delete(f.told, d)
+		}
+	}
+}
