@@ -26,6 +26,9 @@ var (
 	ErrNameUnknown     = errors.New("repository name unknown")
 	ErrTagUnknown      = errors.New("tag unknown")
 	ErrUnavailable     = errors.New("storage unavailable")
+	// ErrNoSpace: a write failed because the disk (or the user's quota)
+	// is full. It is the registry's condition, never the client's fault.
+	ErrNoSpace = errors.New("no space left on the registry's storage")
 )
 
 // BlobStore holds blob bytes addressed by digest. All methods may be called

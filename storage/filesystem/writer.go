@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/internal/hashing"
 )
 
@@ -35,6 +36,15 @@ type writer struct {
 	size int64
 	// flushed is where writeback was last started.
 	flushed int64
+	// durable is the size a later Writer resumes from: the size given by
+	// the state this writer was opened with, or by its last State call.
+	// resumable says whether there is such a state; without one a later
+	// Writer starts the file afresh.
+	durable   int64
+	resumable bool
+	// failed, once set, is returned by every call: the disk filled up and
+	// the bytes after durable were dropped.
+	failed error
 }
 
 // writebackStep is how many written bytes start writeback.
@@ -59,7 +69,7 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
 			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
 		}
-		w.size, w.flushed = st.Size, st.Size
+		w.size, w.flushed, w.durable, w.resumable = st.Size, st.Size, st.Size, true
 		flags = os.O_RDWR
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
@@ -67,7 +77,7 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		return nil, fmt.Errorf("upload %s: %w", id, storage.ErrUploadUnknown)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("upload %s: %w", id, err)
+		return nil, diskspace.Classify(fmt.Errorf("upload %s: %w", id, err))
 	}
 	if err := f.Truncate(w.size); err != nil {
 		_ = f.Close()
@@ -81,8 +91,18 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 	return w, nil
 }
 
+// Write implements io.Writer. When the disk is full it drops what was
+// written since the upload was last durable and returns an error matching
+// storage.ErrNoSpace; the upload resumes from its last state once there is
+// space again.
 func (w *writer) Write(p []byte) (int, error) {
+	if w.failed != nil {
+		return 0, w.failed
+	}
 	n, err := w.f.Write(p)
+	if err = diskspace.Classify(err); errors.Is(err, storage.ErrNoSpace) {
+		return 0, w.fail(err)
+	}
 	w.h.Write(p[:n])
 	w.size += int64(n)
 	if w.size-w.flushed >= writebackStep {
@@ -95,23 +115,66 @@ func (w *writer) Write(p []byte) (int, error) {
 func (w *writer) Size() int64 { return w.size }
 
 func (w *writer) State() ([]byte, error) {
+	if w.failed != nil {
+		return nil, w.failed
+	}
 	if err := w.f.Sync(); err != nil {
-		return nil, fmt.Errorf("sync upload: %w", err)
+		err = diskspace.Classify(fmt.Errorf("sync upload: %w", err))
+		if errors.Is(err, storage.ErrNoSpace) {
+			return nil, w.fail(err)
+		}
+		return nil, err
 	}
 	hs, err := w.h.Hash().(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("hash state: %w", err)
 	}
-	return json.Marshal(writerState{Size: w.size, SHA256: hs})
+	st, err := json.Marshal(writerState{Size: w.size, SHA256: hs})
+	if err != nil {
+		return nil, err
+	}
+	w.durable, w.resumable = w.size, true
+	return st, nil
+}
+
+// fail drops the bytes written since the upload was last durable, so a
+// full disk keeps none of them, and makes every later call return err. An
+// upload with no durable state loses its file: a later Writer creates it
+// again. The file is emptied before it is unlinked, since an unlinked file
+// keeps its blocks while it is open.
+func (w *writer) fail(err error) error {
+	w.failed, w.size = err, w.durable
+	size := w.durable
+	if !w.resumable {
+		size = 0
+	}
+	if terr := os.Truncate(w.path, size); terr != nil && !errors.Is(terr, fs.ErrNotExist) {
+		return errors.Join(err, fmt.Errorf("drop partial upload: %w", terr))
+	}
+	if !w.resumable {
+		if rerr := os.Remove(w.path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			return errors.Join(err, fmt.Errorf("drop partial upload: %w", rerr))
+		}
+	}
+	return err
 }
 
 // Commit implements storage.BlobWriter. The content is hashed with d's
 // algorithm: SHA-256 was computed while writing; another algorithm re-reads
-// the file once.
+// the file once. When the disk is full the upload keeps only its durable
+// bytes, as after a failed Write, so it can be finished later; any other
+// failure discards it.
 func (w *writer) Commit(_ context.Context, d digest.Digest) error {
 	defer w.h.Close()
-	if err := w.commit(d); err != nil {
+	if w.failed != nil {
 		_ = w.f.Close()
+		return w.failed
+	}
+	if err := diskspace.Classify(w.commit(d)); err != nil {
+		_ = w.f.Close()
+		if errors.Is(err, storage.ErrNoSpace) {
+			return w.fail(err)
+		}
 		_ = os.Remove(w.path)
 		return err
 	}
