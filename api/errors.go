@@ -46,20 +46,24 @@ func newError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// domainErrors maps storage and model errors to what the client sees.
+// domainErrors maps storage and model errors to what the client sees. A
+// message, when set, replaces the error's text (which may name files).
 var domainErrors = []struct {
-	err    error
-	status int
-	code   string
+	err     error
+	status  int
+	code    string
+	message string
 }{
-	{storage.ErrBlobUnknown, http.StatusNotFound, codeBlobUnknown},
-	{storage.ErrManifestUnknown, http.StatusNotFound, codeManifestUnknown},
-	{storage.ErrTagUnknown, http.StatusNotFound, codeManifestUnknown},
-	{storage.ErrNameUnknown, http.StatusNotFound, codeNameUnknown},
-	{storage.ErrUploadUnknown, http.StatusNotFound, codeBlobUploadUnknown},
-	{storage.ErrDigestMismatch, http.StatusBadRequest, codeDigestInvalid},
-	{storage.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable},
-	{oci.ErrManifestInvalid, http.StatusBadRequest, codeManifestInvalid},
+	{storage.ErrBlobUnknown, http.StatusNotFound, codeBlobUnknown, ""},
+	{storage.ErrManifestUnknown, http.StatusNotFound, codeManifestUnknown, ""},
+	{storage.ErrTagUnknown, http.StatusNotFound, codeManifestUnknown, ""},
+	{storage.ErrNameUnknown, http.StatusNotFound, codeNameUnknown, ""},
+	{storage.ErrUploadUnknown, http.StatusNotFound, codeBlobUploadUnknown, ""},
+	{storage.ErrDigestMismatch, http.StatusBadRequest, codeDigestInvalid, ""},
+	{storage.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable, ""},
+	// A full disk is the registry's condition: 507, never a 4xx.
+	{storage.ErrNoSpace, http.StatusInsufficientStorage, codeUnknown, storage.ErrNoSpace.Error()},
+	{oci.ErrManifestInvalid, http.StatusBadRequest, codeManifestInvalid, ""},
 }
 
 // toError turns any handler error into the client's Error.
@@ -70,7 +74,11 @@ func toError(err error) *Error {
 	}
 	for _, m := range domainErrors {
 		if errors.Is(err, m.err) {
-			return &Error{Status: m.status, Code: m.code, Message: err.Error()}
+			msg := m.message
+			if msg == "" {
+				msg = err.Error()
+			}
+			return &Error{Status: m.status, Code: m.code, Message: msg}
 		}
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: codeUnknown, Message: "internal error"}

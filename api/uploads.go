@@ -313,6 +313,9 @@ func copyBody(dst io.Writer, r *http.Request, length int64) error {
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	n, err := io.CopyBuffer(dst, src, *buf)
+	if errors.Is(err, storage.ErrNoSpace) {
+		return err // the registry's disk, not the client's body
+	}
 	if err != nil {
 		var maxErr *http.MaxBytesError
 		if errors.As(err, &maxErr) {
