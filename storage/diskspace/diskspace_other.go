@@ -5,6 +5,7 @@ package diskspace
 import (
 	"errors"
 	"fmt"
+	"os"
 )
 
 // Stat is unsupported here.
@@ -13,3 +14,8 @@ func Stat(path string) (Space, error) {
 }
 
 func isQuota(error) bool { return false }
+
+// Allocated is unsupported here.
+func Allocated(f *os.File) (int64, error) {
+	return 0, fmt.Errorf("stat %s: %w", f.Name(), errors.ErrUnsupported)
+}

@@ -5,6 +5,7 @@ package diskspace
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -21,3 +22,13 @@ func Stat(path string) (Space, error) {
 }
 
 func isQuota(err error) bool { return errors.Is(err, syscall.EDQUOT) }
+
+// Allocated returns how many bytes of disk f holds, preallocated blocks
+// past its end included.
+func Allocated(f *os.File) (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	return int64(st.Blocks) * 512, nil
+}

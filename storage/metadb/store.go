@@ -2,7 +2,8 @@
 //
 // Every write is one durable, atomic bbolt transaction, so the store
 // survives kill -9 at any instant: a write is wholly there after restart or
-// wholly absent. Reads are served from an in-memory copy loaded at Open and
+// wholly absent. Disk kept preallocated for the database (reserve.go) lets
+// deletes commit on a full disk. Reads are served from an in-memory copy loaded at Open and
 // updated after each commit, so they never touch the disk.
 //
 // The store is built to be replicated: each key holds its latest op with a
@@ -16,6 +17,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -25,6 +27,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/diskspace"
 )
 
 // Options configure a Store.
@@ -34,6 +37,10 @@ type Options struct {
 	// Replicate, when set, is called after each local write commits, with
 	// the write's batch; its error becomes the write's error.
 	Replicate func(ctx context.Context, b storage.Batch) error
+	// Reserve is how much disk stays preallocated for the database, so
+	// deletes commit on a full disk (see reserve). Default DefaultReserve;
+	// negative: none.
+	Reserve int64
 }
 
 // Store implements storage.Metadata and storage.Replicated.
@@ -42,6 +49,7 @@ type Store struct {
 	origin    string
 	replicate func(ctx context.Context, b storage.Batch) error
 	clock     clock
+	reserve   *reserve // nil: none
 
 	wmu sync.Mutex   // serialises commits so memory changes in commit order
 	mu  sync.RWMutex // guards st and vec
@@ -60,6 +68,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Origin == "" {
 		opts.Origin = "local"
 	}
+	if opts.Reserve == 0 {
+		opts.Reserve = DefaultReserve
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("metadata directory: %w", err)
 	}
@@ -68,15 +79,23 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
 	s := &Store{db: db, origin: opts.Origin, replicate: opts.Replicate, st: newState(), vec: storage.Vector{}}
-	if err := s.load(); err != nil {
+	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {
 		_ = db.Close()
+		return nil, err
+	}
+	err = s.admit(false)
+	if err == nil {
+		err = s.load()
+	}
+	if err != nil {
+		_ = s.Close()
 		return nil, fmt.Errorf("load metadata %s: %w", path, err)
 	}
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return errors.Join(s.db.Close(), s.reserve.close()) }
 
 func (s *Store) load() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
@@ -110,6 +129,12 @@ func (s *Store) load() error {
 // member's next batch, then hands the batch to Replicate. extra runs in the
 // same transaction, for local-only buckets.
 func (s *Store) write(ctx context.Context, build func(st *state) ([]storage.Op, error), extra func(tx *bolt.Tx) error) error {
+	return s.writeReserved(ctx, false, build, extra)
+}
+
+// writeReserved is write; reserved lets a write that adds metadata use the
+// whole reserve, for one that finishes what the disk already holds.
+func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st *state) ([]storage.Op, error), extra func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -127,6 +152,10 @@ func (s *Store) write(ctx context.Context, build func(st *state) ([]storage.Op, 
 		ops[i].Stamp, ops[i].Origin = stamp, s.origin
 	}
 	b := storage.Batch{Origin: s.origin, Seq: seq, Ops: ops}
+	if err := s.admit(!reserved && adding(b)); err != nil {
+		s.wmu.Unlock()
+		return err
+	}
 	if len(ops) == 0 {
 		err = s.commit(nil, extra)
 	} else {
@@ -190,7 +219,7 @@ func (s *Store) commit(batches []storage.Batch, extra func(tx *bolt.Tx) error) e
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("metadata write: %w", err)
+		return diskspace.Classify(fmt.Errorf("metadata write: %w", err))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -218,6 +247,9 @@ func (s *Store) Apply(ctx context.Context, batches []storage.Batch) error {
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	if err := s.admit(adding(batches...)); err != nil {
+		return err
+	}
 	return s.commit(batches, nil)
 }
 

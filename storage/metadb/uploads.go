@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/diskspace"
 )
 
 // PutUpload implements storage.Uploads.
@@ -20,11 +21,14 @@ func (s *Store) PutUpload(ctx context.Context, u *storage.Upload) error {
 	if err != nil {
 		return fmt.Errorf("encode upload %s: %w", u.ID, err)
 	}
+	if err := s.admit(true); err != nil {
+		return fmt.Errorf("save upload %s: %w", u.ID, err)
+	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).Put([]byte(u.ID), rec)
 	})
 	if err != nil {
-		return fmt.Errorf("save upload %s: %w", u.ID, err)
+		return diskspace.Classify(fmt.Errorf("save upload %s: %w", u.ID, err))
 	}
 	return nil
 }
@@ -64,13 +68,16 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.admit(false); err != nil {
+		return err
+	}
+	return diskspace.Classify(s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketUploads)
 		if b.Get([]byte(id)) == nil {
 			return storage.ErrUploadUnknown
 		}
 		return b.Delete([]byte(id))
-	})
+	}))
 }
 
 // CompleteUpload implements storage.Uploads.
@@ -79,7 +86,9 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) 
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+	// The blob is on disk already: the link may use the whole reserve, so a
+	// full disk does not strand a committed upload.
+	return s.writeReserved(ctx, true, func(st *state) ([]storage.Op, error) {
 		return linkOps(st, u.Repo, d), nil
 	}, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).Delete([]byte(id))
