@@ -19,14 +19,16 @@ import (
 // owns once all the owners confirmed theirs.
 
 // clusterBlobs decorates the local blob store so that a commit places the
-// blob on its owners.
+// blob on its owners. It embeds localStore, not storage.BlobStore, so every
+// capability a member's store must have reaches the registry through it
+// (see capabilities.go).
 type clusterBlobs struct {
-	storage.BlobStore
+	localStore
 	n *Node
 }
 
 func (c clusterBlobs) Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error) {
-	w, err := c.BlobStore.Writer(ctx, id, state)
+	w, err := c.localStore.Writer(ctx, id, state)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +74,7 @@ func (n *Node) place(ctx context.Context, d digest.Digest) error {
 	}
 	if !mine {
 		// The holders confirmed their copies; this one is surplus.
-		if err := n.blobs.BlobStore.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
+		if err := n.local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
 			n.log.Warn("dropping surplus copy", "blob", d, "err", err)
 		}
 	}
@@ -92,7 +94,7 @@ func (n *Node) copyBlob(ctx context.Context, m string, d digest.Digest) error {
 }
 
 func (n *Node) sendBlob(ctx context.Context, m string, d digest.Digest) error {
-	b, err := n.blobs.Open(ctx, d)
+	b, err := n.local.Open(ctx, d)
 	if err != nil {
 		return err
 	}
@@ -231,7 +233,7 @@ func (n *Node) rebalanceBatch(ctx context.Context, v *view, batch []heldBlob, dr
 	for _, b := range batch {
 		p.checked++
 		if drop && !owned[b.d] && owners[b.d] > 0 && confirmed[b.d] == owners[b.d] {
-			if err := n.blobs.BlobStore.Delete(ctx, b.d); err == nil {
+			if err := n.local.Delete(ctx, b.d); err == nil {
 				p.dropped++
 			}
 		}
@@ -245,7 +247,7 @@ type peerBlobs struct{ n *Node }
 func (pb peerBlobs) Has(ctx context.Context, ds []digest.Digest) ([]bool, error) {
 	out := make([]bool, len(ds))
 	for i, d := range ds {
-		_, err := pb.n.blobs.BlobStore.Stat(ctx, d)
+		_, err := pb.n.local.Stat(ctx, d)
 		switch {
 		case err == nil:
 			out[i] = true
@@ -258,10 +260,10 @@ func (pb peerBlobs) Has(ctx context.Context, ds []digest.Digest) ([]bool, error)
 
 // Put stores a blob another member sends, verifying its digest.
 func (pb peerBlobs) Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error {
-	if _, err := pb.n.blobs.BlobStore.Stat(ctx, d); err == nil {
+	if _, err := pb.n.local.Stat(ctx, d); err == nil {
 		return nil
 	}
-	w, err := pb.n.blobs.BlobStore.Writer(ctx, "peer-"+pb.n.newUploadID(), nil)
+	w, err := pb.n.local.Writer(ctx, "peer-"+pb.n.newUploadID(), nil)
 	if err != nil {
 		return err
 	}
@@ -277,7 +279,7 @@ func (pb peerBlobs) Put(ctx context.Context, d digest.Digest, size int64, r io.R
 }
 
 func (pb peerBlobs) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
-	b, err := pb.n.blobs.BlobStore.Open(ctx, d)
+	b, err := pb.n.local.Open(ctx, d)
 	if err != nil {
 		return nil, 0, err
 	}

@@ -12,15 +12,18 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/api/ui"
+	"github.com/atollhq/atoll/node/fence"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/peer"
+	"github.com/atollhq/atoll/ring"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
 	"github.com/atollhq/atoll/storage/metadb"
@@ -32,6 +35,7 @@ type localStore interface {
 	storage.BlobStore
 	storage.BlobWalker
 	storage.UsageReporter
+	storage.UploadPurger
 	// Check reports whether the store accepts writes.
 	Check(ctx context.Context) error
 }
@@ -43,8 +47,8 @@ type Node struct {
 	name      string
 	meta      *metadb.Store
 	local     localStore
-	blobs     clusterBlobs
-	cache     *blobCache // blobs read from a bucket; nil on local disk
+	served    storage.BlobStore // what the registry serves from (capabilities.go)
+	cache     *blobCache        // blobs read from a bucket; nil on local disk
 	reg       *api.Registry
 	notify    *notify.Notifier
 	auth      *auth.Authenticator // nil: no authentication
@@ -52,6 +56,7 @@ type Node struct {
 	metrics   *metrics
 	handler   http.Handler
 	retention retention
+	fence     *fence.Fence // keeps collections off the blobs pushes use
 
 	// Cluster state; cluster is nil for a member on its own.
 	cluster       *peer.Cluster
@@ -112,14 +117,13 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.local, n.blobs = local, clusterBlobs{BlobStore: local, n: n}
-	var apiBlobs storage.BlobStore = local
+	n.local = local
 	if cfg.Storage.S3 != nil {
 		if n.cache, err = newBlobCache(context.Background(), local, filepath.Join(cfg.DataDir, "cache"), cfg.Storage.CacheSize); err != nil {
 			return nil, err
 		}
-		apiBlobs = sharedBlobs{BlobStore: local, n: n}
 	}
+	n.served = n.servedBlobs()
 	opts := metadb.Options{Origin: n.name}
 	if cfg.Cluster.Enabled {
 		opts.Replicate = n.replicate
@@ -131,7 +135,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.meta.Close()
 		return nil, err
 	}
-	deps := api.Deps{Blobs: apiBlobs, Meta: n.meta, Logger: log}
+	// A client told a blob exists has as long as an upload may idle to
+	// push the manifest that uses it.
+	n.fence = fence.New(fence.Config{Window: cfg.API.UploadTTL}, n.blobExists)
+	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
 	}
@@ -141,9 +148,6 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Cluster.Enabled {
 		n.followers = newFollowers(n)
 		deps.Remote, deps.NewUploadID = n, n.newUploadID
-		if n.cache == nil {
-			deps.Blobs = n.blobs // local disks: a commit places the blob on its owners
-		}
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
 			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
 		})
@@ -167,6 +171,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET /_atoll/v1/cluster", n.serveStatus)
 	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
 	mux.HandleFunc("POST /_atoll/v1/gc", n.serveGC)
+	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	var registry http.Handler = n.reg
@@ -180,7 +185,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("/v2/", n.instrument(registry))
 	mux.Handle("/v1/search", n.instrument(registry))
 	n.metrics.watch(n)
-	n.handler = mux
+	n.handler = api.IdleBodies(cfg.ReadIdle, mux) // a stalled body holds nothing for long
 	return n, nil
 }
 
@@ -230,21 +235,50 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	n.MembershipChanged()
 }
 
-// handOff, on a graceful stop, copies every held blob to its owners among
-// the other members, then leaves the cluster.
+// handOff, on a graceful stop, announces that this member leaves, copies
+// every held blob to its owners among the members that stay, then leaves
+// the cluster. Members stopping at the same time are not counted on: when
+// none stays (the whole cluster stops) the hand-off is skipped, and every
+// member keeps its blobs on its disk for when it starts again. Nothing is
+// deleted here, so a hand-off cut short loses nothing.
 func (n *Node) handOff(ctx context.Context) error {
 	if n.cluster == nil {
 		return nil
 	}
-	v := n.views.load()
-	others := v.ring.Without(n.name)
-	if others.Len() > 0 {
-		n.log.Info("handing off blobs before leaving", "to", others.Members())
-		if err := n.rebalance(ctx, &view{self: n.name, members: v.members, ring: others}, false); err != nil {
+	const leaveTimeout = 5 * time.Second
+	n.cluster.AnnounceLeaving(leaveTimeout)
+	for {
+		takers := n.staying()
+		if len(takers) == 0 {
+			n.log.Info("hand-off skipped: no other member stays to take the blobs")
+			break
+		}
+		n.log.Info("handing off blobs before leaving", "to", takers)
+		err := n.rebalance(ctx, &view{self: n.name, members: n.views.load().members, ring: ring.New(n.cfg.Cluster.Ring, takers)}, false)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || slices.Equal(n.staying(), takers) {
 			n.log.Warn("hand-off incomplete", "err", err)
+			break
+		}
+		// Some took part in the hand-off and are leaving too: again,
+		// with those that stay.
+	}
+	return n.cluster.Leave(leaveTimeout)
+}
+
+// staying returns the other members that are alive and have not announced
+// that they leave, sorted.
+func (n *Node) staying() []string {
+	var out []string
+	for _, m := range n.cluster.Members() {
+		if !m.Self && m.State == peer.StateAlive && !m.Leaving {
+			out = append(out, m.Name)
 		}
 	}
-	return n.cluster.Leave(5 * time.Second)
+	slices.Sort(out)
+	return out
 }
 
 // every runs fn every interval until ctx is done, first at once when now

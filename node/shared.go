@@ -21,7 +21,7 @@ import (
 // ErrBlobUnknown, which makes the registry route them to that member
 // (api.Remote); the owner reads through its disk cache.
 type sharedBlobs struct {
-	storage.BlobStore
+	localStore
 	n *Node
 }
 
@@ -29,7 +29,7 @@ func (s sharedBlobs) Open(ctx context.Context, d digest.Digest) (storage.Blob, e
 	if s.n.cluster != nil {
 		v := s.n.views.load()
 		if owners := v.ring.Owners(d, 1); len(owners) == 1 && owners[0] != s.n.name {
-			if _, err := s.BlobStore.Stat(ctx, d); err != nil {
+			if _, err := s.localStore.Stat(ctx, d); err != nil {
 				return nil, err
 			}
 			return nil, fmt.Errorf("%s is served by %s: %w", d, owners[0], storage.ErrBlobUnknown)
@@ -38,12 +38,28 @@ func (s sharedBlobs) Open(ctx context.Context, d digest.Digest) (storage.Blob, e
 	return s.n.readLocal(ctx, d)
 }
 
-// URLFor passes presigned-URL redirects through when the bucket offers them.
-func (s sharedBlobs) URLFor(ctx context.Context, d digest.Digest, expiry time.Duration) (string, error) {
-	if u, ok := s.BlobStore.(storage.URLSigner); ok {
-		return u.URLFor(ctx, d, expiry)
+// PurgeUploads implements storage.UploadPurger for a bucket that other
+// members may share. Upload sessions are local to the member that started
+// them, so the bytes of an upload named after another live member are its
+// own janitor's to purge; those of members gone, of this one and of no
+// member go here when keep does not keep them. Fills of the disk cache
+// that a crash interrupted go too.
+func (s sharedBlobs) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error {
+	err := s.localStore.PurgeUploads(ctx, cutoff, func(id string) bool {
+		return keep(id) || s.n.liveOther(uploadMember(id))
+	})
+	if s.n.cache != nil {
+		err = errors.Join(err, s.n.cache.disk.PurgeUploads(ctx, cutoff, func(string) bool { return false }))
 	}
-	return "", fmt.Errorf("presigned URLs: %w", errors.ErrUnsupported)
+	return err
+}
+
+// liveOther reports whether member is another live member of the cluster.
+func (n *Node) liveOther(member string) bool {
+	if n.cluster == nil || member == "" || member == n.name {
+		return false
+	}
+	return n.views.load().live(member)
 }
 
 // readLocal opens blob d as this member holds it: through the disk cache

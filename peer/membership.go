@@ -33,6 +33,9 @@ type Member struct {
 	Blobs int64  `json:"blobs"` // blobs it holds, as it last announced
 	Bytes int64  `json:"bytes"` // bytes of those blobs
 	Self  bool   `json:"self"`  // this member
+	// Leaving is set once the member announced that it stops: it still
+	// answers until it is gone, but it will not keep what it is given.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // nodeMeta is a member's memberlist node metadata: JSON, well under
@@ -73,10 +76,10 @@ type memberTable struct {
 
 type memberEntry struct {
 	Member
-	since   time.Time // when State last changed
-	addr    net.IP    // gossip address
-	port    uint16
-	leaving bool // it announced that it leaves: its death is a leave
+	since time.Time // when State last changed
+	addr  net.IP    // gossip address
+	port  uint16
+	// Member.Leaving: it announced that it leaves, so its death is a leave.
 }
 
 func newMemberTable(self string, forgetAfter time.Duration) *memberTable {
@@ -101,10 +104,10 @@ func (t *memberTable) record(n *memberlist.Node, meta nodeMeta, state string) (p
 	}
 	e.addr, e.port = slices.Clone(n.Addr), n.Port
 	switch {
-	case state == StateDead && e.leaving:
+	case state == StateDead && e.Leaving:
 		state = StateLeft
 	case state == StateAlive && prev != StateAlive:
-		e.leaving = false // back, or new
+		e.Leaving = false // back, or new
 	}
 	if prev != state {
 		e.State, e.since = state, time.Now()
@@ -113,7 +116,7 @@ func (t *memberTable) record(n *memberlist.Node, meta nodeMeta, state string) (p
 }
 
 // markLeaving notes that member name announced it leaves. It reports
-// whether that changed its state (it was already recorded dead).
+// whether that changed what Members says of it.
 func (t *memberTable) markLeaving(name string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -121,10 +124,24 @@ func (t *memberTable) markLeaving(name string) bool {
 	if !ok {
 		return false
 	}
-	e.leaving = true
+	changed := !e.Leaving
+	e.Leaving = true
 	if e.State == StateDead { // its leave message overtook the announcement
 		e.State, e.since = StateLeft, time.Now()
-		return true
+		changed = true
+	}
+	return changed
+}
+
+// staying reports whether another member is alive and has not announced
+// that it leaves.
+func (t *memberTable) staying() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, e := range t.m {
+		if e.State == StateAlive && !e.Self && !e.Leaving {
+			return true
+		}
 	}
 	return false
 }
@@ -238,9 +255,15 @@ func (c *Cluster) changed() {
 	}
 }
 
-// announceLeaving tells every other alive member, directly, that this one
-// is about to leave, waiting up to timeout.
-func (c *Cluster) announceLeaving(timeout time.Duration) {
+// AnnounceLeaving tells every other alive member, directly, that this one
+// is about to leave, waiting up to timeout: from then on they report it
+// Leaving, and dead as left. Call it before handing off, so that members
+// stopping at the same time do not count on each other; Leave calls it if
+// it was not called.
+func (c *Cluster) AnnounceLeaving(timeout time.Duration) {
+	if c.announced.Swap(true) {
+		return
+	}
 	c.members.markLeaving(c.cfg.NodeName)
 	msg := append([]byte{msgLeaving}, c.cfg.NodeName...)
 	var wg sync.WaitGroup
