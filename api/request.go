@@ -1,11 +1,17 @@
 package api
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
@@ -89,3 +95,127 @@ func contentRange(s string) (start, end int64, err error) {
 	}
 	return start, end, nil
 }
+
+// Request bodies that stall. A client that stops sending in the middle of a
+// body would otherwise hold its handler, and whatever the handler holds,
+// for as long as the connection lives. IdleBodies cuts such a body off;
+// an upload DELETE aborts the body of a PATCH or PUT on the same upload.
+
+var (
+	// errBodyIdle is returned by a body that sent nothing for too long.
+	errBodyIdle = errors.New("request body idle")
+	// errBodyAborted is returned by a body another request aborted.
+	errBodyAborted = errors.New("request body aborted")
+)
+
+// IdleBodies wraps h so that a request body that sends nothing for idle
+// fails with an error, answered 408 by the upload handlers. Each read that
+// returns data pushes the connection's read deadline (set through
+// http.ResponseController) idle into the future; the deadline is cleared
+// once the body ends, so a long commit after the last byte is not cut off.
+// idle <= 0 leaves bodies alone.
+func IdleBodies(idle time.Duration, h http.Handler) http.Handler {
+	if idle <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			h.ServeHTTP(w, r)
+			return
+		}
+		b := newWatchedBody(w, r.Body, idle)
+		r = r.WithContext(context.WithValue(r.Context(), watchedBodyKey{}, b))
+		r.Body = b
+		h.ServeHTTP(w, r)
+	})
+}
+
+type watchedBodyKey struct{}
+
+// watchedBody is a request body that can be cut off: after idle without
+// data (when idle > 0), or at once by abort. It reads from one goroutine;
+// abort may be called from any.
+type watchedBody struct {
+	body io.ReadCloser
+	rc   *http.ResponseController
+	idle time.Duration
+
+	mu       sync.Mutex
+	started  bool
+	aborted  bool
+	ended    bool
+	extended time.Time // when the deadline was last pushed
+}
+
+func newWatchedBody(w http.ResponseWriter, body io.ReadCloser, idle time.Duration) *watchedBody {
+	return &watchedBody{body: body, rc: http.NewResponseController(w), idle: idle}
+}
+
+// bodyOf returns r's body as a watchedBody: the one IdleBodies installed,
+// or a new one without an idle limit that abort can still cut off.
+func bodyOf(w http.ResponseWriter, r *http.Request) *watchedBody {
+	if b, ok := r.Context().Value(watchedBodyKey{}).(*watchedBody); ok {
+		return b
+	}
+	if b, ok := r.Body.(*watchedBody); ok {
+		return b
+	}
+	b := newWatchedBody(w, r.Body, 0)
+	r.Body = b
+	return b
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	if b.aborted {
+		b.mu.Unlock()
+		return 0, errBodyAborted
+	}
+	if !b.started {
+		b.started = true
+		b.push(time.Now())
+	}
+	b.mu.Unlock()
+
+	n, err := b.body.Read(p)
+
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.aborted:
+		return n, errBodyAborted
+	case err == io.EOF:
+		b.ended = true
+		if b.idle > 0 {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return n, fmt.Errorf("%w: no data for %v", errBodyIdle, b.idle)
+	case n > 0:
+		if now := time.Now(); now.Sub(b.extended) >= b.idle/16 {
+			b.push(now)
+		}
+	}
+	return n, err
+}
+
+// push moves the read deadline idle past now. b.mu is held.
+func (b *watchedBody) push(now time.Time) {
+	if b.idle > 0 && !b.ended {
+		b.extended = now
+		_ = b.rc.SetReadDeadline(now.Add(b.idle))
+	}
+}
+
+// abort makes the body's pending and later reads fail with errBodyAborted.
+func (b *watchedBody) abort() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.aborted || b.ended {
+		return
+	}
+	b.aborted = true
+	_ = b.rc.SetReadDeadline(time.Now()) // wakes a read waiting for data
+}
+
+func (b *watchedBody) Close() error { return b.body.Close() }

@@ -131,7 +131,7 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 // Content-Range, or the rest of the blob streamed without it. A chunk that
 // does not start where the upload ends gets 416.
 func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, func(u *storage.Upload) error {
+	return reg.withUpload(w, r, reg.lockWithBody(w, r), func(u *storage.Upload) error {
 		if err := reg.appendChunk(r, u); err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 // finishUpload implements PUT /v2/<name>/blobs/uploads/<id>?digest=, with
 // or without a last chunk. On a digest mismatch the upload is discarded.
 func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, func(u *storage.Upload) error {
+	return reg.withUpload(w, r, reg.lockWithBody(w, r), func(u *storage.Upload) error {
 		d, err := parseDigest(r.URL.Query().Get("digest"))
 		if err != nil {
 			return err
@@ -183,17 +183,27 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 	})
 }
 
-// uploadStatus implements GET /v2/<name>/blobs/uploads/<id>.
+// uploadStatus implements GET /v2/<name>/blobs/uploads/<id>. It takes no
+// lock, so it answers while a PATCH on the session is in flight: with the
+// last offset made durable, which a PATCH records only once its bytes are.
 func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, func(u *storage.Upload) error {
-		uploadAccepted(w, http.StatusNoContent, u)
-		return nil
-	})
+	repo, id, err := reg.uploadID(w, r)
+	if err != nil || id == "" {
+		return err
+	}
+	u, err := reg.session(repo, id)
+	if err != nil {
+		return err
+	}
+	uploadAccepted(w, http.StatusNoContent, u)
+	return nil
 }
 
-// cancelUpload implements DELETE /v2/<name>/blobs/uploads/<id>.
+// cancelUpload implements DELETE /v2/<name>/blobs/uploads/<id>. A PATCH or
+// PUT in flight on the session is cut off, so the DELETE does not wait for
+// a slow client.
 func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, func(u *storage.Upload) error {
+	return reg.withUpload(w, r, reg.uploads.lockToCancel, func(u *storage.Upload) error {
 		if err := reg.discard(r.Context(), u); err != nil {
 			return err
 		}
@@ -215,27 +225,18 @@ func (reg *Registry) discard(ctx context.Context, u *storage.Upload) error {
 	return reg.meta.DeleteUpload(ctx, u.ID)
 }
 
-// withUpload runs fn on the request's upload session, holding its lock. A
-// session is reachable only through the repository that started it.
-func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(u *storage.Upload) error) error {
-	repo, err := repoName(r)
-	if err != nil {
+// withUpload runs fn on the request's upload session, holding the lock
+// that lock takes (one of reg.uploads' lock methods).
+func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, lock func(id string) (unlock func()), fn func(u *storage.Upload) error) error {
+	repo, id, err := reg.uploadID(w, r)
+	if err != nil || id == "" {
 		return err
 	}
-	id := mux.Vars(r)["id"]
-	if reg.remote != nil {
-		if forwarded, err := reg.remote.ForwardUpload(w, r, id); forwarded || err != nil {
-			return err
-		}
-	}
-	unlock := reg.uploads.lock(id)
+	unlock := lock(id)
 	defer unlock()
-	u, err := reg.meta.Upload(id)
+	u, err := reg.session(repo, id)
 	if err != nil {
-		return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown", truncate(id))
-	}
-	if u.Repo != repo {
-		return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown in %s", truncate(id), repo)
+		return err
 	}
 	err = fn(u)
 	if errors.Is(err, storage.ErrUploadUnknown) {
@@ -243,6 +244,40 @@ func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, fn func(
 		_ = reg.meta.DeleteUpload(r.Context(), id)
 	}
 	return err
+}
+
+// uploadID returns the request's repository and upload id, or id "" when
+// the upload lives on another member and the request went there.
+func (reg *Registry) uploadID(w http.ResponseWriter, r *http.Request) (repo, id string, err error) {
+	if repo, err = repoName(r); err != nil {
+		return "", "", err
+	}
+	id = mux.Vars(r)["id"]
+	if reg.remote != nil {
+		if forwarded, err := reg.remote.ForwardUpload(w, r, id); forwarded || err != nil {
+			return "", "", err
+		}
+	}
+	return repo, id, nil
+}
+
+// session returns upload session id. A session is reachable only through
+// the repository that started it.
+func (reg *Registry) session(repo, id string) (*storage.Upload, error) {
+	u, err := reg.meta.Upload(id)
+	if err != nil {
+		return nil, newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown", truncate(id))
+	}
+	if u.Repo != repo {
+		return nil, newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown in %s", truncate(id), repo)
+	}
+	return u, nil
+}
+
+// lockWithBody returns the lock of a request whose body goes into the
+// upload: a DELETE of the upload aborts that body.
+func (reg *Registry) lockWithBody(w http.ResponseWriter, r *http.Request) func(id string) (unlock func()) {
+	return func(id string) func() { return reg.uploads.lockWithBody(id, bodyOf(w, r)) }
 }
 
 // chunkLength checks the request's Content-Range against upload u and
@@ -321,6 +356,12 @@ func copyBody(dst io.Writer, r *http.Request, length int64) error {
 		if errors.As(err, &maxErr) {
 			return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "body too large")
 		}
+		if errors.Is(err, errBodyIdle) {
+			return newError(http.StatusRequestTimeout, codeBlobUploadInvalid, "%v", err)
+		}
+		if errors.Is(err, errBodyAborted) {
+			return newError(http.StatusNotFound, codeBlobUploadUnknown, "upload cancelled by a DELETE")
+		}
 		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "reading body: %v", err)
 	}
 	if length >= 0 && n != length {
@@ -356,32 +397,45 @@ func blobCreated(w http.ResponseWriter, repo string, d digest.Digest) {
 	w.WriteHeader(http.StatusCreated)
 }
 
-// uploadLocks serialises requests on one upload session.
+// uploadLocks serialises the requests that change an upload session.
+// None waits on a slow client for long: a status GET takes no lock, a
+// DELETE aborts the body of the request holding the lock, and the janitor
+// skips a session whose lock is taken (a request on it is in flight, so it
+// is not abandoned). Its methods may be called concurrently.
 type uploadLocks struct {
 	mu    sync.Mutex
 	locks map[string]*uploadLock
 }
 
+// uploadLock is the lock of one session; the fields are guarded by
+// uploadLocks.mu.
 type uploadLock struct {
 	sync.Mutex
-	refs int
+	refs    int          // holders and waiters
+	body    *watchedBody // body of the holder, if it reads one into the upload
+	cancels int          // DELETEs holding or waiting
 }
 
 func newUploadLocks() *uploadLocks { return &uploadLocks{locks: map[string]*uploadLock{}} }
 
-func (l *uploadLocks) lock(id string) (unlock func()) {
-	l.mu.Lock()
+// ref returns the lock of id, counting one more holder or waiter.
+// l.mu is held.
+func (l *uploadLocks) ref(id string) *uploadLock {
 	ul := l.locks[id]
 	if ul == nil {
 		ul = &uploadLock{}
 		l.locks[id] = ul
 	}
 	ul.refs++
-	l.mu.Unlock()
-	ul.Lock()
+	return ul
+}
+
+// release returns the unlock of ul, the lock of id.
+func (l *uploadLocks) release(id string, ul *uploadLock) func() {
 	return func() {
-		ul.Unlock()
 		l.mu.Lock()
+		ul.body = nil
+		ul.Unlock()
 		if ul.refs--; ul.refs == 0 {
 			delete(l.locks, id)
 		}
@@ -389,10 +443,63 @@ func (l *uploadLocks) lock(id string) (unlock func()) {
 	}
 }
 
+// lockWithBody takes the lock of upload id for a request whose body b
+// goes into the upload, aborting b if a DELETE of the upload is waiting.
+func (l *uploadLocks) lockWithBody(id string, b *watchedBody) (unlock func()) {
+	l.mu.Lock()
+	ul := l.ref(id)
+	l.mu.Unlock()
+	ul.Lock()
+	l.mu.Lock()
+	ul.body = b
+	cancel := ul.cancels > 0
+	l.mu.Unlock()
+	if cancel {
+		b.abort()
+	}
+	return l.release(id, ul)
+}
+
+// lockToCancel takes the lock of upload id for a DELETE: it aborts the
+// body of the request holding the lock, and of any that takes it first.
+func (l *uploadLocks) lockToCancel(id string) (unlock func()) {
+	l.mu.Lock()
+	ul := l.ref(id)
+	ul.cancels++
+	b := ul.body
+	l.mu.Unlock()
+	if b != nil {
+		b.abort()
+	}
+	ul.Lock()
+	l.mu.Lock()
+	ul.cancels--
+	l.mu.Unlock()
+	return l.release(id, ul)
+}
+
+// tryLock takes the lock of upload id if no request holds it or waits
+// for it.
+func (l *uploadLocks) tryLock(id string) (unlock func(), ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.locks[id] != nil {
+		return nil, false
+	}
+	ul := l.ref(id)
+	ul.Lock() // free: nobody else knows it
+	return l.release(id, ul), true
+}
+
 // expireUpload discards upload id if it is idle since before cutoff or its
-// bytes are gone, holding its lock so no request races the check.
+// bytes are gone, holding its lock so no request races the check. A
+// session a request is working on is skipped, not waited for: that
+// request may come from a slow client.
 func (reg *Registry) expireUpload(ctx context.Context, id string, cutoff time.Time) (bool, error) {
-	unlock := reg.uploads.lock(id)
+	unlock, ok := reg.uploads.tryLock(id)
+	if !ok {
+		return false, nil
+	}
 	defer unlock()
 	u, err := reg.meta.Upload(id)
 	if err != nil {

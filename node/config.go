@@ -10,6 +10,7 @@ import (
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/s3"
 )
 
@@ -49,6 +50,9 @@ type Config struct {
 	Retention []RetentionPolicy `yaml:"retention"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	// ReadIdle cuts off a request body that sends nothing for this long
+	// (registry:2 config: http.readidle). Default 60s.
+	ReadIdle time.Duration `yaml:"readIdle"`
 }
 
 func (c *Config) applyDefaults() error {
@@ -63,6 +67,9 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ReadIdle <= 0 {
+		c.ReadIdle = 60 * time.Second
 	}
 	if c.GCGrace <= 0 {
 		c.GCGrace = DefaultGCGrace
@@ -99,4 +106,9 @@ type StorageConfig struct {
 	// CacheSize bounds the local disk cache of blobs read from the bucket,
 	// in bytes. Default 10 GiB.
 	CacheSize int64 `yaml:"cachesize"`
+	// MinFree is the free space on DataDir's filesystem below which
+	// /readyz answers 503: bytes ("1GiB", "500MiB") or a share of the
+	// filesystem ("5%"); "0" for none. Default 1 GiB or 5 %, whichever is
+	// smaller.
+	MinFree diskspace.Floor `yaml:"minfree"`
 }

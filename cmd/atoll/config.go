@@ -14,6 +14,7 @@ import (
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/s3"
 )
 
@@ -29,6 +30,9 @@ type fileConfig struct {
 	Storage struct {
 		Filesystem struct {
 			RootDirectory string `yaml:"rootdirectory"`
+			// MinFree is atoll's free-space floor for /readyz:
+			// "1GiB", "500MiB" or "5%" (REGISTRY_STORAGE_FILESYSTEM_MINFREE).
+			MinFree string `yaml:"minfree"`
 		} `yaml:"filesystem"`
 		S3       *s3.Config `yaml:"s3"`
 		Redirect struct {
@@ -68,7 +72,10 @@ type fileConfig struct {
 			Addr string `yaml:"addr"`
 		} `yaml:"debug"`
 		Headers map[string][]string `yaml:"headers"`
-		TLS     struct {
+		// ReadIdle cuts off a request body that sends nothing for this
+		// long (atoll's own key; REGISTRY_HTTP_READIDLE). Default 60s.
+		ReadIdle time.Duration `yaml:"readidle"`
+		TLS      struct {
 			Certificate string   `yaml:"certificate"`
 			Key         string   `yaml:"key"`
 			ClientCAs   []string `yaml:"clientcas"`
@@ -349,6 +356,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	var c node.Config
 	c.Addr = fc.HTTP.Addr
 	c.DebugAddr = fc.HTTP.Debug.Addr
+	c.ReadIdle = fc.HTTP.ReadIdle
 	c.DataDir = fc.Storage.Filesystem.RootDirectory
 	if fc.Storage.S3 != nil {
 		s3cfg := *fc.Storage.S3
@@ -359,6 +367,13 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	}
 	if e := fc.Storage.Delete.Enabled; e != nil {
 		c.API.DisableDelete = !*e
+	}
+	if fc.Storage.Filesystem.MinFree != "" {
+		floor, err := diskspace.ParseFloor(fc.Storage.Filesystem.MinFree)
+		if err != nil {
+			return c, fmt.Errorf("storage.filesystem.minfree: %w", err)
+		}
+		c.Storage.MinFree = floor
 	}
 	if fc.Storage.CacheSize != "" {
 		size, err := parseSize(fc.Storage.CacheSize)
