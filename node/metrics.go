@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/storage/diskspace"
 )
 
 // metrics are the member's Prometheus metrics, on a registry of its own;
@@ -78,6 +80,17 @@ func (m *metrics) watch(n *Node) {
 		u, _ := n.meta.ListUploads()
 		return float64(len(u))
 	})
+	space := func(f func(diskspace.Space) uint64) func() float64 {
+		return func() float64 {
+			sp, err := diskspace.Stat(n.cfg.DataDir)
+			if err != nil {
+				return math.NaN()
+			}
+			return float64(f(sp))
+		}
+	}
+	gauge("atoll_storage_free_bytes", "Free bytes on the filesystem of the data directory.", space(func(s diskspace.Space) uint64 { return s.Free }))
+	gauge("atoll_storage_size_bytes", "Size in bytes of the filesystem of the data directory.", space(func(s diskspace.Space) uint64 { return s.Total }))
 	gauge("atoll_repositories", "Repositories in the catalog.", func() float64 { return float64(len(n.meta.Repositories("", 0))) })
 	for name := range n.notify.Stats() {
 		labels := prometheus.Labels{"endpoint": name}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/atollhq/atoll/storage/diskspace"
 )
 
 // Run serves until ctx is done, then drains in-flight requests and, in a
@@ -118,12 +120,19 @@ func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz answers 200 when the storage accepts writes and, in a cluster with
+// readyz answers 200 when the storage accepts writes, the data directory's
+// filesystem has more free space than Storage.MinFree and, in a cluster with
 // a join list, the member has joined.
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := n.local.Check(r.Context()); err != nil {
 		http.Error(w, "storage not writable: "+err.Error(), http.StatusServiceUnavailable)
 		return
+	}
+	if sp, err := diskspace.Stat(n.cfg.DataDir); err == nil {
+		if reason, low := n.cfg.Storage.MinFree.Below(sp); low {
+			http.Error(w, "storage nearly full: "+reason, http.StatusServiceUnavailable)
+			return
+		}
 	}
 	if n.cluster != nil && len(n.cfg.Cluster.Join) > 0 && !n.cluster.Joined() {
 		http.Error(w, "not joined to the cluster yet", http.StatusServiceUnavailable)
