@@ -83,6 +83,14 @@ func (c *clock) observe(stamp uint64) {
 	c.mu.Unlock()
 }
 
+// Stamp returns a reading of the store's clock, past every stamp it has
+// given or seen.
+func (s *Store) Stamp() uint64 { return s.clock.now() }
+
+// Observe moves the store's clock past stamp, so that this member's next
+// writes win over the writes another member stamped before it.
+func (s *Store) Observe(stamp uint64) { s.clock.observe(stamp) }
+
 // logKey orders an origin's batches by sequence number.
 func logKey(origin string, seq uint64) []byte {
 	k := make([]byte, 0, len(origin)+9)
