@@ -76,15 +76,22 @@ func TestFullDisk(t *testing.T) {
 		}
 	}
 
-	// A session with one durable chunk, to finish once space returns.
-	session := fullRandom(t, 2<<20)
+	// Two sessions with one durable chunk each, to finish once space
+	// returns: one with a PATCH, one with a PUT carrying the last chunk.
+	session, last := fullRandom(t, 2<<20), fullRandom(t, 2<<20)
 	half := int64(len(session) / 2)
-	loc, err := c.startUpload(ctx, repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if loc, err = c.patchChunk(ctx, loc, session[:half], 0); err != nil {
-		t.Fatal(err)
+	var loc, lastLoc string
+	for _, s := range []struct {
+		loc  *string
+		data []byte
+	}{{&loc, session}, {&lastLoc, last}} {
+		l, err := c.startUpload(ctx, repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if *s.loc, err = c.patchChunk(ctx, l, s.data[:half], 0); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Fill the disk with images of a 2 MiB layer; when one does not fit,
@@ -127,8 +134,15 @@ func TestFullDisk(t *testing.T) {
 	if got, err := c.uploadStatus(ctx, loc); err != nil || got != half {
 		t.Errorf("session after the refused chunk holds %d bytes (%v), want %d", got, err, half)
 	}
-	if got := fullUploadBytes(t, filepath.Join(mnt, "data")); got != half {
-		t.Errorf("upload files hold %d bytes on a full disk, want only the session's durable %d", got, half)
+	before = used()
+	h.Set("Content-Range", fmt.Sprintf("%d-%d", half, len(last)-1))
+	r, err = c.do(ctx, "PUT", withDigest(lastLoc, digest.FromBytes(last)), h, last[half:], http.StatusCreated)
+	refused("PUT with a last chunk of 1 MiB", r, err, before)
+	if got, err := c.uploadStatus(ctx, lastLoc); err != nil || got != half {
+		t.Errorf("session after the refused PUT holds %d bytes (%v), want %d", got, err, half)
+	}
+	if got := fullUploadBytes(t, filepath.Join(mnt, "data")); got != 2*half {
+		t.Errorf("upload files hold %d bytes on a full disk, want only the sessions' durable %d", got, 2*half)
 	}
 	// A new session and a new tag either fit in what metadata keeps in
 	// reserve or are refused as a full disk; never a client error.
@@ -161,7 +175,11 @@ func TestFullDisk(t *testing.T) {
 		checkFullImage(ctx, t, c, repo, img)
 	}
 
-	// Manifest DELETE commits at 100 % full: the first half of the images.
+	// Tag and manifest DELETE commit at 100 % full: the first half of the
+	// images go, the tag of the first one first.
+	if _, err := c.do(ctx, "DELETE", "/v2/"+repo+"/manifests/"+images[0].tag, nil, nil, http.StatusAccepted); err != nil {
+		t.Fatalf("DELETE tag on a full disk: %v", err)
+	}
 	deleted, kept := images[:len(images)/2], images[len(images)/2:]
 	var deletedBytes int64
 	for _, img := range deleted {
@@ -199,6 +217,13 @@ func TestFullDisk(t *testing.T) {
 	if err := c.getBlob(ctx, repo, sd, int64(len(session))); err != nil {
 		t.Error(err)
 	}
+	ld := digest.FromBytes(last)
+	if err := c.finishUpload(ctx, lastLoc, ld, last[half:], half); err != nil {
+		t.Fatalf("finish the session refused at its PUT: %v", err)
+	}
+	if err := c.getBlob(ctx, repo, ld, int64(len(last))); err != nil {
+		t.Error(err)
+	}
 
 	// After a restart, everything still held validates.
 	n.Restart()
@@ -207,8 +232,10 @@ func TestFullDisk(t *testing.T) {
 	for _, img := range kept {
 		checkFullImage(ctx, t, c2, repo, img)
 	}
-	if err := c2.getBlob(ctx, repo, sd, int64(len(session))); err != nil {
-		t.Error(err)
+	for _, b := range [][]byte{session, last} {
+		if err := c2.getBlob(ctx, repo, digest.FromBytes(b), int64(len(b))); err != nil {
+			t.Error(err)
+		}
 	}
 	for _, img := range deleted {
 		if _, err := c2.do(ctx, "GET", "/v2/"+repo+"/manifests/"+img.manifest.String(), http.Header{"Accept": {ociManifest}}, nil, http.StatusNotFound); err != nil {
