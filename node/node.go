@@ -135,9 +135,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.meta.Close()
 		return nil, err
 	}
-	// A client told a blob exists has as long as an upload may idle to
-	// push the manifest that uses it.
-	n.fence = fence.New(fence.Config{Window: cfg.API.UploadTTL}, n.blobExists)
+	// A client told a blob exists has as long as an upload may idle (at
+	// most a day) to push the manifest that uses it.
+	n.fence = fence.New(fence.Config{Window: min(cfg.API.UploadTTL, 24*time.Hour)}, n.blobExists)
 	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
