@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -256,4 +257,21 @@ func (n *Node) blobExists(ctx context.Context, d digest.Digest) bool {
 		}
 	}
 	return false
+}
+
+func (n *Node) fencePath() string { return filepath.Join(n.cfg.DataDir, "fence.json") }
+
+// saveFence saves what clients were told every second, and once more on
+// the way out.
+func (n *Node) saveFence(ctx context.Context) {
+	failing := false
+	save := func(context.Context) {
+		err := n.fence.Save(n.fencePath())
+		if err != nil && !failing {
+			n.log.Warn("saving what clients were told", "err", err)
+		}
+		failing = err != nil
+	}
+	every(ctx, time.Second, false, save)
+	save(ctx)
 }

@@ -138,6 +138,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// A client told a blob exists has as long as an upload may idle (at
 	// most a day) to push the manifest that uses it.
 	n.fence = fence.New(fence.Config{Window: min(cfg.API.UploadTTL, 24*time.Hour)}, n.blobExists)
+	if err := n.fence.Load(n.fencePath()); err != nil {
+		log.Warn("what clients were told before the restart is lost", "err", err)
+	}
 	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
@@ -220,6 +223,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(n.janitor)
+	run(n.saveFence)
 	run(n.notify.Run)
 	if n.cfg.GCInterval > 0 {
 		run(n.gcLoop)

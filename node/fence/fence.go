@@ -89,6 +89,7 @@ type Fence struct {
 	epochs  map[string]time.Time                   // collection epoch → last heard of
 	changed chan struct{}                          // closed and replaced when a hold ends
 	swept   time.Time                              // when expire last forgot old entries
+	dirty   bool                                   // told changed since the last Save
 }
 
 // New returns a Fence. exists may be nil on a member that holds every
@@ -129,6 +130,7 @@ func (f *Fence) tell(repo string, d digest.Digest) {
 		f.told[d] = m
 	}
 	m[repo] = f.now()
+	f.dirty = true
 }
 
 // Store holds blob d while an upload's commit or a mount into repo
@@ -173,6 +175,7 @@ func (f *Fence) Reference(ctx context.Context, repo string, ds []digest.Digest) 
 		}
 		for _, d := range ds {
 			if at, ok := f.told[d][repo]; ok && !at.After(start) {
+				f.dirty = true
 				delete(f.told[d], repo)
 				if len(f.told[d]) == 0 {
 					delete(f.told, d)
@@ -390,6 +393,7 @@ func (f *Fence) expire() {
 	for d, m := range f.told {
 		for repo, at := range m {
 			if !at.After(cutoff) {
+				f.dirty = true
 				delete(m, repo)
 			}
 		}

@@ -291,3 +291,27 @@ func TestConcurrentWritersAndCollectors(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// What clients were told survives a restart.
+func TestSaveLoad(t *testing.T) {
+	path := t.TempDir() + "/fence.json"
+	f, c := newFence(t, nil)
+	f.Told("app", layer)
+	f.Told("app", config)
+	_, done, _ := f.Reference(ctx, "app", []digest.Digest{config})
+	done(true)
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	g, gc := newFence(t, nil)
+	gc.add(c.now().Sub(gc.now()) + time.Minute)
+	if err := g.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(g, "e", layer, config); !slices.Equal(got, []digest.Digest{config}) {
+		t.Fatalf("after a restart: deletable %v, want only the blob a manifest used", got)
+	}
+	if err := New(Config{}, nil).Load(t.TempDir() + "/none.json"); err != nil {
+		t.Fatalf("no file: %v", err)
+	}
+}

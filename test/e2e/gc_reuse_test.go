@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,5 +136,53 @@ func TestGCLayerReuse(t *testing.T) {
 		if err := c.getBlob(ctx, repo, digest.FromBytes(layer), int64(len(layer))); err != nil {
 			t.Errorf("acknowledged image %s lost its reused layer: %v", repo, err)
 		}
+	}
+}
+
+// TestGCToldSurvivesRestart: a blob a client was told exists is spared by
+// collections after the member restarts, a clean stop or kill -9, until a
+// manifest uses it.
+func TestGCToldSurvivesRestart(t *testing.T) {
+	n := startNode(t, t.TempDir())
+	ctx := context.Background()
+	c := newClient(n.URL())
+	defer c.close()
+	layer := []byte("a layer whose manifest comes after the restart")
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	for _, b := range [][]byte{layer, config} {
+		if err := c.pushMonolithic(ctx, "app", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// kill -9 once what was told is saved (each second).
+	pollUntil(t, 10*time.Second, "fence.json records the upload", func() error {
+		b, err := os.ReadFile(filepath.Join(n.dataDir, "fence.json"))
+		if err != nil || !strings.Contains(string(b), digest.FromBytes(layer).String()) {
+			return fmt.Errorf("not yet: %v", err)
+		}
+		return nil
+	})
+	for _, restart := range []string{"kill -9", "stop"} {
+		if restart == "kill -9" {
+			n.Kill()
+			n.start()
+		} else {
+			n.Restart()
+		}
+		freed, spared, err := collectGarbage(ctx, n.URL(), "0s")
+		if err != nil || freed != 0 || spared != 2 {
+			t.Fatalf("gc after %s: freed %d, spared %d, err %v; want both told blobs spared", restart, freed, spared, err)
+		}
+	}
+	c = newClient(n.URL())
+	m := stressManifest(config, [][]byte{layer})
+	if _, err := c.do(ctx, "PUT", "/v2/app/manifests/v1", http.Header{"Content-Type": {ociManifest}}, m, http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.do(ctx, "DELETE", "/v2/app/manifests/"+digest.FromBytes(m).String(), nil, nil, http.StatusAccepted); err != nil {
+		t.Fatal(err)
+	}
+	if freed, _, err := collectGarbage(ctx, n.URL(), "0s"); err != nil || freed != 2 {
+		t.Fatalf("gc once the manifest used and dropped them: freed %d, err %v; want 2", freed, err)
 	}
 }
