@@ -139,6 +139,34 @@ func TestPurgeUploads(t *testing.T) {
 	}
 }
 
+// TestCancelAfterCrash cancels, with a writer started afresh, an upload
+// whose first writer sent parts and died before recording a State (a
+// session whose first PATCH a crash cut off): nothing of either stays.
+func TestCancelAfterCrash(t *testing.T) {
+	srv := miniotest.Start(t)
+	s := newStore(t, srv, func(c *Config) { c.PartSize = minPartSize })
+	ctx := context.Background()
+	w, err := s.Writer(ctx, "cut", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = w.Write(bytes.Repeat([]byte("x"), 2*minPartSize+1)) // one part sent, one in flight
+	_ = w.Close()
+	if left := leftovers(t, s, "cut"); len(left) == 0 {
+		t.Fatal("the cut-off writer left nothing to cancel")
+	}
+	w, err = s.Writer(ctx, "cut", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if left := leftovers(t, s, "cut"); len(left) > 0 {
+		t.Errorf("after cancel: %v", left)
+	}
+}
+
 func TestURLFor(t *testing.T) {
 	srv := miniotest.Start(t)
 	s := newStore(t, srv, func(c *Config) { c.Redirect = true })

@@ -58,11 +58,14 @@ func (s *Store) purgeUpload(ctx context.Context, id string, cutoff time.Time) er
 	if err != nil {
 		return err
 	}
+	young := false // a multipart upload stays: so does the marker that finds it
 	for _, u := range uploads {
-		if u.Initiated.Before(cutoff) {
-			if err := s.abortMultipart(ctx, id, u.UploadID); err != nil {
-				return err
-			}
+		if !u.Initiated.Before(cutoff) {
+			young = true
+			continue
+		}
+		if err := s.abortMultipart(ctx, id, u.UploadID); err != nil {
+			return err
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -71,7 +74,7 @@ func (s *Store) purgeUpload(ctx context.Context, id string, cutoff time.Time) er
 		if obj.Err != nil {
 			return wrap("s3 purge upload "+id, obj.Err)
 		}
-		if obj.LastModified.Before(cutoff) {
+		if obj.LastModified.Before(cutoff) && !(young && obj.Key == s.keys.uploadStarted(id)) {
 			if err := s.client.RemoveObject(ctx, s.cfg.Bucket, obj.Key, minio.RemoveObjectOptions{}); err != nil {
 				return wrap("s3 purge upload "+id, err)
 			}

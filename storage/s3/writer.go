@@ -319,11 +319,25 @@ func match(got, want digest.Digest) error {
 	return nil
 }
 
-// Cancel implements storage.BlobWriter: it aborts the multipart upload and
-// removes every object of the upload.
+// Cancel implements storage.BlobWriter: it aborts the multipart uploads of
+// the upload, those of earlier writers that a crash cut off before they
+// recorded a State included, and removes every object of the upload. The
+// "started" marker goes last: it is how PurgeUploads finds the multipart
+// uploads if this fails half-way.
 func (w *writer) Cancel(ctx context.Context) error {
 	w.release()
-	if w.st.UploadID != "" {
+	uploads, err := w.s.multipartUploads(ctx, w.id)
+	if err != nil {
+		return err
+	}
+	aborted := false
+	for _, u := range uploads {
+		if err := w.s.abortMultipart(ctx, w.id, u.UploadID); err != nil {
+			return err
+		}
+		aborted = aborted || u.UploadID == w.st.UploadID
+	}
+	if w.st.UploadID != "" && !aborted { // not listed yet
 		if err := w.s.abortMultipart(ctx, w.id, w.st.UploadID); err != nil {
 			return err
 		}
