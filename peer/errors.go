@@ -45,6 +45,7 @@ var wireErrors = []struct {
 	{storage.ErrTagUnknown, codes.NotFound, "TAG_UNKNOWN"},
 	{storage.ErrUploadUnknown, codes.NotFound, "UPLOAD_UNKNOWN"},
 	{storage.ErrUnavailable, codes.Unavailable, "STORAGE_UNAVAILABLE"},
+	{storage.ErrNoSpace, codes.ResourceExhausted, "NO_SPACE"},
 }
 
 // toStatus converts a handler's error into the gRPC status error the server
