@@ -341,15 +341,16 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 // copyBody copies the request body to dst: exactly length bytes, or all of
 // it when length < 0.
 func copyBody(dst io.Writer, r *http.Request, length int64) error {
-	src := io.Reader(r.Body)
+	body := &bodyReader{r: r.Body}
+	src := io.Reader(body)
 	if length >= 0 {
-		src = io.LimitReader(r.Body, length)
+		src = io.LimitReader(body, length)
 	}
 	buf := bufPool.Get().(*[]byte)
 	defer bufPool.Put(buf)
 	n, err := io.CopyBuffer(dst, src, *buf)
-	if errors.Is(err, storage.ErrNoSpace) {
-		return err // the registry's disk, not the client's body
+	if err != nil && !errors.Is(err, body.err) {
+		return err // the registry's storage (full, failing), not the client's body
 	}
 	if err != nil {
 		var maxErr *http.MaxBytesError
@@ -368,6 +369,21 @@ func copyBody(dst io.Writer, r *http.Request, length int64) error {
 		return newError(http.StatusBadRequest, codeBlobUploadInvalid, "body ended after %d of %d bytes", n, length)
 	}
 	return nil
+}
+
+// bodyReader remembers the error reading the request body, to tell it from
+// an error writing the bytes.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 func uploadLocation(u *storage.Upload) string {
