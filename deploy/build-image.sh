@@ -18,6 +18,12 @@ trap 'rm -rf "$ctx"' EXIT
 echo "building atoll $version (static)"
 (cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -ldflags "-s -w -X main.version=$version" -o "$ctx/atoll" ./cmd/atoll)
 cp "$root/deploy/config.yml" "$ctx/config.yml"
+# registry:2's command line: /bin/registry and /bin/htpasswd are links to
+# the binary, which answers by the name it runs as (COPY keeps symlinks
+# inside a copied directory).
+mkdir -p "$ctx/bin"
+ln -s /usr/local/bin/atoll "$ctx/bin/registry"
+ln -s /usr/local/bin/atoll "$ctx/bin/htpasswd"
 mkdir -p "$ctx/var/lib/registry"
 chmod 0755 "$ctx/atoll" "$ctx/var/lib/registry"
 chmod 0644 "$ctx/config.yml"

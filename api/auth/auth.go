@@ -100,13 +100,14 @@ type AccessConfig struct {
 type Rule struct {
 	// Repositories are name patterns: path.Match per "/" segment, and a
 	// "**" segment for any number of segments ("team/**" is everything
-	// under team/).
+	// under team/). Not needed by a rule whose only action is admin.
 	Repositories []string `yaml:"repositories"`
 	// Users the rule applies to; "*" is every authenticated user.
 	Users []string `yaml:"users"`
 	// Groups the rule applies to, names from AccessConfig.Groups.
 	Groups []string `yaml:"groups"`
-	// Actions granted: pull, push, delete, or "*" for all three.
+	// Actions granted: pull, push, delete, or "*" for all three; admin
+	// (ActionAdmin) to operate the registry (/_atoll/v1: status, gc).
 	Actions []string `yaml:"actions"`
 }
 

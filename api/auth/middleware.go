@@ -176,15 +176,25 @@ func (tok token) checked(issuer, service string, now time.Time) (*token, error) 
 // unauthorized answers 401 UNAUTHORIZED with the challenge for target;
 // bearerError, if any, is the challenge's error parameter.
 func (a *Authenticator) unauthorized(w http.ResponseWriter, r *http.Request, target Access, bearerError string) {
+	var scope string
+	switch {
+	case target.Repository != "":
+		scope = "repository:" + target.Repository + ":" + strings.Join(target.Actions, ",")
+	case r.URL.Path == "/v2/_catalog":
+		scope = "registry:catalog:*"
+	}
+	a.challenge(w, r, scope, bearerError, target)
+}
+
+// challenge answers 401 UNAUTHORIZED with a challenge naming scope (in
+// token modes; none when empty).
+func (a *Authenticator) challenge(w http.ResponseWriter, r *http.Request, scope, bearerError string, target Access) {
 	var ch string
 	if a.tokenMode() {
 		realm, service := a.realm(r)
 		ch = fmt.Sprintf(`Bearer realm=%s,service=%s`, quote(realm), quote(service))
-		switch {
-		case target.Repository != "":
-			ch += ",scope=" + quote("repository:"+target.Repository+":"+strings.Join(target.Actions, ","))
-		case r.URL.Path == "/v2/_catalog":
-			ch += `,scope="registry:catalog:*"`
+		if scope != "" {
+			ch += ",scope=" + quote(scope)
 		}
 		if bearerError != "" && strings.HasPrefix(strings.ToLower(r.Header.Get("Authorization")), "bearer ") {
 			ch += ",error=" + quote(bearerError)

@@ -26,8 +26,9 @@ type rule struct {
 
 func compileRule(r Rule) (rule, error) {
 	var c rule
-	if len(r.Repositories) == 0 || len(r.Actions) == 0 || len(r.Users)+len(r.Groups) == 0 {
-		return c, fmt.Errorf("needs repositories, actions, and users or groups")
+	adminOnly := len(r.Actions) > 0 && !slices.ContainsFunc(r.Actions, func(a string) bool { return a != ActionAdmin })
+	if (len(r.Repositories) == 0 && !adminOnly) || len(r.Actions) == 0 || len(r.Users)+len(r.Groups) == 0 {
+		return c, fmt.Errorf("needs repositories (unless its only action is admin), actions, and users or groups")
 	}
 	for _, p := range r.Repositories {
 		segs := strings.Split(p, "/")
@@ -40,9 +41,9 @@ func compileRule(r Rule) (rule, error) {
 	}
 	for _, act := range r.Actions {
 		switch act {
-		case ActionPull, ActionPush, ActionDelete, ActionAll:
+		case ActionPull, ActionPush, ActionDelete, ActionAll, ActionAdmin:
 		default:
-			return c, fmt.Errorf("unknown action %q (pull, push, delete or *)", act)
+			return c, fmt.Errorf("unknown action %q (pull, push, delete, * or admin)", act)
 		}
 	}
 	c.users, c.groups, c.actions = r.Users, r.Groups, r.Actions

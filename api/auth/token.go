@@ -24,7 +24,8 @@ import (
 //     grant. grant_type=refresh_token is refused (unsupported_grant_type).
 //
 // The token grants the subset of the requested scopes that Allowed grants,
-// plus registry:catalog:* to authenticated users who ask. It answers
+// plus registry:catalog:* to authenticated users who ask and AdminScope to
+// administrators who ask. It answers
 // {"token","access_token","expires_in","issued_at"}. A nil Authenticator or
 // one without the built-in mode answers 404.
 func (a *Authenticator) TokenHandler() http.Handler {
@@ -161,6 +162,8 @@ func (a *Authenticator) grant(id Identity, scopes []string) []accessClaim {
 					granted = append(granted, act)
 				case typ == "registry" && name == "catalog" && act == ActionAll &&
 					(!id.Anonymous || a.anonymousCatalog()):
+					granted = append(granted, act)
+				case typ == "registry" && name == adminResource && act == ActionAdmin && a.Admin(id):
 					granted = append(granted, act)
 				}
 			}

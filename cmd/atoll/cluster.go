@@ -6,8 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"strings"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -57,26 +58,30 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:5000", "URL of any member")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
+	var af adminFlags
+	af.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := strings.TrimSuffix(*addr, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	base := baseURL(*addr)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	client, header, err := af.client(ctx, base, os.Stdin, stderr)
+	if err != nil {
+		return err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_atoll/v1/cluster", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	maps.Copy(req.Header, header)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", req.URL, resp.Status)
+		return fmt.Errorf("%s: %w", req.URL, statusError(resp))
 	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {

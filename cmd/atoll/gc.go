@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,35 +25,36 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "http://127.0.0.1:5000", "URL of any member")
 	dryRun := fs.Bool("dry-run", false, "report what would be freed, free nothing")
 	grace := fs.Duration("grace", node.DefaultGCGrace, "spare blobs younger than this")
-	secret := fs.String("cluster-secret", "", "the cluster secret, when members have one (ATOLL_CLUSTER_SECRET)")
+	var af adminFlags
+	af.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	base := strings.TrimSuffix(*addr, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+	return onlineGC(ctx, baseURL(*addr), &af, node.GCOptions{DryRun: *dryRun, Grace: *grace}, stdout, stderr)
+}
+
+// onlineGC runs POST /_atoll/v1/gc on the member at base and prints each
+// member's report as it arrives.
+func onlineGC(ctx context.Context, base string, af *adminFlags, opts node.GCOptions, stdout, stderr io.Writer) error {
+	client, header, err := af.client(ctx, base, os.Stdin, stderr)
+	if err != nil {
+		return err
 	}
-	q := url.Values{"dry-run": {fmt.Sprint(*dryRun)}, "grace": {grace.String()}}
+	q := url.Values{"dry-run": {fmt.Sprint(opts.DryRun)}, "grace": {opts.Grace.String()}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/_atoll/v1/gc?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
-	if *secret == "" {
-		*secret = envOr("ATOLL_CLUSTER_SECRET", "")
-	}
-	if *secret != "" {
-		req.Header.Set("Atoll-Cluster-Token", node.HTTPToken(*secret))
-	}
+	maps.Copy(req.Header, header)
 	start := time.Now()
-	fmt.Fprintf(stdout, "collecting garbage (dry run: %v, grace %s) ...\n", *dryRun, *grace)
-	resp, err := http.DefaultClient.Do(req)
+	fmt.Fprintf(stdout, "collecting garbage on %s (dry run: %v, grace %s) ...\n", base, opts.DryRun, opts.Grace)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return statusError(resp)
 	}
 	dec := json.NewDecoder(resp.Body)
 	var total node.GCReport
@@ -73,7 +75,7 @@ func gc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		total.Held, total.Freed, total.Bytes, total.Young = total.Held+r.Held, total.Freed+r.Freed, total.Bytes+r.Bytes, total.Young+r.Young
 		total.Tags, total.Manifests = max(total.Tags, r.Tags), max(total.Manifests, r.Manifests)
 	}
-	total.Duration, total.DryRun = time.Since(start), *dryRun
+	total.Duration, total.DryRun = time.Since(start), opts.DryRun
 	printReport(stdout, "total", total)
 	if len(failed) > 0 {
 		return fmt.Errorf("garbage collection failed on %s", strings.Join(failed, ", "))
@@ -88,26 +90,47 @@ func garbageCollect(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.SetOutput(stderr)
 	dryRun := fs.Bool("dry-run", false, "report what would be freed, free nothing")
 	fs.BoolVar(dryRun, "d", false, "short for --dry-run")
+	untagged := fs.Bool("delete-untagged", false, "also delete manifests no tag points at")
+	fs.BoolVar(untagged, "m", false, "short for --delete-untagged")
 	grace := fs.Duration("grace", 0, "spare blobs younger than this")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	path := fs.Arg(0)
-	fc, _, err := loadConfig(path)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
+	if len(pos) > 1 {
+		return errors.New("garbage-collect: want at most one argument, the config file")
+	}
+	fc, _, err := loadConfig(strings.Join(pos, ""))
+	if err != nil {
+		return err
+	}
+	return offlineGC(ctx, fc, node.GCOptions{DryRun: *dryRun, Grace: *grace}, *untagged, stdout, stderr)
+}
+
+// offlineGC collects garbage on the storage fc names, with the registry
+// stopped (its metadata database is locked while it runs). With untagged,
+// manifests no tag reaches are deleted first, as registry:2's
+// --delete-untagged does.
+func offlineGC(ctx context.Context, fc *fileConfig, opts node.GCOptions, untagged bool, stdout, stderr io.Writer) error {
 	cfg, err := fc.nodeConfig()
 	if err != nil {
 		return err
 	}
 	cfg.Cluster.Enabled, cfg.Cluster.Join, cfg.Cluster.GossipAddr = false, nil, ""
+	if untagged {
+		// Every repository: retention patterns match per segment.
+		all := []string{"*"}
+		for i := 1; i < 16; i++ {
+			all = append(all, all[i-1]+"/*")
+		}
+		cfg.Retention = []node.RetentionPolicy{{Repositories: all, UntaggedAfter: time.Nanosecond}}
+	}
 	n, err := node.New(cfg, newLogger(stderr, fc.Log.Formatter, "warn"))
 	if err != nil {
 		return err
 	}
 	defer n.Close()
-	r, err := n.CollectGarbage(ctx, node.GCOptions{DryRun: *dryRun, Grace: *grace})
+	r, err := n.CollectGarbage(ctx, opts)
 	if err != nil {
 		return err
 	}

@@ -63,3 +63,39 @@ func htpasswdFrom(stdin io.Reader, args []string, stdout, stderr io.Writer) erro
 	_, err = fmt.Fprintf(stdout, "%s:%s\n", user, hash)
 	return err
 }
+
+// apacheHtpasswd is Apache's htpasswd as the registry:2 guides run it,
+// htpasswd -Bbn USER PASSWORD (bcrypt, password on the command line, print
+// the line), and -Bn USER with the password on standard input. Other
+// algorithms and updating a file are refused: registry:2 reads only bcrypt.
+func apacheHtpasswd(stdin io.Reader, args []string, stdout, stderr io.Writer) error {
+	var bcryptOn, batch, print bool
+	var rest []string
+	for i, a := range args {
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			rest = args[i:]
+			break
+		}
+		for _, c := range a[1:] {
+			switch c {
+			case 'B':
+				bcryptOn = true
+			case 'b':
+				batch = true
+			case 'n':
+				print = true
+			case 'C', 'c', 'm', 'd', 's', 'p', '2', '5', 'D', 'v', 'i':
+				return fmt.Errorf("option -%c: this htpasswd (atoll) only prints bcrypt lines: htpasswd -Bbn USER PASSWORD", c)
+			default:
+				return fmt.Errorf("unknown option -%c: htpasswd -Bbn USER PASSWORD", c)
+			}
+		}
+	}
+	if !bcryptOn || !print {
+		return errors.New("only bcrypt lines on standard output are supported: htpasswd -Bbn USER PASSWORD")
+	}
+	if batch {
+		return htpasswdFrom(stdin, rest, stdout, stderr)
+	}
+	return htpasswdFrom(stdin, append([]string{"-stdin"}, rest...), stdout, stderr)
+}

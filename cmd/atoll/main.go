@@ -3,6 +3,9 @@
 //	atoll serve [flags]       run a registry member (default :5000, ./data)
 //	atoll healthcheck [URL]   exit 0 when the member answers /healthz
 //	atoll version             print the version
+//
+// Run as "registry" (a link named so) it answers registry:2's command line
+// (registry.go); run as "htpasswd", Apache's htpasswd -Bbn (htpasswd.go).
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -28,10 +32,22 @@ import (
 var version = "dev"
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "atoll:", err)
+	if err := byName(context.Background(), os.Args, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 		os.Exit(1)
 	}
+}
+
+// byName runs the command line of the name the binary was run as (a link
+// to it): registry:2's registry, Apache's htpasswd, or atoll's own.
+func byName(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
+	switch filepath.Base(argv[0]) {
+	case "registry":
+		return registryCommand(ctx, argv[0], argv[1:], stdout, stderr)
+	case "htpasswd":
+		return apacheHtpasswd(os.Stdin, argv[1:], stdout, stderr)
+	}
+	return run(ctx, argv[1:], stdout, stderr)
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -67,9 +83,11 @@ const usage = `usage: atoll <command> [flags]
 commands:
   serve         run a registry member (default: :5000, data in ./data)
   healthcheck   check a running member's /healthz (default http://127.0.0.1:5000)
-  status        print a member's view of the cluster (--addr URL)
-  gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D])
-  garbage-collect  collect garbage offline, registry:2 style ([--dry-run] config.yml)
+  status        print a member's view of the cluster (--addr URL [-u USER [--password-stdin]])
+  gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D]
+                [-u USER [--password-stdin]])
+  garbage-collect  collect garbage offline, registry:2 style ([--dry-run] [-m] config.yml)
+  import        adopt a registry:2 directory ([--dry-run] [--data DIR] [--config FILE] DIR)
   htpasswd      print an htpasswd line (bcrypt): atoll htpasswd USER PASSWORD
   version       print the version
 `
