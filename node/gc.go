@@ -160,20 +160,26 @@ func (n *Node) youngerThan(ctx context.Context, d digest.Digest, cutoff time.Tim
 	return b.ModTime().After(cutoff), nil
 }
 
-// sweep unlinks blob d from every repository and deletes this copy.
-func (n *Node) sweep(ctx context.Context, d digest.Digest) error {
-	for _, repo := range n.meta.BlobRepos(d) {
-		if err := n.meta.UnlinkBlob(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
-			return err
+// sweep unlinks blobs ds from every repository and deletes this member's
+// copies; it returns those deleted.
+func (n *Node) sweep(ctx context.Context, ds []digest.Digest) (deleted []digest.Digest, err error) {
+	// Links first: a crash between the two leaves unlinked bytes, which
+	// the next collection frees, never a link to nothing.
+	if err := n.meta.UnlinkEverywhere(ctx, ds); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, d := range ds {
+		if err := n.local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
+			errs = append(errs, err)
+			continue
 		}
+		if n.cache != nil {
+			n.cache.forget(d)
+		}
+		deleted = append(deleted, d)
 	}
-	if err := n.local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
-		return err
-	}
-	if n.cache != nil {
-		n.cache.forget(d)
-	}
-	return nil
+	return deleted, errors.Join(errs...)
 }
 
 // serveGC answers POST /_atoll/v1/gc?dry-run=&grace=&scope=: a collection

@@ -126,17 +126,9 @@ func (c *collection) collect(ctx context.Context, batch []heldBlob) ([]heldBlob,
 		release(nil) // a member was not asked, or did not answer
 		return nil, nil
 	}
-	var deleted []digest.Digest
-	var errs []error
-	for _, d := range agreed {
-		if err := n.sweep(ctx, d); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		deleted = append(deleted, d)
-	}
+	deleted, err := n.sweep(ctx, agreed)
 	release(deleted)
-	return keep(batch, deleted), errors.Join(errs...)
+	return keep(batch, deleted), err
 }
 
 // round sends req to every member and returns the blobs of req none of

@@ -104,6 +104,9 @@ type Inventory interface {
 	EachManifest(fn func(repo string, m *Manifest) bool)
 	// BlobRepos returns the repositories linking blob d.
 	BlobRepos(d digest.Digest) []string
+	// UnlinkEverywhere removes every repository's link to blobs ds, in
+	// one durable step.
+	UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error
 	// Written returns when a tag (tag != "") or a manifest link (tag ==
 	// "") of repo was last written; ok is false when it does not exist.
 	Written(repo, tag string, d digest.Digest) (at time.Time, ok bool)

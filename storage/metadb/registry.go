@@ -166,6 +166,22 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 	}, nil)
 }
 
+// UnlinkEverywhere implements storage.Inventory: one write.
+func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
+	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+		var ops []storage.Op
+		for _, name := range st.names {
+			blobs := st.repos[name].blobs
+			for _, d := range ds {
+				if _, ok := blobs[d]; ok {
+					ops = append(ops, storage.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
+				}
+			}
+		}
+		return ops, nil
+	}, nil)
+}
+
 // EachManifest implements storage.Inventory.
 func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
 	s.mu.RLock()
