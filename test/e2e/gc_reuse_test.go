@@ -42,7 +42,6 @@ func TestGCLayerReuse(t *testing.T) {
 	if _, err := c.do(ctx, "DELETE", "/v2/x/manifests/"+digest.FromBytes(x).String(), nil, nil, http.StatusAccepted); err != nil {
 		t.Fatal(err)
 	}
-	pushed := time.Now()
 
 	// 3000 blobs nothing references, so that the collection takes a while.
 	const junk = 3000
@@ -63,7 +62,7 @@ func TestGCLayerReuse(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	pushed = time.Now()
+	pushed := time.Now()
 	close(errs)
 	if err := <-errs; err != nil {
 		t.Fatal(err)
