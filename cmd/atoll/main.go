@@ -68,6 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return gc(ctx, args, stdout, stderr)
 	case "garbage-collect":
 		return garbageCollect(ctx, args, stdout, stderr)
+	case "import":
+		return importCommand(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		_, err := fmt.Fprintln(stdout, "atoll", version)
 		return err
@@ -102,6 +104,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
 	gcInterval := fs.Duration("gc-interval", 0, "collect garbage on this schedule (default: only on demand)")
 	cacheSize := fs.String("cache-size", "", "disk cache for blobs kept in S3, e.g. 20GiB (storage.cachesize; default 10GiB)")
+	importFrom := fs.String("import-from", "", "import this registry:2 directory before serving (default: the data directory, when it holds registry:2's layout)")
+	noVerify := fs.Bool("import-no-verify", false, "import registry:2 blobs without hashing them first")
 	var cf clusterFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +145,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer n.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := importBeforeServing(ctx, n, cfg, *importFrom, *noVerify, log); err != nil {
+		return err
+	}
 	return n.Run(ctx)
 }
 

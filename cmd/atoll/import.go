@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/registry2"
+)
+
+// importBeforeServing adopts a registry:2 directory at start: from (when
+// set) or the data directory when it holds registry:2's layout. The member
+// serves nothing until the import is done (a crash or a stop during it
+// loses nothing: the next start goes on); a finished import is not run
+// again.
+func importBeforeServing(ctx context.Context, n *node.Node, cfg node.Config, from string, noVerify bool, log *slog.Logger) error {
+	if from == "" && cfg.Storage.S3 == nil && registry2.Detect(cfg.DataDir) {
+		from = cfg.DataDir
+	}
+	if from == "" || n.Registry2Imported(from) {
+		return nil
+	}
+	log.Info("registry:2 data found: importing it before serving (docs: README, Coming from registry:2)", "source", from)
+	rep, err := n.ImportRegistry2(ctx, from, registry2.Options{NoVerify: noVerify})
+	if err != nil {
+		return fmt.Errorf("importing registry:2 data from %s (start again to resume): %w", from, err)
+	}
+	logReport(log, rep)
+	return nil
+}
+
+func logReport(log *slog.Logger, r registry2.Report) {
+	log.Info("registry:2 import done", "source", r.Source, "dryRun", r.DryRun,
+		"blobs", r.Blobs, "bytes", r.Bytes, "linked", r.Linked, "copied", r.Copied, "alreadyHeld", r.Held,
+		"corrupt", r.Corrupt, "repositories", r.Repositories, "manifests", r.Manifests, "tags", r.Tags,
+		"layerLinks", r.Layers, "deletedManifests", r.Deleted, "deadTags", r.DeadTags,
+		"unsupported", r.Unsupported, "uploadsDropped", r.Uploads, "took", r.Duration.Round(time.Millisecond))
+}
+
+// importCommand is `atoll import [--dry-run] [--no-verify] [--config FILE]
+// [--data DIR] SOURCE`: the same import, offline (the registry stopped),
+// SOURCE defaulting to the data directory. With --dry-run it reports what
+// it would do and writes nothing.
+func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dryRun := fs.Bool("dry-run", false, "report what would be imported, change nothing")
+	noVerify := fs.Bool("no-verify", false, "adopt blobs without hashing them first")
+	configPath := fs.String("config", "", "the registry's config.yml (for its data directory)")
+	data := fs.String("data", "", "atoll's data directory (default the config's, else ./data)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 1 {
+		return errors.New("import: want at most one argument, the registry:2 directory")
+	}
+	fc, _, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	setIf(&fc.Storage.Filesystem.RootDirectory, *data)
+	cfg, err := fc.nodeConfig()
+	if err != nil {
+		return err
+	}
+	cfg.Cluster.Enabled, cfg.Cluster.Join, cfg.Cluster.GossipAddr = false, nil, ""
+	src := cfg.DataDir
+	if len(pos) == 1 {
+		src = pos[0]
+	}
+	if src == "" {
+		src = "data"
+	}
+	if !registry2.Detect(src) {
+		return fmt.Errorf("import: %s holds no registry:2 layout (docker/registry/v2/{blobs,repositories})", src)
+	}
+	log := newLogger(stderr, fc.Log.Formatter, fc.Log.Level)
+	n, err := node.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	rep, err := n.ImportRegistry2(ctx, src, registry2.Options{DryRun: *dryRun, NoVerify: *noVerify, ProgressEvery: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(rep)
+	}
+	printImport(stdout, rep)
+	return nil
+}
+
+func printImport(w io.Writer, r registry2.Report) {
+	if r.AlreadyDone {
+		fmt.Fprintf(w, "%s was imported already\n", r.Source)
+		return
+	}
+	verb := "imported"
+	if r.DryRun {
+		verb = "would import"
+	}
+	fmt.Fprintf(w, "%s from %s:\n", verb, r.Source)
+	fmt.Fprintf(w, "  blobs         %d (%s): %d linked, %d copied (%s), %d held already, %d corrupt (left out)\n",
+		r.Blobs, humanBytes(r.Bytes), r.Linked, r.Copied, humanBytes(r.CopiedBytes), r.Held, r.Corrupt)
+	fmt.Fprintf(w, "  repositories  %d\n", r.Repositories)
+	fmt.Fprintf(w, "  manifests     %d (%d deleted in registry:2 stay deleted, %d unsupported left out)\n", r.Manifests, r.Deleted, r.Unsupported)
+	fmt.Fprintf(w, "  tags          %d (%d of deleted manifests left out)\n", r.Tags, r.DeadTags)
+	fmt.Fprintf(w, "  layer links   %d\n", r.Layers)
+	fmt.Fprintf(w, "  uploads       %d in progress dropped\n", r.Uploads)
+	fmt.Fprintf(w, "  took          %s\n", r.Duration.Round(time.Millisecond))
+}
+
