@@ -118,4 +118,3 @@ func printImport(w io.Writer, r registry2.Report) {
 	fmt.Fprintf(w, "  uploads       %d in progress dropped\n", r.Uploads)
 	fmt.Fprintf(w, "  took          %s\n", r.Duration.Round(time.Millisecond))
 }
-
