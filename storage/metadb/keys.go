@@ -16,7 +16,10 @@ import (
 //	           m/<digest>               -> manifest record (JSON storage.Manifest)
 //	           r/<repo>/t/<tag>         -> manifest digest
 //	           r/<repo>/m/<digest>      -> "" (manifest linked into repo)
-//	           r/<repo>/b/<digest>      -> "" (blob linked into repo)
+//	           r/<repo>/b/<digest>      -> blob size in decimal, or "" when not
+//	                                       recorded (blob linked into repo)
+//	           p/<repo>/<tag>           -> digest an immutable tag was first
+//	                                       bound to (not part of the repository)
 //	log      <origin> 0x00 <seq, 8 bytes big endian> -> JSON storage.Batch
 //	vector   <origin>                   -> highest contiguous seq applied (8 bytes)
 //	uploads  <upload id>                -> JSON storage.Upload (local, not replicated)
@@ -38,6 +41,7 @@ const (
 	kindTag      = 't'
 	kindManifest = 'm'
 	kindBlob     = 'b'
+	kindPin      = 'p' // not a repository key: p/<repo>/<tag>
 )
 
 func manifestKey(d digest.Digest) []byte { return []byte("m" + sep + d.String()) }
@@ -49,6 +53,8 @@ func manifestLinkKey(repo string, d digest.Digest) []byte {
 }
 
 func blobLinkKey(repo string, d digest.Digest) []byte { return repoKey(repo, kindBlob, d.String()) }
+
+func pinKeyBytes(repo, tag string) []byte { return []byte("p" + sep + repo + sep + tag) }
 
 func repoKey(repo string, kind byte, name string) []byte {
 	return []byte("r" + sep + repo + sep + string(kind) + sep + name)
@@ -67,6 +73,8 @@ func parseKey(k []byte) (key, error) {
 	switch {
 	case len(parts) == 2 && parts[0] == "m":
 		return key{manifest: digest.Digest(parts[1])}, nil
+	case len(parts) == 3 && parts[0] == "p":
+		return key{repo: parts[1], kind: kindPin, name: parts[2]}, nil
 	case len(parts) == 4 && parts[0] == "r" && len(parts[2]) == 1 && bytes.ContainsAny([]byte(parts[2]), "tmb"):
 		return key{repo: parts[1], kind: parts[2][0], name: parts[3]}, nil
 	}

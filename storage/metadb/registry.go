@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -131,18 +132,45 @@ func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 
 // LinkBlob implements storage.Links.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	return s.LinkBlobSize(ctx, repo, d, 0)
+}
+
+// LinkBlobSize is LinkBlob recording the blob's size with the link, for
+// quotas; size 0 records none. A link without a size gets one.
+func (s *Store) LinkBlobSize(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	return s.write(ctx, func(st *state) ([]storage.Op, error) {
-		return linkOps(st, repo, d), nil
+		return linkOps(st, repo, d, size), nil
 	}, nil)
 }
 
-func linkOps(st *state, repo string, d digest.Digest) []storage.Op {
-	if r := st.repo(repo, false); r != nil {
-		if _, ok := r.blobs[d]; ok {
-			return nil
-		}
+// linkOps returns the op linking blob d (size bytes, 0 if unknown) into
+// repo, or none when it is linked with its size already.
+func linkOps(st *state, repo string, d digest.Digest, size int64) []storage.Op {
+	if linked(st, repo, d) && (size <= 0 || st.repos[repo].blobs[d] == size) {
+		return nil
 	}
-	return []storage.Op{{Key: string(blobLinkKey(repo, d))}}
+	op := storage.Op{Key: string(blobLinkKey(repo, d))}
+	if size > 0 {
+		op.Value = []byte(strconv.FormatInt(size, 10))
+	}
+	return []storage.Op{op}
+}
+
+func linked(st *state, repo string, d digest.Digest) bool {
+	if r := st.repo(repo, false); r != nil {
+		_, ok := r.blobs[d]
+		return ok
+	}
+	return false
+}
+
+// linkSize reads the size stored with a blob link; 0 when there is none.
+func linkSize(v []byte) int64 {
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // BlobLinked implements storage.Links.
@@ -159,7 +187,7 @@ func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
 // UnlinkBlob implements storage.Links.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]storage.Op, error) {
-		if len(linkOps(st, repo, d)) > 0 {
+		if !linked(st, repo, d) {
 			return nil, storage.ErrBlobUnknown
 		}
 		return []storage.Op{{Key: string(blobLinkKey(repo, d)), Deleted: true}}, nil

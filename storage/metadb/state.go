@@ -17,25 +17,30 @@ type state struct {
 	manifests map[digest.Digest]*storage.Manifest
 	repos     map[string]*repo
 	names     []string // sorted keys of repos
+	// pins are the digests immutable tags were first bound to, by
+	// pinKey(repo, tag); they outlive the tag (pin.go).
+	pins map[string]digest.Digest
 }
 
 type repo struct {
 	tags      map[string]digest.Digest
 	manifests map[digest.Digest]struct{}
-	blobs     map[digest.Digest]struct{}
+	// blobs maps each linked blob to its size in bytes, 0 when the link
+	// was made without one (before sizes were recorded, or by a cache).
+	blobs map[digest.Digest]int64
 }
 
 func (r *repo) empty() bool { return len(r.tags)+len(r.manifests)+len(r.blobs) == 0 }
 
 func newState() *state {
-	return &state{manifests: map[digest.Digest]*storage.Manifest{}, repos: map[string]*repo{}}
+	return &state{manifests: map[digest.Digest]*storage.Manifest{}, repos: map[string]*repo{}, pins: map[string]digest.Digest{}}
 }
 
 // repo returns repository name, creating it when create is set.
 func (s *state) repo(name string, create bool) *repo {
 	r := s.repos[name]
 	if r == nil && create {
-		r = &repo{tags: map[string]digest.Digest{}, manifests: map[digest.Digest]struct{}{}, blobs: map[digest.Digest]struct{}{}}
+		r = &repo{tags: map[string]digest.Digest{}, manifests: map[digest.Digest]struct{}{}, blobs: map[digest.Digest]int64{}}
 		s.repos[name] = r
 		i, _ := slices.BinarySearch(s.names, name)
 		s.names = slices.Insert(s.names, i, name)
@@ -61,6 +66,14 @@ func (s *state) apply(op storage.Op) error {
 		s.manifests[k.manifest] = m
 		return nil
 	}
+	if k.kind == kindPin {
+		if op.Deleted {
+			delete(s.pins, pinKey(k.repo, k.name))
+		} else {
+			s.pins[pinKey(k.repo, k.name)] = digest.Digest(op.Value)
+		}
+		return nil
+	}
 	r := s.repo(k.repo, !op.Deleted)
 	if r == nil {
 		return nil
@@ -78,7 +91,7 @@ func (s *state) apply(op storage.Op) error {
 	case k.kind == kindBlob && op.Deleted:
 		delete(r.blobs, d)
 	case k.kind == kindBlob:
-		r.blobs[d] = struct{}{}
+		r.blobs[d] = linkSize(op.Value)
 	}
 	if r.empty() {
 		delete(s.repos, k.repo)

@@ -82,6 +82,12 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 
 // CompleteUpload implements storage.Uploads.
 func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) error {
+	return s.CompleteUploadSize(ctx, id, d, 0)
+}
+
+// CompleteUploadSize is CompleteUpload recording the blob's size with its
+// link, for quotas; size 0 records none.
+func (s *Store) CompleteUploadSize(ctx context.Context, id string, d digest.Digest, size int64) error {
 	u, err := s.Upload(id)
 	if err != nil {
 		return err
@@ -89,7 +95,7 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) 
 	// The blob is on disk already: the link may use the whole reserve, so a
 	// full disk does not strand a committed upload.
 	return s.writeReserved(ctx, true, func(st *state) ([]storage.Op, error) {
-		return linkOps(st, u.Repo, d), nil
+		return linkOps(st, u.Repo, d, size), nil
 	}, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).Delete([]byte(id))
 	})

@@ -1,0 +1,94 @@
+package metadb
+
+import (
+	"github.com/opencontainers/go-digest"
+)
+
+// Usage is what a set of repositories holds, each blob and manifest
+// counted once however many of them link it.
+type Usage struct {
+	// Bytes is the sum of the sizes of the distinct blobs and manifests.
+	Bytes int64 `json:"bytes"`
+	// Blobs and Manifests count the distinct digests linked.
+	Blobs     int `json:"blobs"`
+	Manifests int `json:"manifests"`
+}
+
+// Usage returns what the repositories match accepts hold together, and
+// what each of them holds on its own. Blob links made without a size
+// count 0 bytes. It reads memory only.
+func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[string]Usage) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	repos = map[string]Usage{}
+	blobs := map[digest.Digest]bool{}
+	manifests := map[digest.Digest]bool{}
+	for _, name := range s.st.names {
+		if !match(name) {
+			continue
+		}
+		r := s.st.repos[name]
+		var u Usage
+		for d, size := range r.blobs {
+			u.Bytes += size
+			u.Blobs++
+			if !blobs[d] {
+				blobs[d] = true
+				total.Bytes += size
+				total.Blobs++
+			}
+		}
+		for d := range r.manifests {
+			size := s.manifestSize(d)
+			u.Bytes += size
+			u.Manifests++
+			if !manifests[d] {
+				manifests[d] = true
+				total.Bytes += size
+				total.Manifests++
+			}
+		}
+		repos[name] = u
+	}
+	return total, repos
+}
+
+// manifestSize is the size of manifest record d; s.mu is held.
+func (s *Store) manifestSize(d digest.Digest) int64 {
+	if m := s.st.manifests[d]; m != nil {
+		return int64(len(m.Content))
+	}
+	return 0
+}
+
+// Holds reports whether some repository match accepts links blob or
+// manifest d: adding it there again takes no room.
+func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, name := range s.st.names {
+		if !match(name) {
+			continue
+		}
+		r := s.st.repos[name]
+		if _, ok := r.blobs[d]; ok {
+			return true
+		}
+		if _, ok := r.manifests[d]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// BlobSize returns the size recorded with any link of blob d.
+func (s *Store) BlobSize(d digest.Digest) (int64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.st.repos {
+		if size := r.blobs[d]; size > 0 {
+			return size, true
+		}
+	}
+	return 0, false
+}
