@@ -30,6 +30,14 @@ type Config struct {
 	// UploadTTL is how long an upload session may stay idle before it is
 	// purged. Default 24h.
 	UploadTTL time.Duration `yaml:"uploadTTL"`
+	// ReadOnly serves reads and answers every write with 503 UNAVAILABLE
+	// (registry:2's storage.maintenance.readonly.enabled). Default false.
+	ReadOnly bool `yaml:"readOnly"`
+	// CatalogMaxEntries bounds a catalog page: a request without n gets
+	// at most this many repositories and a Link to the next page, and
+	// n above it is refused (registry:2's catalog.maxentries). Default 0:
+	// no bound.
+	CatalogMaxEntries int `yaml:"catalogMaxEntries"`
 }
 
 func (c *Config) applyDefaults() {
@@ -64,6 +72,9 @@ type Deps struct {
 	// Claims keeps online garbage collection off the blobs clients use.
 	// Optional: nil when nothing collects while the registry serves.
 	Claims Claims
+	// Policy refuses writes the operator's rules forbid (quotas,
+	// immutable tags). Optional: nil allows all.
+	Policy Policy
 }
 
 // Remote reaches the rest of a cluster. The registry calls it after its own
@@ -92,6 +103,7 @@ type Registry struct {
 	visible  func(r *http.Request, repo string) bool
 	upstream Upstream
 	claims   Claims
+	policy   Policy
 	uploads  *uploadLocks
 	router   *mux.Router
 }
@@ -111,7 +123,11 @@ func New(cfg Config, deps Deps) *Registry {
 		visible:  deps.Visible,
 		upstream: deps.Upstream,
 		claims:   deps.Claims,
+		policy:   deps.Policy,
 		uploads:  newUploadLocks(),
+	}
+	if reg.policy == nil {
+		reg.policy = allowAll{}
 	}
 	if reg.claims == nil {
 		reg.claims = noClaims{}
@@ -140,6 +156,9 @@ func randomID() string {
 
 // ServeHTTP implements http.Handler.
 func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if reg.readOnly(w, r) {
+		return
+	}
 	reg.router.ServeHTTP(w, r)
 }
 

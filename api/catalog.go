@@ -18,6 +18,16 @@ func (reg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if most := reg.cfg.CatalogMaxEntries; most > 0 {
+		if n > most {
+			e := newError(http.StatusBadRequest, codePaginationInvalid, "n %d is over catalog.maxentries (%d)", n, most)
+			e.Detail = map[string]int{"n": n}
+			return e
+		}
+		if n < 0 {
+			n = most
+		}
+	}
 	all := reg.meta.Repositories(last, 0)
 	visible := make([]string, 0, len(all))
 	for _, name := range all {

@@ -14,6 +14,8 @@ import (
 // Error codes of the distribution spec ("Error Codes").
 const (
 	codeBlobUnknown         = "BLOB_UNKNOWN"
+	codeDenied              = "DENIED"
+	codePaginationInvalid   = "PAGINATION_NUMBER_INVALID"
 	codeBlobUploadInvalid   = "BLOB_UPLOAD_INVALID"
 	codeBlobUploadUnknown   = "BLOB_UPLOAD_UNKNOWN"
 	codeDigestInvalid       = "DIGEST_INVALID"
@@ -64,6 +66,10 @@ var domainErrors = []struct {
 	// A full disk is the registry's condition: 507, never a 4xx.
 	{storage.ErrNoSpace, http.StatusInsufficientStorage, codeUnknown, storage.ErrNoSpace.Error()},
 	{oci.ErrManifestInvalid, http.StatusBadRequest, codeManifestInvalid, ""},
+	// The operator's rules: the message names the quota or the tag.
+	{ErrQuotaExceeded, http.StatusForbidden, codeDenied, ""},
+	{ErrTagImmutable, http.StatusForbidden, codeDenied, ""},
+	{ErrReadOnly, http.StatusServiceUnavailable, codeUnavailable, ""},
 }
 
 // toError turns any handler error into the client's Error.

@@ -173,6 +173,11 @@ func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Mani
 	if err := reg.checkReferences(repo, m); err != nil {
 		return err
 	}
+	release, err := reg.policy.AllowManifest(ctx, repo, tag, d, int64(len(body)))
+	if err != nil {
+		return err
+	}
+	defer release()
 	sm := &storage.Manifest{Descriptor: m.Descriptor(d, int64(len(body))), Content: body}
 	if m.Subject != nil {
 		sm.Subject = m.Subject.Digest
@@ -222,6 +227,9 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 		return errDeleteDisabled
 	}
 	if err := reg.checkWritable(repo); err != nil {
+		return err
+	}
+	if err := reg.policy.AllowDelete(r.Context(), repo, ref.Tag, ref.Digest); err != nil {
 		return err
 	}
 	if ref.Digest != "" {

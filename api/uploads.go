@@ -84,7 +84,17 @@ func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFro
 		}
 		return "", err // collected meanwhile: upload it
 	}
-	if err := reg.meta.LinkBlob(ctx, repo, d); err != nil {
+	size, err := reg.blobSize(ctx, d)
+	if err != nil {
+		size = 0 // on another member only: linked without a size
+	}
+	release, err := reg.policy.AllowBlob(ctx, repo, d, size)
+	if err != nil {
+		done(false)
+		return "", err
+	}
+	defer release()
+	if err := reg.linkBlob(ctx, repo, d, size); err != nil {
 		done(false)
 		return "", err
 	}
@@ -113,11 +123,19 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		_ = bw.Cancel(r.Context())
 		return err
 	}
+	size := bw.Size()
+	release, err := reg.policy.AllowBlob(r.Context(), repo, d, size)
+	if err != nil {
+		done(false)
+		_ = bw.Cancel(r.Context())
+		return err
+	}
+	defer release()
 	if err := bw.Commit(r.Context(), d); err != nil {
 		done(false)
 		return err
 	}
-	if err := reg.meta.LinkBlob(r.Context(), repo, d); err != nil {
+	if err := reg.linkBlob(r.Context(), repo, d, size); err != nil {
 		done(false)
 		return err
 	}
@@ -165,6 +183,16 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 			_ = bw.Close()
 			return err
 		}
+		size := bw.Size()
+		release, err := reg.policy.AllowBlob(r.Context(), u.Repo, d, size)
+		if err != nil {
+			done(false)
+			// Refused: nothing of the upload is kept.
+			_ = bw.Cancel(r.Context())
+			_ = reg.meta.DeleteUpload(r.Context(), u.ID)
+			return err
+		}
+		defer release()
 		if err := bw.Commit(r.Context(), d); err != nil {
 			done(false)
 			if errors.Is(err, storage.ErrDigestMismatch) {
@@ -172,7 +200,7 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 			}
 			return err
 		}
-		if err := reg.meta.CompleteUpload(r.Context(), u.ID, d); err != nil {
+		if err := reg.completeUpload(r.Context(), u.ID, d, size); err != nil {
 			done(false)
 			return err
 		}

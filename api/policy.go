@@ -1,0 +1,98 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Errors a Policy returns, wrapped with what the client should read (the
+// quota, its usage and its limit; the tag and its digest). errors.go maps
+// them to 403 DENIED.
+var (
+	// ErrQuotaExceeded: the write would take a quota past its limit.
+	ErrQuotaExceeded = errors.New("quota exceeded")
+	// ErrTagImmutable: the write would move or delete an immutable tag.
+	ErrTagImmutable = errors.New("tag is immutable")
+	// ErrReadOnly: the registry is in read-only maintenance mode.
+	ErrReadOnly = errors.New("the registry is in read-only mode for maintenance; reads are served, writes are refused")
+)
+
+// Policy enforces the operator's rules on writes: quotas and immutable
+// tags. The registry asks it inside the garbage-collection hold, after its
+// own checks and before it stores anything; a refusal stores nothing.
+// Methods may be called concurrently.
+type Policy interface {
+	// AllowBlob is asked before blob d, size bytes, is linked into repo
+	// by an upload or a mount. When it allows, release is called once
+	// the link is stored or has failed.
+	AllowBlob(ctx context.Context, repo string, d digest.Digest, size int64) (release func(), err error)
+	// AllowManifest is asked before manifest d, size bytes, is stored in
+	// repo and, when tag is not "", tag is pointed at it. release is as
+	// for AllowBlob.
+	AllowManifest(ctx context.Context, repo, tag string, d digest.Digest, size int64) (release func(), err error)
+	// AllowDelete is asked before tag of repo (or, when tag is "",
+	// manifest d with its tags) is deleted.
+	AllowDelete(ctx context.Context, repo, tag string, d digest.Digest) error
+}
+
+// allowAll is the policy of a registry without rules.
+type allowAll struct{}
+
+func (allowAll) AllowBlob(context.Context, string, digest.Digest, int64) (func(), error) {
+	return func() {}, nil
+}
+
+func (allowAll) AllowManifest(context.Context, string, string, digest.Digest, int64) (func(), error) {
+	return func() {}, nil
+}
+
+func (allowAll) AllowDelete(context.Context, string, string, digest.Digest) error { return nil }
+
+// sizedLinks is an optional Metadata capability: blob links that carry the
+// blob's size, which quotas count.
+type sizedLinks interface {
+	LinkBlobSize(ctx context.Context, repo string, d digest.Digest, size int64) error
+	CompleteUploadSize(ctx context.Context, id string, d digest.Digest, size int64) error
+	BlobSize(d digest.Digest) (int64, bool)
+}
+
+// linkBlob links blob d of size bytes into repo, with its size when the
+// metadata keeps sizes.
+func (reg *Registry) linkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	if sl, ok := reg.meta.(sizedLinks); ok {
+		return sl.LinkBlobSize(ctx, repo, d, size)
+	}
+	return reg.meta.LinkBlob(ctx, repo, d)
+}
+
+// completeUpload ends upload id as blob d of size bytes.
+func (reg *Registry) completeUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
+	if sl, ok := reg.meta.(sizedLinks); ok {
+		return sl.CompleteUploadSize(ctx, id, d, size)
+	}
+	return reg.meta.CompleteUpload(ctx, id, d)
+}
+
+// blobSize returns the size of blob d, known from its links or its bytes.
+func (reg *Registry) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
+	if sl, ok := reg.meta.(sizedLinks); ok {
+		if size, ok := sl.BlobSize(d); ok {
+			return size, nil
+		}
+	}
+	return reg.blobs.Stat(ctx, d)
+}
+
+// readOnly answers every write with 503 when the registry is in read-only
+// maintenance mode (registry:2's storage.maintenance.readonly).
+func (reg *Registry) readOnly(w http.ResponseWriter, r *http.Request) bool {
+	if !reg.cfg.ReadOnly || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		return false
+	}
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	serveError(reg.log, w, r, ErrReadOnly)
+	return true
+}
