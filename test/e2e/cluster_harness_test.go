@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/ring"
 )
 
@@ -43,6 +46,7 @@ type clusterMember struct {
 	grpc   string // gRPC host:port
 	killed bool   // SIGKILLed by the test
 	frozen bool   // SIGSTOPped by the test
+	secret string // --cluster-secret: status sends its token (with auth on, status wants it)
 }
 
 // testCluster is the members a test started, in start order.
@@ -81,7 +85,7 @@ func startLoopbackCluster(t *testing.T, n int, o clusterOptions) *testCluster {
 func (c *testCluster) add(via *clusterMember, secret string) *clusterMember {
 	c.t.Helper()
 	name := fmt.Sprintf("n%d", len(c.members)+1)
-	m := &clusterMember{name: name, gossip: freeGossipAddr(c.t), grpc: freeLoopbackAddr(c.t)}
+	m := &clusterMember{name: name, gossip: freeGossipAddr(c.t), grpc: freeLoopbackAddr(c.t), secret: secret}
 	args := []string{
 		"--node-name", name,
 		"--gossip-addr", m.gossip,
@@ -212,8 +216,16 @@ func (m *clusterMember) status() (*clusterReport, error) {
 	defer c.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	var h http.Header
+	if m.secret != "" {
+		h = http.Header{"Atoll-Cluster-Token": {node.HTTPToken(m.secret)}}
+	}
+	r, err := c.do(ctx, http.MethodGet, "/_atoll/v1/cluster", h, nil, http.StatusOK)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", m.name, err)
+	}
 	var s clusterReport
-	if err := c.getJSON(ctx, "/_atoll/v1/cluster", &s); err != nil {
+	if err := json.Unmarshal(r.body, &s); err != nil {
 		return nil, fmt.Errorf("%s: %w", m.name, err)
 	}
 	return &s, nil
