@@ -10,6 +10,7 @@ import (
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/s3"
 )
@@ -39,6 +40,8 @@ type Config struct {
 	Notifications notify.Config `yaml:"notifications"`
 	// PullThrough makes repositories caches of other registries.
 	PullThrough pullthrough.Config `yaml:"pullthrough"`
+	// Replication mirrors repositories to and from other registries.
+	Replication replication.Config `yaml:"replication"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
 	// GCInterval runs garbage collection on a schedule. Default 0: only on

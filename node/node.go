@@ -22,6 +22,7 @@ import (
 	"github.com/atollhq/atoll/node/fence"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/ring"
 	"github.com/atollhq/atoll/storage"
@@ -57,6 +58,8 @@ type Node struct {
 	handler   http.Handler
 	retention retention
 	fence     *fence.Fence // keeps collections off the blobs pushes use
+
+	replication *replication.Replicator // nil without rules (replication.go)
 
 	// Cluster state; cluster is nil for a member on its own.
 	cluster       *peer.Cluster
@@ -167,6 +170,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 	}
+	if err := n.setUpReplication(&deps); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
 	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.healthz)
@@ -214,6 +221,9 @@ func (n *Node) Close() error {
 	if n.cluster != nil {
 		errs = append(errs, n.cluster.Close())
 	}
+	if n.replication != nil {
+		errs = append(errs, n.replication.Close())
+	}
 	return errors.Join(append(errs, n.notify.Close(), n.meta.Close())...)
 }
 
@@ -225,6 +235,9 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(n.janitor)
 	run(n.saveFence)
 	run(n.notify.Run)
+	if n.replication != nil {
+		run(n.replication.Run)
+	}
 	if n.cfg.GCInterval > 0 {
 		run(n.gcLoop)
 	}

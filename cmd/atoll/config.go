@@ -14,6 +14,7 @@ import (
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
+	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/s3"
 )
@@ -66,7 +67,10 @@ type fileConfig struct {
 	} `yaml:"gc"`
 	// Upstreams are atoll's caches of several registries by prefix.
 	Upstreams []pullthrough.Upstream `yaml:"upstreams"`
-	HTTP      struct {
+	// Replication mirrors repositories to (push) and from (pull) other
+	// registries: a list of rules.
+	Replication []replication.Rule `yaml:"replication"`
+	HTTP        struct {
 		Addr  string `yaml:"addr"`
 		Debug struct {
 			Addr string `yaml:"addr"`
@@ -386,6 +390,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
 	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key, ClientCAs: fc.HTTP.TLS.ClientCAs}
 	c.Notifications = fc.Notifications
+	c.Replication = replication.Config{Rules: fc.Replication}
 	p := fc.Proxy
 	if p.TagTTL == 0 {
 		p.TagTTL = -1 // as registry:2: ask the upstream on every pull of a tag
