@@ -9,6 +9,7 @@ import (
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/storage/diskspace"
@@ -51,6 +52,11 @@ type Config struct {
 	GCGrace time.Duration `yaml:"gcGrace"`
 	// Retention prunes tags and untagged manifests before each collection.
 	Retention []RetentionPolicy `yaml:"retention"`
+	// Quotas limit the bytes sets of repositories hold, cluster-wide.
+	// Default none.
+	Quotas []policy.Quota `yaml:"quotas"`
+	// Immutable makes matching tags immutable once pushed. Default none.
+	Immutable []policy.ImmutableRule `yaml:"immutable"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
 	// ReadIdle cuts off a request body that sends nothing for this long

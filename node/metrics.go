@@ -92,6 +92,22 @@ func (m *metrics) watch(n *Node) {
 	gauge("atoll_storage_free_bytes", "Free bytes on the filesystem of the data directory.", space(func(s diskspace.Space) uint64 { return s.Free }))
 	gauge("atoll_storage_size_bytes", "Size in bytes of the filesystem of the data directory.", space(func(s diskspace.Space) uint64 { return s.Total }))
 	gauge("atoll_repositories", "Repositories in the catalog.", func() float64 { return float64(len(n.meta.Repositories("", 0))) })
+	for _, q := range n.rules.quotas.Report(nil).Quotas {
+		labels := prometheus.Labels{"quota": q.Name}
+		used := func() float64 {
+			for _, u := range n.rules.quotas.Report(nil).Quotas {
+				if u.Name == q.Name {
+					return float64(u.Bytes)
+				}
+			}
+			return math.NaN()
+		}
+		m.reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_quota_used_bytes", Help: "Distinct bytes of the blobs and manifests a quota's repositories hold, cluster-wide.", ConstLabels: labels}, used),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_quota_limit_bytes", Help: "A quota's limit in bytes.", ConstLabels: labels},
+				func() float64 { return float64(q.LimitBytes) }),
+		)
+	}
 	for name := range n.notify.Stats() {
 		labels := prometheus.Labels{"endpoint": name}
 		stat := func() notify.EndpointStats { return n.notify.Stats()[name] }

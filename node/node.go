@@ -57,6 +57,7 @@ type Node struct {
 	metrics   *metrics
 	handler   http.Handler
 	retention retention
+	rules     *rules // quotas and immutable tags
 	fence     *fence.Fence // keeps collections off the blobs pushes use
 
 	replication *replication.Replicator // nil without rules (replication.go)
@@ -144,7 +145,12 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err := n.fence.Load(n.fencePath()); err != nil {
 		log.Warn("what clients were told before the restart is lost", "err", err)
 	}
-	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence}
+	if n.rules, err = newRules(n); err != nil {
+		_ = n.notify.Close()
+		_ = n.meta.Close()
+		return nil, err
+	}
+	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence, Policy: n.rules}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
 	}
@@ -182,6 +188,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
 	mux.Handle("POST /_atoll/v1/gc", n.admin(n.serveGC))
 	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
+	mux.HandleFunc("POST /_atoll/v1/immutable/claim", n.serveClaim)
+	mux.Handle("GET /_atoll/v1/usage", n.admin(n.serveUsage))
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	var registry http.Handler = n.reg

@@ -108,7 +108,8 @@ func (n *Node) retain(ctx context.Context, repo string, p *compiledPolicy, dryRu
 	slices.SortFunc(tags, func(a, b string) int { return written[b].Compare(written[a]) })
 	var kept []string
 	for i, t := range tags {
-		if p.KeepLast == 0 || i < p.KeepLast || slices.ContainsFunc(p.keep, func(re *regexp.Regexp) bool { return re.MatchString(t) }) {
+		if p.KeepLast == 0 || i < p.KeepLast || slices.ContainsFunc(p.keep, func(re *regexp.Regexp) bool { return re.MatchString(t) }) ||
+			n.rules.immutable.Covers(repo, t) { // never deleted, so never pruned
 			kept = append(kept, t)
 			continue
 		}

@@ -1,0 +1,200 @@
+package policy
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/storage/metadb"
+)
+
+// Quota limits the distinct bytes of the blobs and manifests linked to
+// the repositories it matches; each is counted once however many of them
+// link it.
+type Quota struct {
+	// Name labels the quota in messages, metrics and /_atoll/v1/usage.
+	// Default: its repository patterns joined by commas.
+	Name string `yaml:"name"`
+	// Repositories are patterns (see Match). Required.
+	Repositories []string `yaml:"repositories"`
+	// Limit is the most bytes the repositories may hold: "10GiB",
+	// "500MiB", "2GB" or a number of bytes. Required.
+	Limit Size `yaml:"limit"`
+}
+
+// Size is a byte count read from YAML as "10GiB", "500MiB" or 1073741824.
+type Size int64
+
+// UnmarshalText implements encoding.TextUnmarshaler (and so YAML).
+func (s *Size) UnmarshalText(b []byte) error {
+	n, err := ParseSize(string(b))
+	*s = Size(n)
+	return err
+}
+
+// ParseSize reads a byte count: a number with an optional unit (B, KB, MB,
+// GB, TB, KiB, MiB, GiB, TiB).
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("size %q", s)
+			}
+			return int64(n * u.mult), nil
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want bytes or a number with KiB, MiB, GiB, TiB", s)
+	}
+	return n, nil
+}
+
+// UsageReader is what quotas read of the replicated metadata.
+type UsageReader interface {
+	// Usage returns what the repositories match accepts hold, together
+	// and each.
+	Usage(match func(repo string) bool) (metadb.Usage, map[string]metadb.Usage)
+	// Holds reports whether one of them links blob or manifest d.
+	Holds(match func(repo string) bool, d digest.Digest) bool
+}
+
+// Quotas enforces quotas. Usage comes from the replicated metadata, so
+// every member counts the same bytes. A member admits one write per quota
+// at a time, from the check until the write is stored, so its own writes
+// never take a quota past its limit; writes admitted at the same moment
+// on different members, each before seeing the other's, can together
+// exceed it by what they add. Methods may be called concurrently.
+type Quotas struct {
+	quotas []Quota
+	locks  []sync.Mutex
+	meta   UsageReader
+}
+
+// NewQuotas checks the quotas and returns their enforcer over meta.
+func NewQuotas(quotas []Quota, meta UsageReader) (*Quotas, error) {
+	seen := map[string]bool{}
+	out := make([]Quota, len(quotas))
+	for i, q := range quotas {
+		if err := validPatterns(q.Repositories); err != nil {
+			return nil, fmt.Errorf("quota %d: %w", i, err)
+		}
+		if q.Limit <= 0 {
+			return nil, fmt.Errorf("quota %d: limit is required", i)
+		}
+		if q.Name == "" {
+			q.Name = strings.Join(q.Repositories, ",")
+		}
+		if seen[q.Name] {
+			return nil, fmt.Errorf("quota %q: duplicate name", q.Name)
+		}
+		seen[q.Name] = true
+		out[i] = q
+	}
+	return &Quotas{quotas: out, locks: make([]sync.Mutex, len(out)), meta: meta}, nil
+}
+
+func (q *Quota) matcher() func(string) bool {
+	return func(repo string) bool { return Match(q.Repositories, repo) }
+}
+
+// Admit checks that linking d (size bytes) into repo takes no quota
+// matching repo past its limit. On success the quotas stay locked on this
+// member until release is called, after the write; on refusal the error
+// wraps api.ErrQuotaExceeded and names the quota, its usage and limit.
+func (q *Quotas) Admit(repo string, d digest.Digest, size int64) (release func(), err error) {
+	var held []int
+	release = func() {
+		for _, i := range held {
+			q.locks[i].Unlock()
+		}
+	}
+	for i := range q.quotas {
+		qt := &q.quotas[i]
+		if !Match(qt.Repositories, repo) {
+			continue
+		}
+		q.locks[i].Lock() // in index order: no two writes wait on each other
+		held = append(held, i)
+		match := qt.matcher()
+		used, _ := q.meta.Usage(match)
+		if used.Bytes+size <= int64(qt.Limit) || q.meta.Holds(match, d) {
+			continue
+		}
+		release()
+		return nil, fmt.Errorf("quota %q of %s: %s used of %s, and this push needs %s more: %w",
+			qt.Name, repo, human(used.Bytes), human(int64(qt.Limit)), human(size), api.ErrQuotaExceeded)
+	}
+	return release, nil
+}
+
+// QuotaUsage is one quota's state, for /_atoll/v1/usage and metrics.
+type QuotaUsage struct {
+	Name         string   `json:"name"`
+	Repositories []string `json:"repositories"`
+	LimitBytes   int64    `json:"limitBytes"`
+	metadb.Usage
+}
+
+// RepositoryUsage is what one repository holds.
+type RepositoryUsage struct {
+	Name string `json:"name"`
+	metadb.Usage
+	// Quotas are the names of the quotas that count it.
+	Quotas []string `json:"quotas,omitempty"`
+}
+
+// Report is the usage of every quota and repository.
+type Report struct {
+	Quotas       []QuotaUsage      `json:"quotas"`
+	Repositories []RepositoryUsage `json:"repositories"`
+}
+
+// Report computes the usage of every quota and repository now.
+func (q *Quotas) Report(repos []string) Report {
+	r := Report{Quotas: []QuotaUsage{}, Repositories: []RepositoryUsage{}}
+	for i := range q.quotas {
+		qt := &q.quotas[i]
+		used, _ := q.meta.Usage(qt.matcher())
+		r.Quotas = append(r.Quotas, QuotaUsage{Name: qt.Name, Repositories: qt.Repositories, LimitBytes: int64(qt.Limit), Usage: used})
+	}
+	_, each := q.meta.Usage(func(string) bool { return true })
+	for _, name := range repos {
+		u, ok := each[name]
+		if !ok {
+			continue
+		}
+		ru := RepositoryUsage{Name: name, Usage: u}
+		for _, qt := range q.quotas {
+			if Match(qt.Repositories, name) {
+				ru.Quotas = append(ru.Quotas, qt.Name)
+			}
+		}
+		r.Repositories = append(r.Repositories, ru)
+	}
+	return r
+}
+
+// human prints a byte count with a binary unit.
+func human(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

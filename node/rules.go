@@ -1,0 +1,185 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/policy"
+	"github.com/atollhq/atoll/storage"
+)
+
+// rules is the member's api.Policy: quotas and immutable tags, enforced
+// the same on every member (package policy says how).
+type rules struct {
+	n         *Node
+	quotas    *policy.Quotas
+	immutable policy.Immutable
+	pinner    *policy.Pinner
+}
+
+var _ api.Policy = (*rules)(nil)
+
+// claimTimeout bounds the question to the member deciding a tag.
+const claimTimeout = 10 * time.Second
+
+func newRules(n *Node) (*rules, error) {
+	q, err := policy.NewQuotas(n.cfg.Quotas, n.meta)
+	if err != nil {
+		return nil, err
+	}
+	im, err := policy.CompileImmutable(n.cfg.Immutable)
+	if err != nil {
+		return nil, err
+	}
+	return &rules{n: n, quotas: q, immutable: im, pinner: policy.NewPinner(n.meta)}, nil
+}
+
+// AllowBlob implements api.Policy.
+func (p *rules) AllowBlob(_ context.Context, repo string, d digest.Digest, size int64) (func(), error) {
+	return p.quotas.Admit(repo, d, size)
+}
+
+// AllowManifest implements api.Policy: an immutable tag is bound first,
+// then the quotas are checked.
+func (p *rules) AllowManifest(ctx context.Context, repo, tag string, d digest.Digest, size int64) (func(), error) {
+	if tag != "" && p.immutable.Covers(repo, tag) {
+		if err := p.bind(ctx, repo, tag, d); err != nil {
+			return nil, err
+		}
+	}
+	return p.quotas.Admit(repo, d, size)
+}
+
+// AllowDelete implements api.Policy.
+func (p *rules) AllowDelete(_ context.Context, repo, tag string, d digest.Digest) error {
+	meta := p.n.meta
+	if tag != "" {
+		if cur, err := meta.Tag(repo, tag); err == nil && p.immutable.Covers(repo, tag) {
+			return policy.Refused(repo, tag, cur)
+		}
+		return nil
+	}
+	tags, _ := meta.Tags(repo, "", 0)
+	for _, t := range tags {
+		if cur, err := meta.Tag(repo, t); err == nil && cur == d && p.immutable.Covers(repo, t) {
+			return policy.Refused(repo, t, cur)
+		}
+	}
+	return nil
+}
+
+// bind lets tag of repo point at d only if it is bound to d: by what this
+// member knows, or else by the member deciding the tag.
+func (p *rules) bind(ctx context.Context, repo, tag string, d digest.Digest) error {
+	meta := p.n.meta
+	if cur, ok := meta.Pinned(repo, tag); ok {
+		return sameDigest(repo, tag, cur, d)
+	}
+	if cur, err := meta.Tag(repo, tag); err == nil && cur != d {
+		return policy.Refused(repo, tag, cur)
+	}
+	bound, err := p.claim(ctx, repo, tag, d)
+	if err != nil {
+		return err
+	}
+	return sameDigest(repo, tag, bound, d)
+}
+
+func sameDigest(repo, tag string, bound, d digest.Digest) error {
+	if bound != d {
+		return policy.Refused(repo, tag, bound)
+	}
+	return nil
+}
+
+// claim asks the member the ring names for the tag (this one on its own)
+// to bind it, and returns the digest it is bound to.
+func (p *rules) claim(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
+	n := p.n
+	decider := n.name
+	if n.cluster != nil {
+		if owners := n.views.load().ring.Owners(policy.TagKey(repo, tag), 1); len(owners) > 0 {
+			decider = owners[0]
+		}
+	}
+	if decider == n.name {
+		return p.pinner.Claim(ctx, repo, tag, d)
+	}
+	member, ok := n.views.load().members[decider]
+	if !ok {
+		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, storage.ErrUnavailable)
+	}
+	body, err := json.Marshal(claimRequest{Repo: repo, Tag: tag, Digest: d})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+member.HTTP+"/_atoll/v1/immutable/claim", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	hr.Header.Set(tokenHeader, n.token)
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := n.client.Do(hr)
+	if err != nil {
+		return "", fmt.Errorf("member %s deciding tag %s:%s: %w: %w", decider, repo, tag, storage.ErrUnavailable, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("member %s deciding tag %s:%s: %s: %w", decider, repo, tag, resp.Status, storage.ErrUnavailable)
+	}
+	var reply claimReply
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, err)
+	}
+	return reply.Bound, nil
+}
+
+// claimRequest asks the deciding member to bind an immutable tag.
+type claimRequest struct {
+	Repo   string        `json:"repo"`
+	Tag    string        `json:"tag"`
+	Digest digest.Digest `json:"digest"`
+}
+
+// claimReply is the digest the tag is bound to.
+type claimReply struct {
+	Bound digest.Digest `json:"bound"`
+}
+
+// serveClaim answers POST /_atoll/v1/immutable/claim from a member.
+func (n *Node) serveClaim(w http.ResponseWriter, r *http.Request) {
+	if n.cluster == nil || !n.trusted(r) {
+		http.Error(w, "cluster token required", http.StatusUnauthorized)
+		return
+	}
+	var req claimRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Digest.Validate() != nil {
+		http.Error(w, "bad claim", http.StatusBadRequest)
+		return
+	}
+	bound, err := n.rules.pinner.Claim(r.Context(), req.Repo, req.Tag, req.Digest)
+	if err != nil {
+		n.log.Warn("binding an immutable tag", "repo", req.Repo, "tag", req.Tag, "err", err)
+		http.Error(w, "cannot bind the tag now", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(claimReply{Bound: bound})
+}
+
+// serveUsage answers GET /_atoll/v1/usage: every quota and repository,
+// bytes and counts, from the replicated metadata (the same on every
+// member once it has caught up).
+func (n *Node) serveUsage(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(n.rules.quotas.Report(n.meta.Repositories("", 0)))
+}
