@@ -75,7 +75,9 @@ type BlobWriter interface {
 	Close() error
 }
 
-// BlobWalker is an optional BlobStore capability: visiting every blob.
+// BlobWalker is an optional BlobStore capability: visiting every blob. A
+// blob deleted during the walk may or may not be visited; it never fails
+// the walk.
 type BlobWalker interface {
 	Walk(ctx context.Context, fn func(d digest.Digest, size int64) error) error
 }

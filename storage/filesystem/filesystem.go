@@ -133,6 +133,9 @@ func (s *Store) Delete(_ context.Context, d digest.Digest) error {
 // Walk implements storage.BlobWalker.
 func (s *Store) Walk(ctx context.Context, fn func(d digest.Digest, size int64) error) error {
 	return filepath.WalkDir(s.blobsDir(), func(path string, e fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since its directory was read
+		}
 		if err != nil || e.IsDir() {
 			return err
 		}
@@ -149,6 +152,9 @@ func (s *Store) Walk(ctx context.Context, fn func(d digest.Digest, size int64) e
 			return nil
 		}
 		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted since its directory was read
+		}
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,9 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"testing"
 
@@ -45,6 +47,7 @@ func BlobStore(t *testing.T, newBackend func(t *testing.T) Backend) {
 		{"delete", testDelete},
 		{"concurrent identical commits", testConcurrentCommits},
 		{"walk", testWalk},
+		{"walk while deleting", testWalkWhileDeleting},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newBackend(t)
@@ -324,5 +327,46 @@ func testWalk(t *testing.T, s storage.BlobStore) {
 		if blobs, bytes := u.Usage(); blobs != 2 || bytes != 4 {
 			t.Errorf("Usage() = %d blobs, %d bytes; want 2, 4", blobs, bytes)
 		}
+	}
+}
+
+// testWalkWhileDeleting deletes blobs a walk has not visited yet, as a
+// collection or a rebalance does meanwhile: the walk goes on.
+func testWalkWhileDeleting(t *testing.T, s storage.BlobStore) {
+	walker, ok := s.(storage.BlobWalker)
+	if !ok {
+		t.Skip("store cannot walk its blobs")
+	}
+	// Blobs sharing a directory, so that one is deleted after the walk
+	// listed it and before it visits it.
+	var ds []digest.Digest
+	byPrefix := map[string][]digest.Digest{}
+	for i := 0; len(ds) == 0; i++ {
+		b := []byte(fmt.Sprintf("blob %d", i))
+		d := digest.FromBytes(b)
+		if err := put(t, s, fmt.Sprintf("u-%d", i), b, d); err != nil {
+			t.Fatal(err)
+		}
+		p := d.Encoded()[:2]
+		if byPrefix[p] = append(byPrefix[p], d); len(byPrefix[p]) == 3 {
+			ds = byPrefix[p]
+		}
+	}
+	deleted := false
+	err := walker.Walk(ctx, func(d digest.Digest, _ int64) error {
+		if !deleted && slices.Contains(ds, d) {
+			deleted = true
+			for _, o := range ds {
+				if o != d {
+					if err := s.Delete(ctx, o); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk with blobs deleted meanwhile: %v", err)
 	}
 }
