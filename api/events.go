@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/atollhq/atoll/api/oci"
 )
@@ -39,6 +40,20 @@ type EventTarget struct {
 	URL            string        `json:"url,omitempty"`
 	Tag            string        `json:"tag,omitempty"`
 	FromRepository string        `json:"fromRepository,omitempty"`
+	// References are the descriptors a manifest refers to (config and
+	// layers, or an index's manifests), as registry:2 sends them with
+	// notifications.events.includereferences.
+	References []v1.Descriptor `json:"references,omitempty"`
+}
+
+// references lists what manifest m refers to, for events.
+func references(m *oci.Manifest) []v1.Descriptor {
+	var out []v1.Descriptor
+	if m.Config != nil {
+		out = append(out, *m.Config)
+	}
+	out = append(out, m.Layers...)
+	return append(out, m.Manifests...)
 }
 
 // EventRequest describes the request that caused an event.

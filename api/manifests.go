@@ -80,7 +80,13 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if _, err := w.Write(m.Content); err != nil {
 		return err
 	}
-	reg.emit(r, ActionPull, EventTarget{MediaType: mt, Digest: m.Descriptor.Digest, Size: m.Descriptor.Size, Repository: repo, Tag: ref.Tag})
+	if reg.events != nil {
+		t := EventTarget{MediaType: mt, Digest: m.Descriptor.Digest, Size: m.Descriptor.Size, Repository: repo, Tag: ref.Tag}
+		if parsed, err := oci.Parse(mt, m.Content); err == nil {
+			t.References = references(parsed)
+		}
+		reg.emit(r, ActionPull, t)
+	}
 	return nil
 }
 
@@ -140,7 +146,7 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err := reg.storeManifest(r.Context(), repo, m, d, body, ref.Tag); err != nil {
 		return err
 	}
-	reg.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag})
+	reg.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag, References: references(m)})
 	h := w.Header()
 	h.Set("Location", "/v2/"+repo+"/manifests/"+d.String())
 	h.Set("Docker-Content-Digest", d.String())

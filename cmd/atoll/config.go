@@ -13,6 +13,7 @@ import (
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/storage/diskspace"
@@ -50,6 +51,11 @@ type fileConfig struct {
 				Age      time.Duration `yaml:"age"`
 				Interval time.Duration `yaml:"interval"`
 			} `yaml:"uploadpurging"`
+			// ReadOnly serves reads and refuses writes with 503
+			// (REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED).
+			ReadOnly struct {
+				Enabled bool `yaml:"enabled"`
+			} `yaml:"readonly"`
 		} `yaml:"maintenance"`
 		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
 	} `yaml:"storage"`
@@ -60,6 +66,15 @@ type fileConfig struct {
 	Proxy proxyConfig `yaml:"proxy"`
 	// Retention prunes tags and untagged manifests before collections.
 	Retention []node.RetentionPolicy `yaml:"retention"`
+	// Quotas limit the bytes sets of repositories hold (atoll's own).
+	Quotas []policy.Quota `yaml:"quotas"`
+	// Immutable makes matching tags immutable once pushed (atoll's own).
+	Immutable []policy.ImmutableRule `yaml:"immutable"`
+	// Catalog is registry:2's catalog: section
+	// (REGISTRY_CATALOG_MAXENTRIES).
+	Catalog struct {
+		MaxEntries int `yaml:"maxentries"`
+	} `yaml:"catalog"`
 	// GC schedules online garbage collection.
 	GC struct {
 		Interval time.Duration `yaml:"interval"`
@@ -388,6 +403,9 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	}
 	c.Auth, c.Headers = fc.Auth, fc.HTTP.Headers
 	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
+	c.Quotas, c.Immutable = fc.Quotas, fc.Immutable
+	c.API.ReadOnly = fc.Storage.Maintenance.ReadOnly.Enabled
+	c.API.CatalogMaxEntries = fc.Catalog.MaxEntries
 	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key, ClientCAs: fc.HTTP.TLS.ClientCAs}
 	c.Notifications = fc.Notifications
 	c.Replication = replication.Config{Rules: fc.Replication}

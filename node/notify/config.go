@@ -20,9 +20,9 @@ type Config struct {
 
 // Events is registry:2's `notifications.events`.
 type Events struct {
-	// IncludeReferences asks for the references of a manifest in its
-	// events. Accepted for compatibility; atoll's events carry no
-	// references yet, so it has no effect. Default false.
+	// IncludeReferences sends, with each manifest event, the descriptors
+	// the manifest refers to (target.references: config and layers, or
+	// an index's manifests). Default false.
 	IncludeReferences bool `yaml:"includereferences"`
 }
 
@@ -36,6 +36,11 @@ type Endpoint struct {
 	Disabled bool `yaml:"disabled"`
 	// URL receives each batch of events by POST; http or https, required.
 	URL string `yaml:"url"`
+	// MediaType is the Content-Type of the envelope: "v1" for registry:2's
+	// application/vnd.docker.distribution.events.v1+json, "v2" for
+	// Distribution 3's ...events.v2+json; the full media types are
+	// accepted too. The body is the same. Default v1.
+	MediaType string `yaml:"mediatype"`
 	// Headers are added to every request. Default none.
 	Headers http.Header `yaml:"headers"`
 	// Timeout bounds one request, response included. Default 1s.
@@ -101,6 +106,9 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("notifications endpoint %q: duplicate name", e.Name))
 		}
 		seen[e.Name] = true
+		if _, err := envelopeType(e.MediaType); err != nil {
+			errs = append(errs, fmt.Errorf("notifications endpoint %q: %w", e.Name, err))
+		}
 		u, err := url.Parse(e.URL)
 		switch {
 		case e.URL == "":
@@ -125,4 +133,15 @@ func (e *Endpoint) accepts(action, mediaType string) bool {
 	}
 	return mediaType == "" ||
 		!slices.Contains(e.IgnoredMediaTypes, mediaType) && !slices.Contains(e.Ignore.MediaTypes, mediaType)
+}
+
+// envelopeType is the media type an endpoint's mediatype setting names.
+func envelopeType(setting string) (string, error) {
+	switch setting {
+	case "", "v1", EventsMediaType:
+		return EventsMediaType, nil
+	case "v2", EventsMediaTypeV2:
+		return EventsMediaTypeV2, nil
+	}
+	return "", fmt.Errorf("mediatype %q: want v1, v2, %s or %s", setting, EventsMediaType, EventsMediaTypeV2)
 }

@@ -26,6 +26,7 @@ import (
 // including each other; Close only after Run has returned.
 type Notifier struct {
 	log       *slog.Logger
+	refs      bool   // events carry the references of manifests
 	q         *queue // nil when no endpoint is enabled
 	endpoints []*endpoint
 	transport *http.Transport
@@ -51,9 +52,10 @@ type EndpointStats struct {
 
 // endpoint is one enabled endpoint and its sender's state.
 type endpoint struct {
-	cfg    Endpoint
-	client *http.Client
-	wake   chan struct{} // signalled after an append; buffer 1
+	cfg       Endpoint
+	mediaType string // of the envelope
+	client    *http.Client
+	wake      chan struct{} // signalled after an append; buffer 1
 
 	pending   atomic.Int64
 	delivered atomic.Uint64
@@ -81,16 +83,18 @@ func New(cfg Config, dir string, log *slog.Logger) (*Notifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{log: log, transport: http.DefaultTransport.(*http.Transport).Clone()}
+	n := &Notifier{log: log, refs: cfg.Events.IncludeReferences, transport: http.DefaultTransport.(*http.Transport).Clone()}
 	var names []string
 	for _, e := range cfg.Endpoints {
 		if e.Disabled {
 			continue
 		}
+		mt, _ := envelopeType(e.MediaType) // validated
 		n.endpoints = append(n.endpoints, &endpoint{
-			cfg:    e,
-			client: &http.Client{Transport: n.transport},
-			wake:   make(chan struct{}, 1),
+			cfg:       e,
+			mediaType: mt,
+			client:    &http.Client{Transport: n.transport},
+			wake:      make(chan struct{}, 1),
 		})
 		names = append(names, e.Name)
 	}
@@ -132,6 +136,9 @@ func (n *Notifier) Emit(_ context.Context, e api.Event) {
 	}
 	if len(to) == 0 {
 		return
+	}
+	if !n.refs {
+		e.Target.References = nil
 	}
 	err := n.append(to, e)
 	for _, ep := range to {

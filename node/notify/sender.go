@@ -14,6 +14,10 @@ import (
 // sends it.
 const EventsMediaType = "application/vnd.docker.distribution.events.v1+json"
 
+// EventsMediaTypeV2 is the Content-Type Distribution 3 sends; an
+// endpoint's mediatype chooses it.
+const EventsMediaTypeV2 = "application/vnd.docker.distribution.events.v2+json"
+
 // maxBatch is the most events sent in one request.
 const maxBatch = 32
 
@@ -119,7 +123,7 @@ func (ep *endpoint) post(ctx context.Context, body []byte) error {
 			req.Header.Add(k, v)
 		}
 	}
-	req.Header.Set("Content-Type", EventsMediaType)
+	req.Header.Set("Content-Type", ep.mediaType)
 	resp, err := ep.client.Do(req)
 	if err != nil {
 		return err // *url.Error: names the method and URL, without password

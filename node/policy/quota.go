@@ -168,6 +168,9 @@ func (q *Quotas) Report(repos []string) Report {
 		used, _ := q.meta.Usage(qt.matcher())
 		r.Quotas = append(r.Quotas, QuotaUsage{Name: qt.Name, Repositories: qt.Repositories, LimitBytes: int64(qt.Limit), Usage: used})
 	}
+	if len(repos) == 0 {
+		return r
+	}
 	_, each := q.meta.Usage(func(string) bool { return true })
 	for _, name := range repos {
 		u, ok := each[name]
