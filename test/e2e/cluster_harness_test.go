@@ -36,6 +36,7 @@ type clusterOptions struct {
 	routing  string   // --routing; default the server's (proxy)
 	secret   string   // --cluster-secret; default none
 	env      []string // extra environment of every member
+	args     []string // extra serve flags of every member, e.g. --config
 }
 
 // clusterMember is one cluster member. Its methods are for the test goroutine.
@@ -101,6 +102,7 @@ func (c *testCluster) add(via *clusterMember, secret string) *clusterMember {
 	if secret != "" {
 		args = append(args, "--cluster-secret", secret)
 	}
+	args = append(args, c.opts.args...)
 	m.Node = startNodeWith(c.t, filepath.Join(c.dir, name), nodeOptions{
 		addr: freeLoopbackAddr(c.t),
 		args: args,

@@ -248,6 +248,13 @@ func ptStartDistribution(t *testing.T, bin string) (addr string, stop func()) {
 	t.Helper()
 	addr = freeAddr(t)
 	conf := ptWriteConfig(t, fmt.Sprintf(ptDistributionConfig, filepath.Join(t.TempDir(), "data"), addr))
+	return addr, ptRunDistribution(t, bin, addr, conf)
+}
+
+// ptRunDistribution runs CNCF Distribution with config file conf, listening
+// on addr, until the returned stop (or the test's end), once /v2/ answers.
+func ptRunDistribution(t *testing.T, bin, addr, conf string) (stop func()) {
+	t.Helper()
 	log := &syncBuffer{}
 	cmd := exec.Command(bin, "serve", conf)
 	cmd.Env = cleanEnv()
@@ -286,7 +293,7 @@ func ptStartDistribution(t *testing.T, bin string) (addr string, stop func()) {
 		}
 		status, _, err := ptDo("GET", "http://"+addr+"/v2/", "", "")
 		if err == nil && status == http.StatusOK {
-			return addr, stop
+			return stop
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("docker-registry not answering /v2/ within 15s (%d, %v):\n%s", status, err, log.String())
