@@ -171,7 +171,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.refreshView()
 	}
 	if cfg.PullThrough.Enabled() {
-		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, pullthrough.Deps{Blobs: deps.Blobs, Meta: n.meta, Logger: log}); err != nil {
+		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, n.pullThroughDeps(deps.Blobs)); err != nil {
 			_ = n.Close()
 			return nil, err
 		}
@@ -190,6 +190,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
 	mux.HandleFunc("POST /_atoll/v1/immutable/claim", n.serveClaim)
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.serveUsage))
+	n.servePullThrough(mux, deps.Upstream)
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	var registry http.Handler = n.reg

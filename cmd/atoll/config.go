@@ -113,6 +113,9 @@ type proxyConfig struct {
 	Password  string        `yaml:"password"`
 	TTL       time.Duration `yaml:"ttl"`
 	TagTTL    time.Duration `yaml:"tagttl"`
+	// Library and MaxWait are atoll's: pullthrough.Upstream says what they do.
+	Library *bool         `yaml:"library"`
+	MaxWait time.Duration `yaml:"maxwait"`
 }
 
 // clusterConfig is atoll's own cluster: section.
@@ -415,6 +418,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	}
 	c.PullThrough = pullthrough.Config{Upstreams: fc.Upstreams, Proxy: pullthrough.Upstream{
 		RemoteURL: p.RemoteURL, Username: p.Username, Password: p.Password, TTL: p.TagTTL,
+		Library: p.Library, MaxWait: p.MaxWait,
 	}}
 	cl := fc.Cluster
 	c.Cluster.Enabled = cl.Enabled

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -140,8 +141,10 @@ func (r *client) token(ctx context.Context, ch challenge, scope string) (string,
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
+		r.m.requests.WithLabelValues(r.host, "token", "0").Inc()
 		return "", fmt.Errorf("upstream token: %w", err)
 	}
+	r.m.requests.WithLabelValues(r.host, "token", strconv.Itoa(resp.StatusCode)).Inc()
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return "", newStatusError(resp)

@@ -24,8 +24,14 @@ import (
 //
 // Concurrent calls for one digest share one fetch. A caller that joined a
 // fetch for another repository tries again, and then only links the stored
-// blob once the upstream confirms its repository has it.
+// blob once the upstream confirms its repository has it. In a cluster the
+// blob's owner fetches it (members.go).
 func (c *Cache) Blob(ctx context.Context, repo string, d digest.Digest) error {
+	return c.blob(ctx, repo, d, true)
+}
+
+// blob is Blob; ask says whether the owner may be asked to fetch.
+func (c *Cache) blob(ctx context.Context, repo string, d digest.Digest, ask bool) error {
 	rt, up, ok := c.match(repo)
 	if !ok {
 		return fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrBlobUnknown)
@@ -35,7 +41,7 @@ func (c *Cache) Blob(ctx context.Context, repo string, d digest.Digest) error {
 			return nil
 		}
 		res, err := c.fetches.do(ctx, d.String(), func(ctx context.Context) (fetched, error) {
-			return fetched{repo: repo, err: c.fetchBlob(ctx, rt, up, repo, d)}, nil
+			return fetched{repo: repo, err: c.obtainBlob(ctx, rt, up, repo, d, ask)}, nil
 		})
 		if err != nil {
 			return err // ctx ended
@@ -54,6 +60,20 @@ func (c *Cache) Blob(ctx context.Context, repo string, d digest.Digest) error {
 type fetched struct {
 	repo string
 	err  error
+}
+
+// obtainBlob has the owner of d fetch it when another member owns it and
+// ask is set, else (or when the owner is unreachable) fetches it here.
+func (c *Cache) obtainBlob(ctx context.Context, rt *route, up, repo string, d digest.Digest, ask bool) error {
+	if base, ok := c.owner(d); ok && ask {
+		err := c.forwardBlob(ctx, rt, base, repo, d)
+		if !errors.Is(err, errUnreachable) {
+			return err
+		}
+		c.log.Warn("the blob's owning member is unreachable; fetching it here", "blob", d, "err", err)
+	}
+	c.m.misses.WithLabelValues(rt.client.host, "blob").Inc()
+	return c.fetchBlob(ctx, rt, up, repo, d)
 }
 
 // fetchBlob stores blob d from upstream repository up and links it into

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/storage"
 )
@@ -34,6 +36,12 @@ type Deps struct {
 	Blobs  storage.BlobStore
 	Meta   storage.Metadata
 	Logger *slog.Logger // optional
+	// Metrics registers the cache's metrics. Optional.
+	Metrics prometheus.Registerer
+	// Members, in a cluster, sends each upstream fetch to the member that
+	// owns it, so the cluster fetches each blob and tag once. Nil: this
+	// member fetches everything itself.
+	Members Members
 }
 
 // Cache implements api.Upstream. Its methods may be called concurrently.
@@ -43,6 +51,8 @@ type Cache struct {
 	meta   storage.Metadata
 	log    *slog.Logger
 	now    func() time.Time // the clock of tag freshness; tests set it
+	m      *metrics
+	member Members // nil on a registry of its own
 
 	mu      sync.Mutex
 	checked map[string]time.Time // "repo:tag" -> when the upstream was last asked
@@ -56,7 +66,8 @@ var _ api.Upstream = (*Cache)(nil)
 // New returns a cache of cfg's upstreams, or an error naming the invalid
 // setting. It does not contact the upstreams.
 func New(cfg Config, deps Deps) (*Cache, error) {
-	routes, err := cfg.routes()
+	m := newMetrics(deps.Metrics)
+	routes, err := cfg.routes(m)
 	if err != nil {
 		return nil, fmt.Errorf("pull-through cache: %w", err)
 	}
@@ -67,6 +78,8 @@ func New(cfg Config, deps Deps) (*Cache, error) {
 		log:     deps.Logger,
 		now:     time.Now,
 		checked: map[string]time.Time{},
+		m:       m,
+		member:  deps.Members,
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -115,6 +128,10 @@ func (c *Cache) touch(key string) {
 // client: unknown (404) when the upstream has no such thing or refuses
 // access to it, storage.ErrUnavailable (503) for anything else.
 func failure(err error, unknown error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return err // a rate limit's 429, as the client must see it
+	}
 	switch upstreamStatus(err) {
 	case http.StatusNotFound, http.StatusUnauthorized, http.StatusForbidden:
 		return fmt.Errorf("%w: %w", err, unknown)

@@ -46,6 +46,15 @@ type Upstream struct {
 	// collection removes them. Unlike registry:2, whose proxy.ttl (default
 	// 168h) schedules the deletion of cached blobs. Default 5m.
 	TTL time.Duration `yaml:"ttl"`
+	// Library adds library/ to one-word repository names upstream, as
+	// Docker Hub keeps its official images there ("alpine" is
+	// "library/alpine"). Default: on for Docker Hub, off otherwise.
+	Library *bool `yaml:"library"`
+	// MaxWait is how long a pull that needs the upstream waits while the
+	// upstream's rate limit holds (a 429, or RateLimit-Remaining: 0, until
+	// its Retry-After); a longer limit answers 429 TOOMANYREQUESTS at once.
+	// Negative: never wait. Default 10s.
+	MaxWait time.Duration `yaml:"maxwait"`
 }
 
 // DefaultTTL is how long a cached tag is trusted when Upstream.TTL is 0.
@@ -65,7 +74,7 @@ type route struct {
 
 // routes validates cfg and returns its routes, longest prefix first, so
 // the first match is the most specific and the proxy catch-all is last.
-func (c Config) routes() ([]route, error) {
+func (c Config) routes(m *metrics) ([]route, error) {
 	var out []route
 	seen := map[string]bool{}
 	add := func(field string, u Upstream, prefix string) error {
@@ -73,7 +82,7 @@ func (c Config) routes() ([]route, error) {
 			return fmt.Errorf("%s: prefix %q configured twice", field, u.Prefix)
 		}
 		seen[prefix] = true
-		r, err := newClient(u)
+		r, err := newClient(u, m)
 		if err != nil {
 			return fmt.Errorf("%s: %w", field, err)
 		}

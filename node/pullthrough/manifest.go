@@ -2,6 +2,7 @@ package pullthrough
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -31,28 +32,65 @@ const manifestTimeout = 30 * time.Second
 // 429, 401/403) a cached copy is served; without one the error is
 // storage.ErrTagUnknown or storage.ErrManifestUnknown for 401/403 (access
 // refused) and storage.ErrUnavailable for the rest.
+//
+// In a cluster the owner of the tag (of the digest) asks the upstream
+// (members.go); a member whose owner fails serves its cached copy.
 func (c *Cache) Manifest(ctx context.Context, repo string, ref oci.Reference) (*storage.Manifest, error) {
+	return c.manifest(ctx, repo, ref, true)
+}
+
+// manifest is Manifest; ask says whether the owner may be asked.
+func (c *Cache) manifest(ctx context.Context, repo string, ref oci.Reference, ask bool) (*storage.Manifest, error) {
 	rt, up, ok := c.match(repo)
 	if !ok {
 		return nil, fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrNameUnknown)
 	}
+	host := rt.client.host
 	if ref.Tag != "" {
 		key := repo + ":" + ref.Tag
 		if m := c.local(repo, ref.Tag); m != nil && c.fresh(key, rt.ttl) {
+			c.m.hits.WithLabelValues(host, "manifest").Inc()
 			return m, nil
 		}
 		return c.manifests.do(ctx, key, func(ctx context.Context) (*storage.Manifest, error) {
 			ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 			defer cancel()
+			if base, ok := c.owner(tagKey(repo, ref.Tag)); ok && ask {
+				m, err := c.forwardManifest(ctx, rt, base, repo, ref)
+				switch {
+				case err == nil:
+					c.touch(key)
+					return m, nil
+				case errors.Is(err, errUnreachable):
+					c.log.Warn("the tag's owning member is unreachable; asking the upstream here", "repository", repo, "tag", ref.Tag, "err", err)
+				case errors.Is(err, storage.ErrTagUnknown):
+					return nil, err
+				default:
+					if cached := c.local(repo, ref.Tag); cached != nil {
+						return cached, nil
+					}
+					return nil, err
+				}
+			}
+			c.m.misses.WithLabelValues(host, "manifest").Inc()
 			return c.refreshTag(ctx, rt, up, repo, ref.Tag)
 		})
 	}
 	if m, err := c.meta.Manifest(repo, ref.Digest); err == nil {
+		c.m.hits.WithLabelValues(host, "manifest").Inc()
 		return m, nil
 	}
 	return c.manifests.do(ctx, repo+"@"+ref.Digest.String(), func(ctx context.Context) (*storage.Manifest, error) {
 		ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 		defer cancel()
+		if base, ok := c.owner(ref.Digest); ok && ask {
+			m, err := c.forwardManifest(ctx, rt, base, repo, ref)
+			if !errors.Is(err, errUnreachable) {
+				return m, err
+			}
+			c.log.Warn("the manifest's owning member is unreachable; asking the upstream here", "repository", repo, "digest", ref.Digest, "err", err)
+		}
+		c.m.misses.WithLabelValues(host, "manifest").Inc()
 		m, err := c.fetchManifest(ctx, rt, up, repo, ref.Digest.String(), ref.Digest, "")
 		if err != nil {
 			return nil, failure(err, storage.ErrManifestUnknown)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,9 +33,12 @@ type client struct {
 	password string
 	hc       *http.Client
 	tokens   tokenCache
+	host     string   // the upstream's host, the metrics' label
+	limit    *limiter // the upstream's rate limit
+	m        *metrics
 }
 
-func newClient(u Upstream) (*client, error) {
+func newClient(u Upstream, m *metrics) (*client, error) {
 	base, err := parseRemoteURL(u.RemoteURL)
 	if err != nil {
 		return nil, err
@@ -49,12 +53,23 @@ func newClient(u Upstream) (*client, error) {
 		MaxIdleConnsPerHost:   16,
 		ForceAttemptHTTP2:     true,
 	}
+	hub := base.Host == dockerHubHost
+	if u.Library != nil {
+		hub = *u.Library
+	}
+	maxWait := u.MaxWait
+	if maxWait == 0 {
+		maxWait = DefaultMaxWait
+	}
 	return &client{
 		base:     base.String(),
-		hub:      base.Host == dockerHubHost,
+		hub:      hub,
 		username: u.Username,
 		password: u.Password,
 		hc:       &http.Client{Transport: tr},
+		host:     base.Host,
+		limit:    &limiter{host: base.Host, maxWait: max(maxWait, 0), m: m},
+		m:        m,
 	}, nil
 }
 
@@ -65,6 +80,14 @@ func (r *client) repoName(name string) string {
 		return "library/" + name
 	}
 	return name
+}
+
+// kindOf names the kind of an upstream request path for the metrics.
+func kindOf(path string) string {
+	if strings.HasPrefix(path, "blobs/") {
+		return "blob"
+	}
+	return "manifest"
 }
 
 // statusError is an upstream answer other than 200.
@@ -106,7 +129,8 @@ func newStatusError(resp *http.Response) error {
 func (r *client) do(ctx context.Context, method, repo, path, accept string) (*http.Response, error) {
 	u := r.base + "/v2/" + repo + "/" + path
 	scope := "repository:" + repo + ":pull"
-	resp, err := r.send(ctx, method, u, accept, r.tokens.get(scope))
+	kind := kindOf(path)
+	resp, err := r.send(ctx, kind, method, u, accept, r.tokens.get(scope))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +142,7 @@ func (r *client) do(ctx context.Context, method, repo, path, accept string) (*ht
 			if err != nil {
 				return nil, err
 			}
-			if resp, err = r.send(ctx, method, u, accept, tok); err != nil {
+			if resp, err = r.send(ctx, kind, method, u, accept, tok); err != nil {
 				return nil, err
 			}
 		}
@@ -129,7 +153,13 @@ func (r *client) do(ctx context.Context, method, repo, path, accept string) (*ht
 	return resp, nil
 }
 
-func (r *client) send(ctx context.Context, method, u, accept, token string) (*http.Response, error) {
+// send sends one request once the upstream's rate limit admits it, and
+// learns from the answer: a 429 is returned as the client's 429 (an
+// *api.Error), the body closed.
+func (r *client) send(ctx context.Context, kind, method, u, accept, token string) (*http.Response, error) {
+	if err := r.limit.admit(ctx); err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		return nil, err
@@ -145,11 +175,18 @@ func (r *client) send(ctx context.Context, method, u, accept, token string) (*ht
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
+		r.m.requests.WithLabelValues(r.host, kind, "0").Inc()
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // the URL is in the caller's context
 		}
 		return nil, fmt.Errorf("upstream %s %s: %w", method, u, err)
+	}
+	r.m.requests.WithLabelValues(r.host, kind, strconv.Itoa(resp.StatusCode)).Inc()
+	if err := r.limit.observe(resp); err != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		_ = resp.Body.Close()
+		return nil, err
 	}
 	return resp, nil
 }
