@@ -1,0 +1,134 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"gopkg.in/yaml.v3"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/storage/metadb"
+)
+
+func TestMatch(t *testing.T) {
+	for _, tc := range []struct {
+		patterns []string
+		repo     string
+		want     bool
+	}{
+		{[]string{"**"}, "a/b/c", true},
+		{[]string{"team/**"}, "team/a/b", true},
+		{[]string{"team/**"}, "team", false},
+		{[]string{"team/**"}, "teamx/a", false},
+		{[]string{"team/*"}, "team/a", true},
+		{[]string{"team/*"}, "team/a/b", false},
+		{[]string{"app", "x/**"}, "app", true},
+		{nil, "app", false},
+	} {
+		if got := Match(tc.patterns, tc.repo); got != tc.want {
+			t.Errorf("Match(%v, %q) = %v, want %v", tc.patterns, tc.repo, got, tc.want)
+		}
+	}
+}
+
+func TestQuotaYAML(t *testing.T) {
+	var qs []Quota
+	err := yaml.Unmarshal([]byte("- repositories: [\"team/**\"]\n  limit: 10GiB\n- repositories: [x]\n  limit: 1500\n"), &qs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if qs[0].Limit != 10<<30 || qs[1].Limit != 1500 {
+		t.Errorf("limits %d and %d, want 10 GiB and 1500", qs[0].Limit, qs[1].Limit)
+	}
+	if err := yaml.Unmarshal([]byte("- limit: ten\n"), &qs); err == nil {
+		t.Error("limit ten accepted")
+	}
+}
+
+// fakeUsage holds a fixed set of blobs per repository.
+type fakeUsage map[string]map[digest.Digest]int64
+
+func (f fakeUsage) Usage(match func(string) bool) (metadb.Usage, map[string]metadb.Usage) {
+	var u metadb.Usage
+	seen := map[digest.Digest]bool{}
+	for repo, blobs := range f {
+		for d, size := range blobs {
+			if match(repo) && !seen[d] {
+				seen[d] = true
+				u.Bytes += size
+				u.Blobs++
+			}
+		}
+	}
+	return u, nil
+}
+
+func (f fakeUsage) Holds(match func(string) bool, d digest.Digest) bool {
+	for repo, blobs := range f {
+		if _, ok := blobs[d]; ok && match(repo) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestQuotaAdmit(t *testing.T) {
+	d1, d2 := digest.FromString("one"), digest.FromString("two")
+	usage := fakeUsage{"team/a": {d1: 800}, "other": {d2: 5000}}
+	q, err := NewQuotas([]Quota{{Name: "team", Repositories: []string{"team/**"}, Limit: 1000}}, usage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		repo string
+		d    digest.Digest
+		size int64
+		ok   bool
+	}{
+		{"team/b", d1, 800, true},                       // counted once
+		{"team/b", digest.FromString("new"), 200, true}, // exactly the limit
+		{"team/b", digest.FromString("new"), 201, false},
+		{"team/b", d2, 5000, false}, // linked elsewhere, outside the quota
+		{"other", digest.FromString("big"), 1 << 40, true},
+	} {
+		release, err := q.Admit(tc.repo, tc.d, tc.size)
+		if (err == nil) != tc.ok {
+			t.Errorf("Admit(%s, %d bytes) = %v, want ok=%v", tc.repo, tc.size, err, tc.ok)
+		}
+		if err != nil {
+			if !errors.Is(err, api.ErrQuotaExceeded) || !strings.Contains(err.Error(), `"team"`) || !strings.Contains(err.Error(), "800 B used of 1000 B") {
+				t.Errorf("refusal %q", err)
+			}
+			continue
+		}
+		release()
+	}
+	if _, err := NewQuotas([]Quota{{Repositories: []string{"x"}}}, usage); err == nil {
+		t.Error("a quota without a limit accepted")
+	}
+}
+
+func TestImmutableCovers(t *testing.T) {
+	im, err := CompileImmutable([]ImmutableRule{{Repositories: []string{"prod/**"}, Tags: []string{`^v\d+\.\d+\.\d+$`}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		repo, tag string
+		want      bool
+	}{
+		{"prod/app", "v1.2.3", true},
+		{"prod/app", "v1.2", false},
+		{"prod/app", "latest", false},
+		{"dev/app", "v1.2.3", false},
+	} {
+		if got := im.Covers(tc.repo, tc.tag); got != tc.want {
+			t.Errorf("Covers(%s, %s) = %v, want %v", tc.repo, tc.tag, got, tc.want)
+		}
+	}
+	if _, err := CompileImmutable([]ImmutableRule{{Repositories: []string{"**"}, Tags: []string{"("}}}); err == nil {
+		t.Error("a bad expression accepted")
+	}
+}
