@@ -45,7 +45,9 @@ type Members interface {
 var errUnreachable = errors.New("owning member unreachable")
 
 // tagKey is the ring key of tag of repo.
-func tagKey(repo, tag string) digest.Digest { return digest.FromString("pullthrough " + repo + ":" + tag) }
+func tagKey(repo, tag string) digest.Digest {
+	return digest.FromString("pullthrough " + repo + ":" + tag)
+}
 
 // owner returns the owner's URL when another member owns key.
 func (c *Cache) owner(key digest.Digest) (string, bool) {
