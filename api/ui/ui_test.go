@@ -26,6 +26,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/ui/app.css", 200, "text/css", ":root"},
 		{"GET", "/ui/js/app.js", 200, "text/javascript", "hashchange"},
 		{"GET", "/ui/js/views/cluster.js", 200, "text/javascript", "/_atoll/v1/cluster"},
+		{"GET", "/ui/js/views/usage.js", 200, "text/javascript", "getUsage"},
 		{"GET", "/ui/favicon.svg", 200, "image/svg+xml", "<svg"},
 		{"GET", "/ui/nope.js", 404, "", ""},
 		{"GET", "/ui/js/", 404, "", ""},

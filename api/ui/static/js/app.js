@@ -5,12 +5,14 @@
 //   #/manifest/<name>:<tag>          a manifest by tag
 //   #/manifest/<name>@<digest>       a manifest by digest
 //   #/cluster                        cluster members
+//   #/usage                          quotas and bytes per repository
 import { h, errorMessage, link, message } from './dom.js';
 import { validName, validReference } from './registry.js';
 import * as repositories from './views/repositories.js';
 import * as repository from './views/repository.js';
 import * as manifest from './views/manifest.js';
 import * as cluster from './views/cluster.js';
+import * as usage from './views/usage.js';
 
 /** route parses the fragment into {view, title, nav, args}, or null. */
 export function route(hash) {
@@ -22,6 +24,7 @@ export function route(hash) {
   }
   path = path.replace(/\/+$/, '');
   if (path === '') return { view: repositories, name: 'repositories', title: 'Repositories', nav: 'repositories', args: [] };
+  if (path === 'usage') return { view: usage, name: 'usage', title: 'Usage', nav: 'usage', args: [] };
   if (path === 'cluster') return { view: cluster, name: 'cluster', title: 'Cluster', nav: 'cluster', args: [] };
   let m = /^repo\/(.+)$/.exec(path);
   if (m && validName(m[1])) return { view: repository, name: 'repository', title: m[1], nav: 'repositories', args: [m[1]] };

@@ -189,6 +189,12 @@ export async function getCluster({ signal } = {}) {
   return resp.json();
 }
 
+/** getUsage returns GET /_atoll/v1/usage: quotas and repositories. */
+export async function getUsage({ signal } = {}) {
+  const resp = await request('/_atoll/v1/usage', { signal });
+  return resp.json();
+}
+
 /**
  * limiter returns run(fn), which calls at most n of its functions at a
  * time, so a repository with many tags does not open hundreds of requests.
