@@ -15,16 +15,22 @@ import (
 
 func pinKey(repo, tag string) string { return string(pinKeyBytes(repo, tag)) }
 
-// Pin binds tag of repo to d, durably, unless it is bound already; it
-// returns the digest the tag is bound to after the call.
+// Pin binds tag of repo, unless it is bound already, to the digest the
+// tag points at if it exists, else to d; it returns the digest the tag is
+// bound to after the call. The check and the write are one step under
+// the store's write lock, applied here before Pin returns.
 func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
-	bound := d
+	var bound digest.Digest
 	err := s.write(ctx, func(st *state) ([]storage.Op, error) {
 		if cur, ok := st.pins[pinKey(repo, tag)]; ok {
 			bound = cur
 			return nil, nil
 		}
-		return []storage.Op{{Key: pinKey(repo, tag), Value: []byte(d)}}, nil
+		bound = d
+		if r := st.repo(repo, false); r != nil && r.tags[tag] != "" {
+			bound = r.tags[tag]
+		}
+		return []storage.Op{{Key: pinKey(repo, tag), Value: []byte(bound)}}, nil
 	}, nil)
 	return bound, err
 }
