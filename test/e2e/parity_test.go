@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -249,6 +250,53 @@ func TestParityCluster(t *testing.T) {
 		defer c.close()
 		if err := checkReadOnly(context.Background(), c, ""); err != nil {
 			t.Fatalf("%s: %v", m.name, err)
+		}
+	}
+}
+
+// TestGarbageCollectDeleteUntagged is registry:2's offline
+// `garbage-collect --delete-untagged` (atoll garbage-collect -m): a
+// manifest no tag reaches goes, with the layer only it used; tagged and
+// immutable ones stay.
+func TestGarbageCollectDeleteUntagged(t *testing.T) {
+	dir := t.TempDir()
+	conf := ptWriteConfig(t, immutableConfig+"storage:\n  filesystem:\n    rootdirectory: "+dir+"\n")
+	n := startNodeWith(t, dir, nodeOptions{args: []string{"--config", conf}})
+	ctx := context.Background()
+	c := newClient(n.URL())
+	defer c.close()
+	layers := [][]byte{[]byte("kept by v1.0.0"), []byte("only the untagged one"), []byte("kept by latest")}
+	cfg := []byte(`{"gc":"untagged"}`)
+	if err := pushImageBlobs(ctx, c, "gcm", append(layers, cfg)...); err != nil {
+		t.Fatal(err)
+	}
+	var ms [][]byte
+	for i, tag := range []string{"v1.0.0", "latest", "latest"} {
+		m := stressManifest(cfg, [][]byte{layers[i]})
+		ms = append(ms, m)
+		if _, err := c.do(ctx, "PUT", "/v2/gcm/manifests/"+tag, manifestHeader, m, http.StatusCreated); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.Stop()
+	out, err := exec.Command(atollBin, "garbage-collect", "-m", conf).CombinedOutput()
+	if err != nil {
+		t.Fatalf("atoll garbage-collect -m: %v\n%s", err, out)
+	}
+	t.Logf("garbage-collect -m: %s", strings.TrimSpace(string(out)))
+	n = startNodeWith(t, dir, nodeOptions{args: []string{"--config", conf}})
+	c2 := newClient(n.URL())
+	defer c2.close()
+	for i, m := range ms {
+		want := http.StatusOK
+		if i == 1 {
+			want = http.StatusNotFound
+		}
+		if _, err := c2.do(ctx, "HEAD", "/v2/gcm/manifests/"+digest.FromBytes(m).String(), http.Header{"Accept": {ociManifest}}, nil, want); err != nil {
+			t.Errorf("manifest %d: %v", i, err)
+		}
+		if _, err := c2.do(ctx, "HEAD", "/v2/gcm/blobs/"+digest.FromBytes(layers[i]).String(), nil, nil, want); err != nil {
+			t.Errorf("layer %d: %v", i, err)
 		}
 	}
 }
