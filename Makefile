@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE   ?= atoll:latest
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test vet fuzz bench bench-cluster bench-s3 image clean
+.PHONY: build run test vet race fuzz bench bench-cluster bench-s3 image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/atoll ./cmd/atoll
@@ -20,10 +20,15 @@ vet:
 
 # The end-to-end tests write their summaries (conformance results, Docker
 # timings) to a file printed at the end: go test hides a passing test's output.
-test: vet fuzz
+test: vet fuzz race
 	@rm -f .e2e-summary
 	ATOLL_E2E_SUMMARY=$(CURDIR)/.e2e-summary $(GO) test -count=1 -timeout 30m ./...; \
 		status=$$?; echo "--- end-to-end summary"; cat .e2e-summary 2>/dev/null; rm -f .e2e-summary; exit $$status
+
+# The race detector over every package's own tests (the end-to-end tests
+# drive separate processes, which it cannot see into).
+race:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v -e /test/e2e -e /test/bench)
 
 # Each fuzz target runs briefly beyond its committed seeds (FUZZTIME=1m for more).
 FUZZTIME ?= 5s
