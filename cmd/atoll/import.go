@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/atollhq/atoll/node"
@@ -81,6 +83,15 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	if !registry2.Detect(src) {
 		return fmt.Errorf("import: %s holds no registry:2 layout (docker/registry/v2/{blobs,repositories})", src)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "metadata.db")); *dryRun && err != nil {
+		// No atoll store there yet: a dry run must not create one.
+		tmp, err := os.MkdirTemp("", "atoll-import-dry-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		cfg.DataDir = tmp
 	}
 	log := newLogger(stderr, fc.Log.Formatter, fc.Log.Level)
 	n, err := node.New(cfg, log)

@@ -378,9 +378,13 @@ func r2CheckDryRun(t *testing.T, dir string) {
 	t.Helper()
 	cmd := exec.Command(atollBin, "import", "--dry-run", "--json", "--config", emptyConf, dir)
 	cmd.Env = cleanEnv()
+	cmd.Dir = t.TempDir() // where the default data directory, ./data, would be
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("atoll import --dry-run: %v\n%s", err, out)
+	}
+	if left, _ := os.ReadDir(cmd.Dir); len(left) > 0 {
+		t.Errorf("atoll import --dry-run created %s in its working directory", left[0].Name())
 	}
 	var rep struct {
 		DryRun                             bool
