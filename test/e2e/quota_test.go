@@ -123,9 +123,22 @@ func runQuota(t *testing.T, cs []*client, gcBase string) {
 			}
 		}
 	}
-	// A manifest past the limit is refused too; one within it is stored.
+	// A manifest past the limit is refused too: a filler leaves less room
+	// than the manifest needs. Deleting the filler's link gives it back.
 	m := stressManifest(cfg, [][]byte{big})
-	if _, err := first.do(ctx, "PUT", "/v2/team/a/manifests/v1", manifestHeader, m, http.StatusCreated); err != nil {
+	filler := fill(10240-int(used)-len(m)+1, "filler")
+	if err := first.pushMonolithic(ctx, "team/a", filler); err != nil {
+		t.Fatal(err)
+	}
+	waitUsage(t, ctx, "usage with the filler", used+int64(len(filler)), cs...)
+	if r, err := last.do(ctx, "PUT", "/v2/team/a/manifests/v1", manifestHeader, m, http.StatusForbidden); err != nil || !strings.Contains(string(r.body), "DENIED") {
+		t.Fatalf("a manifest past the quota: %v", err)
+	}
+	if _, err := first.do(ctx, "DELETE", "/v2/team/a/blobs/"+digest.FromBytes(filler).String(), nil, nil, http.StatusAccepted); err != nil {
+		t.Fatal(err)
+	}
+	waitUsage(t, ctx, "usage after the filler's delete", used, cs...)
+	if _, err := last.do(ctx, "PUT", "/v2/team/a/manifests/v1", manifestHeader, m, http.StatusCreated); err != nil {
 		t.Fatal(err)
 	}
 	used += int64(len(m))
