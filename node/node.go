@@ -57,7 +57,7 @@ type Node struct {
 	metrics   *metrics
 	handler   http.Handler
 	retention retention
-	rules     *rules // quotas and immutable tags
+	rules     *rules       // quotas and immutable tags
 	fence     *fence.Fence // keeps collections off the blobs pushes use
 
 	replication *replication.Replicator // nil without rules (replication.go)
