@@ -244,6 +244,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(n.janitor)
 	run(n.saveFence)
 	run(n.notify.Run)
+	run(n.verifyRegistry2)
 	if n.replication != nil {
 		run(n.replication.Run)
 	}

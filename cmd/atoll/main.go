@@ -89,7 +89,7 @@ commands:
   gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D]
                 [-u USER [--password-stdin]])
   garbage-collect  collect garbage offline, registry:2 style ([--dry-run] [-m] config.yml)
-  import        adopt a registry:2 directory ([--dry-run] [--data DIR] [--config FILE] DIR)
+  import        adopt a registry:2 directory or bucket ([--dry-run] [--no-verify] [--data DIR] [--config FILE] [DIR])
   htpasswd      print an htpasswd line (bcrypt): atoll htpasswd USER PASSWORD
   version       print the version
 `
@@ -104,8 +104,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
 	gcInterval := fs.Duration("gc-interval", 0, "collect garbage on this schedule (default: only on demand)")
 	cacheSize := fs.String("cache-size", "", "disk cache for blobs kept in S3, e.g. 20GiB (storage.cachesize; default 10GiB)")
-	importFrom := fs.String("import-from", "", "import this registry:2 directory before serving (default: the data directory, when it holds registry:2's layout)")
-	noVerify := fs.Bool("import-no-verify", false, "import registry:2 blobs without hashing them first")
+	importFrom := fs.String("import-from", "", "import this registry:2 directory before serving (default: the data directory or the S3 bucket, when it holds registry:2's layout)")
+	noVerify := fs.Bool("import-no-verify", false, "import registry:2 blobs without hashing them, then verify them in the background while serving")
 	var cf clusterFlags
 	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -145,7 +145,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer n.Close()
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := importBeforeServing(ctx, n, cfg, *importFrom, *noVerify, log); err != nil {
+	if err := importBeforeServing(ctx, n, *importFrom, *noVerify, log); err != nil {
 		return err
 	}
 	return n.Run(ctx)

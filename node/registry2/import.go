@@ -2,36 +2,25 @@ package registry2
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/atollhq/atoll/api/oci"
 	"github.com/atollhq/atoll/storage"
 )
 
-// Blobs is atoll's blob store as the import uses it.
+// Blobs is atoll's blob store as the import uses it. It may have the
+// capability that adopts the source's blobs (LinkAdopter, ObjectAdopter).
 type Blobs interface {
 	Stat(ctx context.Context, d digest.Digest) (int64, error)
 	Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error)
-}
-
-// Adopter is an optional Blobs capability: taking the file at path as blob
-// d by hard link, without copying it (filesystem.Store). An error (another
-// filesystem, say) makes the import copy the blob instead.
-type Adopter interface {
-	Adopt(d digest.Digest, path string) error
 }
 
 // Metadata is atoll's metadata store as the import uses it. In a cluster it
@@ -52,17 +41,22 @@ type Deps struct {
 type Options struct {
 	// DryRun reports what would be imported and writes nothing.
 	DryRun bool
-	// NoVerify adopts blobs without hashing them first (registry:2
-	// verified them when they were pushed). Default false: each blob's
-	// digest is checked as it goes, and a blob that fails is left out.
+	// NoVerify adopts blobs without hashing them first; they are hashed
+	// afterwards by Verify, from the list saved in Unverified. Default
+	// false: each blob's digest is checked as it goes, and a blob that
+	// fails is left out. Manifests are checked either way.
 	NoVerify bool
-	// Marker is the file recording a finished import of a source; an
-	// import whose marker names the same source does nothing. Default ""
-	// (no record).
-	Marker string
+	// Unverified is where a NoVerify import saves the list of the blobs
+	// it adopted without hashing them, for Verify. Default nil: no list,
+	// the blobs are trusted as registry:2 checked them when pushed.
+	Unverified Record
+	// Record keeps the record of a finished import; an import it records
+	// for the same source does nothing. Default nil (no record).
+	Record Record
 	// ProgressEvery is how often progress is logged. Default 5s.
 	ProgressEvery time.Duration
-	// Workers hash and adopt blobs in parallel. Default: the CPUs, at most 4.
+	// Workers hash and adopt blobs in parallel. Default: the CPUs, at
+	// most 4; 8 for a bucket (server-side copies wait on the network).
 	Workers int
 }
 
@@ -75,9 +69,11 @@ type Report struct {
 	Bytes        int64         `json:"bytes"`        // their size
 	Held         int           `json:"held"`         // already in atoll's store (an earlier, interrupted run)
 	Linked       int           `json:"linked"`       // adopted by hard link, no byte copied
-	Copied       int           `json:"copied"`       // copied (another filesystem)
-	CopiedBytes  int64         `json:"copiedBytes"`  // bytes written by copies
+	ServerCopied int           `json:"serverCopied"` // adopted by a server-side copy in the bucket
+	Copied       int           `json:"copied"`       // copied through atoll (another filesystem or store)
+	CopiedBytes  int64         `json:"copiedBytes"`  // bytes written by those copies
 	Corrupt      int           `json:"corrupt"`      // content not matching its digest: left out
+	Unverified   int           `json:"unverified"`   // adopted without hashing, to be verified afterwards
 	Repositories int           `json:"repositories"` // repositories imported
 	Manifests    int           `json:"manifests"`    // manifest revisions imported
 	Deleted      int           `json:"deleted"`      // revisions registry:2 had deleted: not imported
@@ -89,29 +85,32 @@ type Report struct {
 	Duration     time.Duration `json:"duration"`
 }
 
-// Run imports the registry:2 tree under dir (see the package comment).
-func Run(ctx context.Context, dir string, deps Deps, opts Options) (Report, error) {
+// Run imports the registry:2 tree of src (see the package comment).
+func Run(ctx context.Context, src Source, deps Deps, opts Options) (Report, error) {
 	start := time.Now()
-	rep := Report{Source: dir, DryRun: opts.DryRun}
+	rep := Report{Source: src.String(), DryRun: opts.DryRun}
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	_, bucket := src.(bucketSource)
 	if opts.ProgressEvery <= 0 {
 		opts.ProgressEvery = 5 * time.Second
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = min(runtime.NumCPU(), 4)
+		if bucket {
+			opts.Workers = 8
+		}
 	}
-	if !Detect(dir) {
-		return rep, fmt.Errorf("import %s: no registry:2 layout (%s/{blobs,repositories})", dir, v2Root)
+	if !Detect(ctx, src) {
+		return rep, fmt.Errorf("import %s: no registry:2 layout (%s/{blobs,repositories})", src, v2Root)
 	}
-	if Done(opts.Marker, dir) {
-		rep.AlreadyDone = true
-		return rep, nil
+	if done, err := Done(ctx, opts.Record, src); err != nil || done {
+		rep.AlreadyDone = done
+		return rep, err
 	}
-	l := newLayout(dir)
-	im := &importer{l: l, deps: deps, opts: opts, log: log, rep: &rep}
+	im := &importer{src: src, bucket: bucket, deps: deps, opts: opts, log: log, rep: &rep}
 	if err := im.blobs(ctx); err != nil {
 		return rep, err
 	}
@@ -119,27 +118,30 @@ func Run(ctx context.Context, dir string, deps Deps, opts Options) (Report, erro
 		return rep, err
 	}
 	rep.Duration = time.Since(start)
-	if !opts.DryRun {
-		if err := markDone(opts.Marker, rep); err != nil {
-			return rep, err
-		}
+	if opts.DryRun {
+		return rep, nil
 	}
-	return rep, nil
+	if err := im.saveUnverified(ctx); err != nil {
+		return rep, err
+	}
+	return rep, markDone(ctx, opts.Record, rep)
 }
 
 type importer struct {
-	l    layout
-	deps Deps
-	opts Options
-	log  *slog.Logger
-	rep  *Report
-	mu   sync.Mutex // guards rep during the blob phase
+	src        Source
+	bucket     bool // src is a bucket: adoption is a server-side copy
+	deps       Deps
+	opts       Options
+	log        *slog.Logger
+	rep        *Report
+	mu         sync.Mutex      // guards rep and unverified during the blob phase
+	unverified []digest.Digest // held without having been hashed (NoVerify)
 }
 
 // blobs adopts every blob of the source, opts.Workers at a time, logging
 // progress.
 func (im *importer) blobs(ctx context.Context) error {
-	all, err := im.l.blobs()
+	all, err := listBlobs(ctx, im.src)
 	if err != nil {
 		return fmt.Errorf("import: listing blobs: %w", err)
 	}
@@ -147,10 +149,10 @@ func (im *importer) blobs(ctx context.Context) error {
 	for _, b := range all {
 		im.rep.Bytes += b.size
 	}
-	im.log.Info("importing registry:2 blobs", "source", im.l.root, "blobs", len(all), "bytes", im.rep.Bytes,
+	im.log.Info("importing registry:2 blobs", "source", im.src.String(), "blobs", len(all), "bytes", im.rep.Bytes,
 		"verify", !im.opts.NoVerify, "dryRun", im.opts.DryRun)
 	p := newProgress(len(all), im.rep.Bytes)
-	stop := p.logEvery(im.log, im.opts.ProgressEvery)
+	stop := p.logEvery(im.log, im.opts.ProgressEvery, "importing registry:2 blobs")
 	defer stop()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -191,14 +193,15 @@ feed:
 }
 
 // blob adopts one blob: skipped when held, verified unless NoVerify, then
-// hard-linked, or copied when it cannot be.
+// adopted (hard link, server-side copy), or copied when it cannot be.
 func (im *importer) blob(ctx context.Context, b sourceBlob) error {
 	if _, err := im.deps.Blobs.Stat(ctx, b.digest); err == nil {
 		im.count(func(r *Report) { r.Held++ })
+		im.unhashed(b.digest)
 		return nil
 	}
 	if !im.opts.NoVerify {
-		ok, err := verify(b)
+		ok, err := verify(ctx, im.src, b)
 		if err != nil {
 			return fmt.Errorf("import: blob %s: %w", b.digest, err)
 		}
@@ -208,18 +211,27 @@ func (im *importer) blob(ctx context.Context, b sourceBlob) error {
 			return nil
 		}
 	}
+	adopted := func(r *Report) {
+		if im.bucket {
+			r.ServerCopied++
+		} else {
+			r.Linked++
+		}
+	}
 	if im.opts.DryRun {
-		im.count(func(r *Report) { r.Linked++ })
+		im.count(adopted)
 		return nil
 	}
-	if a, ok := im.deps.Blobs.(Adopter); ok {
-		err := a.Adopt(b.digest, b.path)
-		if err == nil {
-			im.count(func(r *Report) { r.Linked++ })
-			return nil
-		}
-		im.log.Debug("import: cannot link, copying", "digest", b.digest, "err", err)
+	err := im.src.adopt(ctx, im.deps.Blobs, b.digest, b.path, b.size)
+	if err == nil {
+		im.count(adopted)
+		im.unhashed(b.digest)
+		return nil
 	}
+	if !errors.Is(err, errNoAdopt) {
+		return fmt.Errorf("import: blob %s: %w", b.digest, err)
+	}
+	im.log.Debug("import: cannot adopt, copying", "digest", b.digest, "err", err)
 	if err := im.copy(ctx, b); err != nil {
 		return fmt.Errorf("import: blob %s: %w", b.digest, err)
 	}
@@ -233,15 +245,39 @@ func (im *importer) count(f func(*Report)) {
 	f(im.rep)
 }
 
-// verify hashes the blob's content.
-func verify(b sourceBlob) (bool, error) {
-	f, err := os.Open(b.path)
+// unhashed notes a blob held without having been hashed here, with
+// NoVerify (one held already may come from an earlier NoVerify run).
+func (im *importer) unhashed(d digest.Digest) {
+	if !im.opts.NoVerify || im.opts.DryRun {
+		return
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	im.unverified = append(im.unverified, d)
+	im.rep.Unverified++
+}
+
+// saveUnverified saves the list for Verify.
+func (im *importer) saveUnverified(ctx context.Context) error {
+	if im.opts.Unverified == nil || len(im.unverified) == 0 {
+		return nil
+	}
+	slices.Sort(im.unverified)
+	if err := saveVerifyState(ctx, im.opts.Unverified, verifyState{Source: im.src.String(), Blobs: im.unverified}); err != nil {
+		return fmt.Errorf("import: saving the blobs to verify: %w", err)
+	}
+	return nil
+}
+
+// verify hashes the blob's content in the source.
+func verify(ctx context.Context, src Source, b sourceBlob) (bool, error) {
+	r, err := src.Open(ctx, b.path)
 	if err != nil {
 		return false, err
 	}
-	defer f.Close()
+	defer r.Close()
 	v := b.digest.Verifier()
-	if _, err := io.Copy(v, f); err != nil {
+	if _, err := io.Copy(v, r); err != nil {
 		return false, err
 	}
 	return v.Verified(), nil
@@ -249,240 +285,18 @@ func verify(b sourceBlob) (bool, error) {
 
 // copy writes the blob through the store's writer, which checks its digest.
 func (im *importer) copy(ctx context.Context, b sourceBlob) error {
-	f, err := os.Open(b.path)
+	r, err := im.src.Open(ctx, b.path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer r.Close()
 	w, err := im.deps.Blobs.Writer(ctx, "import-"+b.digest.Encoded(), nil)
 	if err != nil {
 		return err
 	}
-	if _, err := io.Copy(w, f); err != nil {
+	if _, err := io.Copy(w, r); err != nil {
 		_ = w.Cancel(ctx)
 		return err
 	}
 	return w.Commit(ctx, b.digest)
-}
-
-// repositories imports each repository's manifests, tags and layer links.
-func (im *importer) repositories(ctx context.Context) error {
-	repos, err := im.l.repositories()
-	if err != nil {
-		return fmt.Errorf("import: listing repositories: %w", err)
-	}
-	last := time.Now()
-	for i, repo := range repos {
-		if err := im.repository(ctx, repo); err != nil {
-			return fmt.Errorf("import: repository %s: %w", repo, err)
-		}
-		im.rep.Repositories++
-		if time.Since(last) >= im.opts.ProgressEvery {
-			last = time.Now()
-			im.log.Info("importing registry:2 repositories", "done", i+1, "of", len(repos))
-		}
-	}
-	im.log.Info("registry:2 repositories imported", "repositories", len(repos), "manifests", im.rep.Manifests,
-		"tags", im.rep.Tags, "layers", im.rep.Layers, "deletedManifests", im.rep.Deleted)
-	return nil
-}
-
-func (im *importer) repository(ctx context.Context, repo string) error {
-	if !oci.ValidName(repo) {
-		im.log.Warn("import: repository name atoll does not accept: left out", "repository", repo)
-		return nil
-	}
-	if ups := im.l.uploads(repo); len(ups) > 0 {
-		im.log.Warn("import: uploads in progress dropped (clients retry them)", "repository", repo, "uploads", len(ups))
-		im.rep.Uploads += len(ups)
-	}
-	revs, deleted, err := im.l.revisions(repo)
-	if err != nil {
-		return err
-	}
-	im.rep.Deleted += deleted
-	manifests := map[digest.Digest]*storage.Manifest{}
-	for _, d := range revs {
-		m, err := im.manifest(d)
-		if err != nil {
-			im.log.Warn("import: manifest left out", "repository", repo, "digest", d, "err", err)
-			im.rep.Unsupported++
-			continue
-		}
-		manifests[d] = m
-	}
-	// Children before the indexes that list them.
-	order := slices.Collect(func(yield func(digest.Digest) bool) {
-		for d := range manifests {
-			if !yield(d) {
-				return
-			}
-		}
-	})
-	slices.SortFunc(order, func(a, b digest.Digest) int {
-		ia, ib := isIndex(manifests[a]), isIndex(manifests[b])
-		switch {
-		case ia == ib:
-			return compareDigest(a, b)
-		case ia:
-			return 1
-		}
-		return -1
-	})
-	for _, d := range order {
-		if err := im.put(ctx, repo, manifests[d], ""); err != nil {
-			return err
-		}
-		im.rep.Manifests++
-	}
-	tags, err := im.l.tags(repo)
-	if err != nil {
-		return err
-	}
-	for tag, d := range tags {
-		m, ok := manifests[d]
-		if !ok || !oci.ValidTag(tag) {
-			im.log.Info("import: tag of a deleted manifest stays deleted", "repository", repo, "tag", tag, "digest", d)
-			im.rep.DeadTags++
-			continue
-		}
-		if err := im.put(ctx, repo, m, tag); err != nil {
-			return err
-		}
-		im.rep.Tags++
-	}
-	layers, err := im.l.layers(repo)
-	if err != nil {
-		return err
-	}
-	for _, d := range layers {
-		if _, err := im.deps.Blobs.Stat(ctx, d); err != nil && !im.opts.DryRun {
-			im.log.Warn("import: layer link to a blob registry:2 does not hold: left out", "repository", repo, "digest", d)
-			continue
-		}
-		if !im.opts.DryRun {
-			if err := im.deps.Meta.LinkBlob(ctx, repo, d); err != nil {
-				return err
-			}
-		}
-		im.rep.Layers++
-	}
-	return nil
-}
-
-func (im *importer) put(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
-	if im.opts.DryRun {
-		return nil
-	}
-	return im.deps.Meta.PutManifest(ctx, repo, m, tag)
-}
-
-// manifest reads and parses revision d from the source's blobs.
-func (im *importer) manifest(d digest.Digest) (*storage.Manifest, error) {
-	content, err := os.ReadFile(im.l.blobPath(d))
-	if err != nil {
-		return nil, err
-	}
-	if d.Validate() != nil || d.Algorithm().FromBytes(content) != d {
-		return nil, fmt.Errorf("content does not match digest %s", d)
-	}
-	parsed, err := oci.Parse(mediaType(content), content)
-	if err != nil {
-		return nil, err
-	}
-	m := &storage.Manifest{Descriptor: parsed.Descriptor(d, int64(len(content))), Content: content}
-	if parsed.Subject != nil {
-		m.Subject = parsed.Subject.Digest
-	}
-	return m, nil
-}
-
-// mediaType is the manifest's declared media type or, when it declares
-// none (OCI allows that), the OCI type its shape says.
-func mediaType(content []byte) string {
-	var w struct {
-		MediaType string            `json:"mediaType"`
-		Manifests []json.RawMessage `json:"manifests"`
-	}
-	if json.Unmarshal(content, &w) != nil || w.MediaType != "" {
-		return w.MediaType
-	}
-	if w.Manifests != nil {
-		return v1.MediaTypeImageIndex
-	}
-	return v1.MediaTypeImageManifest
-}
-
-func isIndex(m *storage.Manifest) bool {
-	switch m.Descriptor.MediaType {
-	case v1.MediaTypeImageIndex, "application/vnd.docker.distribution.manifest.list.v2+json":
-		return true
-	}
-	return false
-}
-
-func compareDigest(a, b digest.Digest) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// marker is the record of a finished import.
-type marker struct {
-	Source   string    `json:"source"`
-	Finished time.Time `json:"finished"`
-	Report   Report    `json:"report"`
-}
-
-// Done reports whether the marker at path records a finished import of source.
-func Done(path, source string) bool {
-	if path == "" {
-		return false
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	var m marker
-	if json.Unmarshal(b, &m) != nil {
-		return false
-	}
-	abs, _ := filepath.Abs(source)
-	return m.Source == abs
-}
-
-// markDone records the finished import durably (temporary file, fsync,
-// rename).
-func markDone(path string, rep Report) error {
-	if path == "" {
-		return nil
-	}
-	abs, _ := filepath.Abs(rep.Source)
-	b, err := json.MarshalIndent(marker{Source: abs, Finished: time.Now().UTC(), Report: rep}, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("import: recording: %w", err)
-	}
-	_, err = f.Write(append(b, '\n'))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		return errors.Join(fmt.Errorf("import: recording: %w", err), os.Remove(tmp))
-	}
-	return nil
 }

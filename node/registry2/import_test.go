@@ -113,21 +113,23 @@ func TestImport(t *testing.T) {
 	tr.link(repo+"_layers/sha256/"+config.Encoded()+"/link", config)
 	tr.write(repo+"_uploads/0c1e/startedat", []byte("2024-01-01T00:00:00Z"))
 
-	if !Detect(tr.root) || Detect(t.TempDir()) {
+	ctx := context.Background()
+	src := DirSource(tr.root)
+	if !Detect(ctx, src) || Detect(ctx, DirSource(t.TempDir())) {
 		t.Fatal("Detect")
 	}
-	marker := filepath.Join(t.TempDir(), "done.json")
+	rec := FileRecord(filepath.Join(t.TempDir(), "done.json"))
 	f := newFake()
 	deps := Deps{Blobs: f, Meta: f}
 
-	dry, err := Run(context.Background(), tr.root, deps, Options{DryRun: true, Marker: marker})
+	dry, err := Run(ctx, src, deps, Options{DryRun: true, Record: rec})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(f.blobs)+len(f.manifests)+len(f.links) != 0 || Done(marker, tr.root) {
+	if done, _ := Done(ctx, rec, src); len(f.blobs)+len(f.manifests)+len(f.links) != 0 || done {
 		t.Fatalf("dry run wrote: %d blobs, %d manifests, %d links", len(f.blobs), len(f.manifests), len(f.links))
 	}
-	rep, err := Run(context.Background(), tr.root, deps, Options{Marker: marker, ProgressEvery: time.Millisecond})
+	rep, err := Run(ctx, src, deps, Options{Record: rec, ProgressEvery: time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,16 +148,16 @@ func TestImport(t *testing.T) {
 	if !f.links["team/app@"+layer.String()] || !f.links["team/app@"+config.String()] {
 		t.Errorf("layer links %v", f.links)
 	}
-	if !Done(marker, tr.root) {
-		t.Error("finished import not recorded")
+	if done, err := Done(ctx, rec, src); !done || err != nil {
+		t.Errorf("finished import not recorded: %v", err)
 	}
-	again, err := Run(context.Background(), tr.root, deps, Options{Marker: marker})
+	again, err := Run(ctx, src, deps, Options{Record: rec})
 	if err != nil || !again.AlreadyDone {
 		t.Errorf("second run: %+v, %v; want already done", again, err)
 	}
 
-	// Interrupted (no marker): the next run skips the blobs held.
-	resumed, err := Run(context.Background(), tr.root, deps, Options{})
+	// Interrupted (no record): the next run skips the blobs held.
+	resumed, err := Run(ctx, src, deps, Options{})
 	if err != nil || resumed.Held != 5 || resumed.Linked != 0 {
 		t.Errorf("resumed run: %+v, %v; want the 5 blobs held already", resumed, err)
 	}

@@ -42,7 +42,7 @@ func (p *progress) log(log *slog.Logger, msg string) {
 }
 
 // logEvery logs progress every interval until the returned stop is called.
-func (p *progress) logEvery(log *slog.Logger, interval time.Duration) (stop func()) {
+func (p *progress) logEvery(log *slog.Logger, interval time.Duration, msg string) (stop func()) {
 	quit, exited := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(exited)
@@ -53,7 +53,7 @@ func (p *progress) logEvery(log *slog.Logger, interval time.Duration) (stop func
 			case <-quit:
 				return
 			case <-t.C:
-				p.log(log, "importing registry:2 blobs")
+				p.log(log, msg)
 			}
 		}
 	}()

@@ -22,6 +22,11 @@ import (
 //	<root>/uploads/<id>/started                       marks that upload id may have multipart
 //	                                                  uploads: MinIO lists those only by exact key
 //	<root>/check/<random>                             written and removed by Check
+//	<root>/records/<name>                             a record the member keeps with the data
+//	                                                  (a finished registry:2 import)
+//
+// Any other key under the root is not the store's (registry:2 keeps its tree
+// under <root>/docker/); foreign builds those, for reading another tree.
 //
 // Every key of an upload lies under <root>/uploads/<id>/, so cancelling or
 // purging an upload is removing that prefix and aborting its multipart
@@ -63,6 +68,13 @@ func (k keys) uploadTail(id string, gen int) string {
 }
 
 func (k keys) check(random string) string { return k.root + "check/" + random }
+
+// record is the key of the store's record name.
+func (k keys) record(name string) string { return k.root + "records/" + name }
+
+// foreign is the key of rel, a key relative to the root directory outside
+// the store's layout.
+func (k keys) foreign(rel string) string { return k.root + strings.TrimLeft(rel, "/") }
 
 // parseBlob is the inverse of blob; ok is false for a key that is not a
 // blob's.

@@ -17,6 +17,9 @@ func TestKeys(t *testing.T) {
 		{"a/b", newKeys("a/b").uploadTail("u1", 3), "a/b/uploads/u1/tail.3"},
 		{"", newKeys("").upload("n1.x"), "uploads/n1.x/"},
 		{"r", newKeys("r").check("f00"), "r/check/f00"},
+		{"/r/", newKeys("/r/").record("registry2-import.json"), "r/records/registry2-import.json"},
+		{"r", newKeys("r").foreign("docker/registry/v2/blobs/"), "r/docker/registry/v2/blobs/"},
+		{"", newKeys("").foreign("/docker/registry/v2"), "docker/registry/v2"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("root %q: got %q, want %q", tc.root, tc.got, tc.want)
