@@ -18,7 +18,8 @@ import (
 // Only non-test imports are checked.
 var importRules = map[string][]string{
 	"cmd/...":     {"..."},
-	"node/...":    {"api/...", "peer/...", "ring/...", "storage/..."},
+	"node/...":    {"api/...", "peer/...", "ring/...", "storage/...", "node/queue"},
+	"node/queue":  {},                     // a durable queue, shared by webhooks and replication
 	"api/...":     {"api/oci", "storage"}, // the interfaces; never a backend
 	"api/oci/...": {},
 	"storage/...": {"storage/..."},
