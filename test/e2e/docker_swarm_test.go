@@ -43,7 +43,9 @@ func TestDockerSwarm(t *testing.T) {
 	task := sw.waitRunning(2 * time.Minute)
 	t.Logf("stack deployed, task running, in %s", time.Since(start).Round(100*time.Millisecond))
 
-	const base = "http://127.0.0.1:5000"
+	// The cluster status is for administrators when auth is on: with no
+	// access rules every htpasswd user is one.
+	const base = "http://" + swarmUser + ":" + swarmPassword + "@127.0.0.1:5000"
 	host := dockerCLI(t, "info", "--format", "{{.Name}}") // {{.Node.Hostname}}: the member's name
 	dockerWaitFor(t, 60*time.Second, "the task's member alive at "+base, func() error {
 		return dockerMembersAre(base, map[string]string{host: "alive"})
