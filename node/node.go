@@ -189,6 +189,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("POST /_atoll/v1/gc", n.admin(n.serveGC))
 	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
 	mux.HandleFunc("POST /_atoll/v1/immutable/claim", n.serveClaim)
+	mux.HandleFunc("POST /_atoll/v1/quota/reserve", n.serveQuotaReserve)
+	mux.HandleFunc("POST /_atoll/v1/quota/settle", n.serveQuotaSettle)
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.serveUsage))
 	n.servePullThrough(mux, deps.Upstream)
 	mux.Handle("/ui/", ui.Handler())

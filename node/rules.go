@@ -16,7 +16,8 @@ import (
 )
 
 // rules is the member's api.Policy: quotas and immutable tags, enforced
-// the same on every member (package policy says how).
+// the same on every member (package policy says how; quotas.go asks the
+// member deciding each quota).
 type rules struct {
 	n         *Node
 	quotas    *policy.Quotas
@@ -42,8 +43,8 @@ func newRules(n *Node) (*rules, error) {
 }
 
 // AllowBlob implements api.Policy.
-func (p *rules) AllowBlob(_ context.Context, repo string, d digest.Digest, size int64) (func(), error) {
-	return p.quotas.Admit(repo, d, size)
+func (p *rules) AllowBlob(ctx context.Context, repo string, d digest.Digest, size int64) (func(), error) {
+	return p.admit(ctx, repo, d, size)
 }
 
 // AllowManifest implements api.Policy: an immutable tag is bound first,
@@ -54,7 +55,7 @@ func (p *rules) AllowManifest(ctx context.Context, repo, tag string, d digest.Di
 			return nil, err
 		}
 	}
-	return p.quotas.Admit(repo, d, size)
+	return p.admit(ctx, repo, d, size)
 }
 
 // AllowDelete implements api.Policy.

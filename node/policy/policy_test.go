@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	"gopkg.in/yaml.v3"
@@ -93,17 +94,22 @@ func TestQuotaAdmit(t *testing.T) {
 		{"team/b", d2, 5000, false}, // linked elsewhere, outside the quota
 		{"other", digest.FromString("big"), 1 << 40, true},
 	} {
-		release, err := q.Admit(tc.repo, tc.d, tc.size)
+		names := q.Names(tc.repo)
+		var err error
+		for _, name := range names {
+			var id uint64
+			if id, err = q.Reserve(name, tc.repo, tc.d, tc.size); err == nil {
+				q.Settle(name, id, false)
+			}
+		}
 		if (err == nil) != tc.ok {
-			t.Errorf("Admit(%s, %d bytes) = %v, want ok=%v", tc.repo, tc.size, err, tc.ok)
+			t.Errorf("Reserve(%s, %d bytes) = %v, want ok=%v", tc.repo, tc.size, err, tc.ok)
 		}
 		if err != nil {
 			if !errors.Is(err, api.ErrQuotaExceeded) || !strings.Contains(err.Error(), `"team"`) || !strings.Contains(err.Error(), "800 B used of 1000 B") {
 				t.Errorf("refusal %q", err)
 			}
-			continue
 		}
-		release()
 	}
 	if _, err := NewQuotas([]Quota{{Repositories: []string{"x"}}}, usage); err == nil {
 		t.Error("a quota without a limit accepted")
@@ -130,5 +136,66 @@ func TestImmutableCovers(t *testing.T) {
 	}
 	if _, err := CompileImmutable([]ImmutableRule{{Repositories: []string{"**"}, Tags: []string{"("}}}); err == nil {
 		t.Error("a bad expression accepted")
+	}
+}
+
+// TestQuotaReservations: writes admitted and not yet in the metadata are
+// counted until the metadata shows them, their writer reports that they
+// stored nothing, or the hold ends.
+func TestQuotaReservations(t *testing.T) {
+	usage := fakeUsage{"team/a": {digest.FromString("old"): 400}}
+	q, err := NewQuotas([]Quota{{Name: "team", Repositories: []string{"team/**"}, Limit: 1000}}, usage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	q.now = func() time.Time { return now }
+	a, b, c := digest.FromString("a"), digest.FromString("b"), digest.FromString("c")
+	reserve := func(d digest.Digest, size int64) (uint64, error) { return q.Reserve("team", "team/b", d, size) }
+
+	idA, err := reserve(a, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reserve(a, 300); err != nil { // the same blob counts once
+		t.Fatalf("the same blob again: %v", err)
+	}
+	if _, err := reserve(b, 301); !errors.Is(err, api.ErrQuotaExceeded) || !strings.Contains(err.Error(), "pushes in progress") {
+		t.Fatalf("400 used + 300 reserved + 301: %v, want a refusal counting the push in progress", err)
+	}
+	idB, err := reserve(b, 300)
+	if err != nil {
+		t.Fatalf("exactly the limit: %v", err)
+	}
+	if got := q.Reserved("team"); got != 600 {
+		t.Errorf("reserved %d, want 600", got)
+	}
+
+	// b stored nothing: its room is free at once. a was stored: counted
+	// until the metadata shows it, then as used.
+	q.Settle("team", idB, false)
+	q.Settle("team", idA, true)
+	if got := q.Reserved("team"); got != 300 {
+		t.Errorf("reserved %d after the settles, want 300 (a)", got)
+	}
+	usage["team/b"] = map[digest.Digest]int64{a: 300}
+	if got := q.Reserved("team"); got != 0 {
+		t.Errorf("reserved %d once the metadata shows a, want 0", got)
+	}
+
+	// A writer that never reports holds its room for DefaultHold.
+	if _, err := reserve(c, 300); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reserve(b, 1); err == nil {
+		t.Fatal("past the limit while c is held")
+	}
+	now = now.Add(DefaultHold + time.Second)
+	if _, err := reserve(b, 300); err != nil {
+		t.Fatalf("c's hold ended: %v", err)
+	}
+	q.Settle("team", 12345, true) // unknown: ignored
+	if _, err := q.Reserve("nope", "team/b", a, 1); err == nil || errors.Is(err, api.ErrQuotaExceeded) {
+		t.Errorf("an unknown quota: %v", err)
 	}
 }

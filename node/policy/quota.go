@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/storage/metadb"
 )
 
@@ -69,21 +68,20 @@ type UsageReader interface {
 	Holds(match func(repo string) bool, d digest.Digest) bool
 }
 
-// Quotas enforces quotas. Usage comes from the replicated metadata, so
-// every member counts the same bytes. A member admits one write per quota
-// at a time, from the check until the write is stored, so its own writes
-// never take a quota past its limit; writes admitted at the same moment
-// on different members, each before seeing the other's, can together
-// exceed it by what they add. Methods may be called concurrently.
+// Quotas enforces quotas (see reserve.go for how admissions stay exact
+// cluster-wide). Methods may be called concurrently.
 type Quotas struct {
 	quotas []Quota
-	locks  []sync.Mutex
+	index  map[string]int // by name
+	states []quotaState   // reservations of the quotas this member decides
 	meta   UsageReader
+	now    func() time.Time // tests set it
+	hold   time.Duration    // how long a reservation outlives silence
 }
 
 // NewQuotas checks the quotas and returns their enforcer over meta.
 func NewQuotas(quotas []Quota, meta UsageReader) (*Quotas, error) {
-	seen := map[string]bool{}
+	index := map[string]int{}
 	out := make([]Quota, len(quotas))
 	for i, q := range quotas {
 		if err := validPatterns(q.Repositories); err != nil {
@@ -95,47 +93,33 @@ func NewQuotas(quotas []Quota, meta UsageReader) (*Quotas, error) {
 		if q.Name == "" {
 			q.Name = strings.Join(q.Repositories, ",")
 		}
-		if seen[q.Name] {
+		if _, dup := index[q.Name]; dup {
 			return nil, fmt.Errorf("quota %q: duplicate name", q.Name)
 		}
-		seen[q.Name] = true
+		index[q.Name] = i
 		out[i] = q
 	}
-	return &Quotas{quotas: out, locks: make([]sync.Mutex, len(out)), meta: meta}, nil
+	states := make([]quotaState, len(out))
+	for i := range states {
+		states[i].held = map[uint64]*reservation{}
+	}
+	return &Quotas{quotas: out, index: index, states: states, meta: meta, now: time.Now, hold: DefaultHold}, nil
 }
 
 func (q *Quota) matcher() func(string) bool {
 	return func(repo string) bool { return Match(q.Repositories, repo) }
 }
 
-// Admit checks that linking d (size bytes) into repo takes no quota
-// matching repo past its limit. On success the quotas stay locked on this
-// member until release is called, after the write; on refusal the error
-// wraps api.ErrQuotaExceeded and names the quota, its usage and limit.
-func (q *Quotas) Admit(repo string, d digest.Digest, size int64) (release func(), err error) {
-	var held []int
-	release = func() {
-		for _, i := range held {
-			q.locks[i].Unlock()
-		}
-	}
+// Names returns the names of the quotas matching repo, in the order they
+// are configured (every member asks in the same order).
+func (q *Quotas) Names(repo string) []string {
+	var names []string
 	for i := range q.quotas {
-		qt := &q.quotas[i]
-		if !Match(qt.Repositories, repo) {
-			continue
+		if Match(q.quotas[i].Repositories, repo) {
+			names = append(names, q.quotas[i].Name)
 		}
-		q.locks[i].Lock() // in index order: no two writes wait on each other
-		held = append(held, i)
-		match := qt.matcher()
-		used, _ := q.meta.Usage(match)
-		if used.Bytes+size <= int64(qt.Limit) || q.meta.Holds(match, d) {
-			continue
-		}
-		release()
-		return nil, fmt.Errorf("quota %q of %s: %s used of %s, and this push needs %s more: %w",
-			qt.Name, repo, human(used.Bytes), human(int64(qt.Limit)), human(size), api.ErrQuotaExceeded)
 	}
-	return release, nil
+	return names
 }
 
 // QuotaUsage is one quota's state, for /_atoll/v1/usage and metrics.
