@@ -68,7 +68,7 @@ func (n *Node) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, er
 			return rep, fmt.Errorf("gc: %w", err)
 		}
 	}
-	marked := n.mark(nil)
+	marked := n.mark()
 	rep.Marked = len(marked)
 	var candidates []heldBlob
 	cutoff := time.Now().Add(-opts.Grace)
@@ -90,6 +90,9 @@ func (n *Node) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, er
 		return rep, fmt.Errorf("gc: %w", err)
 	}
 	c := collection{n: n, epoch: n.name + "." + rand.Text(), dryRun: opts.DryRun}
+	if len(candidates) > 0 {
+		defer c.end(ctx)
+	}
 	last := time.Now()
 	for i := 0; i < len(candidates); i += gcBatch {
 		batch := candidates[i:min(i+gcBatch, len(candidates))]
@@ -132,9 +135,8 @@ func (n *Node) catchUp(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// mark returns the blobs a linked manifest references: all of them, or
-// only those of only (when not nil).
-func (n *Node) mark(only map[digest.Digest]bool) map[digest.Digest]bool {
+// mark returns the blobs a linked manifest references.
+func (n *Node) mark() map[digest.Digest]bool {
 	marked := map[digest.Digest]bool{}
 	n.meta.EachManifest(func(_ string, m *storage.Manifest) bool {
 		parsed, err := oci.Parse(m.Descriptor.MediaType, m.Content)
@@ -142,9 +144,7 @@ func (n *Node) mark(only map[digest.Digest]bool) map[digest.Digest]bool {
 			return true // stored manifests were valid when pushed
 		}
 		for _, b := range parsed.Blobs() {
-			if only == nil || only[b.Digest] {
-				marked[b.Digest] = true
-			}
+			marked[b.Digest] = true
 		}
 		return true
 	})

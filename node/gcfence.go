@@ -30,7 +30,7 @@ const gcRoundTimeout = 30 * time.Second
 
 // fenceRequest is one round of a collection, as sent to a member.
 type fenceRequest struct {
-	Round   string          `json:"round"` // condemn, commit or release
+	Round   string          `json:"round"` // condemn, commit, release or end
 	Epoch   string          `json:"epoch"`
 	DryRun  bool            `json:"dryRun,omitempty"`
 	Blobs   []digest.Digest `json:"blobs"`
@@ -47,26 +47,12 @@ type fenceReply struct {
 func (n *Node) fenceRound(req fenceRequest) fenceReply {
 	switch req.Round {
 	case "condemn":
-		refused := n.fence.Condemn(req.Epoch, req.Blobs, req.DryRun)
-		// What this member's own manifests reference: those acknowledged
-		// before the condemnation (later ones revive what they use).
-		rest := map[digest.Digest]bool{}
-		for _, d := range req.Blobs {
-			rest[d] = true
-		}
-		for _, d := range refused {
-			delete(rest, d)
-		}
-		var referenced []digest.Digest
-		for d := range n.mark(rest) {
-			referenced = append(referenced, d)
-		}
-		if !req.DryRun {
-			n.fence.Spare(req.Epoch, referenced)
-		}
-		return fenceReply{Refused: append(refused, referenced...)}
+		return fenceReply{Refused: n.fence.Condemn(req.Epoch, req.Blobs, req.DryRun, n.mark)}
 	case "commit":
 		return fenceReply{Refused: n.fence.Commit(req.Epoch, req.Blobs)}
+	case "end":
+		n.fence.End(req.Epoch)
+		return fenceReply{}
 	default: // release
 		n.meta.Observe(req.Stamp)
 		n.fence.Release(req.Epoch, req.Blobs, req.Deleted)
@@ -131,6 +117,12 @@ func (c *collection) collect(ctx context.Context, batch []heldBlob) ([]heldBlob,
 	return keep(batch, deleted), err
 }
 
+// end tells every member the collection is over, so that they drop what
+// they kept for it (best effort: they also forget it after a while).
+func (c *collection) end(ctx context.Context) {
+	_, _ = c.round(ctx, c.n.gcMembers(), fenceRequest{Round: "end"})
+}
+
 // round sends req to every member and returns the blobs of req none of
 // them refused. Any member failing to answer refuses them all.
 func (c *collection) round(ctx context.Context, members []string, req fenceRequest) ([]digest.Digest, error) {
@@ -158,7 +150,7 @@ func (c *collection) round(ctx context.Context, members []string, req fenceReque
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		if req.Round != "release" {
+		if req.Round == "condemn" || req.Round == "commit" {
 			c.n.log.Warn("gc: a member did not answer; sparing the batch", "round", req.Round, "err", err)
 		}
 		return nil, err

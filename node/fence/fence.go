@@ -19,10 +19,12 @@
 //     that it told a client about within Window, and condemns the rest.
 //     From then on it answers HEAD for a condemned blob with 404 (so
 //     clients upload it again), and a write that uses one revives it.
-//     After condemning, the member marks the blobs its own manifests
-//     reference and withdraws those: a manifest acknowledged before the
-//     condemnation is in that mark; one acknowledged after it revived
-//     the blob; one in progress held it and so refused it.
+//     The member also refuses the blobs its own manifests reference: it
+//     marks them once per collection, when the collection first reaches
+//     it, having raised a write barrier that from then on records every
+//     blob a stored manifest references. A manifest acknowledged before
+//     the barrier is in the mark; one acknowledged after it is recorded;
+//     one in progress holds its blobs and so refuses them.
 //  2. Commit: each member confirms the blobs it still holds condemned,
 //     which become deleting; a write that uses a deleting blob waits.
 //  3. The collector deletes only blobs every member confirmed, then
@@ -86,10 +88,19 @@ type Fence struct {
 	inUse   map[digest.Digest]int                  // writes in progress that use the blob
 	held    map[digest.Digest]map[string]bool      // blob → collection epoch → deleting (else condemned)
 	gone    map[digest.Digest]time.Time            // deleted by a collection, when
-	epochs  map[string]time.Time                   // collection epoch → last heard of
+	epochs  map[string]*epoch                      // collections in progress here
+	used    map[digest.Digest]time.Time            // blobs stored manifests referenced while a collection runs
 	changed chan struct{}                          // closed and replaced when a hold ends
 	swept   time.Time                              // when expire last forgot old entries
 	dirty   bool                                   // told changed since the last Save
+}
+
+// epoch is a collection as one member sees it.
+type epoch struct {
+	start  time.Time // when it first reached this member: its barrier is up since
+	last   time.Time // when it was last heard of
+	once   sync.Once
+	marked map[digest.Digest]bool // what this member's manifests referenced at start
 }
 
 // New returns a Fence. exists may be nil on a member that holds every
@@ -104,7 +115,8 @@ func New(cfg Config, exists Exists) *Fence {
 		inUse:   map[digest.Digest]int{},
 		held:    map[digest.Digest]map[string]bool{},
 		gone:    map[digest.Digest]time.Time{},
-		epochs:  map[string]time.Time{},
+		epochs:  map[string]*epoch{},
+		used:    map[digest.Digest]time.Time{},
 		changed: make(chan struct{}),
 	}
 }
@@ -173,7 +185,11 @@ func (f *Fence) Reference(ctx context.Context, repo string, ds []digest.Digest) 
 		if !acked {
 			return
 		}
+		now := f.now()
 		for _, d := range ds {
+			if len(f.epochs) > 0 {
+				f.used[d] = now // the write barrier
+			}
 			if at, ok := f.told[d][repo]; ok && !at.After(start) {
 				f.dirty = true
 				delete(f.told[d], repo)
@@ -257,21 +273,33 @@ func (f *Fence) unhold(ds []digest.Digest) {
 	}
 }
 
-// Condemn is the first round of collection epoch: it refuses the blobs of
-// ds that a write in progress uses or that a client was told about within
-// Window, and condemns the others (on a dry run it only reports). The
-// caller then withdraws, with Spare, the condemned blobs its own
-// manifests reference.
-func (f *Fence) Condemn(epoch string, ds []digest.Digest, dryRun bool) (refused []digest.Digest) {
+// Mark returns the blobs this member's manifests reference.
+type Mark func() map[digest.Digest]bool
+
+// Condemn is the first round of collection id: it refuses the blobs of ds
+// that this member's manifests referenced when the collection first
+// reached it (mark tells, once per collection), that a manifest stored
+// here used since, that a write in progress uses, or that a client was
+// told about within Window; it condemns the others (on a dry run it only
+// reports).
+func (f *Fence) Condemn(id string, ds []digest.Digest, dryRun bool, mark Mark) (refused []digest.Digest) {
+	f.mu.Lock()
+	f.expire()
+	now := f.now()
+	e := f.epochs[id]
+	if e == nil {
+		e = &epoch{start: now} // the barrier is up from here, before the mark
+		f.epochs[id] = e
+	}
+	e.last = now
+	f.mu.Unlock()
+	e.once.Do(func() { e.marked = mark() })
+
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.expire()
 	cutoff := f.now().Add(-f.cfg.Window)
-	if !dryRun {
-		f.epochs[epoch] = f.now()
-	}
 	for _, d := range ds {
-		if f.inUse[d] > 0 || f.toldSince(d, cutoff) {
+		if e.marked[d] || !f.used[d].Before(e.start) || f.inUse[d] > 0 || f.toldSince(d, cutoff) {
 			refused = append(refused, d)
 			continue
 		}
@@ -281,7 +309,7 @@ func (f *Fence) Condemn(epoch string, ds []digest.Digest, dryRun bool) (refused 
 		if f.held[d] == nil {
 			f.held[d] = map[string]bool{}
 		}
-		f.held[d][epoch] = false
+		f.held[d][id] = false
 	}
 	return refused
 }
@@ -295,23 +323,13 @@ func (f *Fence) toldSince(d digest.Digest, cutoff time.Time) bool {
 	return false
 }
 
-// Spare withdraws ds from epoch's condemnations.
-func (f *Fence) Spare(epoch string, ds []digest.Digest) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, d := range ds {
-		f.drop(epoch, d)
-	}
-	f.signal()
-}
-
 // Commit is the second round: of ds, the blobs epoch still holds
 // condemned become deleting and the others are refused.
 func (f *Fence) Commit(epoch string, ds []digest.Digest) (refused []digest.Digest) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.expire()
-	f.epochs[epoch] = f.now()
+	f.heard(epoch)
 	for _, d := range ds {
 		if _, ok := f.held[d][epoch]; !ok || f.inUse[d] > 0 {
 			refused = append(refused, d)
@@ -334,8 +352,21 @@ func (f *Fence) Release(epoch string, ds, deleted []digest.Digest) {
 	for _, d := range ds {
 		f.drop(epoch, d)
 	}
-	f.epochs[epoch] = now
+	f.heard(epoch)
 	f.signal()
+}
+
+// End ends collection id here: its remaining holds go, and its barrier.
+func (f *Fence) End(id string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.end(map[string]bool{id: true}, false)
+}
+
+func (f *Fence) heard(id string) {
+	if e := f.epochs[id]; e != nil {
+		e.last = f.now()
+	}
 }
 
 func (f *Fence) drop(epoch string, d digest.Digest) {
@@ -352,33 +383,45 @@ func (f *Fence) signal() {
 	f.changed = make(chan struct{})
 }
 
-// expire ends the holds of epochs not heard of for Expiry (a deleting
-// blob counts as gone) and forgets old tells and deletions. It runs
-// under f.mu.
+// end ends collections ids: their holds (a blob they were deleting
+// counts as gone when they went silent) and, once none is left, the
+// barrier. It runs under f.mu.
+func (f *Fence) end(ids map[string]bool, silent bool) {
+	now := f.now()
+	for id := range ids {
+		delete(f.epochs, id)
+	}
+	for d, h := range f.held {
+		for id, del := range h {
+			if ids[id] {
+				if del && silent {
+					f.gone[d] = now
+				}
+				delete(h, id)
+			}
+		}
+		if len(h) == 0 {
+			delete(f.held, d)
+		}
+	}
+	if len(f.epochs) == 0 {
+		clear(f.used)
+	}
+	f.signal()
+}
+
+// expire ends the collections not heard of for Expiry and forgets old
+// tells and deletions. It runs under f.mu.
 func (f *Fence) expire() {
 	now := f.now()
 	stale := map[string]bool{}
-	for e, at := range f.epochs {
-		if now.Sub(at) > f.cfg.Expiry {
-			stale[e] = true
-			delete(f.epochs, e)
+	for id, e := range f.epochs {
+		if now.Sub(e.last) > f.cfg.Expiry {
+			stale[id] = true
 		}
 	}
 	if len(stale) > 0 {
-		for d, h := range f.held {
-			for e, del := range h {
-				if stale[e] {
-					if del {
-						f.gone[d] = now
-					}
-					delete(h, e)
-				}
-			}
-			if len(h) == 0 {
-				delete(f.held, d)
-			}
-		}
-		f.signal()
+		f.end(stale, true)
 	}
 	if now.Sub(f.swept) < time.Second {
 		return

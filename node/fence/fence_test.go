@@ -38,10 +38,13 @@ func newFence(t *testing.T, exists Exists) (*Fence, *clock) {
 	return f, c
 }
 
+// nothing is the mark of a member whose manifests reference nothing.
+func nothing() map[digest.Digest]bool { return nil }
+
 // collect runs both rounds for ds as a collector would and returns what
 // it may delete, releasing the rest.
 func collect(f *Fence, epoch string, ds ...digest.Digest) []digest.Digest {
-	rest := without(ds, f.Condemn(epoch, ds, false))
+	rest := without(ds, f.Condemn(epoch, ds, false, nothing))
 	return without(rest, f.Commit(epoch, rest))
 }
 
@@ -62,7 +65,7 @@ func TestToldIsSparedUntilUsedOrWindow(t *testing.T) {
 	if !f.Told("app", layer) {
 		t.Fatal("Told refused a blob no collection holds")
 	}
-	if got := f.Condemn("e1", []digest.Digest{layer}, false); !slices.Equal(got, []digest.Digest{layer}) {
+	if got := f.Condemn("e1", []digest.Digest{layer}, false, nothing); !slices.Equal(got, []digest.Digest{layer}) {
 		t.Fatalf("condemn of a blob just told about: refused %v", got)
 	}
 	// A manifest in another repository does not end the wait.
@@ -84,6 +87,7 @@ func TestToldIsSparedUntilUsedOrWindow(t *testing.T) {
 	f.Release("e3", []digest.Digest{layer}, nil)
 	_, done, _ = f.Reference(ctx, "app", []digest.Digest{layer})
 	done(true)
+	c.add(time.Millisecond) // a later collection, started after the manifest
 	if got := collect(f, "e4", layer); !slices.Equal(got, []digest.Digest{layer}) {
 		t.Fatalf("after the manifest used it: deletable %v", got)
 	}
@@ -108,7 +112,7 @@ func TestCondemnedIsAbsentAndRevivedByUse(t *testing.T) {
 	for _, use := range []string{"manifest", "upload"} {
 		t.Run(use, func(t *testing.T) {
 			f, _ := newFence(t, nil)
-			if got := f.Condemn("e", []digest.Digest{layer, config}, false); len(got) != 0 {
+			if got := f.Condemn("e", []digest.Digest{layer, config}, false, nothing); len(got) != 0 {
 				t.Fatalf("refused %v", got)
 			}
 			if f.Told("app", layer) {
@@ -142,11 +146,11 @@ func TestWriteInProgressRefuses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Condemn("e", []digest.Digest{layer}, false); len(got) != 1 {
+	if got := f.Condemn("e", []digest.Digest{layer}, false, nothing); len(got) != 1 {
 		t.Fatalf("condemn during a write: refused %v", got)
 	}
 	done(false)
-	if got := f.Condemn("e2", []digest.Digest{layer}, false); len(got) != 0 {
+	if got := f.Condemn("e2", []digest.Digest{layer}, false, nothing); len(got) != 0 {
 		t.Fatalf("condemn after the write: refused %v", got)
 	}
 	_, done, _ = f.Store(ctx, "app", config) // another blob: no effect
@@ -210,7 +214,7 @@ func TestWriteWaitsForDeletion(t *testing.T) {
 func TestSilentCollectorExpires(t *testing.T) {
 	f, c := newFence(t, func(context.Context, digest.Digest) bool { return false })
 	collect(f, "e", layer)
-	f.Condemn("e2", []digest.Digest{config}, false)
+	f.Condemn("e2", []digest.Digest{config}, false, nothing)
 	c.add(2 * time.Minute)
 	if !f.Told("app", config) {
 		t.Fatal("an expired condemnation still hides the blob")
@@ -226,7 +230,7 @@ func TestSilentCollectorExpires(t *testing.T) {
 func TestDryRun(t *testing.T) {
 	f, _ := newFence(t, nil)
 	f.Told("app", config)
-	if got := f.Condemn("e", []digest.Digest{layer, config}, true); !slices.Equal(got, []digest.Digest{config}) {
+	if got := f.Condemn("e", []digest.Digest{layer, config}, true, nothing); !slices.Equal(got, []digest.Digest{config}) {
 		t.Fatalf("dry run refused %v, want the told blob", got)
 	}
 	if !f.Told("app", layer) {
@@ -313,5 +317,40 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if err := New(Config{}, nil).Load(t.TempDir() + "/none.json"); err != nil {
 		t.Fatalf("no file: %v", err)
+	}
+}
+
+// The member's own manifests: those stored before the collection reached
+// it are in its mark; those stored after are recorded by the barrier;
+// both are refused in every round of that collection, and the barrier
+// goes when the collection ends.
+func TestMarkAndBarrier(t *testing.T) {
+	f, c := newFence(t, nil)
+	marks := 0
+	mark := func() map[digest.Digest]bool { marks++; return map[digest.Digest]bool{layer: true} }
+	if got := f.Condemn("e", []digest.Digest{layer}, false, mark); !slices.Equal(got, []digest.Digest{layer}) {
+		t.Fatalf("a marked blob: refused %v", got)
+	}
+	c.add(time.Second)
+	_, done, _ := f.Reference(ctx, "app", []digest.Digest{config})
+	done(true) // a manifest stored after the mark: the barrier records it
+	if got := f.Condemn("e", []digest.Digest{config}, false, mark); !slices.Equal(got, []digest.Digest{config}) {
+		t.Fatalf("a blob used after the mark: refused %v", got)
+	}
+	if marks != 1 {
+		t.Errorf("marked %d times in one collection, want once", marks)
+	}
+	f.End("e")
+	if got := f.Condemn("e2", []digest.Digest{config}, false, nothing); len(got) != 0 {
+		t.Fatalf("a later collection, whose mark does not hold it: refused %v", got)
+	}
+	if len(f.used) != 0 {
+		t.Errorf("the barrier kept %d blobs with a collection running", len(f.used))
+	}
+	f.End("e2")
+	_, done, _ = f.Reference(ctx, "app", []digest.Digest{layer})
+	done(true)
+	if len(f.used) != 0 {
+		t.Errorf("the barrier recorded a use with no collection running")
 	}
 }
