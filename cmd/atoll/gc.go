@@ -72,7 +72,8 @@ func onlineGC(ctx context.Context, base string, af *adminFlags, opts node.GCOpti
 			continue
 		}
 		printReport(stdout, "  "+r.Member, r)
-		total.Held, total.Freed, total.Bytes, total.Young = total.Held+r.Held, total.Freed+r.Freed, total.Bytes+r.Bytes, total.Young+r.Young
+		total.Held, total.Freed, total.Bytes = total.Held+r.Held, total.Freed+r.Freed, total.Bytes+r.Bytes
+		total.Young, total.Spared = total.Young+r.Young, total.Spared+r.Spared
 		total.Tags, total.Manifests = max(total.Tags, r.Tags), max(total.Manifests, r.Manifests)
 	}
 	total.Duration, total.DryRun = time.Since(start), opts.DryRun
@@ -143,8 +144,8 @@ func printReport(w io.Writer, label string, r node.GCReport) {
 	if r.DryRun {
 		verb = "would free"
 	}
-	fmt.Fprintf(w, "%-22s %s %d of %d blobs (%s), %d in grace period, %s",
-		label, verb, r.Freed, r.Held, humanBytes(r.Bytes), r.Young, r.Duration.Round(time.Millisecond))
+	fmt.Fprintf(w, "%-22s %s %d of %d blobs (%s), %d in grace period, %d in use by pushes, %s",
+		label, verb, r.Freed, r.Held, humanBytes(r.Bytes), r.Young, r.Spared, r.Duration.Round(time.Millisecond))
 	if r.Tags+r.Manifests > 0 {
 		fmt.Fprintf(w, "; retention pruned %d tags, %d untagged manifests", r.Tags, r.Manifests)
 	}
