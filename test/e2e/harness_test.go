@@ -67,6 +67,7 @@ type Node struct {
 	waitErr error
 	args    []string // extra serve flags (startNodeWith)
 	env     []string // extra environment, KEY=value (startNodeWith)
+	wrap    []string // command atoll runs under (startNodeWith), e.g. nsenter --net=NS --
 }
 
 // startNode starts a member on a free loopback port serving dataDir and
@@ -108,6 +109,9 @@ func (n *Node) start() {
 	fmt.Fprintf(n.log, "=== start %s --data %s\n", n.addr, n.dataDir)
 	args := append([]string{"serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir}, n.args...)
 	cmd := exec.Command(atollBin, args...)
+	if len(n.wrap) > 0 { // the wrapper execs atoll: the process is atoll's
+		cmd = exec.Command(n.wrap[0], append(append(n.wrap[1:len(n.wrap):len(n.wrap)], atollBin), args...)...)
+	}
 	cmd.Env = append(cleanEnv(), n.env...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
@@ -220,6 +224,7 @@ type nodeOptions struct {
 	addr string   // HTTP listen address; default a free loopback port
 	args []string // extra serve flags, e.g. --node-name n1 --join ...
 	env  []string // extra environment, KEY=value, added after cleanEnv
+	wrap []string // a command that execs atoll, e.g. nsenter --net=NS -- (hosts)
 }
 
 // startNodeWith is startNode with a chosen address, extra flags and extra
@@ -229,7 +234,7 @@ func startNodeWith(t *testing.T, dataDir string, o nodeOptions) *Node {
 	if o.addr == "" {
 		o.addr = freeAddr(t)
 	}
-	n := &Node{t: t, addr: o.addr, dataDir: dataDir, log: &syncBuffer{}, args: o.args, env: o.env}
+	n := &Node{t: t, addr: o.addr, dataDir: dataDir, log: &syncBuffer{}, args: o.args, env: o.env, wrap: o.wrap}
 	t.Cleanup(func() {
 		if n.running() {
 			n.Stop()

@@ -248,3 +248,7 @@ func run(name string, args ...string) error {
 	}
 	return nil
 }
+
+// Wrap is the command prefix that runs a program in the host's network
+// namespace: append the program and its arguments.
+func (h *Host) Wrap() []string { return []string{"nsenter", "--net=/run/netns/" + h.NS, "--"} }
