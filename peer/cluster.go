@@ -209,7 +209,11 @@ func (c *Cluster) Start() {
 	if !c.started.CompareAndSwap(false, true) {
 		return
 	}
-	c.wg.Add(3)
+	c.wg.Add(4)
+	go func() {
+		defer c.wg.Done()
+		c.reconnectLoop(c.bg)
+	}()
 	go func() {
 		defer c.wg.Done()
 		if err := c.srv.Serve(c.lis); err != nil {
