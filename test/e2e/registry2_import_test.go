@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,21 +22,36 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
-// r2DistributionConfig is CNCF Distribution on a given directory with
-// deletes enabled, as a registry:2 user runs it.
+// r2DistributionConfig is CNCF Distribution on a given storage (a
+// storage driver's YAML, indented under storage:) with deletes enabled, as
+// a registry:2 user runs it.
 const r2DistributionConfig = `version: 0.1
 log:
   level: error
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: %q
+%s
   delete:
     enabled: true
 http:
   addr: %q
 `
+
+// r2Filesystem is Distribution's storage driver on dir.
+func r2Filesystem(dir string) string {
+	return fmt.Sprintf("  filesystem:\n    rootdirectory: %q", dir)
+}
+
+// r2Distribution is CNCF Distribution's binary, from Debian's
+// docker-registry package; the test skips without it.
+func r2Distribution(t *testing.T) string {
+	const bin = "/usr/bin/docker-registry"
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("CNCF Distribution is not installed (%s: %v); apt-get install docker-registry", bin, err)
+	}
+	return bin
+}
 
 // r2Content is what the test pushed to Distribution: every reference it
 // served with its digest, and the manifests it deleted.
@@ -53,14 +69,11 @@ type r2Content struct {
 // same digests, keeps the deleted manifest deleted, and the directory's
 // disk usage grows by atoll's metadata only (blobs are hard links).
 func TestRegistry2Adopt(t *testing.T) {
-	const bin = "/usr/bin/docker-registry"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("CNCF Distribution is not installed (%s: %v); apt-get install docker-registry", bin, err)
-	}
+	bin := r2Distribution(t)
 	start := time.Now()
 	dir := filepath.Join(t.TempDir(), "registry")
-	addr, stop := r2StartDistribution(t, bin, dir)
-	content := r2Push(t, addr)
+	addr, stop := r2StartDistribution(t, bin, r2Filesystem(dir))
+	content := r2Push(t, addr, 400)
 	r2CheckServes(t, addr, content) // the baseline: what Distribution serves
 	stop()
 	before := duKiB(t, dir)
@@ -68,9 +81,11 @@ func TestRegistry2Adopt(t *testing.T) {
 
 	// atoll on the same directory, killed while it imports.
 	var n *Node
+	total := r2Count(filepath.Join(dir, "docker/registry/v2/blobs"), "data")
+	held := func() int { return r2Count(filepath.Join(dir, "blobs"), "") }
 	for attempt := 1; ; attempt++ {
 		n = r2StartImporting(t, dir)
-		if r2KillMidImport(t, n, dir) {
+		if r2KillMidImport(t, n, total, held) {
 			break
 		}
 		if attempt == 3 {
@@ -108,17 +123,21 @@ func TestRegistry2Adopt(t *testing.T) {
 		len(content.refs), content.blobs>>10, before, after, time.Since(start).Round(100*time.Millisecond)))
 }
 
-// r2StartDistribution runs Distribution on dir until stop.
-func r2StartDistribution(t *testing.T, bin, dir string) (addr string, stop func()) {
+// r2StartDistribution runs Distribution on storage (r2DistributionConfig)
+// until stop.
+func r2StartDistribution(t *testing.T, bin, storage string) (addr string, stop func()) {
 	t.Helper()
 	addr = freeAddr(t)
 	conf := filepath.Join(t.TempDir(), "distribution.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(r2DistributionConfig, dir, addr)), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(r2DistributionConfig, storage, addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	log := &syncBuffer{}
 	cmd := exec.Command(bin, "serve", conf)
-	cmd.Env = cleanEnv()
+	// Distribution 2.8's S3 driver cannot start with AWS_CA_BUNDLE set
+	// (LoadCustomCABundleError: it brings its own transport); MinIO is
+	// plain HTTP here.
+	cmd.Env = slices.DeleteFunc(cleanEnv(), func(kv string) bool { return strings.HasPrefix(kv, "AWS_CA_BUNDLE=") })
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -136,6 +155,11 @@ func r2StartDistribution(t *testing.T, bin, dir string) (addr string, stop func(
 	}
 	t.Cleanup(stop)
 	pollUntil(t, 15*time.Second, "Distribution answers /v2/", func() error {
+		select {
+		case <-exited:
+			t.Fatalf("Distribution exited:\n%s", log.String())
+		default:
+		}
 		resp, err := http.Get("http://" + addr + "/v2/")
 		if err != nil {
 			return err
@@ -149,8 +173,10 @@ func r2StartDistribution(t *testing.T, bin, dir string) (addr string, stop func(
 	return addr, stop
 }
 
-// r2Push pushes the test's images with go-containerregistry.
-func r2Push(t *testing.T, addr string) r2Content {
+// r2Push pushes the test's images with go-containerregistry; one has many
+// small layers, so that an import takes long enough to be killed in the
+// middle.
+func r2Push(t *testing.T, addr string, small int64) r2Content {
 	t.Helper()
 	c := r2Content{refs: map[string]v1.Hash{}}
 	push := func(ref string, img v1.Image) {
@@ -175,7 +201,7 @@ func r2Push(t *testing.T, addr string) r2Content {
 		}
 		return img
 	}
-	big, v2, gone, many := image(8<<20, 3), image(1<<20, 2), image(512<<10, 1), image(2<<10, 400)
+	big, v2, gone, many := image(8<<20, 3), image(1<<20, 2), image(512<<10, 1), image(2<<10, small)
 	push("app/web:v1", big)
 	push("app/web:v2", v2)
 	push("app/web:v1", v2) // the tag moves; big stays by digest
@@ -265,10 +291,11 @@ func headManifest(t *testing.T, addr, ref string) int {
 	return resp.StatusCode
 }
 
-// r2StartImporting starts atoll on dir without waiting for it to serve.
-func r2StartImporting(t *testing.T, dir string) *Node {
+// r2StartImporting starts atoll on dir, with env added to its
+// environment, without waiting for it to serve.
+func r2StartImporting(t *testing.T, dir string, env ...string) *Node {
 	t.Helper()
-	n := &Node{t: t, addr: freeAddr(t), dataDir: dir, log: &syncBuffer{}}
+	n := &Node{t: t, addr: freeAddr(t), dataDir: dir, log: &syncBuffer{}, env: env}
 	t.Cleanup(func() {
 		if n.running() {
 			n.Stop()
@@ -278,7 +305,7 @@ func r2StartImporting(t *testing.T, dir string) *Node {
 		}
 	})
 	cmd := exec.Command(atollBin, "serve", "--config", emptyConf, "--addr", n.addr, "--data", dir)
-	cmd.Env = cleanEnv()
+	cmd.Env = append(cleanEnv(), env...)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -288,14 +315,14 @@ func r2StartImporting(t *testing.T, dir string) *Node {
 	return n
 }
 
-// r2KillMidImport kills n with SIGKILL once it has adopted some blobs but
-// not all; false when the import finished first (n still runs).
-func r2KillMidImport(t *testing.T, n *Node, dir string) bool {
+// r2KillMidImport kills n with SIGKILL once it holds (held) some of the
+// total blobs but not half; false when the import finished first (n still
+// runs).
+func r2KillMidImport(t *testing.T, n *Node, total int, held func() int) bool {
 	t.Helper()
-	total := r2Count(filepath.Join(dir, "docker/registry/v2/blobs"), "data")
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		if got := r2Count(filepath.Join(dir, "blobs"), ""); got > 0 && got < total/2 {
+		if got := held(); got > 0 && got < total/2 {
 			_ = n.cmd.Process.Signal(syscall.SIGKILL)
 			<-n.exited
 			t.Logf("killed atoll with %d of %d blobs imported", got, total)
