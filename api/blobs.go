@@ -9,8 +9,17 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/atollhq/atoll/storage"
 )
+
+// CacheHits is an optional capability of an Upstream: it is told of each
+// blob of a proxied repository served from what is cached, without asking
+// Blob. It must not block.
+type CacheHits interface {
+	BlobHit(repo string, d digest.Digest)
+}
 
 // getBlob implements GET and HEAD /v2/<name>/blobs/<digest> ("Pulling
 // blobs", "Checking if content exists"): Range requests get 206 with
@@ -32,6 +41,8 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		if err := reg.upstream.Blob(r.Context(), repo, d); err != nil {
 			return err
 		}
+	} else if h, ok := reg.upstream.(CacheHits); ok && proxied {
+		h.BlobHit(repo, d)
 	}
 	// A HEAD is how a pushing client learns it need not upload the blob;
 	// a blob being collected is reported absent, so it is uploaded again.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -54,6 +55,15 @@ func (c *Cache) blob(ctx context.Context, repo string, d digest.Digest, ask bool
 		return nil
 	}
 	return fmt.Errorf("blob %s of %s: fetches for other repositories kept winning: %w", d, repo, storage.ErrUnavailable)
+}
+
+var _ api.CacheHits = (*Cache)(nil)
+
+// BlobHit implements api.CacheHits: a blob served from the cache is a hit.
+func (c *Cache) BlobHit(repo string, _ digest.Digest) {
+	if rt, _, ok := c.match(repo); ok {
+		c.m.hits.WithLabelValues(rt.client.host, "blob").Inc()
+	}
 }
 
 // fetched is the outcome of a blob fetch for repo.
