@@ -31,7 +31,11 @@ func importBeforeServing(ctx context.Context, n *node.Node, from string, noVerif
 	if !pending {
 		return nil
 	}
-	log.Info("registry:2 data found: importing it before serving (docs: README, Coming from registry:2)", "source", from)
+	src := from
+	if src == "" {
+		src = "the member's own storage"
+	}
+	log.Info("registry:2 data found: importing it before serving (docs: README, Coming from registry:2)", "source", src)
 	rep, err := n.ImportRegistry2(ctx, from, registry2.Options{NoVerify: noVerify})
 	if err != nil {
 		return fmt.Errorf("importing registry:2 data (start again to resume): %w", err)
