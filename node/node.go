@@ -192,6 +192,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("POST /_atoll/v1/quota/reserve", n.serveQuotaReserve)
 	mux.HandleFunc("POST /_atoll/v1/quota/settle", n.serveQuotaSettle)
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.serveUsage))
+	mux.Handle("GET /_atoll/v1/replication", n.admin(n.serveReplication(deps.Upstream)))
 	n.servePullThrough(mux, deps.Upstream)
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))

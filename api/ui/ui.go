@@ -6,8 +6,8 @@
 // and honours the same authentication and delete settings.
 //
 // Views are client-side routes in the URL fragment: /ui/#/ (repositories),
-// /ui/#/repo/<name>, /ui/#/manifest/<name>:<tag> or <name>@<digest>, and
-// /ui/#/cluster. The server only ever serves the files below static/.
+// /ui/#/repo/<name>, /ui/#/manifest/<name>:<tag> or <name>@<digest>,
+// /ui/#/usage, /ui/#/replication and /ui/#/cluster. The server only ever serves the files below static/.
 package ui
 
 import (

@@ -27,6 +27,7 @@ func TestHandler(t *testing.T) {
 		{"GET", "/ui/js/app.js", 200, "text/javascript", "hashchange"},
 		{"GET", "/ui/js/views/cluster.js", 200, "text/javascript", "/_atoll/v1/cluster"},
 		{"GET", "/ui/js/views/usage.js", 200, "text/javascript", "getUsage"},
+		{"GET", "/ui/js/views/replication.js", 200, "text/javascript", "getReplication"},
 		{"GET", "/ui/favicon.svg", 200, "image/svg+xml", "<svg"},
 		{"GET", "/ui/nope.js", 404, "", ""},
 		{"GET", "/ui/js/", 404, "", ""},

@@ -22,7 +22,7 @@ func (r *Replicator) runPull(ctx context.Context, rl *rule) {
 	c := &client{rule: rl}
 	every(ctx, rl.Interval, func(ctx context.Context) {
 		if err := r.pullPass(ctx, c); err != nil && ctx.Err() == nil {
-			r.m.failures.WithLabelValues(rl.Name).Inc()
+			r.failed(rl.Name, err)
 			r.log.Warn("replication pull", "rule", rl.Name, "err", err)
 		}
 	})

@@ -41,7 +41,7 @@ func (r *Replicator) runPush(ctx context.Context, rl *rule) {
 			return len(items), nil
 		},
 		Failed: func(failures int, err error) {
-			r.m.failures.WithLabelValues(rl.Name).Inc()
+			r.failed(rl.Name, err)
 			if failures == 1 || failures%10 == 0 {
 				log.Warn("replication push failing; retrying", "failures", failures, "err", err)
 			}
@@ -53,7 +53,7 @@ func (r *Replicator) runPush(ctx context.Context, rl *rule) {
 	wg.Go(func() {
 		every(ctx, rl.Interval, func(ctx context.Context) {
 			if err := r.reconcile(ctx, c); err != nil && ctx.Err() == nil {
-				r.m.failures.WithLabelValues(rl.Name).Inc()
+				r.failed(rl.Name, err)
 				log.Warn("replication push check", "err", err)
 			}
 		})
@@ -80,7 +80,7 @@ func (r *Replicator) deliver(ctx context.Context, c *client, item []byte) error 
 	if err != nil && permanent(err) {
 		r.log.Warn("replication: the remote refused a change; dropped", "rule", c.rule.Name, "action", ev.Action,
 			"repository", ev.Repo, "digest", ev.Digest, "tag", ev.Tag, "err", err)
-		r.m.failures.WithLabelValues(c.rule.Name).Inc()
+		r.failed(c.rule.Name, err)
 		return nil
 	}
 	return err
@@ -216,7 +216,9 @@ func (r *Replicator) reconcile(ctx context.Context, c *client) error {
 	if sent > 0 {
 		r.log.Info("replication push check sent what the remote lacked", "rule", c.rule.Name, "manifests", sent)
 	}
-	r.m.lastPass.WithLabelValues(c.rule.Name).SetToCurrentTime()
+	if len(errs) == 0 {
+		r.m.lastPass.WithLabelValues(c.rule.Name).SetToCurrentTime()
+	}
 	return errors.Join(errs...)
 }
 

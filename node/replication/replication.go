@@ -73,6 +73,8 @@ type Replicator struct {
 	q     *queue.Queue // nil without push rules
 	wake  map[string]chan struct{}
 	m     *metrics
+
+	lastErr lastErrors // for Status
 }
 
 var _ api.EventSink = (*Replicator)(nil)

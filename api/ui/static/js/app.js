@@ -6,6 +6,7 @@
 //   #/manifest/<name>@<digest>       a manifest by digest
 //   #/cluster                        cluster members
 //   #/usage                          quotas and bytes per repository
+//   #/replication                    replication rules and pull-through upstreams
 import { h, errorMessage, link, message } from './dom.js';
 import { validName, validReference } from './registry.js';
 import * as repositories from './views/repositories.js';
@@ -13,6 +14,7 @@ import * as repository from './views/repository.js';
 import * as manifest from './views/manifest.js';
 import * as cluster from './views/cluster.js';
 import * as usage from './views/usage.js';
+import * as replication from './views/replication.js';
 
 /** route parses the fragment into {view, title, nav, args}, or null. */
 export function route(hash) {
@@ -25,6 +27,7 @@ export function route(hash) {
   path = path.replace(/\/+$/, '');
   if (path === '') return { view: repositories, name: 'repositories', title: 'Repositories', nav: 'repositories', args: [] };
   if (path === 'usage') return { view: usage, name: 'usage', title: 'Usage', nav: 'usage', args: [] };
+  if (path === 'replication') return { view: replication, name: 'replication', title: 'Replication', nav: 'replication', args: [] };
   if (path === 'cluster') return { view: cluster, name: 'cluster', title: 'Cluster', nav: 'cluster', args: [] };
   let m = /^repo\/(.+)$/.exec(path);
   if (m && validName(m[1])) return { view: repository, name: 'repository', title: m[1], nav: 'repositories', args: [m[1]] };

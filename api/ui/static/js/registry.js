@@ -195,6 +195,12 @@ export async function getUsage({ signal } = {}) {
   return resp.json();
 }
 
+/** getReplication returns GET /_atoll/v1/replication: rules and upstreams. */
+export async function getReplication({ signal } = {}) {
+  const resp = await request('/_atoll/v1/replication', { signal });
+  return resp.json();
+}
+
 /**
  * limiter returns run(fn), which calls at most n of its functions at a
  * time, so a repository with many tags does not open hundreds of requests.
