@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/node/policy"
-	"github.com/atollhq/atoll/storage"
 )
 
 // rules is the member's api.Policy: quotas and immutable tags, enforced
@@ -27,7 +25,7 @@ type rules struct {
 
 var _ api.Policy = (*rules)(nil)
 
-// claimTimeout bounds the question to the member deciding a tag.
+// claimTimeout bounds a question to the member deciding a tag or a quota.
 const claimTimeout = 10 * time.Second
 
 func newRules(n *Node) (*rules, error) {
@@ -113,32 +111,8 @@ func (p *rules) claim(ctx context.Context, repo, tag string, d digest.Digest) (d
 	if decider == n.name {
 		return p.pinner.Claim(ctx, repo, tag, d)
 	}
-	member, ok := n.views.load().members[decider]
-	if !ok {
-		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, storage.ErrUnavailable)
-	}
-	body, err := json.Marshal(claimRequest{Repo: repo, Tag: tag, Digest: d})
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+member.HTTP+"/_atoll/v1/immutable/claim", bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	hr.Header.Set(tokenHeader, n.token)
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := n.client.Do(hr)
-	if err != nil {
-		return "", fmt.Errorf("member %s deciding tag %s:%s: %w: %w", decider, repo, tag, storage.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("member %s deciding tag %s:%s: %s: %w", decider, repo, tag, resp.Status, storage.ErrUnavailable)
-	}
 	var reply claimReply
-	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+	if err := n.askMember(ctx, decider, "/_atoll/v1/immutable/claim", claimRequest{Repo: repo, Tag: tag, Digest: d}, &reply); err != nil {
 		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, err)
 	}
 	return reply.Bound, nil
@@ -158,12 +132,11 @@ type claimReply struct {
 
 // serveClaim answers POST /_atoll/v1/immutable/claim from a member.
 func (n *Node) serveClaim(w http.ResponseWriter, r *http.Request) {
-	if n.cluster == nil || !n.trusted(r) {
-		http.Error(w, "cluster token required", http.StatusUnauthorized)
+	var req claimRequest
+	if !n.memberRequest(w, r, &req) {
 		return
 	}
-	var req claimRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Digest.Validate() != nil {
+	if req.Digest.Validate() != nil {
 		http.Error(w, "bad claim", http.StatusBadRequest)
 		return
 	}

@@ -2,8 +2,9 @@
 // a set of repositories holds, and tags that may never move once pushed.
 // Rules name repositories with the patterns retention uses (match.go).
 // The rules are cluster-wide because their inputs are: usage is computed
-// from replicated metadata, and the first push of an immutable tag is
-// decided by one member (see Pinner).
+// from replicated metadata, the admissions of each quota are decided by
+// one member, which counts the writes in flight (reserve.go), and the
+// first push of an immutable tag is decided by one member (see Pinner).
 package policy
 
 import (
