@@ -51,34 +51,15 @@ func (allowAll) AllowManifest(context.Context, string, string, digest.Digest, in
 
 func (allowAll) AllowDelete(context.Context, string, string, digest.Digest) error { return nil }
 
-// sizedLinks is an optional Metadata capability: blob links that carry the
-// blob's size, which quotas count.
-type sizedLinks interface {
-	LinkBlobSize(ctx context.Context, repo string, d digest.Digest, size int64) error
-	CompleteUploadSize(ctx context.Context, id string, d digest.Digest, size int64) error
+// blobSizes is an optional Metadata capability: the size of a blob from
+// its links, without reaching the bytes (which may be on other members).
+type blobSizes interface {
 	BlobSize(d digest.Digest) (int64, bool)
-}
-
-// linkBlob links blob d of size bytes into repo, with its size when the
-// metadata keeps sizes.
-func (reg *Registry) linkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	if sl, ok := reg.meta.(sizedLinks); ok {
-		return sl.LinkBlobSize(ctx, repo, d, size)
-	}
-	return reg.meta.LinkBlob(ctx, repo, d)
-}
-
-// completeUpload ends upload id as blob d of size bytes.
-func (reg *Registry) completeUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
-	if sl, ok := reg.meta.(sizedLinks); ok {
-		return sl.CompleteUploadSize(ctx, id, d, size)
-	}
-	return reg.meta.CompleteUpload(ctx, id, d)
 }
 
 // blobSize returns the size of blob d, known from its links or its bytes.
 func (reg *Registry) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
-	if sl, ok := reg.meta.(sizedLinks); ok {
+	if sl, ok := reg.meta.(blobSizes); ok {
 		if size, ok := sl.BlobSize(d); ok {
 			return size, nil
 		}

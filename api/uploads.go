@@ -93,7 +93,7 @@ func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFro
 		return "", err
 	}
 	defer release()
-	if err := reg.linkBlob(ctx, repo, d, size); err != nil {
+	if err := reg.meta.LinkBlob(ctx, repo, d, size); err != nil {
 		done(false)
 		return "", err
 	}
@@ -134,7 +134,7 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		done(false)
 		return err
 	}
-	if err := reg.linkBlob(r.Context(), repo, d, size); err != nil {
+	if err := reg.meta.LinkBlob(r.Context(), repo, d, size); err != nil {
 		done(false)
 		return err
 	}
@@ -199,7 +199,7 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 			}
 			return err
 		}
-		if err := reg.completeUpload(r.Context(), u.ID, d, size); err != nil {
+		if err := reg.meta.CompleteUpload(r.Context(), u.ID, d, size); err != nil {
 			done(false)
 			return err
 		}

@@ -73,8 +73,9 @@ type Manifests interface {
 
 // Links records which repositories may serve which blobs.
 type Links interface {
-	// LinkBlob makes blob d readable through repo.
-	LinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	// LinkBlob makes blob d, of size bytes (0: unknown), readable through
+	// repo. The size travels with the link, for quotas.
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
 	// BlobLinked reports whether blob d is readable through repo.
 	BlobLinked(repo string, d digest.Digest) bool
 	// UnlinkBlob removes the link, or returns ErrBlobUnknown.
@@ -91,9 +92,9 @@ type Uploads interface {
 	ListUploads() ([]*Upload, error)
 	// DeleteUpload removes a session, or returns ErrUploadUnknown.
 	DeleteUpload(ctx context.Context, id string) error
-	// CompleteUpload removes session id and links blob d into its
-	// repository, in one durable step.
-	CompleteUpload(ctx context.Context, id string, d digest.Digest) error
+	// CompleteUpload removes session id and links blob d, of size bytes,
+	// into its repository, in one durable step.
+	CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error
 }
 
 // Inventory is an optional Metadata capability for garbage collection:

@@ -93,7 +93,7 @@ func (c *Cache) obtainBlob(ctx context.Context, rt *route, up, repo string, d di
 // client knows.
 func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d digest.Digest) error {
 	path := "blobs/" + d.String()
-	if _, err := c.blobs.Stat(ctx, d); err == nil {
+	if size, err := c.blobs.Stat(ctx, d); err == nil {
 		hctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 		defer cancel()
 		resp, err := rt.client.do(hctx, http.MethodHead, up, path, "")
@@ -101,7 +101,7 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 			return failure(err, storage.ErrBlobUnknown)
 		}
 		_ = resp.Body.Close()
-		return c.link(ctx, repo, d)
+		return c.link(ctx, repo, d, size)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -133,11 +133,11 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
 	c.log.Debug("cached blob", "repository", repo, "digest", d, "size", n)
-	return c.link(ctx, repo, d)
+	return c.link(ctx, repo, d, n)
 }
 
-func (c *Cache) link(ctx context.Context, repo string, d digest.Digest) error {
-	if err := c.meta.LinkBlob(ctx, repo, d); err != nil {
+func (c *Cache) link(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	if err := c.meta.LinkBlob(ctx, repo, d, size); err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
 	}
 	return nil

@@ -27,7 +27,7 @@ type Blobs interface {
 // is the member's replicated store.
 type Metadata interface {
 	PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error
-	LinkBlob(ctx context.Context, repo string, d digest.Digest) error
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
 }
 
 // Deps are what an import writes to.

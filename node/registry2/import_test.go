@@ -61,7 +61,7 @@ func (f *fakeStore) PutManifest(_ context.Context, repo string, m *storage.Manif
 	return nil
 }
 
-func (f *fakeStore) LinkBlob(_ context.Context, repo string, d digest.Digest) error {
+func (f *fakeStore) LinkBlob(_ context.Context, repo string, d digest.Digest, _ int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.links[repo+"@"+d.String()] = true

@@ -97,12 +97,13 @@ func (im *importer) repository(ctx context.Context, r *repository) error {
 		im.rep.Tags++
 	}
 	for _, d := range r.layers {
-		if _, err := im.deps.Blobs.Stat(ctx, d); err != nil && !im.opts.DryRun {
+		size, err := im.deps.Blobs.Stat(ctx, d)
+		if err != nil && !im.opts.DryRun {
 			im.log.Warn("import: layer link to a blob registry:2 does not hold: left out", "repository", repo, "digest", d)
 			continue
 		}
 		if !im.opts.DryRun {
-			if err := im.deps.Meta.LinkBlob(ctx, repo, d); err != nil {
+			if err := im.deps.Meta.LinkBlob(ctx, repo, d, size); err != nil {
 				return err
 			}
 		}

@@ -214,47 +214,49 @@ func (r *Replicator) pullBlob(ctx context.Context, c *client, repo name.Reposito
 	if r.deps.Meta.BlobLinked(local, d) {
 		return nil
 	}
-	if _, err := r.deps.Blobs.Stat(ctx, d); err != nil {
-		if err := r.fetchBlob(ctx, c, repo, d, p); err != nil {
+	size, err := r.deps.Blobs.Stat(ctx, d)
+	if err != nil {
+		if size, err = r.fetchBlob(ctx, c, repo, d, p); err != nil {
 			return err
 		}
 	}
-	if err := r.deps.Meta.LinkBlob(ctx, local, d); err != nil {
+	if err := r.deps.Meta.LinkBlob(ctx, local, d, size); err != nil {
 		return fmt.Errorf("link blob %s: %w", d, err)
 	}
 	return nil
 }
 
-func (r *Replicator) fetchBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) error {
+// fetchBlob stores remote blob d here and returns its size.
+func (r *Replicator) fetchBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) (int64, error) {
 	opts, err := c.options(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	l, err := remote.Layer(repo.Digest(d.String()), opts...)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	rc, err := l.Compressed()
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
+		return 0, fmt.Errorf("blob %s: %w", d, err)
 	}
 	defer rc.Close()
 	w, err := r.deps.Blobs.Writer(ctx, "replication-"+randomID(), nil)
 	if err != nil {
-		return fmt.Errorf("blob %s: %w", d, err)
+		return 0, fmt.Errorf("blob %s: %w", d, err)
 	}
 	n, err := io.Copy(w, rc)
 	if err != nil {
 		_ = w.Cancel(context.WithoutCancel(ctx))
-		return fmt.Errorf("blob %s after %d bytes: %w", d, n, err)
+		return 0, fmt.Errorf("blob %s after %d bytes: %w", d, n, err)
 	}
 	if err := w.Commit(ctx, d); err != nil {
 		_ = w.Cancel(context.WithoutCancel(ctx))
-		return fmt.Errorf("store blob %s: %w", d, err)
+		return 0, fmt.Errorf("store blob %s: %w", d, err)
 	}
 	p.blobs++
 	p.bytes += n
 	r.m.blobs.WithLabelValues(c.rule.Name, Pull).Inc()
 	r.m.bytes.WithLabelValues(c.rule.Name, Pull).Add(float64(n))
-	return nil
+	return n, nil
 }

@@ -130,14 +130,9 @@ func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	return out
 }
 
-// LinkBlob implements storage.Links.
-func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.LinkBlobSize(ctx, repo, d, 0)
-}
-
-// LinkBlobSize is LinkBlob recording the blob's size with the link, for
-// quotas; size 0 records none. A link without a size gets one.
-func (s *Store) LinkBlobSize(ctx context.Context, repo string, d digest.Digest, size int64) error {
+// LinkBlob implements storage.Links; size 0 records none, and a link
+// without a size gets one.
+func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	return s.write(ctx, func(st *state) ([]storage.Op, error) {
 		return linkOps(st, repo, d, size), nil
 	}, nil)

@@ -46,7 +46,7 @@ func TestConvergence(t *testing.T) {
 	must(t, b.PutManifest(ctx, "r", m2, "latest"))
 	must(t, a.PutManifest(ctx, "r", m1, "v1"))
 	must(t, a.DeleteTag(ctx, "r", "v1"))
-	must(t, b.LinkBlob(ctx, "r", digest.FromString("blob")))
+	must(t, b.LinkBlob(ctx, "r", digest.FromString("blob"), 0))
 
 	c, _ := member(t, "c")
 	// a and b exchange in one order, c receives b's log before a's.
@@ -80,7 +80,7 @@ func TestConvergence(t *testing.T) {
 func TestSince(t *testing.T) {
 	a, _ := member(t, "a")
 	for i := range 5 {
-		must(t, a.LinkBlob(ctx, "r", digest.FromString(string(rune('a'+i)))))
+		must(t, a.LinkBlob(ctx, "r", digest.FromString(string(rune('a'+i))), 0))
 	}
 	got, err := a.Since("a", 2, 2)
 	if err != nil {

@@ -38,7 +38,7 @@ func TestPersistence(t *testing.T) {
 		s.PutManifest(ctx, "a/b", m1, "v1"),
 		s.PutManifest(ctx, "a/b", m2, ""),
 		s.PutManifest(ctx, "c", m1, "latest"),
-		s.LinkBlob(ctx, "a/b", blob),
+		s.LinkBlob(ctx, "a/b", blob, 0),
 		s.PutUpload(ctx, &storage.Upload{ID: "u1", Repo: "a/b", Started: time.Now(), Size: 3, State: []byte("st")}),
 	} {
 		if step != nil {
@@ -111,11 +111,11 @@ func TestCompleteUpload(t *testing.T) {
 	}
 	defer s.Close()
 	d := digest.FromString("x")
-	if err := s.CompleteUpload(ctx, "nope", d); !errors.Is(err, storage.ErrUploadUnknown) {
+	if err := s.CompleteUpload(ctx, "nope", d, 0); !errors.Is(err, storage.ErrUploadUnknown) {
 		t.Errorf("complete unknown upload: %v", err)
 	}
 	_ = s.PutUpload(ctx, &storage.Upload{ID: "u", Repo: "r"})
-	if err := s.CompleteUpload(ctx, "u", d); err != nil {
+	if err := s.CompleteUpload(ctx, "u", d, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Upload("u"); !errors.Is(err, storage.ErrUploadUnknown) {

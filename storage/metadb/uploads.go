@@ -80,14 +80,8 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 	}))
 }
 
-// CompleteUpload implements storage.Uploads.
-func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest) error {
-	return s.CompleteUploadSize(ctx, id, d, 0)
-}
-
-// CompleteUploadSize is CompleteUpload recording the blob's size with its
-// link, for quotas; size 0 records none.
-func (s *Store) CompleteUploadSize(ctx context.Context, id string, d digest.Digest, size int64) error {
+// CompleteUpload implements storage.Uploads; size 0 records none.
+func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
 	u, err := s.Upload(id)
 	if err != nil {
 		return err

@@ -24,7 +24,7 @@ func TestUsage(t *testing.T) {
 		d    digest.Digest
 		size int64
 	}{{"team/x", a, 100}, {"team/y", a, 100}, {"team/y", b, 0}, {"team/y", b, 50}, {"other", b, 50}} {
-		if err := s.LinkBlobSize(ctx, l.repo, l.d, l.size); err != nil {
+		if err := s.LinkBlob(ctx, l.repo, l.d, l.size); err != nil {
 			t.Fatal(err)
 		}
 	}
