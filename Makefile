@@ -33,9 +33,9 @@ race:
 # Each fuzz target runs briefly beyond its committed seeds (FUZZTIME=1m for more).
 FUZZTIME ?= 5s
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./api/oci
-	$(GO) test -run='^$$' -fuzz='^FuzzParseReference$$' -fuzztime=$(FUZZTIME) ./api/oci
-	$(GO) test -run='^$$' -fuzz='^FuzzValidName$$' -fuzztime=$(FUZZTIME) ./api/oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseManifest$$' -fuzztime=$(FUZZTIME) ./oci
+	$(GO) test -run='^$$' -fuzz='^FuzzParseReference$$' -fuzztime=$(FUZZTIME) ./oci
+	$(GO) test -run='^$$' -fuzz='^FuzzValidName$$' -fuzztime=$(FUZZTIME) ./oci
 	$(GO) test -run='^$$' -fuzz='^FuzzContentRange$$' -fuzztime=$(FUZZTIME) ./api
 	$(GO) test -run='^$$' -fuzz='^FuzzParseConfig$$' -fuzztime=$(FUZZTIME) ./cmd/atoll
 

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 )
 
 // repoName returns the validated repository name of the request.

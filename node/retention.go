@@ -12,7 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
 

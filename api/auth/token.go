@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 )
 
 // TokenHandler is the built-in token server (mount it at TokenPath). It

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 )
 
 // Config is the pull-through cache: registry:2's proxy section and atoll's

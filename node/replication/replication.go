@@ -37,7 +37,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atollhq/atoll/api"
-	"github.com/atollhq/atoll/api/oci"
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/node/queue"
 	"github.com/atollhq/atoll/storage"
 )

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 )
 
 // teardown removes everything the Net made: processes left in its
@@ -140,7 +139,7 @@ func gone(m []string) bool {
 // sweep removes what runs of this package left behind when they were
 // killed before their cleanup: their engines' containers, namespaces and
 // what runs in them, links, firewall rules and directories.
-func sweep(t testing.TB) {
+func sweep(t T) {
 	var swept []string
 	if ents, err := os.ReadDir("/sys/fs/cgroup/pids"); err == nil { // cgroup v1
 		for _, e := range ents {

@@ -32,13 +32,22 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
+// T is the part of testing.TB the harness uses: a *testing.T, or a
+// benchmark program's own (Fatalf and Skipf must not return).
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Net is a bridge on the machine and the hosts attached to it.
 type Net struct {
-	t       testing.TB
+	t       T
 	prefix  string     // ah<pid><k>: every name made starts with it
 	Bridge  string     // the bridge's interface name
 	Gateway netip.Addr // the machine's own address on the bridge
@@ -78,7 +87,7 @@ var netSeq struct {
 // New creates a bridge with its own /24 and a firewall rule letting the
 // bridge forward between its ports, after removing leftovers of killed
 // runs. The test's cleanup removes it with every host on it.
-func New(t testing.TB) *Net {
+func New(t T) *Net {
 	t.Helper()
 	if err := Supported(); err != nil {
 		refuse(t, "hosts", err)
@@ -128,7 +137,7 @@ func Supported() error {
 
 // refuse skips the test because the machine refuses step; under CI=true
 // it fails instead, since CI is meant to run it.
-func refuse(t testing.TB, step string, err error) {
+func refuse(t T, step string, err error) {
 	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("hosts: %s: %v (CI=true: this must run)", step, err)
