@@ -19,7 +19,7 @@ import (
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/api/ui"
-	"github.com/atollhq/atoll/node/fence"
+	"github.com/atollhq/atoll/node/gc/fence"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
