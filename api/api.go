@@ -169,7 +169,7 @@ func (reg *Registry) handle(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		if err := h(w, r); err != nil {
-			serveError(reg.log, w, r, err)
+			WriteError(reg.log, w, r, err)
 		}
 	})
 }

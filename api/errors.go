@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
@@ -25,6 +26,7 @@ const (
 	codeNameInvalid         = "NAME_INVALID"
 	codeNameUnknown         = "NAME_UNKNOWN"
 	codeSizeInvalid         = "SIZE_INVALID"
+	codeUnauthorized        = "UNAUTHORIZED"
 	codeUnsupported         = "UNSUPPORTED"
 	codeRangeInvalid        = "RANGE_INVALID"
 	codeUnavailable         = "UNAVAILABLE"
@@ -48,28 +50,64 @@ func newError(status int, code, format string, args ...any) *Error {
 	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// domainErrors maps storage and model errors to what the client sees. A
-// message, when set, replaces the error's text (which may name files).
+// Errors of refused requests, for the parts of the registry's HTTP API
+// that live outside this package (authentication, members' endpoints).
+// Return them wrapped in a Refusal to give the client a message of their
+// own.
+var (
+	// ErrUnauthorized: the request lacks valid credentials (401).
+	ErrUnauthorized = errors.New("authentication required")
+	// ErrDenied: the requester may not do this (403).
+	ErrDenied = errors.New("requested access to the resource is denied")
+	// ErrDigestInvalid: a digest in the request is malformed (400).
+	ErrDigestInvalid = errors.New("invalid digest")
+	// ErrUnsupported: the request asks for something not offered (400).
+	ErrUnsupported = errors.New("the operation is unsupported")
+)
+
+// A Refusal refuses a request with a message written for the client. Err
+// is its kind, one of the errors of the table below; Detail, if set, is
+// the spec's detail entry.
+type Refusal struct {
+	Err     error
+	Message string
+	Detail  any
+}
+
+func (r *Refusal) Error() string { return r.Message + ": " + r.Err.Error() }
+
+// Unwrap returns the refusal's kind.
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// domainErrors is the one table from errors to what the client sees:
+// status, code and message. An empty message means the error's own text,
+// allowed only for errors that every layer wraps with words written for the
+// client (a manifest's fault, a quota's reason); any other error's text may
+// name members, files or rpc failures, and is logged, never sent.
 var domainErrors = []struct {
 	err     error
 	status  int
 	code    string
 	message string
 }{
-	{storage.ErrBlobUnknown, http.StatusNotFound, codeBlobUnknown, ""},
-	{storage.ErrManifestUnknown, http.StatusNotFound, codeManifestUnknown, ""},
-	{storage.ErrTagUnknown, http.StatusNotFound, codeManifestUnknown, ""},
-	{storage.ErrNameUnknown, http.StatusNotFound, codeNameUnknown, ""},
-	{storage.ErrUploadUnknown, http.StatusNotFound, codeBlobUploadUnknown, ""},
-	{storage.ErrDigestMismatch, http.StatusBadRequest, codeDigestInvalid, ""},
-	{storage.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable, ""},
+	{storage.ErrBlobUnknown, http.StatusNotFound, codeBlobUnknown, "blob unknown to registry"},
+	{storage.ErrManifestUnknown, http.StatusNotFound, codeManifestUnknown, "manifest unknown"},
+	{storage.ErrTagUnknown, http.StatusNotFound, codeManifestUnknown, "manifest unknown"},
+	{storage.ErrNameUnknown, http.StatusNotFound, codeNameUnknown, "repository name not known to registry"},
+	{storage.ErrUploadUnknown, http.StatusNotFound, codeBlobUploadUnknown, "blob upload unknown to registry"},
+	{storage.ErrDigestMismatch, http.StatusBadRequest, codeDigestInvalid, "provided digest did not match uploaded content"},
+	{storage.ErrUnavailable, http.StatusServiceUnavailable, codeUnavailable, "the registry cannot serve this now; retry later"},
 	// A full disk is the registry's condition: 507, never a 4xx.
 	{storage.ErrNoSpace, http.StatusInsufficientStorage, codeUnknown, storage.ErrNoSpace.Error()},
 	{oci.ErrManifestInvalid, http.StatusBadRequest, codeManifestInvalid, ""},
 	// The operator's rules: the message names the quota or the tag.
 	{ErrQuotaExceeded, http.StatusForbidden, codeDenied, ""},
 	{ErrTagImmutable, http.StatusForbidden, codeDenied, ""},
-	{ErrReadOnly, http.StatusServiceUnavailable, codeUnavailable, ""},
+	{ErrReadOnly, http.StatusServiceUnavailable, codeUnavailable, ErrReadOnly.Error()},
+	{ErrUnauthorized, http.StatusUnauthorized, codeUnauthorized, ErrUnauthorized.Error()},
+	{ErrDenied, http.StatusForbidden, codeDenied, ErrDenied.Error()},
+	{ErrDigestInvalid, http.StatusBadRequest, codeDigestInvalid, ErrDigestInvalid.Error()},
+	{ErrUnsupported, http.StatusBadRequest, codeUnsupported, ErrUnsupported.Error()},
 }
 
 // toError turns any handler error into the client's Error.
@@ -79,13 +117,21 @@ func toError(err error) *Error {
 		return e
 	}
 	for _, m := range domainErrors {
-		if errors.Is(err, m.err) {
-			msg := m.message
-			if msg == "" {
-				msg = err.Error()
-			}
-			return &Error{Status: m.status, Code: m.code, Message: msg}
+		if !errors.Is(err, m.err) {
+			continue
 		}
+		e := &Error{Status: m.status, Code: m.code, Message: m.message}
+		var ref *Refusal
+		if errors.As(err, &ref) {
+			e.Detail = ref.Detail
+			if ref.Message != "" {
+				e.Message = ref.Message
+			}
+		}
+		if e.Message == "" {
+			e.Message = err.Error()
+		}
+		return e
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: codeUnknown, Message: "internal error"}
 }
@@ -100,19 +146,29 @@ type errorEntry struct {
 	Detail  any    `json:"detail,omitempty"`
 }
 
-// serveError logs err when it is the server's fault and writes the spec's
-// error JSON.
-func serveError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+// WriteError writes err as the spec's error JSON (application/json), with
+// the status, code and message the table above gives it. The client reads
+// that message, never err's own text unless the table says so; err is
+// logged instead: as an error when the server is at fault, at debug level
+// otherwise. Every OCI error of the registry's HTTP API goes out through
+// it, wherever it starts. log may be nil.
+func WriteError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
 	e := toError(err)
-	if e.Status >= 500 {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if log != nil {
+		if e.Status >= 500 {
+			log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		} else {
+			log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+		}
 	}
 	for k, v := range e.Header {
 		w.Header()[k] = v
 	}
 	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code, Message: e.Message, Detail: e.Detail}}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Docker-Distribution-API-Version", "registry/2.0")
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)

@@ -18,7 +18,7 @@ import (
 func TestNoSpaceIs507(t *testing.T) {
 	err := fmt.Errorf("upload x: %w", diskspace.Classify(&pathError{"/data/uploads/x", syscall.ENOSPC}))
 	rec := httptest.NewRecorder()
-	serveError(slog.New(slog.DiscardHandler), rec, httptest.NewRequest("PATCH", "/v2/a/blobs/uploads/x", nil), err)
+	WriteError(slog.New(slog.DiscardHandler), rec, httptest.NewRequest("PATCH", "/v2/a/blobs/uploads/x", nil), err)
 	if rec.Code != http.StatusInsufficientStorage {
 		t.Fatalf("status %d, want 507", rec.Code)
 	}

@@ -74,6 +74,6 @@ func (reg *Registry) readOnly(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	serveError(reg.log, w, r, ErrReadOnly)
+	WriteError(reg.log, w, r, ErrReadOnly)
 	return true
 }

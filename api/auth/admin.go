@@ -3,6 +3,8 @@ package auth
 import (
 	"net/http"
 	"slices"
+
+	"github.com/atollhq/atoll/api"
 )
 
 // ActionAdmin lets a user operate the registry: the member's own endpoints
@@ -78,7 +80,7 @@ func (a *Authenticator) WrapAdmin(next http.Handler) http.Handler {
 			return
 		case tok != nil && !tok.grantsAdmin(), tok == nil && !a.Admin(id):
 			a.log.Info("administration denied", "remote", r.RemoteAddr, "path", r.URL.Path, "user", id.User)
-			writeError(w, r, http.StatusForbidden, "DENIED", "administrator rights required", Access{})
+			a.writeError(w, r, api.ErrDenied, "administrator rights required", Access{})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(ContextWithIdentity(r.Context(), id)))

@@ -1,13 +1,13 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/atollhq/atoll/api"
 )
 
 // Wrap returns next behind authentication and authorization:
@@ -64,7 +64,7 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 				case id.Anonymous:
 					a.unauthorized(w, r, target, "")
 				case tok == nil || (tok.builtin && !a.Allowed(id, target.Repository, action)):
-					writeError(w, r, http.StatusForbidden, "DENIED", "requested access to the resource is denied", target)
+					a.writeError(w, r, api.ErrDenied, "requested access to the resource is denied", target)
 				default:
 					a.unauthorized(w, r, target, "insufficient_scope")
 				}
@@ -203,7 +203,7 @@ func (a *Authenticator) challenge(w http.ResponseWriter, r *http.Request, scope,
 		ch = "Basic realm=" + quote(a.cfg.Htpasswd.Realm)
 	}
 	w.Header().Set("WWW-Authenticate", ch)
-	writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "authentication required", target)
+	a.writeError(w, r, api.ErrUnauthorized, "authentication required", target)
 }
 
 // realm returns the token realm and service of the challenge: the external
@@ -245,25 +245,17 @@ type errorDetail struct {
 	Action string
 }
 
-// writeError writes the distribution spec's error JSON, with a detail
-// entry per action of target.
-func writeError(w http.ResponseWriter, r *http.Request, status int, code, message string, target Access) {
-	var detail []errorDetail
-	for _, act := range target.Actions {
-		detail = append(detail, errorDetail{Type: "repository", Name: target.Repository, Action: act})
+// writeError refuses r with kind (api.ErrUnauthorized, api.ErrDenied, ...)
+// and message through the registry's one error table, with a detail entry
+// per action of target.
+func (a *Authenticator) writeError(w http.ResponseWriter, r *http.Request, kind error, message string, target Access) {
+	ref := &api.Refusal{Err: kind, Message: message}
+	if len(target.Actions) > 0 {
+		var detail []errorDetail
+		for _, act := range target.Actions {
+			detail = append(detail, errorDetail{Type: "repository", Name: target.Repository, Action: act})
+		}
+		ref.Detail = detail
 	}
-	type entry struct {
-		Code    string        `json:"code"`
-		Message string        `json:"message"`
-		Detail  []errorDetail `json:"detail,omitempty"`
-	}
-	body, _ := json.Marshal(map[string][]entry{"errors": {{code, message, detail}}})
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	h.Set("Docker-Distribution-API-Version", "registry/2.0")
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	api.WriteError(a.log, w, r, ref)
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/oci"
 )
 
@@ -54,13 +55,13 @@ func (a *Authenticator) serveTokenGet(w http.ResponseWriter, r *http.Request) {
 		if !ok || a.users == nil || !a.users.authenticate(user, pass, a.now()) {
 			a.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
 			w.Header().Set("WWW-Authenticate", "Basic realm="+quote(a.cfg.Htpasswd.Realm))
-			writeError(w, r, http.StatusUnauthorized, "UNAUTHORIZED", "bad credentials", Access{})
+			a.writeError(w, r, api.ErrUnauthorized, "bad credentials", Access{})
 			return
 		}
 		id = a.identity(user)
 	}
 	if s := q.Get("service"); s != "" && s != a.cfg.BuiltinToken.Service {
-		writeError(w, r, http.StatusBadRequest, "UNSUPPORTED", "unknown service "+quote(s), Access{})
+		a.writeError(w, r, api.ErrUnsupported, "unknown service "+quote(s), Access{})
 		return
 	}
 	a.issue(w, id, q["scope"])

@@ -21,6 +21,7 @@ var importRules = map[string][]string{
 	"node/...":    {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
 	"node/queue":  {},                 // a durable queue, shared by webhooks and replication
 	"api/...":     {"oci", "storage"}, // the interfaces; never a backend
+	"api/auth":    {"api", "oci"},     // writes its refusals through api's one error table
 	"oci/...":     {},                 // the OCI data model: a leaf
 	"storage/...": {"storage/..."},
 	"ring/...":    {},
