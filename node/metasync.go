@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Metadata replication. Every local write is a batch in this member's log
@@ -137,7 +138,7 @@ func (fs *followers) run(ctx context.Context, f *follower) {
 }
 
 // capBytes keeps a prefix of batches under maxBatchBytes (at least one).
-func capBytes(batches []storage.Batch) []storage.Batch {
+func capBytes(batches []metalog.Batch) []metalog.Batch {
 	size := 0
 	for i, b := range batches {
 		for _, op := range b.Ops {
@@ -153,7 +154,7 @@ func capBytes(batches []storage.Batch) []storage.Batch {
 // replicate is metadb's Replicate hook: it returns once a peer holds batch
 // b, waiting a little longer for the rest so a read on any member soon
 // after sees the write. With no live peer the local commit suffices.
-func (n *Node) replicate(ctx context.Context, b storage.Batch) error {
+func (n *Node) replicate(ctx context.Context, b metalog.Batch) error {
 	fs := n.followers.kickAll()
 	if len(fs) == 0 {
 		return nil

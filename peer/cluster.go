@@ -15,8 +15,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc"
-
-	"github.com/atollhq/atoll/storage"
 )
 
 // Blobs is the local blob store as the Blobs service needs it; node
@@ -51,7 +49,7 @@ type Events interface {
 // Deps are what a Cluster serves and tells.
 type Deps struct {
 	// Metadata answers the Metadata service. Nil answers Unimplemented.
-	Metadata storage.Replicated
+	Metadata Metadata
 	// Blobs answers the Blobs service. Nil answers Unimplemented.
 	Blobs Blobs
 	// Events hears membership changes. May be nil.

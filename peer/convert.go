@@ -2,12 +2,12 @@ package peer
 
 import (
 	"github.com/atollhq/atoll/peer/peerpb"
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Conversions between storage's metadata types and their wire form.
 
-func batchesToPB(bs []storage.Batch) []*peerpb.Batch {
+func batchesToPB(bs []metalog.Batch) []*peerpb.Batch {
 	out := make([]*peerpb.Batch, len(bs))
 	for i, b := range bs {
 		ops := make([]*peerpb.Op, len(b.Ops))
@@ -19,19 +19,19 @@ func batchesToPB(bs []storage.Batch) []*peerpb.Batch {
 	return out
 }
 
-func batchesFromPB(bs []*peerpb.Batch) []storage.Batch {
-	out := make([]storage.Batch, len(bs))
+func batchesFromPB(bs []*peerpb.Batch) []metalog.Batch {
+	out := make([]metalog.Batch, len(bs))
 	for i, b := range bs {
-		ops := make([]storage.Op, len(b.GetOps()))
+		ops := make([]metalog.Op, len(b.GetOps()))
 		for j, op := range b.GetOps() {
-			ops[j] = storage.Op{Key: op.GetKey(), Value: op.GetValue(), Deleted: op.GetDeleted(), Stamp: op.GetStamp(), Origin: op.GetOrigin()}
+			ops[j] = metalog.Op{Key: op.GetKey(), Value: op.GetValue(), Deleted: op.GetDeleted(), Stamp: op.GetStamp(), Origin: op.GetOrigin()}
 		}
-		out[i] = storage.Batch{Origin: b.GetOrigin(), Seq: b.GetSeq(), Ops: ops}
+		out[i] = metalog.Batch{Origin: b.GetOrigin(), Seq: b.GetSeq(), Ops: ops}
 	}
 	return out
 }
 
-func vectorToPB(v storage.Vector) *peerpb.Vector {
+func vectorToPB(v metalog.Vector) *peerpb.Vector {
 	seqs := make(map[string]uint64, len(v))
 	for origin, seq := range v {
 		seqs[origin] = seq
@@ -39,8 +39,8 @@ func vectorToPB(v storage.Vector) *peerpb.Vector {
 	return &peerpb.Vector{Seqs: seqs}
 }
 
-func vectorFromPB(v *peerpb.Vector) storage.Vector {
-	out := make(storage.Vector, len(v.GetSeqs()))
+func vectorFromPB(v *peerpb.Vector) metalog.Vector {
+	out := make(metalog.Vector, len(v.GetSeqs()))
 	for origin, seq := range v.GetSeqs() {
 		out[origin] = seq
 	}

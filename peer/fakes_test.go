@@ -16,17 +16,18 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
-// memMetadata is an in-memory storage.Replicated: one log per origin.
+// memMetadata is an in-memory Metadata: one log per origin.
 type memMetadata struct {
 	mu   sync.Mutex
-	logs map[string][]storage.Batch
+	logs map[string][]metalog.Batch
 }
 
-func newMemMetadata() *memMetadata { return &memMetadata{logs: make(map[string][]storage.Batch)} }
+func newMemMetadata() *memMetadata { return &memMetadata{logs: make(map[string][]metalog.Batch)} }
 
-func (m *memMetadata) Apply(_ context.Context, bs []storage.Batch) error {
+func (m *memMetadata) Apply(_ context.Context, bs []metalog.Batch) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, b := range bs {
@@ -37,17 +38,17 @@ func (m *memMetadata) Apply(_ context.Context, bs []storage.Batch) error {
 	return nil
 }
 
-func (m *memMetadata) Vector() storage.Vector {
+func (m *memMetadata) Vector() metalog.Vector {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	v := make(storage.Vector)
+	v := make(metalog.Vector)
 	for origin, log := range m.logs {
 		v[origin] = uint64(len(log))
 	}
 	return v
 }
 
-func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]storage.Batch, error) {
+func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]metalog.Batch, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	log := m.logs[origin]
@@ -55,7 +56,7 @@ func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]storage.Bat
 		return nil, nil
 	}
 	end := min(uint64(len(log)), seq+uint64(limit))
-	return append([]storage.Batch(nil), log[seq:end]...), nil
+	return append([]metalog.Batch(nil), log[seq:end]...), nil
 }
 
 // memBlobs is an in-memory Blobs that verifies digests like a real store.

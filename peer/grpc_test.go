@@ -18,6 +18,7 @@ import (
 
 	"github.com/atollhq/atoll/peer/peerpb"
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 func TestMetadataRoundTrip(t *testing.T) {
@@ -26,13 +27,13 @@ func TestMetadataRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
-	batches := []storage.Batch{
-		{Origin: "a", Seq: 1, Ops: []storage.Op{{Key: "tag/alpine/latest", Value: []byte("sha256:1"), Stamp: 10, Origin: "a"}}},
-		{Origin: "a", Seq: 2, Ops: []storage.Op{
+	batches := []metalog.Batch{
+		{Origin: "a", Seq: 1, Ops: []metalog.Op{{Key: "tag/alpine/latest", Value: []byte("sha256:1"), Stamp: 10, Origin: "a"}}},
+		{Origin: "a", Seq: 2, Ops: []metalog.Op{
 			{Key: "tag/alpine/latest", Deleted: true, Stamp: 11, Origin: "a"},
 			{Key: "manifest/x", Value: bytes.Repeat([]byte("m"), 4<<20), Stamp: 12, Origin: "a"}, // a 4 MiB manifest
 		}},
-		{Origin: "c", Seq: 1, Ops: []storage.Op{{Key: "repo/busybox", Value: []byte("{}"), Stamp: 3, Origin: "c"}}},
+		{Origin: "c", Seq: 1, Ops: []metalog.Op{{Key: "repo/busybox", Value: []byte("{}"), Stamp: 3, Origin: "c"}}},
 	}
 	if err := a.Apply(ctx, "b", batches); err != nil {
 		t.Fatalf("Apply: %v", err)
@@ -41,7 +42,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Vector: %v", err)
 	}
-	if want := (storage.Vector{"a": 2, "c": 1}); !reflect.DeepEqual(v, want) {
+	if want := (metalog.Vector{"a": 2, "c": 1}); !reflect.DeepEqual(v, want) {
 		t.Errorf("Vector = %v, want %v", v, want)
 	}
 	got, err := a.Since(ctx, "b", "a", 0, 10)
@@ -57,14 +58,14 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 	// 20 MiB of batches go as several Apply calls and come back in several
 	// Since calls, none over the message limits.
-	var big []storage.Batch
+	var big []metalog.Batch
 	for seq := uint64(1); seq <= 5; seq++ {
-		big = append(big, storage.Batch{Origin: "big", Seq: seq, Ops: []storage.Op{{Key: "manifest/" + strconv.Itoa(int(seq)), Value: bytes.Repeat([]byte{byte(seq)}, 4<<20), Stamp: seq, Origin: "big"}}})
+		big = append(big, metalog.Batch{Origin: "big", Seq: seq, Ops: []metalog.Op{{Key: "manifest/" + strconv.Itoa(int(seq)), Value: bytes.Repeat([]byte{byte(seq)}, 4<<20), Stamp: seq, Origin: "big"}}})
 	}
 	if err := a.Apply(ctx, "b", big); err != nil {
 		t.Fatalf("Apply(20 MiB): %v", err)
 	}
-	var back []storage.Batch
+	var back []metalog.Batch
 	for calls := 1; len(back) < len(big); calls++ {
 		got, err := a.Since(ctx, "b", "big", uint64(len(back)), 100)
 		if err != nil || len(got) == 0 || calls > len(big) {

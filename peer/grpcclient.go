@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/atollhq/atoll/peer/peerpb"
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // connPool holds one gRPC connection per member, made on first use from the
@@ -108,9 +108,9 @@ func (c *Cluster) conn(member string) (*grpc.ClientConn, error) {
 	return c.pool.get(member, m.GRPC)
 }
 
-// Apply sends batches to member, which applies them (storage.Replicated's
-// Apply). Large lists go as several calls of at most about 16 MiB, in order.
-func (c *Cluster) Apply(ctx context.Context, member string, batches []storage.Batch) error {
+// Apply sends batches to member, which applies them (Metadata's
+// Apply on member). Large lists go as several calls of at most about 16 MiB, in order.
+func (c *Cluster) Apply(ctx context.Context, member string, batches []metalog.Batch) error {
 	cc, err := c.conn(member)
 	if err != nil {
 		return err
@@ -131,8 +131,8 @@ func (c *Cluster) Apply(ctx context.Context, member string, batches []storage.Ba
 	return nil
 }
 
-// Vector returns what member has applied (storage.Replicated's Vector).
-func (c *Cluster) Vector(ctx context.Context, member string) (storage.Vector, error) {
+// Vector returns what member has applied (Metadata's Vector).
+func (c *Cluster) Vector(ctx context.Context, member string) (metalog.Vector, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, err
@@ -145,9 +145,9 @@ func (c *Cluster) Vector(ctx context.Context, member string) (storage.Vector, er
 }
 
 // Since returns up to limit batches of origin with Seq > seq from member's
-// log, in order (storage.Replicated's Since). The member may return fewer
+// log, in order (Metadata's Since). The member may return fewer
 // to keep the response small; ask again from the last Seq received.
-func (c *Cluster) Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]storage.Batch, error) {
+func (c *Cluster) Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]metalog.Batch, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, err

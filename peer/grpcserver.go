@@ -15,7 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/atollhq/atoll/peer/peerpb"
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Wire limits.
@@ -48,10 +48,23 @@ func (c *Cluster) newServer() *grpc.Server {
 	return s
 }
 
-// metadataServer serves the Metadata service over storage.Replicated.
+// Metadata is what the Metadata service serves: the local metadata log.
+// All methods may be called concurrently.
+type Metadata interface {
+	// Apply applies batches of other members durably. A batch already
+	// applied is skipped; a batch past a gap in its origin's log is
+	// skipped too, to be fetched again by anti-entropy.
+	Apply(ctx context.Context, batches []metalog.Batch) error
+	// Vector returns what this member has applied.
+	Vector() metalog.Vector
+	// Since returns up to limit batches of origin with Seq > seq, in order.
+	Since(origin string, seq uint64, limit int) ([]metalog.Batch, error)
+}
+
+// metadataServer serves the Metadata service over the local log.
 type metadataServer struct {
 	peerpb.UnimplementedMetadataServer
-	md storage.Replicated
+	md Metadata
 }
 
 var errNoMetadata = status.Error(codes.Unimplemented, "this member serves no metadata")

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // An entry is the stored form of one key's latest op:
@@ -19,7 +19,7 @@ type entry struct {
 	value   []byte
 }
 
-func encodeEntry(op storage.Op) []byte {
+func encodeEntry(op metalog.Op) []byte {
 	b := make([]byte, 11, 11+len(op.Origin)+len(op.Value))
 	binary.BigEndian.PutUint64(b, op.Stamp)
 	if op.Deleted {
@@ -48,7 +48,7 @@ func decodeEntry(b []byte) (entry, error) {
 
 // wins reports whether op replaces the stored entry e: last writer wins by
 // stamp, ties broken by origin name, so every member picks the same winner.
-func wins(op storage.Op, e entry) bool {
+func wins(op metalog.Op, e entry) bool {
 	if op.Stamp != e.stamp {
 		return op.Stamp > e.stamp
 	}

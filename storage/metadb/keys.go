@@ -20,7 +20,7 @@ import (
 //	                                       recorded (blob linked into repo)
 //	           p/<repo>/<tag>           -> digest an immutable tag was first
 //	                                       bound to (not part of the repository)
-//	log      <origin> 0x00 <seq, 8 bytes big endian> -> JSON storage.Batch
+//	log      <origin> 0x00 <seq, 8 bytes big endian> -> JSON metalog.Batch
 //	vector   <origin>                   -> highest contiguous seq applied (8 bytes)
 //	uploads  <upload id>                -> JSON storage.Upload (local, not replicated)
 //

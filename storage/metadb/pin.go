@@ -5,7 +5,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // A pin records the digest an immutable tag was first bound to. It is
@@ -21,7 +21,7 @@ func pinKey(repo, tag string) string { return string(pinKeyBytes(repo, tag)) }
 // the store's write lock, applied here before Pin returns.
 func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
 	var bound digest.Digest
-	err := s.write(ctx, func(st *state) ([]storage.Op, error) {
+	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		if cur, ok := st.pins[pinKey(repo, tag)]; ok {
 			bound = cur
 			return nil, nil
@@ -30,7 +30,7 @@ func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (dig
 		if r := st.repo(repo, false); r != nil && r.tags[tag] != "" {
 			bound = r.tags[tag]
 		}
-		return []storage.Op{{Key: pinKey(repo, tag), Value: []byte(bound)}}, nil
+		return []metalog.Op{{Key: pinKey(repo, tag), Value: []byte(bound)}}, nil
 	}, nil)
 	return bound, err
 }

@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Repositories implements storage.Catalog.
@@ -75,10 +76,10 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 	if err != nil {
 		return fmt.Errorf("encode manifest %s: %w", d, err)
 	}
-	return s.write(ctx, func(*state) ([]storage.Op, error) {
-		ops := []storage.Op{{Key: string(manifestKey(d)), Value: rec}, {Key: string(manifestLinkKey(repo, d))}}
+	return s.write(ctx, func(*state) ([]metalog.Op, error) {
+		ops := []metalog.Op{{Key: string(manifestKey(d)), Value: rec}, {Key: string(manifestLinkKey(repo, d))}}
 		if tag != "" {
-			ops = append(ops, storage.Op{Key: string(tagKey(repo, tag)), Value: []byte(d)})
+			ops = append(ops, metalog.Op{Key: string(tagKey(repo, tag)), Value: []byte(d)})
 		}
 		return ops, nil
 	}, nil)
@@ -86,7 +87,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 
 // DeleteManifest implements storage.Manifests.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		r := st.repo(repo, false)
 		if r == nil {
 			return nil, storage.ErrManifestUnknown
@@ -94,10 +95,10 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if _, ok := r.manifests[d]; !ok {
 			return nil, storage.ErrManifestUnknown
 		}
-		ops := []storage.Op{{Key: string(manifestLinkKey(repo, d)), Deleted: true}}
+		ops := []metalog.Op{{Key: string(manifestLinkKey(repo, d)), Deleted: true}}
 		for t, td := range r.tags {
 			if td == d {
-				ops = append(ops, storage.Op{Key: string(tagKey(repo, t)), Deleted: true})
+				ops = append(ops, metalog.Op{Key: string(tagKey(repo, t)), Deleted: true})
 			}
 		}
 		return ops, nil
@@ -106,11 +107,11 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 
 // DeleteTag implements storage.Manifests.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		if r := st.repo(repo, false); r == nil || r.tags[tag] == "" {
 			return nil, storage.ErrTagUnknown
 		}
-		return []storage.Op{{Key: string(tagKey(repo, tag)), Deleted: true}}, nil
+		return []metalog.Op{{Key: string(tagKey(repo, tag)), Deleted: true}}, nil
 	}, nil)
 }
 
@@ -133,22 +134,22 @@ func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 // LinkBlob implements storage.Links; size 0 records none, and a link
 // without a size gets one.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		return linkOps(st, repo, d, size), nil
 	}, nil)
 }
 
 // linkOps returns the op linking blob d (size bytes, 0 if unknown) into
 // repo, or none when it is linked with its size already.
-func linkOps(st *state, repo string, d digest.Digest, size int64) []storage.Op {
+func linkOps(st *state, repo string, d digest.Digest, size int64) []metalog.Op {
 	if linked(st, repo, d) && (size <= 0 || st.repos[repo].blobs[d] == size) {
 		return nil
 	}
-	op := storage.Op{Key: string(blobLinkKey(repo, d))}
+	op := metalog.Op{Key: string(blobLinkKey(repo, d))}
 	if size > 0 {
 		op.Value = []byte(strconv.FormatInt(size, 10))
 	}
-	return []storage.Op{op}
+	return []metalog.Op{op}
 }
 
 func linked(st *state, repo string, d digest.Digest) bool {
@@ -181,23 +182,23 @@ func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
 
 // UnlinkBlob implements storage.Links.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		if !linked(st, repo, d) {
 			return nil, storage.ErrBlobUnknown
 		}
-		return []storage.Op{{Key: string(blobLinkKey(repo, d)), Deleted: true}}, nil
+		return []metalog.Op{{Key: string(blobLinkKey(repo, d)), Deleted: true}}, nil
 	}, nil)
 }
 
 // UnlinkEverywhere implements storage.Inventory: one write.
 func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
-	return s.write(ctx, func(st *state) ([]storage.Op, error) {
-		var ops []storage.Op
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
+		var ops []metalog.Op
 		for _, name := range st.names {
 			blobs := st.repos[name].blobs
 			for _, d := range ds {
 				if _, ok := blobs[d]; ok {
-					ops = append(ops, storage.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
+					ops = append(ops, metalog.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
 				}
 			}
 		}

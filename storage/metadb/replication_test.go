@@ -8,15 +8,15 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // member opens a store that records the batches of its local writes.
-func member(t *testing.T, name string) (*Store, *[]storage.Batch) {
+func member(t *testing.T, name string) (*Store, *[]metalog.Batch) {
 	t.Helper()
-	var log []storage.Batch
+	var log []metalog.Batch
 	s, err := Open(filepath.Join(t.TempDir(), name+".db"), Options{Origin: name,
-		Replicate: func(_ context.Context, b storage.Batch) error { log = append(log, b); return nil }})
+		Replicate: func(_ context.Context, b metalog.Batch) error { log = append(log, b); return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestConvergence(t *testing.T) {
 	if sa["r:latest"] != m2.Descriptor.Digest {
 		t.Errorf("latest = %v, want the later write %s", sa["r:latest"], m2.Descriptor.Digest)
 	}
-	want := storage.Vector{"a": 3, "b": 2}
+	want := metalog.Vector{"a": 3, "b": 2}
 	if got := c.Vector(); !reflect.DeepEqual(got, want) {
 		t.Errorf("vector = %v, want %v", got, want)
 	}

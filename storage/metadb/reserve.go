@@ -10,6 +10,7 @@ import (
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // DefaultReserve is the disk space kept for metadata commits on a full
@@ -105,7 +106,7 @@ func (s *Store) admit(adds bool) error {
 }
 
 // adding reports whether any op sets a key rather than deleting it.
-func adding(batches ...storage.Batch) bool {
+func adding(batches ...metalog.Batch) bool {
 	for _, b := range batches {
 		for _, op := range b.Ops {
 			if !op.Deleted {

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // state is the in-memory copy of the live (not deleted) keys of the meta
@@ -49,7 +50,7 @@ func (s *state) repo(name string, create bool) *repo {
 }
 
 // apply sets or deletes one key. A repository exists while it has keys.
-func (s *state) apply(op storage.Op) error {
+func (s *state) apply(op metalog.Op) error {
 	k, err := parseKey([]byte(op.Key))
 	if err != nil {
 		return err

@@ -9,7 +9,8 @@
 // The store is built to be replicated: each key holds its latest op with a
 // hybrid-logical-clock stamp (last writer wins, deletes are tombstones),
 // and every write is a numbered batch in the log of the member that took it.
-// Members exchange batches (storage.Replicated) and converge to the same
+// Members exchange batches (Apply, Vector, Since over package metalog's
+// records) and converge to the same
 // state whatever order they apply them in.
 package metadb
 
@@ -28,6 +29,7 @@ import (
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Options configure a Store.
@@ -36,31 +38,31 @@ type Options struct {
 	Origin string
 	// Replicate, when set, is called after each local write commits, with
 	// the write's batch; its error becomes the write's error.
-	Replicate func(ctx context.Context, b storage.Batch) error
+	Replicate func(ctx context.Context, b metalog.Batch) error
 	// Reserve is how much disk stays preallocated for the database, so
 	// deletes commit on a full disk (see reserve). Default DefaultReserve;
 	// negative: none.
 	Reserve int64
 }
 
-// Store implements storage.Metadata and storage.Replicated.
+// Store implements storage.Metadata and the replicated log (Apply,
+// Vector, Since).
 type Store struct {
 	db        *bolt.DB
 	origin    string
-	replicate func(ctx context.Context, b storage.Batch) error
+	replicate func(ctx context.Context, b metalog.Batch) error
 	clock     clock
 	reserve   *reserve // nil: none
 
 	wmu sync.Mutex   // serialises commits so memory changes in commit order
 	mu  sync.RWMutex // guards st and vec
 	st  *state
-	vec storage.Vector
+	vec metalog.Vector
 }
 
 var (
-	_ storage.Metadata   = (*Store)(nil)
-	_ storage.Replicated = (*Store)(nil)
-	_ storage.Inventory  = (*Store)(nil)
+	_ storage.Metadata  = (*Store)(nil)
+	_ storage.Inventory = (*Store)(nil)
 )
 
 // Open opens or creates the database at path and loads it into memory.
@@ -78,7 +80,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	s := &Store{db: db, origin: opts.Origin, replicate: opts.Replicate, st: newState(), vec: storage.Vector{}}
+	s := &Store{db: db, origin: opts.Origin, replicate: opts.Replicate, st: newState(), vec: metalog.Vector{}}
 	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -120,7 +122,7 @@ func (s *Store) load() error {
 			if e.deleted {
 				return nil
 			}
-			return s.st.apply(storage.Op{Key: string(k), Value: e.value})
+			return s.st.apply(metalog.Op{Key: string(k), Value: e.value})
 		})
 	})
 }
@@ -128,13 +130,13 @@ func (s *Store) load() error {
 // write commits the ops that build derives from the current state as this
 // member's next batch, then hands the batch to Replicate. extra runs in the
 // same transaction, for local-only buckets.
-func (s *Store) write(ctx context.Context, build func(st *state) ([]storage.Op, error), extra func(tx *bolt.Tx) error) error {
+func (s *Store) write(ctx context.Context, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
 	return s.writeReserved(ctx, false, build, extra)
 }
 
 // writeReserved is write; reserved lets a write that adds metadata use the
 // whole reserve, for one that finishes what the disk already holds.
-func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st *state) ([]storage.Op, error), extra func(tx *bolt.Tx) error) error {
+func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -151,7 +153,7 @@ func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st 
 	for i := range ops {
 		ops[i].Stamp, ops[i].Origin = stamp, s.origin
 	}
-	b := storage.Batch{Origin: s.origin, Seq: seq, Ops: ops}
+	b := metalog.Batch{Origin: s.origin, Seq: seq, Ops: ops}
 	if err := s.admit(!reserved && adding(b)); err != nil {
 		s.wmu.Unlock()
 		return err
@@ -159,7 +161,7 @@ func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st 
 	if len(ops) == 0 {
 		err = s.commit(nil, extra)
 	} else {
-		err = s.commit([]storage.Batch{b}, extra)
+		err = s.commit([]metalog.Batch{b}, extra)
 	}
 	s.wmu.Unlock()
 	if err != nil || s.replicate == nil || len(ops) == 0 {
@@ -171,14 +173,11 @@ func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st 
 // commit stores each batch that continues its origin's log, keeping every
 // op that wins over the stored entry, and then updates memory. The caller
 // holds wmu.
-func (s *Store) commit(batches []storage.Batch, extra func(tx *bolt.Tx) error) error {
+func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
-	vec := make(storage.Vector, len(s.vec))
-	for k, v := range s.vec {
-		vec[k] = v
-	}
+	vec := s.vec.Clone()
 	s.mu.RUnlock()
-	var won []storage.Op
+	var won []metalog.Op
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		won = won[:0]
 		meta, log, vb := tx.Bucket(bucketMeta), tx.Bucket(bucketLog), tx.Bucket(bucketVector)
@@ -233,8 +232,10 @@ func (s *Store) commit(batches []storage.Batch, extra func(tx *bolt.Tx) error) e
 	return nil
 }
 
-// Apply implements storage.Replicated.
-func (s *Store) Apply(ctx context.Context, batches []storage.Batch) error {
+// Apply applies batches of other members durably. A batch already
+// applied is skipped; a batch past a gap in its origin's log is skipped
+// too, to be fetched again by anti-entropy.
+func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -253,20 +254,16 @@ func (s *Store) Apply(ctx context.Context, batches []storage.Batch) error {
 	return s.commit(batches, nil)
 }
 
-// Vector implements storage.Replicated.
-func (s *Store) Vector() storage.Vector {
+// Vector returns what this store has applied.
+func (s *Store) Vector() metalog.Vector {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v := make(storage.Vector, len(s.vec))
-	for k, n := range s.vec {
-		v[k] = n
-	}
-	return v
+	return s.vec.Clone()
 }
 
-// Since implements storage.Replicated.
-func (s *Store) Since(origin string, seq uint64, limit int) ([]storage.Batch, error) {
-	var out []storage.Batch
+// Since returns up to limit batches of origin with Seq > seq, in order.
+func (s *Store) Since(origin string, seq uint64, limit int) ([]metalog.Batch, error) {
+	var out []metalog.Batch
 	prefix := logKey(origin, 0)[:len(origin)+1]
 	err := s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketLog).Cursor()
@@ -274,7 +271,7 @@ func (s *Store) Since(origin string, seq uint64, limit int) ([]storage.Batch, er
 			if len(k) != len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
 				break
 			}
-			var b storage.Batch
+			var b metalog.Batch
 			if err := json.Unmarshal(v, &b); err != nil {
 				return fmt.Errorf("log %s: %w", origin, err)
 			}

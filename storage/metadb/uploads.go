@@ -10,6 +10,7 @@ import (
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // PutUpload implements storage.Uploads.
@@ -88,7 +89,7 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, 
 	}
 	// The blob is on disk already: the link may use the whole reserve, so a
 	// full disk does not strand a committed upload.
-	return s.writeReserved(ctx, true, func(st *state) ([]storage.Op, error) {
+	return s.writeReserved(ctx, true, func(st *state) ([]metalog.Op, error) {
 		return linkOps(st, u.Repo, d, size), nil
 	}, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).Delete([]byte(id))

@@ -1,6 +1,11 @@
-package storage
-
-import "context"
+// Package metalog holds the records of the replicated metadata log: an Op
+// sets or deletes one key, a Batch is one write numbered in the log of the
+// member that took it, and a Vector says how far each origin's log has
+// been applied. The metadata store writes them (storage/metadb), the
+// transport carries them (peer) and replication moves them between members
+// (node/metasync); this leaf is what lets all three share them while
+// dependencies point one way.
+package metalog
 
 // Op sets or deletes one metadata key. Stamp is a hybrid logical clock
 // reading: the entry with the greater (Stamp, Origin) wins, so every member
@@ -25,15 +30,11 @@ type Batch struct {
 // Vector maps each origin to the highest Seq applied with no gap before it.
 type Vector map[string]uint64
 
-// Replicated is a metadata store that members keep in step. All methods
-// may be called concurrently.
-type Replicated interface {
-	// Apply applies batches of other members durably. A batch already
-	// applied is skipped; a batch past a gap in its origin's log is
-	// skipped too, to be fetched again by anti-entropy.
-	Apply(ctx context.Context, batches []Batch) error
-	// Vector returns what this store has applied.
-	Vector() Vector
-	// Since returns up to limit batches of origin with Seq > seq, in order.
-	Since(origin string, seq uint64, limit int) ([]Batch, error)
+// Clone returns a copy of v.
+func (v Vector) Clone() Vector {
+	out := make(Vector, len(v))
+	for k, n := range v {
+		out[k] = n
+	}
+	return out
 }
