@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 IMAGE   ?= atoll:latest
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build run test vet race fuzz bench bench-cluster bench-s3 image clean
+.PHONY: build run test vet race fuzz bench bench-cluster bench-scale bench-s3 image clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/atoll ./cmd/atoll
@@ -47,6 +47,10 @@ bench-s3:
 
 bench-cluster:
 	bash test/bench/cluster/run.sh $(BENCH_FLAGS)
+
+# Members on hosts of their own (network namespaces, capped links); root.
+bench-scale:
+	bash test/bench/scale/run.sh $(BENCH_FLAGS)
 
 # The container image: FROM scratch around the static binary; pulls nothing.
 image:

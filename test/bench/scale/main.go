@@ -1,0 +1,192 @@
+// Command scale measures how atoll's throughput grows with its members,
+// each member on a host of its own (test/hosts: a network namespace whose
+// link to the others is capped with tc tbf, both ways), clients on the
+// machine outside them all. For 1, 2, 3 and 4 members it measures:
+//
+//   - push: -clients concurrent monolithic pushes of -blobs distinct blobs
+//     of -blob-mib, spread over the members; with R=2 every byte crosses a
+//     second capped link to its other owner before the 201;
+//   - pull: the same clients fetch every blob -passes times in all, each
+//     from a member picked at random (a non-holder proxies or redirects,
+//     -routing), and the aggregate is bytes over wall time.
+//
+// It prints one row per size with the ratio to one member and to N times
+// one member (1.00 is perfect linear scaling). It needs root; numbers are
+// reported, never asserted.
+//
+// Usually invoked through test/bench/scale/run.sh (make bench-scale).
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"flag"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type config struct {
+	atollBin string
+	members  string
+	mbit     int
+	blobs    int
+	blobMiB  int
+	clients  int
+	passes   int
+	replicas int
+	routing  string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.atollBin, "atoll-bin", "bin/atoll", "the atoll binary")
+	flag.StringVar(&cfg.members, "members", "1,2,3,4", "cluster sizes to measure")
+	flag.IntVar(&cfg.mbit, "mbit", 400, "cap of each member's link, Mbit/s each way")
+	flag.IntVar(&cfg.blobs, "blobs", 48, "distinct blobs")
+	flag.IntVar(&cfg.blobMiB, "blob-mib", 4, "size of each blob, MiB")
+	flag.IntVar(&cfg.clients, "clients", 12, "concurrent clients")
+	flag.IntVar(&cfg.passes, "passes", 3, "times each blob is pulled, in all")
+	flag.IntVar(&cfg.replicas, "replicas", 2, "R")
+	flag.StringVar(&cfg.routing, "routing", "redirect", "proxy or redirect")
+	flag.Parse()
+
+	blobs := make([][]byte, cfg.blobs)
+	for i := range blobs {
+		blobs[i] = make([]byte, cfg.blobMiB<<20)
+		_, _ = rand.Read(blobs[i])
+	}
+	type row struct {
+		n          int
+		push, pull float64 // MB/s
+	}
+	var rows []row
+	for _, f := range strings.Split(cfg.members, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench-scale: bad -members %q\n", cfg.members)
+			os.Exit(2)
+		}
+		t := &runT{}
+		ms := startCluster(t, cfg, n)
+		push, err := pushAll(cfg, ms, blobs)
+		if err != nil {
+			t.Fatalf("push with %d members: %v", n, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		err = waitPlaced(ctx, ms, int64(len(blobs)*min(cfg.replicas, n)))
+		cancel()
+		if err != nil {
+			t.Fatalf("%d members: %v", n, err)
+		}
+		pull, err := pullAll(cfg, ms, blobs)
+		if err != nil {
+			t.Fatalf("pull with %d members: %v", n, err)
+		}
+		t.done()
+		fmt.Fprintf(os.Stderr, "%d members: push %.1f MB/s, pull %.1f MB/s\n", n, push, pull)
+		rows = append(rows, row{n, push, pull})
+	}
+
+	fmt.Printf("\natoll scale-out: each member on its own host, link capped at %d Mbit/s each way; R=%d, routing %s;\n",
+		cfg.mbit, cfg.replicas, cfg.routing)
+	fmt.Printf("%d clients outside, %d blobs of %d MiB; pull = every blob %d times from a member picked at random\n\n",
+		cfg.clients, cfg.blobs, cfg.blobMiB, cfg.passes)
+	fmt.Printf("| members | pull MB/s | pull vs 1 | pull / (N x 1) | push MB/s | push vs 1 |\n")
+	fmt.Printf("|--------:|----------:|----------:|---------------:|----------:|----------:|\n")
+	for _, r := range rows {
+		fmt.Printf("| %7d | %9.1f | %8.2fx | %14.2f | %9.1f | %8.2fx |\n",
+			r.n, r.pull, r.pull/rows[0].pull, r.pull/rows[0].pull/float64(r.n), r.push, r.push/rows[0].push)
+	}
+}
+
+// pushAll pushes every blob (POST ?digest=, one request) through the
+// members in turn, clients at a time, and returns MB/s.
+func pushAll(cfg config, ms []*member, blobs [][]byte) (float64, error) {
+	jobs := make([]func(*http.Client) error, len(blobs))
+	for i, b := range blobs {
+		m := ms[i%len(ms)]
+		jobs[i] = func(c *http.Client) error {
+			d := fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+			resp, err := c.Post(m.base()+"/v2/scale/blobs/uploads/?digest="+d, "application/octet-stream", bytes.NewReader(b))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				body, _ := io.ReadAll(resp.Body)
+				return fmt.Errorf("push to %s: %s: %s", m.name, resp.Status, body)
+			}
+			return nil
+		}
+	}
+	return run(cfg.clients, jobs, int64(len(blobs))*int64(cfg.blobMiB<<20))
+}
+
+// pullAll fetches every blob passes times in all, each time from a member
+// picked at random, and returns MB/s.
+func pullAll(cfg config, ms []*member, blobs [][]byte) (float64, error) {
+	var jobs []func(*http.Client) error
+	for range cfg.passes {
+		for _, b := range blobs {
+			m := ms[mrand.IntN(len(ms))]
+			d := fmt.Sprintf("sha256:%x", sha256.Sum256(b))
+			jobs = append(jobs, func(c *http.Client) error {
+				resp, err := c.Get(m.base() + "/v2/scale/blobs/" + d)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				n, err := io.Copy(io.Discard, resp.Body)
+				if err != nil || resp.StatusCode != http.StatusOK || n != int64(len(b)) {
+					return fmt.Errorf("pull %s from %s: %s, %d bytes, %v", d, m.name, resp.Status, n, err)
+				}
+				return nil
+			})
+		}
+	}
+	mrand.Shuffle(len(jobs), func(i, j int) { jobs[i], jobs[j] = jobs[j], jobs[i] })
+	return run(cfg.clients, jobs, int64(len(jobs))*int64(cfg.blobMiB<<20))
+}
+
+// run runs jobs on clients workers, each with its own connections, and
+// returns total bytes per second over the wall time, in MB/s.
+func run(clients int, jobs []func(*http.Client) error, total int64) (float64, error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 5 * time.Minute, Transport: http.DefaultTransport.(*http.Transport).Clone()}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(jobs) {
+					return
+				}
+				if err := jobs[i](c); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	if err := <-errs; err != nil {
+		return 0, err
+	}
+	return float64(total) / took.Seconds() / 1e6, nil
+}
