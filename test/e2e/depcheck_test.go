@@ -19,10 +19,11 @@ import (
 var importRules = map[string][]string{
 	"cmd/...":     {"..."},
 	"node/...":    {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
-	"node/queue":  {},                 // a durable queue, shared by webhooks and replication
-	"api/...":     {"oci", "storage"}, // the interfaces; never a backend
-	"api/auth":    {"api", "oci"},     // writes its refusals through api's one error table
-	"oci/...":     {},                 // the OCI data model: a leaf
+	"node/queue":  {},                             // a durable queue, shared by webhooks and replication
+	"node/route":  {"api", "api/auth", "storage"}, // request routing between members: no cluster, ring or peer, only the interfaces it declares
+	"api/...":     {"oci", "storage"},             // the interfaces; never a backend
+	"api/auth":    {"api", "oci"},                 // writes its refusals through api's one error table
+	"oci/...":     {},                             // the OCI data model: a leaf
 	"storage/...": {"storage/..."},
 	"ring/...":    {},
 	"peer/...":    {"ring/...", "storage/..."},
@@ -30,7 +31,7 @@ var importRules = map[string][]string{
 }
 
 // mustExist are packages the check must see, so it cannot pass vacuously.
-var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "cmd/atoll"}
+var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "node/route", "cmd/atoll"}
 
 // TestImportDirection fails on every import of an atoll package that the
 // table above does not allow.

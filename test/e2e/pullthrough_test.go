@@ -36,11 +36,7 @@ func TestPullThroughAtollUpstream(t *testing.T) {
 }
 
 func TestPullThroughDistributionUpstream(t *testing.T) {
-	const bin = "/usr/bin/docker-registry"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("CNCF Distribution is not installed (%s: %v); apt-get install docker-registry", bin, err)
-	}
-	addr, stop := ptStartDistribution(t, bin)
+	addr, stop := ptStartDistribution(t, distributionBinary(t))
 	ptCheckPullThrough(t, addr, stop)
 }
 
@@ -212,9 +208,9 @@ func ptWriteConfig(t *testing.T, body string) string {
 }
 
 // ptStartCache starts an atoll with config file conf (the later --config
-// wins over the harness's empty one). It skips the test when that atoll
-// answers 404 for repo:tag, which its upstream holds: the binary does not
-// read the pull-through configuration yet.
+// wins over the harness's empty one). It fails the test when that atoll
+// answers 404 for repo:tag, which its upstream holds: the cache is not
+// pulling through.
 func ptStartCache(t *testing.T, conf, repo, tag string) *Node {
 	t.Helper()
 	n := startNodeWith(t, t.TempDir(), nodeOptions{args: []string{"--config", conf}})
@@ -223,7 +219,7 @@ func ptStartCache(t *testing.T, conf, repo, tag string) *Node {
 		t.Fatalf("probe the cache: %v", err)
 	}
 	if status == http.StatusNotFound {
-		t.Skipf("pull-through wiring not landed: the cache answers 404 for upstream image %s:%s (%s)", repo, tag, strings.TrimSpace(body))
+		t.Fatalf("the cache answers 404 for upstream image %s:%s, which its upstream holds: it does not pull through (%s)", repo, tag, strings.TrimSpace(body))
 	}
 	return n
 }

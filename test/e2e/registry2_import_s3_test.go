@@ -35,7 +35,7 @@ func r2S3(m *minio.Server, bucket, root string) string {
 // with the same digests, the deleted manifest stays deleted, and a member
 // with a new data directory on the same bucket does not import again.
 func TestRegistry2AdoptS3(t *testing.T) {
-	bin := r2Distribution(t)
+	bin := distributionBinary(t)
 	start := time.Now()
 	m := minio.Start(t)
 	const bucket, root = "registry", "/r2root"

@@ -43,16 +43,6 @@ func r2Filesystem(dir string) string {
 	return fmt.Sprintf("  filesystem:\n    rootdirectory: %q", dir)
 }
 
-// r2Distribution is CNCF Distribution's binary, from Debian's
-// docker-registry package; the test skips without it.
-func r2Distribution(t *testing.T) string {
-	const bin = "/usr/bin/docker-registry"
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("CNCF Distribution is not installed (%s: %v); apt-get install docker-registry", bin, err)
-	}
-	return bin
-}
-
 // r2Content is what the test pushed to Distribution: every reference it
 // served with its digest, and the manifests it deleted.
 type r2Content struct {
@@ -69,7 +59,7 @@ type r2Content struct {
 // same digests, keeps the deleted manifest deleted, and the directory's
 // disk usage grows by atoll's metadata only (blobs are hard links).
 func TestRegistry2Adopt(t *testing.T) {
-	bin := r2Distribution(t)
+	bin := distributionBinary(t)
 	start := time.Now()
 	dir := filepath.Join(t.TempDir(), "registry")
 	addr, stop := r2StartDistribution(t, bin, r2Filesystem(dir))

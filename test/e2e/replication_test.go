@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,11 +40,7 @@ func rpRemotes(t *testing.T) map[string]func(t *testing.T) string {
 	return map[string]func(t *testing.T) string{
 		"atoll": func(t *testing.T) string { return startNode(t, t.TempDir()).Addr() },
 		"distribution": func(t *testing.T) string {
-			const bin = "/usr/bin/docker-registry"
-			if _, err := os.Stat(bin); err != nil {
-				t.Skipf("CNCF Distribution is not installed (%s: %v)", bin, err)
-			}
-			return rpStartDistribution(t, bin)
+			return rpStartDistribution(t, distributionBinary(t))
 		},
 	}
 }
