@@ -23,6 +23,7 @@ import (
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
+	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/ring"
 	"github.com/atollhq/atoll/storage"
@@ -70,8 +71,8 @@ type Node struct {
 	rebalanceKick chan struct{}
 	settle        time.Duration // wait after a membership change before rebalancing
 	token         string
-	client        *http.Client // member to member: forwarded uploads, gc
-	blobClient    *http.Client // proxied blob reads: a frozen member fails fast
+	client        *http.Client  // member to member: gc, quotas, copies
+	router        *route.Router // serves, proxies or redirects what members hold (route.go)
 }
 
 // New opens the member's storage and, in a cluster, starts gossip and the
@@ -93,8 +94,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		settle:        2 * time.Second,
 		scheme:        "http",
 		token:         HTTPToken(cfg.Cluster.Secret),
-		client:        &http.Client{Transport: memberTransport(0)},
-		blobClient:    &http.Client{Transport: memberTransport(3 * time.Second)},
+		client:        &http.Client{Transport: route.Transport(0)},
 	}
 	if cfg.TLS.Certificate != "" {
 		n.scheme = "https"
@@ -159,7 +159,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Cluster.Enabled {
 		n.followers = newFollowers(n)
-		deps.Remote, deps.NewUploadID = n, n.newUploadID
+		deps.NewUploadID = n.newUploadID
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
 			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
 		})
@@ -180,12 +180,16 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.Close()
 		return nil, err
 	}
+	n.router = n.newRouter()
+	if n.cluster != nil {
+		deps.Remote = n.router
+	}
 	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", n.healthz)
 	mux.HandleFunc("GET /readyz", n.readyz)
 	mux.Handle("GET /_atoll/v1/cluster", n.admin(n.serveStatus))
-	mux.HandleFunc("GET /_atoll/v1/blobs/{digest}", n.serveLocalBlob)
+	mux.HandleFunc("GET "+route.BlobPath+"{digest}", n.router.ServeMember)
 	mux.Handle("POST /_atoll/v1/gc", n.admin(n.serveGC))
 	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
 	mux.HandleFunc("POST /_atoll/v1/immutable/claim", n.serveClaim)
@@ -198,7 +202,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	var registry http.Handler = n.reg
 	if n.auth != nil {
-		registry = n.memberIdentity(n.auth.Wrap(n.reg))
+		registry = n.router.MemberIdentity(n.auth.Wrap(n.reg))
 		mux.Handle(auth.TokenPath, n.auth.TokenHandler())
 	}
 	if len(cfg.Headers) > 0 {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -89,21 +88,6 @@ func withHeaders(headers http.Header, h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
-}
-
-// memberTransport pools connections to other members. A member that
-// accepts connections but does not answer (frozen, overloaded) fails a
-// request after headerTimeout, when set, so the caller tries another.
-func memberTransport(headerTimeout time.Duration) *http.Transport {
-	return &http.Transport{
-		// Members' certificates name the registry's public host, not the
-		// addresses members use; the cluster token authenticates them.
-		TLSClientConfig:       &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // see above
-		DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: headerTimeout,
-	}
 }
 
 func newServer(h http.Handler) *http.Server {
