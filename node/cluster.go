@@ -154,7 +154,7 @@ func (n *Node) watchMembership(ctx context.Context) {
 		case <-n.changed:
 		}
 		ringChanged := n.refreshView()
-		n.followers.sync(ctx, n.views.load().peers())
+		n.metasync.Follow(ctx, n.views.load().peers())
 		if ringChanged {
 			n.log.Info("cluster membership changed", "members", n.views.load().ring.Members())
 			n.kickRebalance()

@@ -123,16 +123,7 @@ func (n *Node) CollectGarbage(ctx context.Context, opts GCOptions) (GCReport, er
 // catchUp pulls from every live peer what it had applied when asked and
 // this member lacks.
 func (n *Node) catchUp(ctx context.Context) error {
-	if n.cluster == nil {
-		return nil
-	}
-	var errs []error
-	for _, p := range n.views.load().peers() {
-		if err := n.pullFrom(ctx, p); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
+	return n.metasync.CatchUp(ctx)
 }
 
 // mark returns the blobs a linked manifest references.

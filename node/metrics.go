@@ -125,7 +125,7 @@ func (m *metrics) watch(n *Node) {
 			return float64(len(n.views.load().peers()) + 1)
 		})
 		gauge("atoll_metadata_replication_lag", "Batches of this member's log the slowest live peer has not acknowledged.", func() float64 {
-			return float64(n.followers.lag(n.meta.Vector()[n.name]))
+			return float64(n.metasync.Lag())
 		})
 	}
 }

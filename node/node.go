@@ -20,6 +20,7 @@ import (
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/api/ui"
 	"github.com/atollhq/atoll/node/gc/fence"
+	"github.com/atollhq/atoll/node/metasync"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
@@ -47,7 +48,7 @@ type Node struct {
 	cfg       Config
 	log       *slog.Logger
 	name      string
-	meta      *metadb.Store
+	meta      *metasync.Store
 	local     localStore
 	served    storage.BlobStore // what the registry serves from (capabilities.go)
 	cache     *blobCache        // blobs read from a bucket; nil on local disk
@@ -66,7 +67,7 @@ type Node struct {
 	// Cluster state; cluster is nil for a member on its own.
 	cluster       *peer.Cluster
 	views         views
-	followers     *followers
+	metasync      *metasync.Replicator
 	changed       chan struct{}
 	rebalanceKick chan struct{}
 	settle        time.Duration // wait after a membership change before rebalancing
@@ -128,13 +129,13 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		}
 	}
 	n.served = n.servedBlobs()
-	opts := metadb.Options{Origin: n.name}
-	if cfg.Cluster.Enabled {
-		opts.Replicate = n.replicate
-	}
-	if n.meta, err = metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), opts); err != nil {
+	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{Origin: n.name})
+	if err != nil {
 		return nil, err
 	}
+	n.metasync = metasync.New(metasync.Config{SyncInterval: cfg.Cluster.SyncInterval, WriteTimeout: cfg.Cluster.WriteTimeout},
+		metasync.Deps{Self: n.name, Log: meta, Logger: log})
+	n.meta = metasync.Wrap(meta, n.metasync) // writes return once another member holds them
 	if n.notify, err = notify.New(cfg.Notifications, cfg.DataDir, log); err != nil {
 		_ = n.meta.Close()
 		return nil, err
@@ -158,7 +159,6 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		deps.Events = n.notify
 	}
 	if cfg.Cluster.Enabled {
-		n.followers = newFollowers(n)
 		deps.NewUploadID = n.newUploadID
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
 			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
@@ -168,6 +168,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			_ = n.meta.Close()
 			return nil, err
 		}
+		n.metasync.Connect(n.cluster)
 		n.refreshView()
 	}
 	if cfg.PullThrough.Enabled() {
@@ -263,7 +264,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	n.cluster.Start()
 	run(n.watchMembership)
-	run(n.antiEntropy)
+	run(n.metasync.Run)
 	run(n.rebalanceLoop)
 	run(n.announceStats)
 	n.MembershipChanged()

@@ -36,9 +36,6 @@ import (
 type Options struct {
 	// Origin names this member in the metadata log. Default "local".
 	Origin string
-	// Replicate, when set, is called after each local write commits, with
-	// the write's batch; its error becomes the write's error.
-	Replicate func(ctx context.Context, b metalog.Batch) error
 	// Reserve is how much disk stays preallocated for the database, so
 	// deletes commit on a full disk (see reserve). Default DefaultReserve;
 	// negative: none.
@@ -48,11 +45,10 @@ type Options struct {
 // Store implements storage.Metadata and the replicated log (Apply,
 // Vector, Since).
 type Store struct {
-	db        *bolt.DB
-	origin    string
-	replicate func(ctx context.Context, b metalog.Batch) error
-	clock     clock
-	reserve   *reserve // nil: none
+	db      *bolt.DB
+	origin  string
+	clock   clock
+	reserve *reserve // nil: none
 
 	wmu sync.Mutex   // serialises commits so memory changes in commit order
 	mu  sync.RWMutex // guards st and vec
@@ -80,7 +76,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	s := &Store{db: db, origin: opts.Origin, replicate: opts.Replicate, st: newState(), vec: metalog.Vector{}}
+	s := &Store{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}}
 	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -128,8 +124,9 @@ func (s *Store) load() error {
 }
 
 // write commits the ops that build derives from the current state as this
-// member's next batch, then hands the batch to Replicate. extra runs in the
-// same transaction, for local-only buckets.
+// member's next batch. extra runs in the same transaction, for local-only
+// buckets. Sending the batch to other members is not the store's business:
+// node/metasync decorates the store for that.
 func (s *Store) write(ctx context.Context, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
 	return s.writeReserved(ctx, false, build, extra)
 }
@@ -164,10 +161,7 @@ func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st 
 		err = s.commit([]metalog.Batch{b}, extra)
 	}
 	s.wmu.Unlock()
-	if err != nil || s.replicate == nil || len(ops) == 0 {
-		return err
-	}
-	return s.replicate(ctx, b)
+	return err
 }
 
 // commit stores each batch that continues its origin's log, keeping every

@@ -17,17 +17,19 @@ import (
 // package decides. Every package may also import its own subpackages.
 // Only non-test imports are checked.
 var importRules = map[string][]string{
-	"cmd/...":     {"..."},
-	"node/...":    {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
-	"node/queue":  {},                             // a durable queue, shared by webhooks and replication
-	"node/route":  {"api", "api/auth", "storage"}, // request routing between members: no cluster, ring or peer, only the interfaces it declares
-	"api/...":     {"oci", "storage"},             // the interfaces; never a backend
-	"api/auth":    {"api", "oci"},                 // writes its refusals through api's one error table
-	"oci/...":     {},                             // the OCI data model: a leaf
-	"storage/...": {"storage/..."},
-	"ring/...":    {},
-	"peer/...":    {"ring/...", "storage/..."},
-	"test/...":    {"..."},
+	"cmd/...":         {"..."},
+	"node/...":        {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
+	"node/queue":      {},                                               // a durable queue, shared by webhooks and replication
+	"node/metasync":   {"storage", "storage/metadb", "storage/metalog"}, // metadata replication: no transport, no node
+	"node/route":      {"api", "api/auth", "storage"},                   // request routing between members: no cluster, ring or peer, only the interfaces it declares
+	"api/...":         {"oci", "storage"},                               // the interfaces; never a backend
+	"api/auth":        {"api", "oci"},                                   // writes its refusals through api's one error table
+	"oci/...":         {},                                               // the OCI data model: a leaf
+	"storage/...":     {"storage/..."},
+	"storage/metalog": {}, // the metadata log\'s records: a leaf
+	"ring/...":        {},
+	"peer/...":        {"ring/...", "storage", "storage/metalog"},
+	"test/...":        {"..."},
 }
 
 // mustExist are packages the check must see, so it cannot pass vacuously.

@@ -1,0 +1,243 @@
+// Package metasync keeps every member's metadata in step with the others'.
+//
+// Every local write is a batch in this member's log (storage/metadb). A
+// follower per live peer pushes the log to it in order, and a write
+// returns once a peer acknowledged it (or every peer did, when that is
+// quick): Store decorates the metadata store to wait for that. Anti-entropy
+// pulls from a random peer whatever this member lacks, which brings back
+// members that missed pushes and fills new ones; CatchUp pulls from every
+// live peer at once, for work that must see what they had applied.
+//
+// Invariants, enforced where noted and tested in metasync_test.go:
+//   - Members that applied the same batches hold the same state whatever
+//     the order: each key keeps the op with the greatest (stamp, origin),
+//     the stamp a hybrid logical clock reading (metadb's wins).
+//   - A member applies an origin's batches in sequence only: a duplicate is
+//     skipped and a batch past a gap waits for the gap to be filled
+//     (metadb's commit); the vector therefore says exactly what is held.
+//   - A write acknowledged to a client in a cluster is durable here and on
+//     at least one other live member (Store, Replicator.wait), or fails
+//     with storage.ErrUnavailable after WriteTimeout.
+package metasync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// Config tunes metadata replication.
+type Config struct {
+	// SyncInterval is how often metadata is compared with a random member
+	// (anti-entropy) and an idle follower retries its peer. Default 2s.
+	SyncInterval time.Duration `yaml:"syncinterval"`
+	// WriteTimeout bounds how long a write waits for other members to
+	// acknowledge it. Default 10s.
+	WriteTimeout time.Duration `yaml:"writetimeout"`
+	// AckGrace is how long a write one peer acknowledged waits for the
+	// others, so a read on any member soon after sees it. Default 1s.
+	AckGrace time.Duration `yaml:"-"`
+}
+
+func (c *Config) applyDefaults() {
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = 2 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.AckGrace <= 0 {
+		c.AckGrace = time.Second
+	}
+}
+
+// Log is the local metadata log: storage/metadb's Store. All methods may be
+// called concurrently.
+type Log interface {
+	// Vector returns what this member has applied.
+	Vector() metalog.Vector
+	// Since returns up to limit batches of origin with Seq > seq, in order.
+	Since(origin string, seq uint64, limit int) ([]metalog.Batch, error)
+	// Apply applies other members' batches durably, skipping those
+	// applied already and those past a gap.
+	Apply(ctx context.Context, batches []metalog.Batch) error
+}
+
+// Transport reaches the other members' logs: peer.Cluster, or a Network
+// in tests. All methods may be called concurrently.
+type Transport interface {
+	// Vector returns what member has applied.
+	Vector(ctx context.Context, member string) (metalog.Vector, error)
+	// Since returns up to limit batches of origin's log after seq from
+	// member, in order; fewer when the response would be large.
+	Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]metalog.Batch, error)
+	// Apply has member apply batches (Log.Apply there).
+	Apply(ctx context.Context, member string, batches []metalog.Batch) error
+}
+
+// Deps are what a Replicator works on.
+type Deps struct {
+	// Self names this member: the origin of its writes in the log.
+	Self string
+	// Log is the local metadata log.
+	Log Log
+	// Logger receives debug logs of failed pushes and pulls. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Replicator runs the followers, anti-entropy and catch-up of one member.
+// Until Connect, it is a member on its own: writes return at once and
+// there is nobody to pull from.
+type Replicator struct {
+	cfg  Config
+	self string
+	log  Log
+	slog *slog.Logger
+
+	mu        sync.Mutex
+	transport Transport
+	followers map[string]*follower
+
+	progress sync.Mutex
+	changed  chan struct{} // closed and replaced whenever a follower advances
+}
+
+// New returns a Replicator over deps.Log.
+func New(cfg Config, deps Deps) *Replicator {
+	cfg.applyDefaults()
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Replicator{
+		cfg: cfg, self: deps.Self, log: deps.Log, slog: deps.Logger,
+		followers: map[string]*follower{}, changed: make(chan struct{}),
+	}
+}
+
+// Connect gives the Replicator its transport to the other members. Call it
+// once, before Follow, Run and CatchUp.
+func (r *Replicator) Connect(t Transport) {
+	r.mu.Lock()
+	r.transport = t
+	r.mu.Unlock()
+}
+
+func (r *Replicator) conn() Transport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.transport
+}
+
+// Follow is the membership hook: it starts a follower for each peer in
+// peers (the live members other than this one) that has none, and stops
+// those of members no longer listed. Followers run until ctx is done.
+// Anti-entropy and CatchUp pull from the members last listed.
+func (r *Replicator) Follow(ctx context.Context, peers []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	keep := map[string]bool{}
+	for _, name := range peers {
+		keep[name] = true
+		if r.followers[name] == nil {
+			fctx, cancel := context.WithCancel(ctx)
+			f := &follower{name: name, kick: make(chan struct{}, 1), cancel: cancel}
+			r.followers[name] = f
+			go r.push(fctx, f)
+		}
+	}
+	for name, f := range r.followers {
+		if !keep[name] {
+			f.cancel()
+			delete(r.followers, name)
+		}
+	}
+}
+
+// peers returns the members followed now.
+func (r *Replicator) peers() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.followers))
+	for name := range r.followers {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
+// what a random peer has applied and this member has not.
+func (r *Replicator) Run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		peers := r.peers()
+		if len(peers) == 0 {
+			continue
+		}
+		p := peers[rand.IntN(len(peers))]
+		if err := r.pullFrom(ctx, p); err != nil && ctx.Err() == nil {
+			r.slog.Debug("anti-entropy", "member", p, "err", err)
+		}
+	}
+}
+
+// CatchUp pulls from every live peer what it had applied when asked and
+// this member lacks. Its error names each peer it could not pull from.
+func (r *Replicator) CatchUp(ctx context.Context) error {
+	var errs []error
+	for _, p := range r.peers() {
+		if err := r.pullFrom(ctx, p); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pullLimit is how many batches one Since call asks for.
+const pullLimit = 64
+
+// pullFrom applies every batch member p has and this member lacks. It
+// stops at a gap p cannot fill, leaving it to the next pull.
+func (r *Replicator) pullFrom(ctx context.Context, p string) error {
+	t := r.conn()
+	if t == nil {
+		return nil
+	}
+	theirs, err := t.Vector(ctx, p)
+	if err != nil {
+		return err
+	}
+	mine := r.log.Vector()
+	for origin, seq := range theirs {
+		for mine[origin] < seq {
+			batches, err := t.Since(ctx, p, origin, mine[origin], pullLimit)
+			if err != nil {
+				return err
+			}
+			if len(batches) == 0 {
+				break
+			}
+			if err := r.log.Apply(ctx, batches); err != nil {
+				return err
+			}
+			next := r.log.Vector()[origin]
+			if next == mine[origin] {
+				break // a gap p cannot fill
+			}
+			mine[origin] = next
+		}
+	}
+	return nil
+}

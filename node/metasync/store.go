@@ -1,0 +1,97 @@
+package metasync
+
+import (
+	"context"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metadb"
+)
+
+// Store is the metadata store as a cluster member serves it: metadb's
+// store, whose writes return once another member holds them too (see
+// Replicator.wait). It embeds the store it decorates, so it keeps every
+// capability of it (storage.Inventory, Pin, Usage, Stamp, ...); it
+// overrides exactly the writes that append a batch to the log. Uploads
+// are this member's own and are not replicated. All methods may be called
+// concurrently.
+type Store struct {
+	*metadb.Store
+	r *Replicator
+}
+
+// Wrap decorates s, whose log r replicates.
+func Wrap(s *metadb.Store, r *Replicator) *Store { return &Store{Store: s, r: r} }
+
+var (
+	_ storage.Metadata  = (*Store)(nil)
+	_ storage.Inventory = (*Store)(nil)
+)
+
+// seq is the last batch of this member's log.
+func (s *Store) seq() uint64 { return s.Store.Vector()[s.r.self] }
+
+// replicated waits for the write that ended with err, begun when the log
+// ended at before, to reach another member. A write that appended nothing
+// returns at once; one that raced another write waits for both.
+func (s *Store) replicated(ctx context.Context, before uint64, err error) error {
+	if err != nil {
+		return err
+	}
+	after := s.seq()
+	if after == before {
+		return nil
+	}
+	return s.r.wait(ctx, after)
+}
+
+// PutManifest implements storage.Manifests.
+func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.PutManifest(ctx, repo, m, tag))
+}
+
+// DeleteManifest implements storage.Manifests.
+func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.DeleteManifest(ctx, repo, d))
+}
+
+// DeleteTag implements storage.Manifests.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.DeleteTag(ctx, repo, tag))
+}
+
+// LinkBlob implements storage.Links.
+func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.LinkBlob(ctx, repo, d, size))
+}
+
+// UnlinkBlob implements storage.Links.
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.UnlinkBlob(ctx, repo, d))
+}
+
+// UnlinkEverywhere implements storage.Inventory.
+func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.UnlinkEverywhere(ctx, ds))
+}
+
+// CompleteUpload implements storage.Uploads: the link it makes replicates.
+func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
+	before := s.seq()
+	return s.replicated(ctx, before, s.Store.CompleteUpload(ctx, id, d, size))
+}
+
+// Pin is metadb's Pin, replicated: the binding holds cluster-wide once it
+// returns.
+func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
+	before := s.seq()
+	bound, err := s.Store.Pin(ctx, repo, tag, d)
+	return bound, s.replicated(ctx, before, err)
+}
