@@ -189,9 +189,6 @@ func NewUploadID(self string) string {
 	return self + "." + hex.EncodeToString(b)
 }
 
-// NewUploadID names a new upload session after this member.
-func (rt *Router) NewUploadID() string { return NewUploadID(rt.cfg.Self) }
-
 // UploadMember returns the member named in an upload id, or "".
 func UploadMember(id string) string {
 	i := strings.LastIndexByte(id, '.')
