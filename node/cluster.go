@@ -157,7 +157,7 @@ func (n *Node) watchMembership(ctx context.Context) {
 		n.metasync.Follow(ctx, n.views.load().peers())
 		if ringChanged {
 			n.log.Info("cluster membership changed", "members", n.views.load().ring.Members())
-			n.kickRebalance()
+			n.blobs.Kick()
 		}
 	}
 }

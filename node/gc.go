@@ -166,7 +166,7 @@ func (n *Node) sweep(ctx context.Context, ds []digest.Digest) (deleted []digest.
 			continue
 		}
 		if n.cache != nil {
-			n.cache.forget(d)
+			n.cache.Forget(d)
 		}
 		deleted = append(deleted, d)
 	}

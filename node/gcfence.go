@@ -58,7 +58,7 @@ func (n *Node) fenceRound(req fenceRequest) fenceReply {
 		n.fence.Release(req.Epoch, req.Blobs, req.Deleted)
 		if n.cache != nil {
 			for _, d := range req.Deleted {
-				n.cache.forget(d)
+				n.cache.Forget(d)
 			}
 		}
 		return fenceReply{}

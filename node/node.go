@@ -22,26 +22,16 @@ import (
 	"github.com/atollhq/atoll/node/gc/fence"
 	"github.com/atollhq/atoll/node/metasync"
 	"github.com/atollhq/atoll/node/notify"
+	"github.com/atollhq/atoll/node/placement"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/peer"
-	"github.com/atollhq/atoll/ring"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/filesystem"
 	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/storage/s3"
 )
-
-// localStore is what a member needs of its own blob store.
-type localStore interface {
-	storage.BlobStore
-	storage.BlobWalker
-	storage.UsageReporter
-	storage.UploadPurger
-	// Check reports whether the store accepts writes.
-	Check(ctx context.Context) error
-}
 
 // Node is a member.
 type Node struct {
@@ -49,9 +39,10 @@ type Node struct {
 	log       *slog.Logger
 	name      string
 	meta      *metasync.Store
-	local     localStore
-	served    storage.BlobStore // what the registry serves from (capabilities.go)
-	cache     *blobCache        // blobs read from a bucket; nil on local disk
+	local     placement.LocalStore
+	served    storage.BlobStore // what the registry serves from (placement.Placer.Served)
+	cache     *placement.Cache  // blobs read from a bucket; nil on local disk
+	blobs     *placement.Placer // places, rebalances and hands off the blobs held here
 	reg       *api.Registry
 	notify    *notify.Notifier
 	auth      *auth.Authenticator // nil: no authentication
@@ -65,15 +56,13 @@ type Node struct {
 	replication *replication.Replicator // nil without rules (replication.go)
 
 	// Cluster state; cluster is nil for a member on its own.
-	cluster       *peer.Cluster
-	views         views
-	metasync      *metasync.Replicator
-	changed       chan struct{}
-	rebalanceKick chan struct{}
-	settle        time.Duration // wait after a membership change before rebalancing
-	token         string
-	client        *http.Client  // member to member: gc, quotas, copies
-	router        *route.Router // serves, proxies or redirects what members hold (route.go)
+	cluster  *peer.Cluster
+	views    views
+	metasync *metasync.Replicator
+	changed  chan struct{}
+	token    string
+	client   *http.Client  // member to member: gc, quotas, copies
+	router   *route.Router // serves, proxies or redirects what members hold (route.go)
 }
 
 // New opens the member's storage and, in a cluster, starts gossip and the
@@ -86,16 +75,14 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{
-		cfg:           cfg,
-		log:           log,
-		name:          cfg.Cluster.NodeName,
-		metrics:       newMetrics(),
-		changed:       make(chan struct{}, 1),
-		rebalanceKick: make(chan struct{}, 1),
-		settle:        2 * time.Second,
-		scheme:        "http",
-		token:         HTTPToken(cfg.Cluster.Secret),
-		client:        &http.Client{Transport: route.Transport(0)},
+		cfg:     cfg,
+		log:     log,
+		name:    cfg.Cluster.NodeName,
+		metrics: newMetrics(),
+		changed: make(chan struct{}, 1),
+		scheme:  "http",
+		token:   HTTPToken(cfg.Cluster.Secret),
+		client:  &http.Client{Transport: route.Transport(0)},
 	}
 	if cfg.TLS.Certificate != "" {
 		n.scheme = "https"
@@ -115,20 +102,16 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.auth = a
 		cfg.API.NoAnonymousMount = true // a digest alone must not open another repository's blob
 	}
-	if cfg.Cluster.Fast {
-		n.settle = 200 * time.Millisecond
-	}
 	local, err := openBlobStore(cfg)
 	if err != nil {
 		return nil, err
 	}
 	n.local = local
 	if cfg.Storage.S3 != nil {
-		if n.cache, err = newBlobCache(context.Background(), local, filepath.Join(cfg.DataDir, "cache"), cfg.Storage.CacheSize); err != nil {
+		if n.cache, err = placement.NewCache(context.Background(), local, filepath.Join(cfg.DataDir, "cache"), cfg.Storage.CacheSize); err != nil {
 			return nil, err
 		}
 	}
-	n.served = n.servedBlobs()
 	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{Origin: n.name})
 	if err != nil {
 		return nil, err
@@ -151,7 +134,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.meta.Close()
 		return nil, err
 	}
-	deps := api.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Claims: n.fence, Policy: n.rules}
+	deps := api.Deps{Meta: n.meta, Logger: log, Claims: n.fence, Policy: n.rules}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
 	}
@@ -161,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Cluster.Enabled {
 		deps.NewUploadID = n.newUploadID
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
-			Metadata: n.meta, Blobs: peerBlobs{n}, Events: n, Logger: log,
+			Metadata: n.meta, Blobs: placement.NewPeerBlobs(n.name, n.local), Events: n, Logger: log,
 		})
 		if err != nil {
 			_ = n.notify.Close()
@@ -171,6 +154,12 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.metasync.Connect(n.cluster)
 		n.refreshView()
 	}
+	if n.blobs, err = n.newPlacer(); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	n.served = n.blobs.Served()
+	deps.Blobs = n.served
 	if cfg.PullThrough.Enabled() {
 		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, n.pullThroughDeps(deps.Blobs)); err != nil {
 			_ = n.Close()
@@ -217,7 +206,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 }
 
 // openBlobStore opens the configured blob store.
-func openBlobStore(cfg Config) (localStore, error) {
+func openBlobStore(cfg Config) (placement.LocalStore, error) {
 	if cfg.Storage.S3 != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -232,7 +221,7 @@ func (n *Node) Handler() http.Handler { return n.handler }
 // Close releases the storage and leaves the cluster without handing off.
 func (n *Node) Close() error {
 	if n.cache != nil {
-		n.cache.wait()
+		n.cache.Wait()
 	}
 	var errs []error
 	if n.cluster != nil {
@@ -265,41 +254,21 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	n.cluster.Start()
 	run(n.watchMembership)
 	run(n.metasync.Run)
-	run(n.rebalanceLoop)
+	run(n.blobs.Run)
 	run(n.announceStats)
 	n.MembershipChanged()
 }
 
 // handOff, on a graceful stop, announces that this member leaves, copies
-// every held blob to its owners among the members that stay, then leaves
-// the cluster. Members stopping at the same time are not counted on: when
-// none stays (the whole cluster stops) the hand-off is skipped, and every
-// member keeps its blobs on its disk for when it starts again. Nothing is
-// deleted here, so a hand-off cut short loses nothing.
+// every held blob to its owners among the members that stay
+// (placement.Placer.HandOff), then leaves the cluster.
 func (n *Node) handOff(ctx context.Context) error {
 	if n.cluster == nil {
 		return nil
 	}
 	const leaveTimeout = 5 * time.Second
 	n.cluster.AnnounceLeaving(leaveTimeout)
-	for {
-		takers := n.staying()
-		if len(takers) == 0 {
-			n.log.Info("hand-off skipped: no other member stays to take the blobs")
-			break
-		}
-		n.log.Info("handing off blobs before leaving", "to", takers)
-		err := n.rebalance(ctx, &view{self: n.name, members: n.views.load().members, ring: ring.New(n.cfg.Cluster.Ring, takers)}, false)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil || slices.Equal(n.staying(), takers) {
-			n.log.Warn("hand-off incomplete", "err", err)
-			break
-		}
-		// Some took part in the hand-off and are leaving too: again,
-		// with those that stay.
-	}
+	_ = n.blobs.HandOff(ctx) // logged; a hand-off cut short loses nothing
 	return n.cluster.Leave(leaveTimeout)
 }
 

@@ -30,7 +30,7 @@ type MemberStatus struct {
 
 // Status reports this member's view of the cluster.
 func (n *Node) Status() Status {
-	blobs, bytes := n.held()
+	blobs, bytes := n.blobs.Held()
 	s := Status{Node: n.name, Replicas: n.cfg.Cluster.Replicas, Routing: n.cfg.Cluster.Routing}
 	if n.cluster == nil {
 		s.Replicas = 1
@@ -58,16 +58,7 @@ func (n *Node) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// held returns the blobs this member holds on its disk: its store, or its
-// cache of a shared bucket (where the bucket holds the one copy).
-func (n *Node) held() (blobs, bytes int64) {
-	if n.cache != nil {
-		return n.cache.disk.Usage()
-	}
-	return n.local.Usage()
-}
-
 // announceStats keeps the blob counts other members see of this one fresh.
 func (n *Node) announceStats(ctx context.Context) {
-	every(ctx, time.Second, true, func(context.Context) { n.cluster.SetStats(n.held()) })
+	every(ctx, time.Second, true, func(context.Context) { n.cluster.SetStats(n.blobs.Held()) })
 }

@@ -1,4 +1,4 @@
-package node
+package placement
 
 import "github.com/atollhq/atoll/storage"
 
@@ -10,8 +10,8 @@ import "github.com/atollhq/atoll/storage"
 // way. Two rules keep the answers of a decorated store those of the store
 // it wraps:
 //
-//   - localStore names every capability both backends have, and the
-//     decorators embed localStore, so the compiler promotes each of them;
+//   - LocalStore names every capability both backends have, and the
+//     decorators embed LocalStore, so the compiler promotes each of them;
 //   - a capability only some backends have (storage.URLSigner: S3 only) is
 //     added back by withOptional when the wrapped store has it.
 //
@@ -19,24 +19,24 @@ import "github.com/atollhq/atoll/storage"
 // storage package declares and checks, in every mode, that the store the
 // registry serves from answers each like the member's own store.
 
-// servedBlobs returns the blob store the registry serves from in this
-// member's mode: the local store on its own; on local disks in a cluster,
-// clusterBlobs, so a commit places the blob on its owners; on a bucket,
-// sharedBlobs, so reads go to the member that caches the blob.
-func (n *Node) servedBlobs() storage.BlobStore {
+// Served returns the blob store the registry serves from in this member's
+// mode: the local store on its own; on local disks in a cluster, one whose
+// commits place the blob on its owners; on a bucket, one whose reads go to
+// the member that caches the blob.
+func (p *Placer) Served() storage.BlobStore {
 	switch {
-	case n.cache != nil:
-		return withOptional(sharedBlobs{localStore: n.local, n: n}, n.local)
-	case n.cfg.Cluster.Enabled:
-		return withOptional(clusterBlobs{localStore: n.local, n: n}, n.local)
+	case p.deps.Cache != nil:
+		return withOptional(sharedBlobs{LocalStore: p.deps.Local, p: p}, p.deps.Local)
+	case p.clustered():
+		return withOptional(clusterBlobs{LocalStore: p.deps.Local, p: p}, p.deps.Local)
 	default:
-		return n.local
+		return p.deps.Local
 	}
 }
 
 // withOptional returns decorator d of store base, with the optional
-// capabilities that base has beyond localStore and d does not implement.
-func withOptional(d, base localStore) storage.BlobStore {
+// capabilities that base has beyond LocalStore and d does not implement.
+func withOptional(d, base LocalStore) storage.BlobStore {
 	if u, ok := base.(storage.URLSigner); ok {
 		if _, own := d.(storage.URLSigner); !own {
 			return signingStore{d, u}
@@ -45,9 +45,9 @@ func withOptional(d, base localStore) storage.BlobStore {
 	return d
 }
 
-// signingStore is decorator localStore with the URLSigner of the store it
+// signingStore is decorator LocalStore with the URLSigner of the store it
 // wraps.
 type signingStore struct {
-	localStore
+	LocalStore
 	storage.URLSigner
 }

@@ -1,4 +1,4 @@
-package node
+package placement
 
 import (
 	"context"
@@ -21,21 +21,20 @@ import (
 // ErrBlobUnknown, which makes the registry route them to that member
 // (api.Remote); the owner reads through its disk cache.
 type sharedBlobs struct {
-	localStore
-	n *Node
+	LocalStore
+	p *Placer
 }
 
 func (s sharedBlobs) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
-	if s.n.cluster != nil {
-		v := s.n.views.load()
-		if owners := v.ring.Owners(d, 1); len(owners) == 1 && owners[0] != s.n.name {
-			if _, err := s.localStore.Stat(ctx, d); err != nil {
+	if s.p.clustered() {
+		if owners := s.p.deps.Members.Ring().Owners(d, 1); len(owners) == 1 && owners[0] != s.p.deps.Self {
+			if _, err := s.LocalStore.Stat(ctx, d); err != nil {
 				return nil, err
 			}
 			return nil, fmt.Errorf("%s is served by %s: %w", d, owners[0], storage.ErrBlobUnknown)
 		}
 	}
-	return s.n.readLocal(ctx, d)
+	return s.p.ReadLocal(ctx, d)
 }
 
 // PurgeUploads implements storage.UploadPurger for a bucket that other
@@ -45,28 +44,11 @@ func (s sharedBlobs) Open(ctx context.Context, d digest.Digest) (storage.Blob, e
 // member go here when keep does not keep them. Fills of the disk cache
 // that a crash interrupted go too.
 func (s sharedBlobs) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error {
-	err := s.localStore.PurgeUploads(ctx, cutoff, func(id string) bool {
-		return keep(id) || s.n.liveOther(uploadMember(id))
+	err := s.LocalStore.PurgeUploads(ctx, cutoff, func(id string) bool {
+		return keep(id) || s.p.liveOther(s.p.deps.UploadMember(id))
 	})
-	if s.n.cache != nil {
-		err = errors.Join(err, s.n.cache.disk.PurgeUploads(ctx, cutoff, func(string) bool { return false }))
+	if c := s.p.deps.Cache; c != nil {
+		err = errors.Join(err, c.purgeFills(ctx, cutoff))
 	}
 	return err
-}
-
-// liveOther reports whether member is another live member of the cluster.
-func (n *Node) liveOther(member string) bool {
-	if n.cluster == nil || member == "" || member == n.name {
-		return false
-	}
-	return n.views.load().live(member)
-}
-
-// readLocal opens blob d as this member holds it: through the disk cache
-// when blobs live in a bucket.
-func (n *Node) readLocal(ctx context.Context, d digest.Digest) (storage.Blob, error) {
-	if n.cache != nil {
-		return n.cache.Open(ctx, d)
-	}
-	return n.local.Open(ctx, d)
 }

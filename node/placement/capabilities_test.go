@@ -1,4 +1,4 @@
-package node
+package placement
 
 import (
 	"context"
@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/filesystem"
 	"github.com/atollhq/atoll/storage/s3"
 	miniotest "github.com/atollhq/atoll/test/minio"
 )
@@ -29,7 +31,7 @@ var optionalCapabilities = map[string]func(s storage.BlobStore) bool{
 // comment calls them an optional BlobStore capability.
 func declaredCapabilities(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("..", "storage", "*.go"))
+	files, err := filepath.Glob(filepath.Join("..", "..", "storage", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +79,7 @@ func TestDecoratorsKeepCapabilities(t *testing.T) {
 	for _, name := range caps {
 		if optionalCapabilities[name] == nil {
 			t.Fatalf("storage declares the optional capability %s: add it to optionalCapabilities here, "+
-				"and to localStore if both backends have it (else to withOptional)", name)
+				"and to LocalStore if both backends have it (else to withOptional)", name)
 		}
 	}
 	srv := miniotest.Start(t)
@@ -86,57 +88,69 @@ func TestDecoratorsKeepCapabilities(t *testing.T) {
 		return &s3.Config{RegionEndpoint: "http://" + srv.Endpoint(), Bucket: name,
 			AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Secure: &secure}
 	}
-	clustered := func(c *Config) {
-		c.Cluster.Enabled = true
-		c.Cluster.GossipAddr, c.Cluster.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-	}
 	for _, mode := range []struct {
 		name      string
-		configure func(c *Config)
+		bucket    *s3.Config // nil: the filesystem
+		clustered bool
 	}{
-		{"filesystem", func(*Config) {}},
-		{"cluster", func(c *Config) { clustered(c) }},
-		{"s3", func(c *Config) { c.Storage.S3 = bucket("caps-s3") }},
-		{"s3 with redirects", func(c *Config) {
-			c.Storage.S3 = bucket("caps-redirect")
-			c.Storage.S3.Redirect = true
-		}},
-		{"shared bucket", func(c *Config) {
-			c.Storage.S3 = bucket("caps-shared")
-			clustered(c)
-		}},
+		{name: "filesystem"},
+		{name: "cluster", clustered: true},
+		{name: "s3", bucket: bucket("caps-s3")},
+		{name: "s3 with redirects", bucket: func() *s3.Config { c := bucket("caps-redirect"); c.Redirect = true; return c }()},
+		{name: "shared bucket", bucket: bucket("caps-shared"), clustered: true},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
-			cfg := Config{DataDir: t.TempDir()}
-			cfg.Cluster.NodeName = "caps"
-			mode.configure(&cfg)
-			n, err := New(cfg, nil)
+			ctx := context.Background()
+			dir := t.TempDir()
+			deps := Deps{Self: "caps"}
+			if mode.bucket != nil {
+				store, err := s3.New(ctx, *mode.bucket)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if deps.Cache, err = NewCache(ctx, store, filepath.Join(dir, "cache"), 1<<20); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(deps.Cache.Wait)
+				deps.Local = store
+			} else {
+				store, err := filesystem.New(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				deps.Local = store
+			}
+			if mode.clustered {
+				deps.Transport, deps.Members = peer.NewFakeBlobTransport(), NewFakeMembers("caps", "caps", "other")
+			}
+			p, err := New(Config{}, deps)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = n.Close() })
+			served := p.Served()
 			for _, name := range caps {
 				has := optionalCapabilities[name]
-				if got, want := has(n.served), has(n.local); got != want {
-					t.Errorf("the registry's %T answers %s %v; the member's %T answers %v", n.served, name, got, n.local, want)
+				if got, want := has(served), has(deps.Local); got != want {
+					t.Errorf("the registry's %T answers %s %v; the member's %T answers %v", served, name, got, deps.Local, want)
 				}
 			}
-			checkPurgeReaches(t, n)
+			checkPurgeReaches(t, served, dir, deps.Cache != nil)
 		})
 	}
 }
 
-// checkPurgeReaches plants an upload's bytes on the member's disk, older
-// than the purge age and with no session, and checks that the registry's
-// upload expiry removes them through the decorated store.
-func checkPurgeReaches(t *testing.T, n *Node) {
+// checkPurgeReaches plants an upload's bytes on the member's disk (in dir),
+// older than the purge age and with no session, and checks that the purge
+// the registry runs on its store (api's ExpireUploads) removes them through
+// the decorated store.
+func checkPurgeReaches(t *testing.T, served storage.BlobStore, dir string, cached bool) {
 	t.Helper()
 	ctx := context.Background()
 	var orphan string
-	if n.cache != nil {
-		orphan = filepath.Join(n.cfg.DataDir, "cache", "uploads", "fill-orphan")
+	if cached {
+		orphan = filepath.Join(dir, "cache", "uploads", "fill-orphan")
 	} else {
-		orphan = filepath.Join(n.cfg.DataDir, "uploads", "peer-orphan")
+		orphan = filepath.Join(dir, "uploads", "peer-orphan")
 	}
 	if err := os.WriteFile(orphan, []byte("left by a crash"), 0o600); err != nil {
 		t.Fatal(err)
@@ -145,7 +159,11 @@ func checkPurgeReaches(t *testing.T, n *Node) {
 	if err := os.Chtimes(orphan, old, old); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.reg.ExpireUploads(ctx, time.Now()); err != nil {
+	p, ok := served.(storage.UploadPurger)
+	if !ok {
+		t.Fatalf("the registry's %T purges no uploads", served)
+	}
+	if err := p.PurgeUploads(ctx, time.Now().Add(-24*time.Hour), func(string) bool { return false }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(orphan); !os.IsNotExist(err) {

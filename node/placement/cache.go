@@ -1,4 +1,4 @@
-package node
+package placement
 
 import (
 	"container/list"
@@ -15,11 +15,12 @@ import (
 	"github.com/atollhq/atoll/storage/filesystem"
 )
 
-// blobCache keeps recently read blobs of a remote store (S3) on local disk,
+// Cache keeps recently read blobs of a remote store (S3) on local disk,
 // least recently used out first, so a hot layer is read from the bucket
 // once per member rather than once per request. The copy on disk is
-// verified against its digest when it is filled.
-type blobCache struct {
+// verified against its digest when it is filled. Its methods may be called
+// concurrently.
+type Cache struct {
 	remote storage.BlobStore
 	disk   *filesystem.Store
 	limit  int64
@@ -37,12 +38,14 @@ type cacheEntry struct {
 	size int64
 }
 
-func newBlobCache(ctx context.Context, remote storage.BlobStore, dir string, limit int64) (*blobCache, error) {
+// NewCache opens the cache of remote in dir, holding about limit bytes,
+// and indexes what an earlier run left there.
+func NewCache(ctx context.Context, remote storage.BlobStore, dir string, limit int64) (*Cache, error) {
 	disk, err := filesystem.New(dir)
 	if err != nil {
 		return nil, fmt.Errorf("blob cache: %w", err)
 	}
-	c := &blobCache{remote: remote, disk: disk, limit: limit, lru: list.New(),
+	c := &Cache{remote: remote, disk: disk, limit: limit, lru: list.New(),
 		entries: map[digest.Digest]*list.Element{}, filling: map[digest.Digest]chan struct{}{}}
 	err = disk.Walk(ctx, func(d digest.Digest, size int64) error {
 		c.entries[d] = c.lru.PushBack(&cacheEntry{d, size})
@@ -60,7 +63,7 @@ func newBlobCache(ctx context.Context, remote storage.BlobStore, dir string, lim
 // straight from the remote store while the cache fills in the background;
 // readers arriving during the fill wait for it and read from disk, so a
 // hot blob is fetched from the remote store about once.
-func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+func (c *Cache) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
 	for {
 		c.mu.Lock()
 		if e, ok := c.entries[d]; ok {
@@ -70,7 +73,7 @@ func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, er
 			if !errors.Is(err, storage.ErrBlobUnknown) {
 				return b, err
 			}
-			c.forget(d) // evicted between the lookup and the open
+			c.Forget(d) // evicted between the lookup and the open
 			continue
 		}
 		if wait, ok := c.filling[d]; ok {
@@ -103,18 +106,27 @@ func (c *blobCache) Open(ctx context.Context, d digest.Digest) (storage.Blob, er
 }
 
 // filled ends the fill of blob d, waking its waiters.
-func (c *blobCache) filled(d digest.Digest, done chan struct{}) {
+func (c *Cache) filled(d digest.Digest, done chan struct{}) {
 	c.mu.Lock()
 	delete(c.filling, d)
 	close(done)
 	c.mu.Unlock()
 }
 
-// wait returns once background fills have ended.
-func (c *blobCache) wait() { c.wg.Wait() }
+// Wait returns once background fills have ended.
+func (c *Cache) Wait() { c.wg.Wait() }
+
+// Usage returns how many blobs the cache holds on disk and their bytes.
+func (c *Cache) Usage() (blobs, bytes int64) { return c.disk.Usage() }
+
+// purgeFills removes the bytes of fills that a crash interrupted before
+// cutoff.
+func (c *Cache) purgeFills(ctx context.Context, cutoff time.Time) error {
+	return c.disk.PurgeUploads(ctx, cutoff, func(string) bool { return false })
+}
 
 // fill copies blob d from the remote store to disk.
-func (c *blobCache) fill(ctx context.Context, d digest.Digest) error {
+func (c *Cache) fill(ctx context.Context, d digest.Digest) error {
 	src, err := c.remote.Open(ctx, d)
 	if err != nil {
 		return err
@@ -144,7 +156,7 @@ func (c *blobCache) fill(ctx context.Context, d digest.Digest) error {
 
 // evict removes least recently used blobs until the cache fits its limit.
 // Open files stay readable until closed.
-func (c *blobCache) evict(ctx context.Context) {
+func (c *Cache) evict(ctx context.Context) {
 	for {
 		c.mu.Lock()
 		back := c.lru.Back()
@@ -161,9 +173,9 @@ func (c *blobCache) evict(ctx context.Context) {
 	}
 }
 
-// forget drops blob d from the index and the disk (the remote store lost
+// Forget drops blob d from the index and the disk (the remote store lost
 // it, or it vanished from disk).
-func (c *blobCache) forget(d digest.Digest) {
+func (c *Cache) Forget(d digest.Digest) {
 	c.mu.Lock()
 	if e, ok := c.entries[d]; ok {
 		c.lru.Remove(e)

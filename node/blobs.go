@@ -1,0 +1,60 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/node/placement"
+	"github.com/atollhq/atoll/storage"
+)
+
+// newPlacer wires blob placement (node/placement) to this member: its
+// store, its cache of a bucket, and in a cluster the transport and the
+// view of the members. Call it once the cluster and its first view exist.
+func (n *Node) newPlacer() (*placement.Placer, error) {
+	cfg := placement.Config{
+		Replicas:          n.cfg.Cluster.Replicas,
+		RebalanceInterval: n.cfg.Cluster.RebalanceInterval,
+		Ring:              n.cfg.Cluster.Ring,
+	}
+	if n.cfg.Cluster.Fast {
+		cfg.Settle = 200 * time.Millisecond
+	}
+	deps := placement.Deps{
+		Self:         n.name,
+		Local:        n.local,
+		Cache:        n.cache,
+		UploadMember: uploadMember,
+		Metrics: placement.Metrics{
+			BlobsCopied: n.metrics.blobsCopied,
+			BytesCopied: n.metrics.bytesCopied,
+			Rebalances:  n.metrics.rebalances,
+		},
+		Logger: n.log,
+	}
+	if n.cluster != nil {
+		deps.Transport, deps.Members = n.cluster, placementMembers{n}
+	}
+	return placement.New(cfg, deps)
+}
+
+// placementMembers is the cluster as placement sees it: the current view.
+type placementMembers struct{ n *Node }
+
+func (m placementMembers) Ring() placement.Ring    { return m.n.views.load().ring }
+func (m placementMembers) Live(member string) bool { return m.n.views.load().live(member) }
+func (m placementMembers) Staying() []string       { return m.n.staying() }
+
+// readLocal opens blob d as this member holds it: through the disk cache
+// when blobs live in a bucket.
+func (n *Node) readLocal(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+	return n.blobs.ReadLocal(ctx, d)
+}
+
+// heldBlob is a blob held here and its size, as a collection walks them.
+type heldBlob struct {
+	d    digest.Digest
+	size int64
+}
