@@ -10,6 +10,11 @@
 //     from a member picked at random (a non-holder proxies or redirects,
 //     -routing), and the aggregate is bytes over wall time.
 //
+// Then, with 4 members, the same with one member's link far slower than
+// the others' (-slow-mbit), and, with 3 members and every link at
+// -big-mbit, one -big-mib layer pushed through a member that does not own
+// it: the time from the last byte sent to the 201.
+//
 // It prints one row per size with the ratio to one member and to N times
 // one member (1.00 is perfect linear scaling). It needs root; numbers are
 // reported, never asserted.
@@ -45,6 +50,9 @@ type config struct {
 	passes   int
 	replicas int
 	routing  string
+	bigMiB   int
+	bigMbit  int
+	slowMbit int
 }
 
 func main() {
@@ -58,6 +66,9 @@ func main() {
 	flag.IntVar(&cfg.passes, "passes", 3, "times each blob is pulled, in all")
 	flag.IntVar(&cfg.replicas, "replicas", 2, "R")
 	flag.StringVar(&cfg.routing, "routing", "redirect", "proxy or redirect")
+	flag.IntVar(&cfg.bigMiB, "big-mib", 2048, "size of the layer pushed through a non-owner, MiB (0: skip)")
+	flag.IntVar(&cfg.bigMbit, "big-mbit", 1000, "cap of every link for the big push, Mbit/s")
+	flag.IntVar(&cfg.slowMbit, "slow-mbit", 40, "cap of one member's link in the slow-link run, Mbit/s (0: skip)")
 	flag.Parse()
 
 	blobs := make([][]byte, cfg.blobs)
@@ -106,6 +117,12 @@ func main() {
 	for _, r := range rows {
 		fmt.Printf("| %7d | %9.1f | %8.2fx | %14.2f | %9.1f | %8.2fx |\n",
 			r.n, r.pull, r.pull/rows[0].pull, r.pull/rows[0].pull/float64(r.n), r.push, r.push/rows[0].push)
+	}
+	if cfg.slowMbit > 0 {
+		slowLink(cfg, blobs, cfg.slowMbit)
+	}
+	if cfg.bigMiB > 0 {
+		bigPush(cfg, int64(cfg.bigMiB)<<20, cfg.bigMbit)
 	}
 }
 
