@@ -63,6 +63,9 @@ func TestDockerSwarm(t *testing.T) {
 	formed := s.waitMembers(3*time.Minute, mgr, w1, w2)
 	logMeasure(t, "swarm of 3 engines formed and stack deployed: members alive everywhere in %v (%v after the deploy)",
 		time.Since(start).Round(time.Second), formed.Round(100*time.Millisecond))
+	if logs := s.serviceLogs(); strings.Count(logs, "secret=true") < 3 || strings.Contains(logs, "secret=false") {
+		t.Errorf("not every member took its cluster secret from the Docker secret (ATOLL_CLUSTER_SECRET_FILE):\n%s", logs)
+	}
 
 	// Push on the manager, pull on each worker, all through localhost:5000.
 	const repo, ref = "e2e/hello", "localhost:5000/e2e/hello:1"
