@@ -52,9 +52,3 @@ func (m placementMembers) Staying() []string       { return m.n.staying() }
 func (n *Node) readLocal(ctx context.Context, d digest.Digest) (storage.Blob, error) {
 	return n.blobs.ReadLocal(ctx, d)
 }
-
-// heldBlob is a blob held here and its size, as a collection walks them.
-type heldBlob struct {
-	d    digest.Digest
-	size int64
-}

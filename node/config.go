@@ -8,6 +8,7 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/auth"
+	"github.com/atollhq/atoll/node/gc"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
@@ -45,13 +46,9 @@ type Config struct {
 	Replication replication.Config `yaml:"replication"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
 	JanitorInterval time.Duration `yaml:"janitorInterval"`
-	// GCInterval runs garbage collection on a schedule. Default 0: only on
-	// demand (atoll gc, POST /_atoll/v1/gc).
-	GCInterval time.Duration `yaml:"gcInterval"`
-	// GCGrace is the grace period of scheduled collections. Default 1h.
-	GCGrace time.Duration `yaml:"gcGrace"`
-	// Retention prunes tags and untagged manifests before each collection.
-	Retention []RetentionPolicy `yaml:"retention"`
+	// GC is garbage collection: its schedule and retention policies
+	// (on demand otherwise: atoll gc, POST /_atoll/v1/gc).
+	GC gc.Config `yaml:"gc"`
 	// Quotas limit the bytes sets of repositories hold, cluster-wide.
 	// Default none.
 	Quotas []policy.Quota `yaml:"quotas"`
@@ -79,9 +76,6 @@ func (c *Config) applyDefaults() error {
 	}
 	if c.ReadIdle <= 0 {
 		c.ReadIdle = 60 * time.Second
-	}
-	if c.GCGrace <= 0 {
-		c.GCGrace = DefaultGCGrace
 	}
 	if c.Storage.CacheSize <= 0 {
 		c.Storage.CacheSize = 10 << 30

@@ -19,6 +19,7 @@ import (
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/api/ui"
+	"github.com/atollhq/atoll/node/gc"
 	"github.com/atollhq/atoll/node/gc/fence"
 	"github.com/atollhq/atoll/node/metasync"
 	"github.com/atollhq/atoll/node/notify"
@@ -35,23 +36,23 @@ import (
 
 // Node is a member.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	name      string
-	meta      *metasync.Store
-	local     placement.LocalStore
-	served    storage.BlobStore // what the registry serves from (placement.Placer.Served)
-	cache     *placement.Cache  // blobs read from a bucket; nil on local disk
-	blobs     *placement.Placer // places, rebalances and hands off the blobs held here
-	reg       *api.Registry
-	notify    *notify.Notifier
-	auth      *auth.Authenticator // nil: no authentication
-	scheme    string              // of this member's and the others' HTTP APIs
-	metrics   *metrics
-	handler   http.Handler
-	retention retention
-	rules     *rules       // quotas and immutable tags
-	fence     *fence.Fence // keeps collections off the blobs pushes use
+	cfg     Config
+	log     *slog.Logger
+	name    string
+	meta    *metasync.Store
+	local   placement.LocalStore
+	served  storage.BlobStore // what the registry serves from (placement.Placer.Served)
+	cache   *placement.Cache  // blobs read from a bucket; nil on local disk
+	blobs   *placement.Placer // places, rebalances and hands off the blobs held here
+	reg     *api.Registry
+	notify  *notify.Notifier
+	auth    *auth.Authenticator // nil: no authentication
+	scheme  string              // of this member's and the others' HTTP APIs
+	metrics *metrics
+	handler http.Handler
+	rules   *rules        // quotas and immutable tags
+	fence   *fence.Fence  // keeps collections off the blobs pushes use
+	gc      *gc.Collector // garbage collection with retention (gchttp.go)
 
 	replication *replication.Replicator // nil without rules (replication.go)
 
@@ -88,9 +89,6 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.scheme = "https"
 	}
 	var err error
-	if n.retention, err = compileRetention(cfg.Retention); err != nil {
-		return nil, err
-	}
 	if cfg.Auth.Enabled() {
 		if cfg.Cluster.Enabled && cfg.Cluster.Secret == "" {
 			return nil, errors.New("a cluster with authentication needs a cluster secret: members vouch for their clients with it")
@@ -134,6 +132,19 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.meta.Close()
 		return nil, err
 	}
+	gcDeps := gc.Deps{Self: n.name, Blobs: n.local, Meta: n.meta, Fence: n.fence, Immutable: n.rules.immutable.Covers,
+		Freed: func(k int) { n.metrics.gcFreed.Add(float64(k)) }, Log: log}
+	if n.cache != nil {
+		gcDeps.Deleted = n.cache.Forget
+	}
+	if cfg.Cluster.Enabled {
+		gcDeps.Members = gcMembers{n}
+	}
+	if n.gc, err = gc.New(cfg.GC, gcDeps); err != nil {
+		_ = n.notify.Close()
+		_ = n.meta.Close()
+		return nil, err
+	}
 	deps := api.Deps{Meta: n.meta, Logger: log, Claims: n.fence, Policy: n.rules}
 	if n.auth != nil {
 		deps.Visible, deps.Actor = n.visible, n.actor
@@ -160,6 +171,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.served = n.blobs.Served()
 	deps.Blobs = n.served
+	n.router = n.newRouter()
+	if n.cluster != nil {
+		deps.Remote = n.router
+	}
 	if cfg.PullThrough.Enabled() {
 		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, n.pullThroughDeps(deps.Blobs)); err != nil {
 			_ = n.Close()
@@ -169,10 +184,6 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err := n.setUpReplication(&deps); err != nil {
 		_ = n.Close()
 		return nil, err
-	}
-	n.router = n.newRouter()
-	if n.cluster != nil {
-		deps.Remote = n.router
 	}
 	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()
@@ -245,9 +256,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	if n.replication != nil {
 		run(n.replication.Run)
 	}
-	if n.cfg.GCInterval > 0 {
-		run(n.gcLoop)
-	}
+	run(n.gc.Run)
 	if n.cluster == nil {
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/gc"
 	"github.com/atollhq/atoll/node/notify"
 )
 
@@ -84,18 +85,18 @@ func TestGarbageCollection(t *testing.T) {
 		t.Fatalf("delete manifest: %s", r.Status)
 	}
 	ctx := context.Background()
-	rep, err := n.CollectGarbage(ctx, GCOptions{Grace: time.Hour})
+	rep, err := n.CollectGarbage(ctx, gc.Options{Grace: time.Hour})
 	if err != nil || rep.Freed != 0 || rep.Young != 1 {
 		t.Fatalf("with grace: %+v, %v", rep, err)
 	}
-	rep, err = n.CollectGarbage(ctx, GCOptions{DryRun: true})
+	rep, err = n.CollectGarbage(ctx, gc.Options{DryRun: true})
 	if err != nil || rep.Freed != 1 || rep.Held != 3 {
 		t.Fatalf("dry run: %+v, %v", rep, err)
 	}
 	if _, err := n.local.Stat(ctx, drop); err != nil {
 		t.Fatalf("dry run freed the blob: %v", err)
 	}
-	if rep, err = n.CollectGarbage(ctx, GCOptions{}); err != nil || rep.Freed != 1 {
+	if rep, err = n.CollectGarbage(ctx, gc.Options{}); err != nil || rep.Freed != 1 {
 		t.Fatalf("collect: %+v, %v", rep, err)
 	}
 	if _, err := n.local.Stat(ctx, drop); err == nil {
@@ -153,16 +154,16 @@ func TestWebhooks(t *testing.T) {
 // old untagged manifests but keeps referrers of kept ones, and the
 // collection then frees what they alone referenced.
 func TestRetention(t *testing.T) {
-	n, srv := standalone(t, Config{Retention: []RetentionPolicy{{
+	n, srv := standalone(t, Config{GC: gc.Config{Retention: []gc.RetentionPolicy{{
 		Repositories: []string{"team/**"}, KeepLast: 2, KeepTags: []string{`^release-`}, UntaggedAfter: time.Nanosecond,
-	}}})
+	}}}})
 	var layers []digest.Digest
 	for _, tag := range []string{"release-1", "a", "b", "c", "d"} {
 		l, _ := push(t, srv.URL, "team/app", tag, []byte("layer "+tag))
 		layers = append(layers, l)
 	}
 	push(t, srv.URL, "other", "x", []byte("untouched"))
-	rep, err := n.CollectGarbage(context.Background(), GCOptions{})
+	rep, err := n.CollectGarbage(context.Background(), gc.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

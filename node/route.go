@@ -77,4 +77,6 @@ func (m routeMembers) Has(ctx context.Context, member string, ds []digest.Digest
 // blobOpener adapts a function to route.Blobs.
 type blobOpener func(ctx context.Context, d digest.Digest) (storage.Blob, error)
 
-func (f blobOpener) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) { return f(ctx, d) }
+func (f blobOpener) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+	return f(ctx, d)
+}

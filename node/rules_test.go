@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/atollhq/atoll/node/gc"
 	"github.com/atollhq/atoll/node/policy"
 )
 
@@ -13,13 +14,13 @@ import (
 // newest tag never deletes an immutable one, nor its manifest.
 func TestRetentionKeepsImmutableTags(t *testing.T) {
 	n, srv := standalone(t, Config{
-		Retention: []RetentionPolicy{{Repositories: []string{"**"}, KeepLast: 1, UntaggedAfter: time.Nanosecond}},
+		GC:        gc.Config{Retention: []gc.RetentionPolicy{{Repositories: []string{"**"}, KeepLast: 1, UntaggedAfter: time.Nanosecond}}},
 		Immutable: []policy.ImmutableRule{{Repositories: []string{"**"}, Tags: []string{`^v\d+$`}}},
 	})
 	for _, tag := range []string{"v1", "a", "v2", "b", "c"} {
 		push(t, srv.URL, "app", tag, []byte("layer "+tag))
 	}
-	rep, err := n.CollectGarbage(context.Background(), GCOptions{})
+	rep, err := n.CollectGarbage(context.Background(), gc.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/gc"
 	"github.com/atollhq/atoll/node/notify"
 	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
@@ -65,7 +66,7 @@ type fileConfig struct {
 	// Proxy is registry:2's pull-through cache of one upstream.
 	Proxy proxyConfig `yaml:"proxy"`
 	// Retention prunes tags and untagged manifests before collections.
-	Retention []node.RetentionPolicy `yaml:"retention"`
+	Retention []gc.RetentionPolicy `yaml:"retention"`
 	// Quotas limit the bytes sets of repositories hold (atoll's own).
 	Quotas []policy.Quota `yaml:"quotas"`
 	// Immutable makes matching tags immutable once pushed (atoll's own).
@@ -405,7 +406,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 		c.Storage.CacheSize = size
 	}
 	c.Auth, c.Headers = fc.Auth, fc.HTTP.Headers
-	c.Retention, c.GCInterval, c.GCGrace = fc.Retention, fc.GC.Interval, fc.GC.Grace
+	c.GC = gc.Config{Interval: fc.GC.Interval, Grace: fc.GC.Grace, Retention: fc.Retention}
 	c.Quotas, c.Immutable = fc.Quotas, fc.Immutable
 	c.API.ReadOnly = fc.Storage.Maintenance.ReadOnly.Enabled
 	c.API.CatalogMaxEntries = fc.Catalog.MaxEntries

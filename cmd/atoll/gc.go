@@ -15,27 +15,28 @@ import (
 	"time"
 
 	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/gc"
 )
 
-// gc asks a running member to collect garbage on every live member and
+// gcCommand asks a running member to collect garbage on every live member and
 // prints a line per member as each finishes.
-func gc(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func gcCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "http://127.0.0.1:5000", "URL of any member")
 	dryRun := fs.Bool("dry-run", false, "report what would be freed, free nothing")
-	grace := fs.Duration("grace", node.DefaultGCGrace, "spare blobs younger than this")
+	grace := fs.Duration("grace", gc.DefaultGrace, "spare blobs younger than this")
 	var af adminFlags
 	af.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	return onlineGC(ctx, baseURL(*addr), &af, node.GCOptions{DryRun: *dryRun, Grace: *grace}, stdout, stderr)
+	return onlineGC(ctx, baseURL(*addr), &af, gc.Options{DryRun: *dryRun, Grace: *grace}, stdout, stderr)
 }
 
 // onlineGC runs POST /_atoll/v1/gc on the member at base and prints each
 // member's report as it arrives.
-func onlineGC(ctx context.Context, base string, af *adminFlags, opts node.GCOptions, stdout, stderr io.Writer) error {
+func onlineGC(ctx context.Context, base string, af *adminFlags, opts gc.Options, stdout, stderr io.Writer) error {
 	client, header, err := af.client(ctx, base, os.Stdin, stderr)
 	if err != nil {
 		return err
@@ -57,10 +58,10 @@ func onlineGC(ctx context.Context, base string, af *adminFlags, opts node.GCOpti
 		return statusError(resp)
 	}
 	dec := json.NewDecoder(resp.Body)
-	var total node.GCReport
+	var total gc.Report
 	var failed []string
 	for {
-		var r node.GCReport
+		var r gc.Report
 		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
@@ -105,14 +106,14 @@ func garbageCollect(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	return offlineGC(ctx, fc, node.GCOptions{DryRun: *dryRun, Grace: *grace}, *untagged, stdout, stderr)
+	return offlineGC(ctx, fc, gc.Options{DryRun: *dryRun, Grace: *grace}, *untagged, stdout, stderr)
 }
 
 // offlineGC collects garbage on the storage fc names, with the registry
 // stopped (its metadata database is locked while it runs). With untagged,
 // manifests no tag reaches are deleted first, as registry:2's
 // --delete-untagged does.
-func offlineGC(ctx context.Context, fc *fileConfig, opts node.GCOptions, untagged bool, stdout, stderr io.Writer) error {
+func offlineGC(ctx context.Context, fc *fileConfig, opts gc.Options, untagged bool, stdout, stderr io.Writer) error {
 	cfg, err := fc.nodeConfig()
 	if err != nil {
 		return err
@@ -124,7 +125,7 @@ func offlineGC(ctx context.Context, fc *fileConfig, opts node.GCOptions, untagge
 		for i := 1; i < 16; i++ {
 			all = append(all, all[i-1]+"/*")
 		}
-		cfg.Retention = []node.RetentionPolicy{{Repositories: all, UntaggedAfter: time.Nanosecond}}
+		cfg.GC.Retention = []gc.RetentionPolicy{{Repositories: all, UntaggedAfter: time.Nanosecond}}
 	}
 	n, err := node.New(cfg, newLogger(stderr, fc.Log.Formatter, "warn"))
 	if err != nil {
@@ -139,7 +140,7 @@ func offlineGC(ctx context.Context, fc *fileConfig, opts node.GCOptions, untagge
 	return nil
 }
 
-func printReport(w io.Writer, label string, r node.GCReport) {
+func printReport(w io.Writer, label string, r gc.Report) {
 	verb := "freed"
 	if r.DryRun {
 		verb = "would free"

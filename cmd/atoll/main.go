@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "htpasswd":
 		return htpasswdCommand(args, stdout, stderr)
 	case "gc":
-		return gc(ctx, args, stdout, stderr)
+		return gcCommand(ctx, args, stdout, stderr)
 	case "garbage-collect":
 		return garbageCollect(ctx, args, stdout, stderr)
 	case "import":
@@ -136,7 +136,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	if *gcInterval > 0 {
-		cfg.GCInterval = *gcInterval
+		cfg.GC.Interval = *gcInterval
 	}
 	n, err := node.New(cfg, log)
 	if err != nil {

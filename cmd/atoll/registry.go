@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/gc"
 )
 
 // registry:2's command line. The image links /bin/registry (and
@@ -97,10 +97,10 @@ func registryGC(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if untagged {
 			return errors.New("garbage-collect --delete-untagged: the registry is running; stop it first, or set a retention policy with untaggedafter")
 		}
-		return onlineGC(ctx, base, &af, node.GCOptions{DryRun: dryRun, Grace: *grace}, stdout, stderr)
+		return onlineGC(ctx, base, &af, gc.Options{DryRun: dryRun, Grace: *grace}, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "no registry answers at %s: collecting offline\n", base)
-	return offlineGC(ctx, fc, node.GCOptions{DryRun: dryRun, Grace: *grace}, untagged, stdout, stderr)
+	return offlineGC(ctx, fc, gc.Options{DryRun: dryRun, Grace: *grace}, untagged, stdout, stderr)
 }
 
 // parseInterspersed parses flags wherever they are among the positional

@@ -37,8 +37,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/atollhq/atoll/api"
-	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/node/queue"
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
 

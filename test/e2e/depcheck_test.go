@@ -22,6 +22,7 @@ var importRules = map[string][]string{
 	"node/queue":      {},                                               // a durable queue, shared by webhooks and replication
 	"node/metasync":   {"storage", "storage/metadb", "storage/metalog"}, // metadata replication: no transport, no node
 	"node/placement":  {"ring", "storage", "storage/filesystem"},        // blob placement: no transport, HTTP or metadata; peer only through the interfaces it declares
+	"node/gc":         {"oci", "storage"},                               // garbage collection with retention: no transport, no node
 	"node/route":      {"api", "api/auth", "storage"},                   // request routing between members: no cluster, ring or peer, only the interfaces it declares
 	"api/...":         {"oci", "storage"},                               // the interfaces; never a backend
 	"api/auth":        {"api", "oci"},                                   // writes its refusals through api's one error table
@@ -34,7 +35,7 @@ var importRules = map[string][]string{
 }
 
 // mustExist are packages the check must see, so it cannot pass vacuously.
-var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "node/placement", "node/route", "cmd/atoll"}
+var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "node/placement", "node/route", "node/gc", "cmd/atoll"}
 
 // TestImportDirection fails on every import of an atoll package that the
 // table above does not allow.

@@ -1,4 +1,4 @@
-package node
+package gc
 
 import (
 	"context"
@@ -78,14 +78,14 @@ func (r retention) policyFor(repo string) *compiledPolicy {
 type pruned struct{ tags, manifests int }
 
 // applyRetention runs the policies over every repository.
-func (n *Node) applyRetention(ctx context.Context, dryRun bool) (pruned, error) {
+func (c *Collector) applyRetention(ctx context.Context, dryRun bool) (pruned, error) {
 	var total pruned
-	for _, repo := range n.meta.Repositories("", 0) {
-		p := n.retention.policyFor(repo)
+	for _, repo := range c.deps.Meta.Repositories("", 0) {
+		p := c.retention.policyFor(repo)
 		if p == nil {
 			continue
 		}
-		got, err := n.retain(ctx, repo, p, dryRun)
+		got, err := c.retain(ctx, repo, p, dryRun)
 		total.tags += got.tags
 		total.manifests += got.manifests
 		if err != nil {
@@ -95,27 +95,27 @@ func (n *Node) applyRetention(ctx context.Context, dryRun bool) (pruned, error) 
 	return total, nil
 }
 
-func (n *Node) retain(ctx context.Context, repo string, p *compiledPolicy, dryRun bool) (pruned, error) {
+func (c *Collector) retain(ctx context.Context, repo string, p *compiledPolicy, dryRun bool) (pruned, error) {
 	var out pruned
-	tags, err := n.meta.Tags(repo, "", 0)
+	tags, err := c.deps.Meta.Tags(repo, "", 0)
 	if err != nil {
 		return out, nil // emptied meanwhile
 	}
 	written := map[string]time.Time{}
 	for _, t := range tags {
-		written[t], _ = n.meta.Written(repo, t, "")
+		written[t], _ = c.deps.Meta.Written(repo, t, "")
 	}
 	slices.SortFunc(tags, func(a, b string) int { return written[b].Compare(written[a]) })
 	var kept []string
 	for i, t := range tags {
 		if p.KeepLast == 0 || i < p.KeepLast || slices.ContainsFunc(p.keep, func(re *regexp.Regexp) bool { return re.MatchString(t) }) ||
-			n.rules.immutable.Covers(repo, t) { // never deleted, so never pruned
+			c.deps.Immutable(repo, t) { // never deleted, so never pruned
 			kept = append(kept, t)
 			continue
 		}
 		out.tags++
 		if !dryRun {
-			if err := n.meta.DeleteTag(ctx, repo, t); err != nil && !errors.Is(err, storage.ErrTagUnknown) {
+			if err := c.deps.Meta.DeleteTag(ctx, repo, t); err != nil && !errors.Is(err, storage.ErrTagUnknown) {
 				return out, err
 			}
 		}
@@ -123,10 +123,10 @@ func (n *Node) retain(ctx context.Context, repo string, p *compiledPolicy, dryRu
 	if p.UntaggedAfter <= 0 {
 		return out, nil
 	}
-	reached := n.reachable(repo, kept)
+	reached := c.reachable(repo, kept)
 	cutoff := time.Now().Add(-p.UntaggedAfter)
 	var doomed []digest.Digest
-	n.meta.EachManifest(func(r string, m *storage.Manifest) bool {
+	c.deps.Meta.EachManifest(func(r string, m *storage.Manifest) bool {
 		d := m.Descriptor.Digest
 		if r != repo || reached[d] || (m.Subject != "" && reached[m.Subject]) {
 			return true
@@ -135,12 +135,12 @@ func (n *Node) retain(ctx context.Context, repo string, p *compiledPolicy, dryRu
 		return true
 	})
 	for _, d := range doomed {
-		if at, ok := n.meta.Written(repo, "", d); !ok || at.After(cutoff) {
+		if at, ok := c.deps.Meta.Written(repo, "", d); !ok || at.After(cutoff) {
 			continue
 		}
 		out.manifests++
 		if !dryRun {
-			if err := n.meta.DeleteManifest(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
+			if err := c.deps.Meta.DeleteManifest(ctx, repo, d); err != nil && !errors.Is(err, storage.ErrManifestUnknown) {
 				return out, err
 			}
 		}
@@ -149,11 +149,11 @@ func (n *Node) retain(ctx context.Context, repo string, p *compiledPolicy, dryRu
 }
 
 // reachable returns the manifests of repo the tags reach, through indexes.
-func (n *Node) reachable(repo string, tags []string) map[digest.Digest]bool {
+func (c *Collector) reachable(repo string, tags []string) map[digest.Digest]bool {
 	seen := map[digest.Digest]bool{}
 	var queue []digest.Digest
 	for _, t := range tags {
-		if d, err := n.meta.Tag(repo, t); err == nil {
+		if d, err := c.deps.Meta.Tag(repo, t); err == nil {
 			queue = append(queue, d)
 		}
 	}
@@ -164,7 +164,7 @@ func (n *Node) reachable(repo string, tags []string) map[digest.Digest]bool {
 			continue
 		}
 		seen[d] = true
-		m, err := n.meta.Manifest(repo, d)
+		m, err := c.deps.Meta.Manifest(repo, d)
 		if err != nil {
 			continue
 		}
