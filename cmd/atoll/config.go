@@ -351,29 +351,6 @@ func selectDriver(cfg *fileConfig, driver string) error {
 	return nil
 }
 
-// parseSize reads a byte count such as 512MiB, 10GiB or 1073741824.
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-			if err != nil || n < 0 {
-				return 0, fmt.Errorf("size %q", s)
-			}
-			return int64(n * float64(u.mult)), nil
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want bytes or a number with KiB, MiB, GiB, TiB", s)
-	}
-	return n, nil
-}
-
 // nodeConfig maps the registry:2 settings onto the member's configuration.
 func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	var c node.Config
@@ -399,7 +376,7 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 		c.Storage.MinFree = floor
 	}
 	if fc.Storage.CacheSize != "" {
-		size, err := parseSize(fc.Storage.CacheSize)
+		size, err := diskspace.ParseSize(fc.Storage.CacheSize)
 		if err != nil {
 			return c, fmt.Errorf("storage.cachesize: %w", err)
 		}

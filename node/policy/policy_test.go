@@ -199,3 +199,11 @@ func TestQuotaReservations(t *testing.T) {
 		t.Errorf("an unknown quota: %v", err)
 	}
 }
+
+func TestHuman(t *testing.T) {
+	for n, want := range map[int64]string{0: "0 B", 800: "800 B", 5017: "4.9 KiB", 3 << 30: "3.0 GiB"} {
+		if got := human(n); got != want {
+			t.Errorf("human(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

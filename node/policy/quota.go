@@ -2,12 +2,12 @@ package policy
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/metadb"
 )
 
@@ -30,33 +30,9 @@ type Size int64
 
 // UnmarshalText implements encoding.TextUnmarshaler (and so YAML).
 func (s *Size) UnmarshalText(b []byte) error {
-	n, err := ParseSize(string(b))
+	n, err := diskspace.ParseSize(string(b))
 	*s = Size(n)
 	return err
-}
-
-// ParseSize reads a byte count: a number with an optional unit (B, KB, MB,
-// GB, TB, KiB, MiB, GiB, TiB).
-func ParseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"TB", 1e12}, {"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1}}
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-			if err != nil || n < 0 {
-				return 0, fmt.Errorf("size %q", s)
-			}
-			return int64(n * u.mult), nil
-		}
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want bytes or a number with KiB, MiB, GiB, TiB", s)
-	}
-	return n, nil
 }
 
 // UsageReader is what quotas read of the replicated metadata.
@@ -172,16 +148,10 @@ func (q *Quotas) Report(repos []string) Report {
 	return r
 }
 
-// human prints a byte count with a binary unit.
+// human prints a byte count with a binary unit, spaced for a message
+// ("6.1 KiB").
 func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+	s := diskspace.Bytes(uint64(max(n, 0)))
+	unit := strings.IndexFunc(s, func(r rune) bool { return r != '.' && (r < '0' || r > '9') })
+	return s[:unit] + " " + s[unit:]
 }
