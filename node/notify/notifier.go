@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/queue"
 )
 
 // Notifier queues events for the configured endpoints and, while Run runs,
@@ -26,8 +28,8 @@ import (
 // including each other; Close only after Run has returned.
 type Notifier struct {
 	log       *slog.Logger
-	refs      bool   // events carry the references of manifests
-	q         *queue // nil when no endpoint is enabled
+	refs      bool         // events carry the references of manifests
+	q         *queue.Queue // nil when no endpoint is enabled
 	endpoints []*endpoint
 	transport *http.Transport
 	running   atomic.Bool
@@ -71,6 +73,10 @@ func (ep *endpoint) setError(err error) {
 	ep.mu.Unlock()
 }
 
+// DBName is the queue file New opens in its directory: one stream per
+// endpoint (package queue).
+const DBName = "notifications.db"
+
 // New opens the queue in dir (file DBName, created if needed) for the
 // enabled endpoints of cfg. It returns an error for an invalid
 // configuration or a queue it cannot open; with no enabled endpoint it
@@ -101,13 +107,13 @@ func New(cfg Config, dir string, log *slog.Logger) (*Notifier, error) {
 	if len(n.endpoints) == 0 {
 		return n, nil
 	}
-	q, err := openQueue(dir)
+	q, err := queue.Open(filepath.Join(dir, DBName), names)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("notifications queue: %w", err)
 	}
-	lengths, err := q.lengths(names)
+	lengths, err := q.Lengths()
 	if err != nil {
-		_ = q.close()
+		_ = q.Close()
 		return nil, fmt.Errorf("notifications queue: %w", err)
 	}
 	n.q = q
@@ -168,7 +174,7 @@ func (n *Notifier) append(to []*endpoint, e api.Event) error {
 	for i, ep := range to {
 		names[i] = ep.cfg.Name
 	}
-	if err := n.q.append(names, body); err != nil {
+	if err := n.q.Append(names, body); err != nil {
 		return fmt.Errorf("queue event: %w", err)
 	}
 	return nil
@@ -215,5 +221,5 @@ func (n *Notifier) Close() error {
 	if n.q == nil {
 		return nil
 	}
-	return n.q.close()
+	return n.q.Close()
 }

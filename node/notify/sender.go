@@ -3,11 +3,11 @@ package notify
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"time"
+
+	"github.com/atollhq/atoll/node/queue"
 )
 
 // EventsMediaType is the Content-Type of a webhook request, as registry:2
@@ -26,69 +26,38 @@ const maxBatch = 32
 // and retries the same events; it never skips one.
 func (n *Notifier) send(ctx context.Context, ep *endpoint) {
 	log := n.log.With("endpoint", ep.cfg.Name)
-	ceiling := max(ep.cfg.Backoff, maxBackoff)
-	wait, failures := ep.cfg.Backoff, 0
-	for ctx.Err() == nil {
-		err := n.deliver(ctx, ep)
-		if errors.Is(err, errEmpty) {
-			select {
-			case <-ep.wake:
-			case <-ctx.Done():
+	d := queue.Drainer{
+		Queue: n.q, Stream: ep.cfg.Name, Batch: maxBatch, Wake: ep.wake,
+		Backoff: ep.cfg.Backoff, MaxBackoff: max(ep.cfg.Backoff, maxBackoff),
+		Deliver: func(ctx context.Context, items []queue.Item) (int, error) {
+			events := make([][]byte, len(items))
+			for i, it := range items {
+				events[i] = it.Value
 			}
-			continue
-		}
-		if err == nil {
+			if err := ep.post(ctx, envelope(events)); err != nil {
+				return 0, err
+			}
+			ep.delivered.Add(uint64(len(events)))
+			ep.pending.Add(-int64(len(events)))
+			return len(events), nil
+		},
+		Failed: func(failures int, err error) {
+			ep.failed.Add(1)
+			ep.setError(err)
+			if failures == ep.cfg.Threshold {
+				log.Warn("notification endpoint failing; retrying", "failures", failures,
+					"pending", ep.pending.Load(), "error", err)
+			} else {
+				log.Debug("notification delivery failed", "failures", failures, "error", err)
+			}
+		},
+		Recovered: func(failures int) {
 			if failures >= ep.cfg.Threshold {
 				log.Info("notification endpoint recovered", "failures", failures)
 			}
-			wait, failures = ep.cfg.Backoff, 0
-			continue
-		}
-		if ctx.Err() != nil {
-			return // stopped mid-request; the events stay queued
-		}
-		failures++
-		ep.failed.Add(1)
-		ep.setError(err)
-		if failures == ep.cfg.Threshold {
-			log.Warn("notification endpoint failing; retrying", "failures", failures,
-				"pending", ep.pending.Load(), "error", err)
-		} else {
-			log.Debug("notification delivery failed", "failures", failures, "retry", wait, "error", err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
-		wait = min(2*wait, ceiling)
+		},
 	}
-}
-
-// errEmpty is deliver's answer when the queue holds nothing.
-var errEmpty = errors.New("queue empty")
-
-// deliver sends the oldest queued events of ep in one request and, once
-// the endpoint accepted them, removes them from the queue.
-func (n *Notifier) deliver(ctx context.Context, ep *endpoint) error {
-	keys, events, err := n.q.peek(ep.cfg.Name, maxBatch)
-	if err != nil {
-		return fmt.Errorf("read queue: %w", err)
-	}
-	if len(events) == 0 {
-		return errEmpty
-	}
-	if err := ep.post(ctx, envelope(events)); err != nil {
-		return err
-	}
-	ep.delivered.Add(uint64(len(events)))
-	if err := n.q.remove(ep.cfg.Name, keys); err != nil {
-		// Delivered but still queued: they will be sent again.
-		return fmt.Errorf("dequeue delivered events: %w", err)
-	}
-	ep.pending.Add(-int64(len(events)))
-	return nil
+	d.Run(ctx)
 }
 
 // envelope wraps queued events, each already JSON, in registry:2's

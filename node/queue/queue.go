@@ -68,6 +68,19 @@ func Open(path string, streams []string) (*Queue, error) {
 // Close closes the file.
 func (q *Queue) Close() error { return q.db.Close() }
 
+// Lengths returns how many items every stream in the file holds, those
+// Open was not given included.
+func (q *Queue) Lengths() (map[string]int, error) {
+	n := map[string]int{}
+	err := q.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			n[string(name)] = b.Stats().KeyN
+			return nil
+		})
+	})
+	return n, err
+}
+
 // Len returns how many items stream holds.
 func (q *Queue) Len(stream string) (int, error) {
 	n := 0
