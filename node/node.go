@@ -262,7 +262,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	n.cluster.Start()
 	run(n.watchMembership)
-	run(n.metasync.Run)
+	run(func(ctx context.Context) { n.metasync.Run(ctx, len(n.cfg.Cluster.Join) > 0) })
 	run(n.blobs.Run)
 	run(n.announceStats)
 	n.MembershipChanged()

@@ -122,6 +122,10 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not joined to the cluster yet", http.StatusServiceUnavailable)
 		return
 	}
+	if n.cluster != nil && !n.metasync.CaughtUp() {
+		http.Error(w, "catching up with the cluster's metadata", http.StatusServiceUnavailable)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = w.Write([]byte("ready\n"))
 }

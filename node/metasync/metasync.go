@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atollhq/atoll/storage/metalog"
@@ -107,6 +108,8 @@ type Replicator struct {
 
 	progress sync.Mutex
 	changed  chan struct{} // closed and replaced whenever a follower advances
+
+	caughtUp atomic.Bool // it has applied what its peers had when it joined
 }
 
 // New returns a Replicator over deps.Log.
@@ -171,9 +174,38 @@ func (r *Replicator) peers() []string {
 	return out
 }
 
+// CaughtUp reports whether this member has applied what every peer it
+// reached had applied when it joined: until then it is not ready (a
+// metadata read could miss what exists). A member with no peer to reach
+// is caught up.
+func (r *Replicator) CaughtUp() bool { return r.caughtUp.Load() }
+
 // Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
-// what a random peer has applied and this member has not.
-func (r *Replicator) Run(ctx context.Context) {
+// what a random peer has applied and this member has not. First, if
+// joining is set, it catches up with every peer, retrying until all of
+// them answered.
+func (r *Replicator) Run(ctx context.Context, joining bool) {
+	if !joining {
+		r.caughtUp.Store(true)
+	}
+	for !r.caughtUp.Load() {
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if len(r.peers()) == 0 {
+			continue // not joined yet
+		}
+		if err := r.CatchUp(ctx); err != nil {
+			r.slog.Debug("catching up", "err", err)
+			continue
+		}
+		r.caughtUp.Store(true)
+		r.slog.Info("caught up with the cluster's metadata", "peers", len(r.peers()))
+	}
 	t := time.NewTicker(r.cfg.SyncInterval)
 	defer t.Stop()
 	for {

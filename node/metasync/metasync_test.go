@@ -231,11 +231,46 @@ func TestAntiEntropyFillsNewMember(t *testing.T) {
 	c.follow(t, "b")
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { c.r.Run(runCtx); close(done) }()
+	go func() { c.r.Run(runCtx, false); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	want := b.store.Vector()
 	waitFor(t, "c to hold "+fmt.Sprint(want), func() bool { return reflect.DeepEqual(c.store.Vector(), want) })
 	converged(t, a, b, c)
+}
+
+// A member that joins is not caught up until it holds what every peer
+// had applied; a peer down keeps it so, and its return lets it finish.
+func TestJoiningMemberCatchesUpBeforeReady(t *testing.T) {
+	net := NewNetwork()
+	a, b := newMember(t, net, "a"), newMember(t, net, "b")
+	a.follow(t, "b")
+	b.follow(t, "a")
+	for i := range 3 {
+		must(t, a.store.PutManifest(ctx, "r", manifest(fmt.Sprint("a", i)), fmt.Sprint("a", i)))
+		must(t, b.store.PutManifest(ctx, "s", manifest(fmt.Sprint("b", i)), fmt.Sprint("b", i)))
+	}
+	c := newMember(t, net, "c")
+	net.SetDown("a", true)
+	c.follow(t, "a", "b")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { c.r.Run(runCtx, true); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitFor(t, "c to pull what b has", func() bool { return c.store.Vector()["b"] == b.store.Vector()["b"] })
+	if c.r.CaughtUp() {
+		t.Fatal("caught up while a peer it reached had not answered")
+	}
+	net.SetDown("a", false)
+	waitFor(t, "c caught up", c.r.CaughtUp)
+	if !reflect.DeepEqual(c.store.Vector(), b.store.Vector()) {
+		t.Fatalf("caught up holding %v, want %v", c.store.Vector(), b.store.Vector())
+	}
+	d := newMember(t, net, "d") // joins nobody: caught up at once
+	dctx, dstop := context.WithCancel(ctx)
+	ddone := make(chan struct{})
+	go func() { d.r.Run(dctx, false); close(ddone) }()
+	t.Cleanup(func() { dstop(); <-ddone })
+	waitFor(t, "a member that joins nobody to be caught up", d.r.CaughtUp)
 }
 
 // Every write that appends to the log waits for a peer; upload sessions,
