@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/node/gc"
-	"github.com/atollhq/atoll/storage"
 )
 
 // Garbage collection's member-to-member side (package gc does the
@@ -123,33 +121,8 @@ func (g gcMembers) Names() []string {
 
 // Ask runs round r on member m over HTTP.
 func (g gcMembers) Ask(ctx context.Context, m string, r gc.Round) (gc.Reply, error) {
-	n := g.n
-	body, err := json.Marshal(r)
-	if err != nil {
-		return gc.Reply{}, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, gcRoundTimeout)
-	defer cancel()
-	member, ok := n.views.load().members[m]
-	if !ok {
-		return gc.Reply{}, fmt.Errorf("member %s: %w", m, storage.ErrUnavailable)
-	}
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+member.HTTP+"/_atoll/v1/gc/fence", bytes.NewReader(body))
-	if err != nil {
-		return gc.Reply{}, err
-	}
-	hr.Header.Set(tokenHeader, n.token)
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := n.client.Do(hr)
-	if err != nil {
-		return gc.Reply{}, fmt.Errorf("member %s: %w", m, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return gc.Reply{}, fmt.Errorf("member %s: %s", m, resp.Status)
-	}
 	var reply gc.Reply
-	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+	if err := g.n.askMember(ctx, m, "/_atoll/v1/gc/fence", gcRoundTimeout, r, &reply); err != nil {
 		return gc.Reply{}, fmt.Errorf("member %s: %w", m, err)
 	}
 	return reply, nil

@@ -83,7 +83,7 @@ func (p *rules) reserve(ctx context.Context, quota, repo string, d digest.Digest
 		return h, err
 	}
 	var reply reserveReply
-	err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/reserve", reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
+	err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/reserve", claimTimeout, reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
 	if err != nil {
 		return h, fmt.Errorf("member %s deciding quota %q: %w", h.decider, quota, err)
 	}
@@ -107,7 +107,7 @@ func (p *rules) settle(h heldQuota, stored bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), quotaSettleTimeout)
 		defer cancel()
 		req := settleRequest{Quota: h.quota, ID: h.id, Stored: stored}
-		if err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/settle", req, nil); err != nil {
+		if err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/settle", claimTimeout, req, nil); err != nil {
 			n.log.Warn("reporting a write to the member deciding its quota; it holds the room until its hold ends",
 				"quota", h.quota, "member", h.decider, "stored", stored, "err", err)
 		}
@@ -115,9 +115,10 @@ func (p *rules) settle(h heldQuota, stored bool) {
 }
 
 // askMember posts req as JSON to path on member name, with the cluster
-// token, and decodes the answer into reply (when not nil). A member that
-// cannot be reached or does not answer 200 is storage.ErrUnavailable.
-func (n *Node) askMember(ctx context.Context, name, path string, req, reply any) error {
+// token, waiting at most timeout, and decodes the answer into reply (when
+// not nil). A member that cannot be reached or does not answer 200 is
+// storage.ErrUnavailable.
+func (n *Node) askMember(ctx context.Context, name, path string, timeout time.Duration, req, reply any) error {
 	member, ok := n.views.load().members[name]
 	if !ok {
 		return fmt.Errorf("not a member: %w", storage.ErrUnavailable)
@@ -126,7 +127,7 @@ func (n *Node) askMember(ctx context.Context, name, path string, req, reply any)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, claimTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+member.HTTP+path, bytes.NewReader(body))
 	if err != nil {
