@@ -209,6 +209,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if len(cfg.Headers) > 0 {
 		registry = withHeaders(cfg.Headers, registry)
 	}
+	registry = n.catchUpGate(registry) // catchup.go
 	mux.Handle("/v2/", n.instrument(registry))
 	mux.Handle("/v1/search", n.instrument(registry))
 	n.metrics.watch(n)

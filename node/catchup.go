@@ -1,0 +1,86 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+
+	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/storage"
+)
+
+// The serving gate. A member that joins is not ready until it has applied
+// what its peers had (metasync.Replicator.CaughtUp); until then its
+// metadata may miss what exists, and answering from it would turn an
+// existing image into a 404. So, while it catches up, every registry
+// request (reads and writes alike: a write's checks read metadata too) is
+// passed whole to a member that is serving, which authenticates and
+// answers it as its own; with no such member in reach the answer is 503
+// UNAVAILABLE with Retry-After, never a 404. Once caught up, the gate
+// passes everything through.
+
+// catchUpHeader marks a request one member passed to another while
+// catching up: a member that is itself catching up answers it with 503
+// instead of passing it on, so two joining members never bounce a request
+// between them.
+const catchUpHeader = "X-Atoll-Catching-Up"
+
+// catchUpRetry is the Retry-After, in seconds, of a 503 while catching up.
+const catchUpRetry = 1
+
+// catchUpGate serves next once the member has caught up, and before that
+// passes requests to a live member (see above).
+func (n *Node) catchUpGate(next http.Handler) http.Handler {
+	if n.cluster == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.metasync.CaughtUp() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if r.Header.Get(catchUpHeader) == "" {
+			if addr, ok := n.servingPeer(); ok {
+				n.passOn(w, r, addr)
+				return
+			}
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
+		api.WriteError(n.log, w, r, fmt.Errorf("member %s is catching up with the cluster's metadata: %w", n.name, storage.ErrUnavailable))
+	})
+}
+
+// servingPeer returns the HTTP address of a live member other than this
+// one that stays in the cluster.
+func (n *Node) servingPeer() (string, bool) {
+	v := n.views.load()
+	for _, name := range n.staying() {
+		if m, ok := v.members[name]; ok && m.HTTP != "" && v.live(name) {
+			return m.HTTP, true
+		}
+	}
+	return "", false
+}
+
+// passOn proxies r, whole and as the client sent it (credentials
+// included), to the member at addr. The Host header is kept so the URLs
+// the member answers with (Location, token realm) point back here.
+func (n *Node) passOn(w http.ResponseWriter, r *http.Request, addr string) {
+	target := &url.URL{Scheme: n.scheme, Host: addr}
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			pr.Out.Header.Set(catchUpHeader, n.name)
+		},
+		Transport: n.client.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
+			api.WriteError(n.log, w, r, fmt.Errorf("member %s is catching up; passing the request to %s: %w: %w", n.name, addr, storage.ErrUnavailable, err))
+		},
+	}
+	p.ServeHTTP(w, r)
+}
