@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -65,24 +64,31 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer b.Close()
+	ServeBlobContent(w, r, d, b)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: b.Size(), Repository: repo})
+	return nil
+}
+
+// ServeBlobContent answers a GET or HEAD of blob d with its bytes, b, as
+// every member answers it, so that a read through any member is the
+// owner's: Docker-Content-Digest, ETag (the quoted digest, which never
+// changes), Cache-Control, Last-Modified, and http.ServeContent's range
+// (206, multipart/byteranges, 416) and conditional (304, If-Range)
+// semantics. A blob on a local file goes out through sendfile(2).
+func ServeBlobContent(w http.ResponseWriter, r *http.Request, d digest.Digest, b storage.Blob) {
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", "max-age=31536000")
-	if r.Method == http.MethodHead {
-		h.Set("Content-Length", strconv.FormatInt(b.Size(), 10))
-		h.Set("Accept-Ranges", "bytes")
-		w.WriteHeader(http.StatusOK)
-		return nil
-	}
 	var content io.ReadSeeker = b
 	if f, ok := b.(interface{ OSFile() *os.File }); ok {
 		content = f.OSFile() // lets net/http use sendfile
 	}
 	http.ServeContent(w, r, "", b.ModTime(), content)
-	reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: b.Size(), Repository: repo})
-	return nil
 }
 
 // deleteBlob implements DELETE /v2/<name>/blobs/<digest> ("Deleting

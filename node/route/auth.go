@@ -8,10 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"time"
 
@@ -107,13 +105,7 @@ func (rt *Router) ServeMember(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer b.Close()
-	w.Header().Set("Docker-Content-Digest", d.String())
-	w.Header().Set("Content-Type", "application/octet-stream")
-	var content io.ReadSeeker = b
-	if f, ok := b.(interface{ OSFile() *os.File }); ok {
-		content = f.OSFile()
-	}
-	http.ServeContent(w, r, "", b.ModTime(), content)
+	api.ServeBlobContent(w, r, d, b)
 }
 
 // MemberIdentity serves requests forwarded by members as their client,

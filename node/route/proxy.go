@@ -19,12 +19,14 @@ import (
 )
 
 // One proxy carries every request a member passes to another: blob reads
-// (proxyBlob) and upload sessions (ForwardUpload), through
-// httputil.ReverseProxy over pooled connections. The spliced fast path
-// (splice.go) answers plain HTTP/1 blob GETs without the copy.
+// from members serving https (proxyBlob) and upload sessions
+// (ForwardUpload), through httputil.ReverseProxy over pooled connections.
+// Blob reads from members serving plain http take the spliced path
+// (splice.go), which passes the same answer on without the copy.
 
 // blobHeaders are the client's headers a proxied blob read takes to the
-// member, on either path; the member's answer comes back whole.
+// member, on either path; the member's answer comes back whole, as
+// api.ServeBlobContent wrote it there.
 var blobHeaders = []string{"Range", "If-Range", "If-None-Match", "If-Modified-Since", api.RequestIDHeader}
 
 // errNotServed makes the proxy give up on a member that lacks the blob or

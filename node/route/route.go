@@ -118,7 +118,8 @@ type Router struct {
 	log     *slog.Logger
 	token   string
 	members *http.Client // forwarded uploads
-	blobs   *http.Client // proxied blob reads: a frozen member fails fast
+	blobs   *http.Client // proxied blob reads over https: a frozen member fails fast
+	conns   *connPool    // spliced blob reads over http
 	bufs    *bufferPool
 }
 
@@ -137,6 +138,7 @@ func New(cfg Config, deps Deps) *Router {
 		token:   Token(cfg.Secret),
 		members: &http.Client{Transport: Transport(0)},
 		blobs:   &http.Client{Transport: Transport(cfg.ProxyTimeout)},
+		conns:   newConnPool(),
 		bufs:    newBufferPool(256 << 10),
 	}
 }
@@ -165,7 +167,7 @@ func (rt *Router) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Dig
 			return nil
 		}
 		proxy := rt.proxyBlob
-		if r.Method == http.MethodGet && rt.cfg.Scheme == "http" && r.ProtoMajor == 1 {
+		if rt.cfg.Scheme == "http" {
 			proxy = rt.spliceBlob
 		}
 		if proxy(w, r, addr, d) {

@@ -2,104 +2,176 @@ package route
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/atollhq/atoll/api"
 )
 
-// spliceHeaders are the member's response headers the spliced path passes
-// on, besides those it sets itself.
-var spliceHeaders = []string{"Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "Etag", api.RequestIDHeader}
+// The spliced path reads a blob from a member over plain HTTP/1 and passes
+// the member's answer on whole: its status, its headers (less a
+// connection's own) and its body. The body goes from the member's socket
+// to the client's through the client's ResponseWriter, whose ReadFrom
+// reaches net.TCPConn's, which splices socket to socket (splice(2) on
+// Linux) without copying through this process. Nothing is hijacked: the
+// middleware sees the real status and bytes, configured headers stay, and
+// both connections are kept: the member's go back to a pool (connPool).
 
-// spliceBlob answers a GET of blob d from the member at addr, moving the
-// body from the member's socket to the client's without copying it through
-// this process (splice(2) on Linux): the proxy hop then costs little more
-// than the owner serving it. It needs plain HTTP on both sides and a
-// connection it can take over, else it streams through proxyBlob; it
+// hopHeaders belong to one connection and are never passed on (RFC 9110
+// section 7.6.1).
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// spliceBlob answers a GET or HEAD of blob d from the member at addr. It
 // reports false, having written nothing, when the member lacks the blob,
 // fails or cannot be reached.
 func (rt *Router) spliceBlob(w http.ResponseWriter, r *http.Request, addr string, d digest.Digest) bool {
-	conn, err := (&net.Dialer{Timeout: 3 * time.Second}).DialContext(r.Context(), "tcp", addr)
+	conn, resp, err := rt.askMember(r, addr, d)
 	if err != nil {
-		rt.log.Debug("splice blob: dial", "member", addr, "err", err)
+		rt.log.Debug("splice blob", "member", addr, "blob", d, "err", err)
 		return false
 	}
-	defer conn.Close()
+	if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {
+		_ = conn.Close()
+		return false
+	}
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	rt.count(ModeProxy)
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead || resp.StatusCode == http.StatusNotModified || resp.ContentLength == 0 {
+		rt.conns.put(addr, conn, resp)
+		return true
+	}
+	if resp.ContentLength < 0 { // not how members answer: copied, not kept
+		_, _ = io.Copy(w, resp.Body)
+		_ = conn.Close()
+		return true
+	}
+	// What the reader already buffered goes first; the rest is spliced.
+	n, err := io.CopyN(w, conn.br, min(int64(conn.br.Buffered()), resp.ContentLength))
+	if err == nil {
+		var m int64
+		m, err = io.Copy(w, &io.LimitedReader{R: conn.TCPConn, N: resp.ContentLength - n})
+		n += m
+	}
+	if err != nil || n != resp.ContentLength {
+		rt.log.Debug("splice blob body", "member", addr, "blob", d, "sent", n, "of", resp.ContentLength, "err", err)
+		_ = conn.Close()
+		return true
+	}
+	rt.conns.put(addr, conn, resp)
+	return true
+}
+
+// askMember sends r's read of blob d to the member at addr and reads the
+// answer's headers within ProxyTimeout. A pooled connection the member
+// has closed meanwhile is replaced by another.
+func (rt *Router) askMember(r *http.Request, addr string, d digest.Digest) (*memberConn, *http.Response, error) {
 	req := &http.Request{
-		Method: http.MethodGet,
+		Method: r.Method,
 		URL:    &url.URL{Scheme: "http", Host: addr, Path: blobPath(d)},
 		Header: http.Header{TokenHeader: {rt.token}},
 		Host:   addr,
-		Close:  true,
 	}
 	for _, h := range blobHeaders {
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
 	}
-	_ = conn.SetDeadline(time.Now().Add(rt.cfg.ProxyTimeout)) // a frozen member fails fast
-	if err := req.Write(conn); err != nil {
-		return false
-	}
-	owner := bufio.NewReaderSize(conn, 64<<10)
-	resp, err := http.ReadResponse(owner, req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500:
-		return false
-	case resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent:
-		// The member has the blob and answers without one (304, 416):
-		// pass that on.
-		for _, k := range spliceHeaders {
-			if v := resp.Header.Get(k); v != "" && k != "Content-Length" {
-				w.Header().Set(k, v)
-			}
+	for {
+		conn, err := rt.conns.get(r.Context(), addr)
+		if err != nil {
+			return nil, nil, err
 		}
-		w.WriteHeader(resp.StatusCode)
-		rt.count(ModeProxy)
-		return true
-	case resp.ContentLength < 0:
-		return false
-	}
-	_ = conn.SetDeadline(time.Time{})
-	client, cbuf, err := http.NewResponseController(w).Hijack()
-	if err != nil {
-		return rt.proxyBlob(w, r, addr, d) // not a plain HTTP/1 connection
-	}
-	defer client.Close()
-	rt.count(ModeProxy)
-	fmt.Fprintf(cbuf, "HTTP/1.1 %s\r\n", resp.Status)
-	h := http.Header{
-		"Content-Type":                    {"application/octet-stream"},
-		"Docker-Content-Digest":           {d.String()},
-		"Docker-Distribution-Api-Version": {"registry/2.0"},
-		"Connection":                      {"close"},
-	}
-	for _, k := range spliceHeaders {
-		if v := resp.Header.Get(k); v != "" {
-			h.Set(k, v)
+		_ = conn.SetDeadline(time.Now().Add(rt.cfg.ProxyTimeout)) // a frozen member fails fast
+		err = req.Write(conn)
+		var resp *http.Response
+		if err == nil {
+			resp, err = http.ReadResponse(conn.br, req)
+		}
+		if err == nil {
+			_ = conn.SetDeadline(time.Time{})
+			return conn, resp, nil
+		}
+		_ = conn.Close()
+		if !conn.reused || errors.Is(err, os.ErrDeadlineExceeded) || r.Context().Err() != nil {
+			return nil, nil, fmt.Errorf("asking member %s for %s: %w", addr, d, err)
 		}
 	}
-	if err := h.Write(cbuf); err != nil {
-		return true
+}
+
+// memberConn is a connection to a member with its response reader.
+type memberConn struct {
+	*net.TCPConn
+	br     *bufio.Reader
+	reused bool      // taken from the pool
+	idle   time.Time // when it was put back
+}
+
+// Limits of connPool, below members' server IdleTimeout (120 s).
+const (
+	maxIdlePerMember = 16
+	memberIdleTime   = 60 * time.Second
+)
+
+// connPool keeps idle connections to members, per address. Its methods
+// may be called concurrently.
+type connPool struct {
+	mu   sync.Mutex
+	idle map[string][]*memberConn
+}
+
+func newConnPool() *connPool { return &connPool{idle: map[string][]*memberConn{}} }
+
+// get returns the most recently used idle connection to addr, else a new one.
+func (p *connPool) get(ctx context.Context, addr string) (*memberConn, error) {
+	p.mu.Lock()
+	for cs := p.idle[addr]; len(cs) > 0; cs = p.idle[addr] {
+		c := cs[len(cs)-1]
+		p.idle[addr] = cs[:len(cs)-1]
+		if time.Since(c.idle) < memberIdleTime {
+			p.mu.Unlock()
+			c.reused = true
+			return c, nil
+		}
+		_ = c.Close()
 	}
-	if _, err := cbuf.WriteString("\r\n"); err != nil || cbuf.Flush() != nil {
-		return true
+	p.mu.Unlock()
+	nc, err := (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial member %s: %w", addr, err)
 	}
-	// What the reader already buffered goes first; the rest is spliced.
-	buffered, _ := io.CopyN(client, owner, min(int64(owner.Buffered()), resp.ContentLength))
-	if _, err := io.CopyN(client, conn, resp.ContentLength-buffered); err != nil {
-		rt.log.Debug("splice blob body", "member", addr, "err", err)
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		_ = nc.Close()
+		return nil, fmt.Errorf("dial member %s: not a TCP connection", addr)
 	}
-	return true
+	return &memberConn{TCPConn: tc, br: bufio.NewReaderSize(tc, 8<<10)}, nil
+}
+
+// put keeps c, whose answer resp has been read whole, for the next read
+// from addr, unless the member closes it or the pool is full.
+func (p *connPool) put(addr string, c *memberConn, resp *http.Response) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if resp.Close || c.br.Buffered() > 0 || len(p.idle[addr]) >= maxIdlePerMember {
+		_ = c.Close()
+		return
+	}
+	c.idle = time.Now()
+	p.idle[addr] = append(p.idle[addr], c)
 }
