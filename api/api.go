@@ -105,6 +105,7 @@ type Registry struct {
 	claims   Claims
 	policy   Policy
 	uploads  *uploadLocks
+	finished *finishedUploads
 	router   *mux.Router
 }
 
@@ -125,6 +126,7 @@ func New(cfg Config, deps Deps) *Registry {
 		claims:   deps.Claims,
 		policy:   deps.Policy,
 		uploads:  newUploadLocks(),
+		finished: newFinishedUploads(),
 	}
 	if reg.policy == nil {
 		reg.policy = allowAll{}

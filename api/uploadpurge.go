@@ -48,9 +48,11 @@ func (reg *Registry) uploadIntact(ctx context.Context, u *storage.Upload) bool {
 }
 
 // ExpireUploads discards upload sessions idle since before now - UploadTTL
-// or whose bytes are gone, and bytes of uploads that have no session.
+// or whose bytes are gone, bytes of uploads that have no session, and the
+// record of sessions that finished before then.
 func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-reg.cfg.UploadTTL)
+	reg.finished.expire(cutoff)
 	all, err := reg.meta.ListUploads()
 	if err != nil {
 		return 0, err

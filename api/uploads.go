@@ -117,24 +117,27 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		_ = bw.Cancel(r.Context())
 		return err
 	}
-	_, done, err := reg.claims.Store(r.Context(), repo, d)
+	// Every byte is in: the commit runs to its end even if the client
+	// goes away meanwhile, as a final PUT's does.
+	ctx := context.WithoutCancel(r.Context())
+	_, done, err := reg.claims.Store(ctx, repo, d)
 	if err != nil {
-		_ = bw.Cancel(r.Context())
+		_ = bw.Cancel(ctx)
 		return err
 	}
 	size := bw.Size()
-	release, err := reg.policy.AllowBlob(r.Context(), repo, d, size)
+	release, err := reg.policy.AllowBlob(ctx, repo, d, size)
 	if err != nil {
 		done(false)
-		_ = bw.Cancel(r.Context())
+		_ = bw.Cancel(ctx)
 		return err
 	}
 	defer release()
-	if err := bw.Commit(r.Context(), d); err != nil {
+	if err := bw.Commit(ctx, d); err != nil {
 		done(false)
 		return err
 	}
-	if err := reg.meta.LinkBlob(r.Context(), repo, d, size); err != nil {
+	if err := reg.meta.LinkBlob(ctx, repo, d, size); err != nil {
 		done(false)
 		return err
 	}
@@ -159,55 +162,87 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 
 // finishUpload implements PUT /v2/<name>/blobs/uploads/<id>?digest=, with
 // or without a last chunk. On a digest mismatch the upload is discarded.
+//
+// Once the body is in, the commit (verify, make durable, place on the
+// blob's members, link) runs to its end even if the client goes away
+// meanwhile, and the session is remembered as finished (finishedUploads):
+// the client's retry waits on the session's lock for the commit and gets
+// the same 201.
 func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, reg.lockWithBody(w, r), func(u *storage.Upload) error {
-		d, err := parseDigest(r.URL.Query().Get("digest"))
-		if err != nil {
-			return err
+	repo, id, err := reg.uploadID(w, r)
+	if err != nil || id == "" {
+		return err
+	}
+	unlock := reg.lockWithBody(w, r)(id)
+	defer unlock()
+	if done, ok := reg.finished.get(id); ok {
+		return finishAgain(w, r, repo, id, done)
+	}
+	u, err := reg.session(repo, id)
+	if err != nil {
+		return err
+	}
+	err = reg.commitUpload(w, r, u)
+	if errors.Is(err, storage.ErrUploadUnknown) {
+		// The session outlived its bytes (see uploadIntact): drop it.
+		_ = reg.meta.DeleteUpload(r.Context(), id)
+	}
+	return err
+}
+
+// commitUpload appends the request's body to upload u and commits it as
+// the blob the request names.
+func (reg *Registry) commitUpload(w http.ResponseWriter, r *http.Request, u *storage.Upload) error {
+	d, err := parseDigest(r.URL.Query().Get("digest"))
+	if err != nil {
+		return err
+	}
+	length, err := chunkLength(r, u)
+	if err != nil {
+		return err
+	}
+	bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
+	if err != nil {
+		return err
+	}
+	if err := copyBody(bw, r, length); err != nil {
+		_ = bw.Close()
+		return err
+	}
+	// Every byte is in: from here on the client's connection no longer
+	// matters.
+	ctx := context.WithoutCancel(r.Context())
+	_, done, err := reg.claims.Store(ctx, u.Repo, d)
+	if err != nil {
+		_ = bw.Close()
+		return err
+	}
+	size := bw.Size()
+	release, err := reg.policy.AllowBlob(ctx, u.Repo, d, size)
+	if err != nil {
+		done(false)
+		// Refused: nothing of the upload is kept.
+		_ = bw.Cancel(ctx)
+		_ = reg.meta.DeleteUpload(ctx, u.ID)
+		return err
+	}
+	defer release()
+	if err := bw.Commit(ctx, d); err != nil {
+		done(false)
+		if errors.Is(err, storage.ErrDigestMismatch) {
+			_ = reg.meta.DeleteUpload(ctx, u.ID)
 		}
-		length, err := chunkLength(r, u)
-		if err != nil {
-			return err
-		}
-		bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
-		if err != nil {
-			return err
-		}
-		if err := copyBody(bw, r, length); err != nil {
-			_ = bw.Close()
-			return err
-		}
-		_, done, err := reg.claims.Store(r.Context(), u.Repo, d)
-		if err != nil {
-			_ = bw.Close()
-			return err
-		}
-		size := bw.Size()
-		release, err := reg.policy.AllowBlob(r.Context(), u.Repo, d, size)
-		if err != nil {
-			done(false)
-			// Refused: nothing of the upload is kept.
-			_ = bw.Cancel(r.Context())
-			_ = reg.meta.DeleteUpload(r.Context(), u.ID)
-			return err
-		}
-		defer release()
-		if err := bw.Commit(r.Context(), d); err != nil {
-			done(false)
-			if errors.Is(err, storage.ErrDigestMismatch) {
-				_ = reg.meta.DeleteUpload(r.Context(), u.ID)
-			}
-			return err
-		}
-		if err := reg.meta.CompleteUpload(r.Context(), u.ID, d, size); err != nil {
-			done(false)
-			return err
-		}
-		done(true)
-		blobCreated(w, u.Repo, d)
-		reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: bw.Size(), Repository: u.Repo})
-		return nil
-	})
+		return err
+	}
+	if err := reg.meta.CompleteUpload(ctx, u.ID, d, size); err != nil {
+		done(false)
+		return err
+	}
+	reg.finished.add(u.ID, u.Repo, d, time.Now())
+	done(true)
+	blobCreated(w, u.Repo, d)
+	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: size, Repository: u.Repo})
+	return nil
 }
 
 // uploadStatus implements GET /v2/<name>/blobs/uploads/<id>. It takes no
