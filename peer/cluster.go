@@ -31,10 +31,6 @@ type Blobs interface {
 	// Storing a blob already held is no error, and Put need not read r
 	// then.
 	Put(ctx context.Context, d digest.Digest, size int64, r io.Reader) error
-	// Open returns blob d for reading, and its size, or
-	// storage.ErrBlobUnknown. The caller closes it. A reader that is also
-	// an io.Seeker lets a Get from an offset skip without reading.
-	Open(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error)
 }
 
 // Events hears about membership. After Start, MembershipChanged is called
@@ -231,9 +227,6 @@ func (c *Cluster) Start() {
 	c.log.Info("cluster member started", "member", c.cfg.NodeName,
 		"gossip", c.gossipAddr, "grpc", c.grpcAddr, "http", c.httpAddr, "join", c.cfg.Join, "secret", c.cfg.Secret != "")
 }
-
-// LocalName returns this member's name.
-func (c *Cluster) LocalName() string { return c.cfg.NodeName }
 
 // Leave tells the other members that this one leaves, waiting up to twice
 // timeout for the messages to go out; they then report it StateLeft rather

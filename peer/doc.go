@@ -14,11 +14,17 @@
 //     so they report it left, not dead), and Events tells node when the
 //     list changed.
 //   - Serving: the gRPC services of peer.proto (Metadata: Apply, GetVector,
-//     Since; Blobs: Has, Put, Get) over the handlers in Deps.
+//     Since; Blobs: Has, Put) over the handlers in Deps.
 //   - Calling: the same services on another member, addressed by member name
-//     (Apply, Vector, Since, Has, PutBlob, GetBlob), over one pooled
-//     connection per member. Blob bytes stream in 1 MiB chunks both ways;
-//     nothing buffers a whole blob.
+//     (Apply, Vector, Since, Has, PutBlob), over one pooled connection per
+//     member. Blob bytes stream in 1 MiB chunks; nothing buffers a whole
+//     blob.
+//
+// Blobs go to a member over gRPC (placement's pushes) but are read from one
+// over HTTP (GET /_atoll/v1/blobs/<digest>, node/route): a read is a client's
+// request passed on whole, with its Range and conditional headers, answered
+// with the holder's own headers and, on plain HTTP/1, copied socket to
+// socket by splice(2), none of which a gRPC stream of chunks can do.
 //
 // Errors cross the wire as gRPC status codes with the storage domain error
 // named in the details (errors.go holds the one table), so a caller tests a

@@ -2,8 +2,6 @@ package peer
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 
 // Wire limits.
 const (
-	// chunkSize is the data carried by one PutChunk or GetChunk.
+	// chunkSize is the data carried by one PutChunk.
 	chunkSize = 1 << 20
 	// maxMessage bounds every message, both ways: a metadata batch may
 	// carry manifests of up to 4 MiB each.
@@ -207,58 +205,4 @@ func (r *putReader) Read(p []byte) (int, error) {
 	r.buf = r.buf[n:]
 	r.read += int64(n)
 	return n, nil
-}
-
-func (s blobServer) Get(req *peerpb.GetRequest, stream grpc.ServerStreamingServer[peerpb.GetChunk]) error {
-	if s.blobs == nil {
-		return errNoBlobs
-	}
-	d, err := parseDigest(req.GetDigest())
-	if err != nil {
-		return err
-	}
-	rc, size, err := s.blobs.Open(stream.Context(), d)
-	if err != nil {
-		return toStatus(err)
-	}
-	defer rc.Close()
-	off := req.GetOffset()
-	if off < 0 || off > size {
-		return status.Errorf(codes.OutOfRange, "offset %d outside blob of %d bytes", off, size)
-	}
-	if err := skip(rc, off); err != nil {
-		return toStatus(fmt.Errorf("skipping to offset %d: %w", off, err))
-	}
-	left := size - off
-	for first := true; first || left > 0; first = false {
-		buf := make([]byte, min(chunkSize, left)) // gRPC may hold a sent message: never reuse
-		if _, err := io.ReadFull(rc, buf); err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-				err = fmt.Errorf("blob %s shorter than its size %d: %w", d, size, err)
-			}
-			return toStatus(err)
-		}
-		msg := &peerpb.GetChunk{Data: buf}
-		if first {
-			msg.Size = size
-		}
-		if err := stream.Send(msg); err != nil {
-			return err
-		}
-		left -= int64(len(buf))
-	}
-	return nil
-}
-
-// skip advances r by n bytes, seeking if it can.
-func skip(r io.Reader, n int64) error {
-	if n == 0 {
-		return nil
-	}
-	if s, ok := r.(io.Seeker); ok {
-		_, err := s.Seek(n, io.SeekCurrent)
-		return err
-	}
-	_, err := io.CopyN(io.Discard, r, n)
-	return err
 }

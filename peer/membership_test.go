@@ -54,12 +54,12 @@ func TestMembership(t *testing.T) {
 		for i, x := range m.Members() {
 			want := all[i]                       // Members is sorted by name: a, b, c
 			grpcAddr := want.lis.Addr().String() // bound to 127.0.0.1:0
-			if x.Name != want.LocalName() || x.HTTP != want.http || x.GRPC != grpcAddr || x.Self != (m == want) {
-				t.Errorf("%s sees %+v, want name %s http %s grpc %s self %v", m.LocalName(), x, want.LocalName(), want.http, grpcAddr, m == want)
+			if x.Name != want.cfg.NodeName || x.HTTP != want.http || x.GRPC != grpcAddr || x.Self != (m == want) {
+				t.Errorf("%s sees %+v, want name %s http %s grpc %s self %v", m.cfg.NodeName, x, want.cfg.NodeName, want.http, grpcAddr, m == want)
 			}
 		}
 		if m.events.n.Load() == 0 {
-			t.Errorf("%s: Events.MembershipChanged never called", m.LocalName())
+			t.Errorf("%s: Events.MembershipChanged never called", m.cfg.NodeName)
 		}
 	}
 

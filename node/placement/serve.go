@@ -60,12 +60,3 @@ func (pb PeerBlobs) Put(ctx context.Context, d digest.Digest, size int64, r io.R
 	}
 	return w.Commit(ctx, d)
 }
-
-// Open returns local blob d and its size, or storage.ErrBlobUnknown.
-func (pb PeerBlobs) Open(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
-	b, err := pb.local.Open(ctx, d)
-	if err != nil {
-		return nil, 0, err
-	}
-	return b, b.Size(), nil
-}

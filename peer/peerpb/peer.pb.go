@@ -24,7 +24,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Op mirrors storage.Op.
+// Op mirrors metalog.Op.
 type Op struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -101,7 +101,7 @@ func (x *Op) GetOrigin() string {
 	return ""
 }
 
-// Batch mirrors storage.Batch.
+// Batch mirrors metalog.Batch.
 type Batch struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
@@ -278,7 +278,7 @@ func (*ApplyResponse) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{4}
 }
 
-// Vector mirrors storage.Vector: origin -> highest contiguous seq applied.
+// Vector mirrors metalog.Vector: origin -> highest contiguous seq applied.
 type Vector struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Seqs          map[string]uint64      `protobuf:"bytes,1,rep,name=seqs,proto3" json:"seqs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
@@ -612,111 +612,6 @@ func (*PutResponse) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
-type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
-	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetRequest) Reset() {
-	*x = GetRequest{}
-	mi := &file_peer_proto_msgTypes[12]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetRequest) ProtoMessage() {}
-
-func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[12]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
-func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{12}
-}
-
-func (x *GetRequest) GetDigest() string {
-	if x != nil {
-		return x.Digest
-	}
-	return ""
-}
-
-func (x *GetRequest) GetOffset() int64 {
-	if x != nil {
-		return x.Offset
-	}
-	return 0
-}
-
-type GetChunk struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// size (of the whole blob) is set on the first chunk only.
-	Size          int64  `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	Data          []byte `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *GetChunk) Reset() {
-	*x = GetChunk{}
-	mi := &file_peer_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *GetChunk) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*GetChunk) ProtoMessage() {}
-
-func (x *GetChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_peer_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use GetChunk.ProtoReflect.Descriptor instead.
-func (*GetChunk) Descriptor() ([]byte, []int) {
-	return file_peer_proto_rawDescGZIP(), []int{13}
-}
-
-func (x *GetChunk) GetSize() int64 {
-	if x != nil {
-		return x.Size
-	}
-	return 0
-}
-
-func (x *GetChunk) GetData() []byte {
-	if x != nil {
-		return x.Data
-	}
-	return nil
-}
-
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -757,22 +652,14 @@ const file_peer_proto_rawDesc = "" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"\r\n" +
-	"\vPutResponse\"<\n" +
-	"\n" +
-	"GetRequest\x12\x16\n" +
-	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x16\n" +
-	"\x06offset\x18\x02 \x01(\x03R\x06offset\"2\n" +
-	"\bGetChunk\x12\x12\n" +
-	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data2\xcc\x01\n" +
+	"\vPutResponse2\xcc\x01\n" +
 	"\bMetadata\x12B\n" +
 	"\x05Apply\x12\x1b.atoll.peer.v1.ApplyRequest\x1a\x1c.atoll.peer.v1.ApplyResponse\x128\n" +
 	"\tGetVector\x12\x14.atoll.peer.v1.Empty\x1a\x15.atoll.peer.v1.Vector\x12B\n" +
-	"\x05Since\x12\x1b.atoll.peer.v1.SinceRequest\x1a\x1c.atoll.peer.v1.SinceResponse2\xc0\x01\n" +
+	"\x05Since\x12\x1b.atoll.peer.v1.SinceRequest\x1a\x1c.atoll.peer.v1.SinceResponse2\x83\x01\n" +
 	"\x05Blobs\x12<\n" +
 	"\x03Has\x12\x19.atoll.peer.v1.HasRequest\x1a\x1a.atoll.peer.v1.HasResponse\x12<\n" +
-	"\x03Put\x12\x17.atoll.peer.v1.PutChunk\x1a\x1a.atoll.peer.v1.PutResponse(\x01\x12;\n" +
-	"\x03Get\x12\x19.atoll.peer.v1.GetRequest\x1a\x17.atoll.peer.v1.GetChunk0\x01B-Z+github.com/atollhq/atoll/peer/peerpb;peerpbb\x06proto3"
+	"\x03Put\x12\x17.atoll.peer.v1.PutChunk\x1a\x1a.atoll.peer.v1.PutResponse(\x01B-Z+github.com/atollhq/atoll/peer/peerpb;peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -786,7 +673,7 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_peer_proto_goTypes = []any{
 	(*Op)(nil),            // 0: atoll.peer.v1.Op
 	(*Batch)(nil),         // 1: atoll.peer.v1.Batch
@@ -800,29 +687,25 @@ var file_peer_proto_goTypes = []any{
 	(*HasResponse)(nil),   // 9: atoll.peer.v1.HasResponse
 	(*PutChunk)(nil),      // 10: atoll.peer.v1.PutChunk
 	(*PutResponse)(nil),   // 11: atoll.peer.v1.PutResponse
-	(*GetRequest)(nil),    // 12: atoll.peer.v1.GetRequest
-	(*GetChunk)(nil),      // 13: atoll.peer.v1.GetChunk
-	nil,                   // 14: atoll.peer.v1.Vector.SeqsEntry
+	nil,                   // 12: atoll.peer.v1.Vector.SeqsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: atoll.peer.v1.Batch.ops:type_name -> atoll.peer.v1.Op
 	1,  // 1: atoll.peer.v1.ApplyRequest.batches:type_name -> atoll.peer.v1.Batch
-	14, // 2: atoll.peer.v1.Vector.seqs:type_name -> atoll.peer.v1.Vector.SeqsEntry
+	12, // 2: atoll.peer.v1.Vector.seqs:type_name -> atoll.peer.v1.Vector.SeqsEntry
 	1,  // 3: atoll.peer.v1.SinceResponse.batches:type_name -> atoll.peer.v1.Batch
 	3,  // 4: atoll.peer.v1.Metadata.Apply:input_type -> atoll.peer.v1.ApplyRequest
 	2,  // 5: atoll.peer.v1.Metadata.GetVector:input_type -> atoll.peer.v1.Empty
 	6,  // 6: atoll.peer.v1.Metadata.Since:input_type -> atoll.peer.v1.SinceRequest
 	8,  // 7: atoll.peer.v1.Blobs.Has:input_type -> atoll.peer.v1.HasRequest
 	10, // 8: atoll.peer.v1.Blobs.Put:input_type -> atoll.peer.v1.PutChunk
-	12, // 9: atoll.peer.v1.Blobs.Get:input_type -> atoll.peer.v1.GetRequest
-	4,  // 10: atoll.peer.v1.Metadata.Apply:output_type -> atoll.peer.v1.ApplyResponse
-	5,  // 11: atoll.peer.v1.Metadata.GetVector:output_type -> atoll.peer.v1.Vector
-	7,  // 12: atoll.peer.v1.Metadata.Since:output_type -> atoll.peer.v1.SinceResponse
-	9,  // 13: atoll.peer.v1.Blobs.Has:output_type -> atoll.peer.v1.HasResponse
-	11, // 14: atoll.peer.v1.Blobs.Put:output_type -> atoll.peer.v1.PutResponse
-	13, // 15: atoll.peer.v1.Blobs.Get:output_type -> atoll.peer.v1.GetChunk
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	4,  // 9: atoll.peer.v1.Metadata.Apply:output_type -> atoll.peer.v1.ApplyResponse
+	5,  // 10: atoll.peer.v1.Metadata.GetVector:output_type -> atoll.peer.v1.Vector
+	7,  // 11: atoll.peer.v1.Metadata.Since:output_type -> atoll.peer.v1.SinceResponse
+	9,  // 12: atoll.peer.v1.Blobs.Has:output_type -> atoll.peer.v1.HasResponse
+	11, // 13: atoll.peer.v1.Blobs.Put:output_type -> atoll.peer.v1.PutResponse
+	9,  // [9:14] is the sub-list for method output_type
+	4,  // [4:9] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -839,7 +722,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -31,7 +31,7 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Metadata replicates metadata writes between members (storage.Replicated).
+// Metadata replicates metadata writes between members (node/metasync).
 type MetadataClient interface {
 	// Apply applies batches taken by other members. Batches already applied
 	// or past a gap in their origin's log are skipped.
@@ -85,7 +85,7 @@ func (c *metadataClient) Since(ctx context.Context, in *SinceRequest, opts ...gr
 // All implementations must embed UnimplementedMetadataServer
 // for forward compatibility.
 //
-// Metadata replicates metadata writes between members (storage.Replicated).
+// Metadata replicates metadata writes between members (node/metasync).
 type MetadataServer interface {
 	// Apply applies batches taken by other members. Batches already applied
 	// or past a gap in their origin's log are skipped.
@@ -216,7 +216,6 @@ var Metadata_ServiceDesc = grpc.ServiceDesc{
 const (
 	Blobs_Has_FullMethodName = "/atoll.peer.v1.Blobs/Has"
 	Blobs_Put_FullMethodName = "/atoll.peer.v1.Blobs/Put"
-	Blobs_Get_FullMethodName = "/atoll.peer.v1.Blobs/Get"
 )
 
 // BlobsClient is the client API for Blobs service.
@@ -230,8 +229,6 @@ type BlobsClient interface {
 	// Put stores a blob. The first chunk carries digest and size; every chunk
 	// carries data. The member verifies the digest before acknowledging.
 	Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutChunk, PutResponse], error)
-	// Get streams a blob from offset. The first chunk carries the blob size.
-	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetChunk], error)
 }
 
 type blobsClient struct {
@@ -265,25 +262,6 @@ func (c *blobsClient) Put(ctx context.Context, opts ...grpc.CallOption) (grpc.Cl
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Blobs_PutClient = grpc.ClientStreamingClient[PutChunk, PutResponse]
 
-func (c *blobsClient) Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GetChunk], error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Blobs_ServiceDesc.Streams[1], Blobs_Get_FullMethodName, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	x := &grpc.GenericClientStream[GetRequest, GetChunk]{ClientStream: stream}
-	if err := x.ClientStream.SendMsg(in); err != nil {
-		return nil, err
-	}
-	if err := x.ClientStream.CloseSend(); err != nil {
-		return nil, err
-	}
-	return x, nil
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Blobs_GetClient = grpc.ServerStreamingClient[GetChunk]
-
 // BlobsServer is the server API for Blobs service.
 // All implementations must embed UnimplementedBlobsServer
 // for forward compatibility.
@@ -295,8 +273,6 @@ type BlobsServer interface {
 	// Put stores a blob. The first chunk carries digest and size; every chunk
 	// carries data. The member verifies the digest before acknowledging.
 	Put(grpc.ClientStreamingServer[PutChunk, PutResponse]) error
-	// Get streams a blob from offset. The first chunk carries the blob size.
-	Get(*GetRequest, grpc.ServerStreamingServer[GetChunk]) error
 	mustEmbedUnimplementedBlobsServer()
 }
 
@@ -312,9 +288,6 @@ func (UnimplementedBlobsServer) Has(context.Context, *HasRequest) (*HasResponse,
 }
 func (UnimplementedBlobsServer) Put(grpc.ClientStreamingServer[PutChunk, PutResponse]) error {
 	return status.Error(codes.Unimplemented, "method Put not implemented")
-}
-func (UnimplementedBlobsServer) Get(*GetRequest, grpc.ServerStreamingServer[GetChunk]) error {
-	return status.Error(codes.Unimplemented, "method Get not implemented")
 }
 func (UnimplementedBlobsServer) mustEmbedUnimplementedBlobsServer() {}
 func (UnimplementedBlobsServer) testEmbeddedByValue()               {}
@@ -362,17 +335,6 @@ func _Blobs_Put_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Blobs_PutServer = grpc.ClientStreamingServer[PutChunk, PutResponse]
 
-func _Blobs_Get_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(GetRequest)
-	if err := stream.RecvMsg(m); err != nil {
-		return err
-	}
-	return srv.(BlobsServer).Get(m, &grpc.GenericServerStream[GetRequest, GetChunk]{ServerStream: stream})
-}
-
-// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type Blobs_GetServer = grpc.ServerStreamingServer[GetChunk]
-
 // Blobs_ServiceDesc is the grpc.ServiceDesc for Blobs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -390,11 +352,6 @@ var Blobs_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "Put",
 			Handler:       _Blobs_Put_Handler,
 			ClientStreams: true,
-		},
-		{
-			StreamName:    "Get",
-			Handler:       _Blobs_Get_Handler,
-			ServerStreams: true,
 		},
 	},
 	Metadata: "peer.proto",
