@@ -1,6 +1,7 @@
 package metadb
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -41,18 +42,56 @@ func (s *Store) Tags(repo, last string, n int) ([]string, error) {
 	return page(tags, last, n), nil
 }
 
-// Manifest implements storage.Manifests.
+// Manifest implements storage.Manifests. The index says whether repo
+// links d; the record comes from the cache or, on a miss, from disk.
 func (s *Store) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
+	known := false
 	if r := s.st.repo(repo, false); r != nil {
 		if _, ok := r.manifests[d]; ok {
-			if m := s.st.manifests[d]; m != nil {
-				return m, nil
-			}
+			rec := s.st.records[d]
+			known = rec != nil && rec.stored
 		}
 	}
-	return nil, storage.ErrManifestUnknown
+	s.mu.RUnlock()
+	if !known {
+		return nil, storage.ErrManifestUnknown
+	}
+	if m := s.cache.get(d); m != nil {
+		return m, nil
+	}
+	var m *storage.Manifest
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		m, err = readRecord(tx, d)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.cache.put(d, m)
+	return m, nil
+}
+
+// readRecord reads the record of manifest d; storage.ErrManifestUnknown
+// when it has none.
+func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
+	v := tx.Bucket(bucketMeta).Get(manifestKey(d))
+	if v == nil {
+		return nil, storage.ErrManifestUnknown
+	}
+	e, err := decodeEntry(v)
+	if err != nil {
+		return nil, fmt.Errorf("manifest record %s: %w", d, err)
+	}
+	if e.deleted {
+		return nil, storage.ErrManifestUnknown
+	}
+	m := new(storage.Manifest)
+	if err := json.Unmarshal(e.value, m); err != nil {
+		return nil, fmt.Errorf("manifest record %s: %w", d, err)
+	}
+	return m, nil
 }
 
 // Tag implements storage.Manifests.
@@ -68,16 +107,21 @@ func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
 }
 
 // PutManifest implements storage.Manifests. The manifest record itself is
-// content-addressed and never deleted here; garbage collection drops
-// records no repository links.
+// content-addressed and written only when it is missing or no repository
+// links it (so a retag logs a link and a tag, not the manifest's bytes
+// again, and a push of an unlinked record renews it against collection);
+// CollectManifests drops records no repository links.
 func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
 	d := m.Descriptor.Digest
 	rec, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode manifest %s: %w", d, err)
 	}
-	return s.write(ctx, func(*state) ([]metalog.Op, error) {
-		ops := []metalog.Op{{Key: string(manifestKey(d)), Value: rec}, {Key: string(manifestLinkKey(repo, d))}}
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
+		ops := []metalog.Op{{Key: string(manifestLinkKey(repo, d))}}
+		if r := st.records[d]; r == nil || !r.stored || len(r.repos) == 0 {
+			ops = append([]metalog.Op{{Key: string(manifestKey(d)), Value: rec}}, ops...)
+		}
 		if tag != "" {
 			ops = append(ops, metalog.Op{Key: string(tagKey(repo, tag)), Value: []byte(d)})
 		}
@@ -115,15 +159,15 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	}, nil)
 }
 
-// Referrers implements storage.Manifests.
+// Referrers implements storage.Manifests, from the index.
 func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []v1.Descriptor
 	if r := s.st.repo(repo, false); r != nil {
-		for md := range r.manifests {
-			if m := s.st.manifests[md]; m != nil && m.Subject == d {
-				out = append(out, m.Descriptor)
+		for md := range r.referrers[d] {
+			if rec := s.st.records[md]; rec != nil && rec.desc != nil {
+				out = append(out, *rec.desc)
 			}
 		}
 	}
@@ -194,42 +238,48 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
-		for _, name := range st.names {
-			blobs := st.repos[name].blobs
-			for _, d := range ds {
-				if _, ok := blobs[d]; ok {
-					ops = append(ops, metalog.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
-				}
+		for _, d := range ds {
+			for _, name := range st.blobRepos[d] {
+				ops = append(ops, metalog.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
 			}
 		}
 		return ops, nil
 	}, nil)
 }
 
-// EachManifest implements storage.Inventory.
+// EachManifest implements storage.Inventory: every linked manifest, by
+// repository, read from disk in one read transaction (a consistent view
+// that holds no lock of the store and leaves the cache alone). It is for
+// housekeeping, not the request path.
 func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, name := range s.st.names {
-		for d := range s.st.repos[name].manifests {
-			if m := s.st.manifests[d]; m != nil && !fn(name, m) {
-				return
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketMeta).Cursor()
+		prefix := []byte("r" + sep)
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			key, err := parseKey(k)
+			if err != nil || key.kind != kindManifest {
+				continue
+			}
+			if e, err := decodeEntry(v); err != nil || e.deleted {
+				continue
+			}
+			m, err := readRecord(tx, digest.Digest(key.name))
+			if err != nil {
+				continue // a link to nothing: unknown to reads too
+			}
+			if !fn(key.repo, m) {
+				return nil
 			}
 		}
-	}
+		return nil
+	})
 }
 
-// BlobRepos implements storage.Inventory.
+// BlobRepos implements storage.Inventory, from the index.
 func (s *Store) BlobRepos(d digest.Digest) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []string
-	for _, name := range s.st.names {
-		if _, ok := s.st.repos[name].blobs[d]; ok {
-			out = append(out, name)
-		}
-	}
-	return out
+	return slices.Clone(s.st.blobRepos[d])
 }
 
 // Written returns when the live entry of a tag (tag != "") or of a

@@ -4,7 +4,10 @@
 // survives kill -9 at any instant: a write is wholly there after restart or
 // wholly absent. Disk kept preallocated for the database (reserve.go) lets
 // deletes commit on a full disk. Reads are served from an in-memory copy loaded at Open and
-// updated after each commit, so they never touch the disk.
+// updated after each commit: an index of names, tags, links and what each
+// manifest record says (size, media type, subject); manifest bytes are
+// read from disk through a bounded cache (cache.go). Referrers and the
+// repositories linking a blob come from the index, not from scans.
 //
 // The store is built to be replicated: each key holds its latest op with a
 // hybrid-logical-clock stamp (last writer wins, deletes are tombstones),
@@ -40,6 +43,12 @@ type Options struct {
 	// deletes commit on a full disk (see reserve). Default DefaultReserve;
 	// negative: none.
 	Reserve int64
+	// CacheSize is how many bytes of manifests stay in memory (the yaml
+	// key metadata.cachesize). Default DefaultCacheSize; negative: none.
+	CacheSize int64
+	// NoSync skips fsync on commit: a crash may lose or corrupt the
+	// database. For benchmarks and tests only.
+	NoSync bool
 }
 
 // Store implements storage.Metadata and the replicated log (Apply,
@@ -49,6 +58,7 @@ type Store struct {
 	origin  string
 	clock   clock
 	reserve *reserve // nil: none
+	cache   *cache
 
 	wmu sync.Mutex   // serialises commits so memory changes in commit order
 	mu  sync.RWMutex // guards st and vec
@@ -69,14 +79,20 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Reserve == 0 {
 		opts.Reserve = DefaultReserve
 	}
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("metadata directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	if err := compactSparse(path); err != nil {
+		return nil, err
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	s := &Store{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}}
+	s := &Store{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}, cache: newCache(opts.CacheSize)}
 	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -116,9 +132,10 @@ func (s *Store) load() error {
 			}
 			s.clock.observe(e.stamp)
 			if e.deleted {
+				s.st.unlinked(k, e.stamp)
 				return nil
 			}
-			return s.st.apply(metalog.Op{Key: string(k), Value: e.value})
+			return s.st.apply(metalog.Op{Key: string(k), Value: e.value, Stamp: e.stamp})
 		})
 	})
 }
@@ -175,6 +192,7 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		won = won[:0]
 		meta, log, vb := tx.Bucket(bucketMeta), tx.Bucket(bucketLog), tx.Bucket(bucketVector)
+		log.FillPercent = 1 // appended in key order: full pages, not half
 		for _, b := range batches {
 			if b.Seq != vec[b.Origin]+1 {
 				continue // applied already, or past a gap anti-entropy will fill
@@ -219,6 +237,9 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 	s.vec = vec
 	for _, op := range won {
 		s.clock.observe(op.Stamp)
+		if k, err := parseKey([]byte(op.Key)); err == nil && k.manifest != "" {
+			s.cache.forget(k.manifest)
+		}
 		if err := s.st.apply(op); err != nil {
 			return err // keys are checked before commit; this is corruption
 		}

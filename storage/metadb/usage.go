@@ -1,6 +1,8 @@
 package metadb
 
 import (
+	"slices"
+
 	"github.com/opencontainers/go-digest"
 )
 
@@ -55,8 +57,8 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 
 // manifestSize is the size of manifest record d; s.mu is held.
 func (s *Store) manifestSize(d digest.Digest) int64 {
-	if m := s.st.manifests[d]; m != nil {
-		return int64(len(m.Content))
+	if rec := s.st.records[d]; rec != nil {
+		return rec.size
 	}
 	return 0
 }
@@ -66,27 +68,19 @@ func (s *Store) manifestSize(d digest.Digest) int64 {
 func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, name := range s.st.names {
-		if !match(name) {
-			continue
-		}
-		r := s.st.repos[name]
-		if _, ok := r.blobs[d]; ok {
-			return true
-		}
-		if _, ok := r.manifests[d]; ok {
-			return true
-		}
+	if slices.ContainsFunc(s.st.blobRepos[d], match) {
+		return true
 	}
-	return false
+	rec := s.st.records[d]
+	return rec != nil && slices.ContainsFunc(rec.repos, match)
 }
 
 // BlobSize returns the size recorded with any link of blob d.
 func (s *Store) BlobSize(d digest.Digest) (int64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, r := range s.st.repos {
-		if size := r.blobs[d]; size > 0 {
+	for _, name := range s.st.blobRepos[d] {
+		if size := s.st.repos[name].blobs[d]; size > 0 {
 			return size, true
 		}
 	}

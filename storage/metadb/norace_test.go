@@ -1,0 +1,5 @@
+//go:build !race
+
+package metadb
+
+const raceDetector = false
