@@ -60,6 +60,7 @@ type Report struct {
 	DryRun    bool          `json:"dryRun"`
 	Tags      int           `json:"tagsPruned"`      // tags deleted by retention policies
 	Manifests int           `json:"manifestsPruned"` // untagged manifests deleted by them
+	Records   int           `json:"recordsDropped"`  // manifest records no repository links
 	Marked    int           `json:"marked"`          // blobs referenced by manifests
 	Held      int           `json:"held"`            // blobs held on this member
 	Freed     int           `json:"freed"`           // blobs deleted (or that would be)
@@ -152,6 +153,7 @@ func (c *Collector) Collect(ctx context.Context, opts Options) (Report, error) {
 	start := time.Now()
 	d := c.deps
 	rep := Report{Member: d.Self, DryRun: opts.DryRun}
+	var err error
 	if d.Members != nil {
 		if err := d.Members.CatchUp(ctx); err != nil {
 			// Only fewer blobs are proposed for collection if it succeeds:
@@ -166,11 +168,14 @@ func (c *Collector) Collect(ctx context.Context, opts Options) (Report, error) {
 			return rep, fmt.Errorf("gc: %w", err)
 		}
 	}
+	if rep.Records, err = c.collectRecords(ctx, opts); err != nil {
+		return rep, fmt.Errorf("gc: %w", err)
+	}
 	marked := c.mark()
 	rep.Marked = len(marked)
 	var candidates []held
 	cutoff := time.Now().Add(-opts.Grace)
-	err := d.Blobs.Walk(ctx, func(dg digest.Digest, size int64) error {
+	err = d.Blobs.Walk(ctx, func(dg digest.Digest, size int64) error {
 		rep.Held++
 		if marked[dg] {
 			return nil
@@ -213,7 +218,7 @@ func (c *Collector) Collect(ctx context.Context, opts Options) (Report, error) {
 		d.Freed(rep.Freed)
 	}
 	d.Log.Info("garbage collected", "dryRun", opts.DryRun, "held", rep.Held, "marked", rep.Marked,
-		"freed", rep.Freed, "bytes", rep.Bytes, "young", rep.Young, "spared", rep.Spared,
+		"freed", rep.Freed, "bytes", rep.Bytes, "records", rep.Records, "young", rep.Young, "spared", rep.Spared,
 		"took", rep.Duration.Round(time.Millisecond))
 	return rep, nil
 }
