@@ -162,3 +162,33 @@ func TestIndex(t *testing.T) {
 		t.Errorf("BlobRepos = %v after UnlinkEverywhere", repos)
 	}
 }
+
+// TestPutManifests: one batch, and of two puts of one tag the later wins.
+func TestPutManifests(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "metadata.db"), Options{Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	one, two := manifest("one", ""), manifest("two", digest.FromString("one"))
+	err = s.PutManifests(ctx, []ManifestPut{
+		{Repo: "a", Manifest: one, Tags: []string{"latest", "v1"}},
+		{Repo: "a", Manifest: two, Tags: []string{"latest"}},
+		{Repo: "b", Manifest: one},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Vector()["local"]; got != 1 {
+		t.Errorf("log at %d, want one batch", got)
+	}
+	if d, _ := s.Tag("a", "latest"); d != two.Descriptor.Digest {
+		t.Errorf("latest = %s, want the later put", d)
+	}
+	if d, _ := s.Tag("a", "v1"); d != one.Descriptor.Digest {
+		t.Errorf("v1 = %s", d)
+	}
+	if _, err := s.Manifest("b", one.Descriptor.Digest); err != nil {
+		t.Error(err)
+	}
+}

@@ -112,21 +112,11 @@ func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
 // again, and a push of an unlinked record renews it against collection);
 // CollectManifests drops records no repository links.
 func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
-	d := m.Descriptor.Digest
-	rec, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("encode manifest %s: %w", d, err)
+	put := ManifestPut{Repo: repo, Manifest: m}
+	if tag != "" {
+		put.Tags = []string{tag}
 	}
-	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
-		ops := []metalog.Op{{Key: string(manifestLinkKey(repo, d))}}
-		if r := st.records[d]; r == nil || !r.stored || len(r.repos) == 0 {
-			ops = append([]metalog.Op{{Key: string(manifestKey(d)), Value: rec}}, ops...)
-		}
-		if tag != "" {
-			ops = append(ops, metalog.Op{Key: string(tagKey(repo, tag)), Value: []byte(d)})
-		}
-		return ops, nil
-	}, nil)
+	return s.PutManifests(ctx, []ManifestPut{put})
 }
 
 // DeleteManifest implements storage.Manifests.
