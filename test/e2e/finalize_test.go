@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/ring"
+)
+
+// The final PUT of a chunked upload in a cluster: what a client that times
+// out, or a holder that dies, leaves behind.
+
+// randomBlob returns size pseudo-random bytes from seed.
+func randomBlob(seed uint64, size int) []byte {
+	r := rand.New(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16)}))
+	b := make([]byte, size)
+	for i := 0; i+8 <= len(b); i += 8 {
+		v := r.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(v >> (8 * j))
+		}
+	}
+	return b
+}
+
+// ringOwners returns the names of the first n owners of d on the ring of ms.
+func ringOwners(ms []*clusterMember, d digest.Digest, n int) []string {
+	return ring.New(ring.Config{}, memberNames(ms)).Owners(d, n)
+}
+
+// memberNotOwning returns a member of ms that is not among d's first n owners.
+func memberNotOwning(t *testing.T, ms []*clusterMember, d digest.Digest, n int) *clusterMember {
+	t.Helper()
+	owners := ringOwners(ms, d, n)
+	for _, m := range ms {
+		if !slices.Contains(owners, m.name) {
+			return m
+		}
+	}
+	t.Fatalf("every member of %v owns %s", memberNames(ms), d)
+	return nil
+}
+
+// uploadFiles returns the files under the member's DIR/uploads: bytes of
+// uploads in progress, its own or other members' copies on their way.
+func (m *clusterMember) uploadFiles() ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(m.dataDir, "uploads"))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Name())
+	}
+	return out, nil
+}
+
+// startChunked opens a session on c and streams all of data in one PATCH,
+// returning the session's location.
+func startChunked(ctx context.Context, c *client, repo string, data []byte) (string, error) {
+	loc, err := c.startUpload(ctx, repo)
+	if err != nil {
+		return "", err
+	}
+	return c.patchChunk(ctx, loc, data, 0)
+}
+
+// A 256 MiB chunked upload to a member that does not own the blob; the
+// client gives up during the final PUT. Its retry answers 201 with the
+// same digest, the blob ends on R members, and no member's disk keeps
+// anything nobody references: no other blob, no upload bytes.
+func TestFinalPutRetriedAfterClientTimeout(t *testing.T) {
+	const size = 256 << 20
+	c := startLoopbackCluster(t, 3, clusterOptions{replicas: 2})
+	data := randomBlob(16, size)
+	d := digest.FromBytes(data)
+	m := memberNotOwning(t, c.members, d, 2)
+	cl := newClient(m.URL())
+	defer cl.close()
+	ctx := context.Background()
+	loc, err := startChunked(ctx, cl, "final/retry", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The client cuts the final PUT after cut.
+	const cut = 100 * time.Millisecond
+	cutCtx, cancel := context.WithTimeout(ctx, cut)
+	start := time.Now()
+	_, err = cl.do(cutCtx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	cancel()
+	switch {
+	case err == nil:
+		t.Logf("the final PUT answered 201 within %v (%v): nothing to cut", cut, time.Since(start).Round(time.Millisecond))
+	case errors.Is(err, context.DeadlineExceeded):
+		t.Logf("the final PUT cut by the client after %v", time.Since(start).Round(time.Millisecond))
+	default:
+		t.Fatalf("final PUT: %v", err)
+	}
+
+	start = time.Now()
+	r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	if err != nil {
+		t.Fatalf("retried PUT: %v", err)
+	}
+	logMeasure(t, "retried final PUT of a 256 MiB upload on a non-owner answered 201 after %v", time.Since(start).Round(time.Millisecond))
+	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
+	}
+	if got, want := r.header.Get("Location"), "/v2/final/retry/blobs/"+d.String(); got != want {
+		t.Errorf("retried PUT: Location %q, want %q", got, want)
+	}
+	other := digest.FromString("not the upload")
+	if _, err := cl.do(ctx, "PUT", withDigest(loc, other), nil, nil, http.StatusBadRequest); err != nil {
+		t.Errorf("PUT of the finished session with another digest: %v", err)
+	}
+	for _, o := range c.members {
+		oc := newClient(o.URL())
+		if _, err := oc.do(ctx, "HEAD", "/v2/final/retry/blobs/"+d.String(), nil, nil, http.StatusOK); err != nil {
+			t.Errorf("through %s: %v", o.name, err)
+		}
+		oc.close()
+	}
+	waitPlaced(t, 30*time.Second, c.members, map[digest.Digest]bool{d: true}, 2)
+	pollUntil(t, 10*time.Second, "no upload bytes left on any member", func() error {
+		for _, o := range c.members {
+			files, err := o.uploadFiles()
+			if err != nil {
+				return err
+			}
+			if len(files) > 0 {
+				return fmt.Errorf("%s holds uploads %v", o.name, files)
+			}
+		}
+		return nil
+	})
+}
+
+// A holder of the blob is SIGKILLed while the upload's bytes are on their
+// way to it. The client gets either an error it can retry (and the retried
+// push succeeds) or a 201 with R durable copies among the live members;
+// either way nothing acknowledged is lost.
+func TestFinalPutHolderKilled(t *testing.T) {
+	const size = 128 << 20
+	c := startLoopbackCluster(t, 3, clusterOptions{replicas: 2})
+	data := randomBlob(17, size)
+	d := digest.FromBytes(data)
+	m := memberNotOwning(t, c.members, d, 2)
+	var victim *clusterMember
+	for _, o := range c.members {
+		if o.name == ringOwners(c.members, d, 1)[0] {
+			victim = o
+		}
+	}
+	l := newAckLedger()
+	cl := newClient(m.URL())
+	cl.hc.Transport = l.wrap(cl.hc.Transport)
+	cl.hc.Timeout = 2 * time.Minute
+	defer cl.close()
+	ctx := context.Background()
+
+	// Kill the victim once bytes of the blob reach it, while the client
+	// still waits for its upload to finish.
+	killed := make(chan time.Duration, 1)
+	start := time.Now()
+	go func() {
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			files, _ := victim.uploadFiles()
+			if slices.ContainsFunc(files, func(f string) bool { return !strings.HasPrefix(f, ".") }) {
+				break
+			}
+			time.Sleep(5 * time.Millisecond) // poll interval inside the deadline loop
+		}
+		victim.Kill()
+		killed <- time.Since(start)
+	}()
+	loc, err := startChunked(ctx, cl, "final/kill", data)
+	if err == nil {
+		_, err = cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	}
+	t.Logf("upload through %s ended after %v (%v); %s killed after %v",
+		m.name, time.Since(start).Round(time.Millisecond), err, victim.name, (<-killed).Round(time.Millisecond))
+	victim.killed = true
+	live := c.live()
+	if err != nil {
+		var se *statusError
+		if errors.As(err, &se) && se.status < 500 {
+			t.Fatalf("upload refused with %d, not an error a client retries: %v", se.status, err)
+		}
+		// The client retries the whole push.
+		loc, err := startChunked(ctx, cl, "final/kill", data)
+		if err == nil {
+			_, err = cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+		}
+		if err != nil {
+			t.Fatalf("retried push after %s died: %v", victim.name, err)
+		}
+	} else {
+		// The 201 meant R durable copies on members that are still alive.
+		p, _, perr := placementOf(live)
+		if perr != nil {
+			t.Fatal(perr)
+		}
+		if len(p[d]) < 2 {
+			t.Fatalf("201 with the blob on %v only; %s died", p[d], victim.name)
+		}
+	}
+	config := []byte(`{"architecture":"amd64","os":"linux"}`)
+	if err := cl.pushMonolithic(ctx, "final/kill", config); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.do(ctx, "PUT", "/v2/final/kill/manifests/v1", manifestHeader, stressManifest(config, [][]byte{data}), http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	l.verify(t, memberBases(live))
+	waitPlaced(t, time.Minute, live, map[digest.Digest]bool{d: true, digest.FromBytes(config): true}, 2)
+}
