@@ -612,6 +612,215 @@ func (*PutResponse) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{11}
 }
 
+type AppendChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id and state are set on the first chunk only.
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State         []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendChunk) Reset() {
+	*x = AppendChunk{}
+	mi := &file_peer_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendChunk) ProtoMessage() {}
+
+func (x *AppendChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendChunk.ProtoReflect.Descriptor instead.
+func (*AppendChunk) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AppendChunk) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *AppendChunk) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *AppendChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type AppendResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         []byte                 `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppendResponse) Reset() {
+	*x = AppendResponse{}
+	mi := &file_peer_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppendResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppendResponse) ProtoMessage() {}
+
+func (x *AppendResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppendResponse.ProtoReflect.Descriptor instead.
+func (*AppendResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AppendResponse) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *AppendResponse) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type FinishRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State         []byte                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishRequest) Reset() {
+	*x = FinishRequest{}
+	mi := &file_peer_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishRequest) ProtoMessage() {}
+
+func (x *FinishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishRequest.ProtoReflect.Descriptor instead.
+func (*FinishRequest) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FinishRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FinishRequest) GetState() []byte {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *FinishRequest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+type FinishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishResponse) Reset() {
+	*x = FinishResponse{}
+	mi := &file_peer_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishResponse) ProtoMessage() {}
+
+func (x *FinishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_peer_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
+func (*FinishResponse) Descriptor() ([]byte, []int) {
+	return file_peer_proto_rawDescGZIP(), []int{15}
+}
+
 var File_peer_proto protoreflect.FileDescriptor
 
 const file_peer_proto_rawDesc = "" +
@@ -652,14 +861,28 @@ const file_peer_proto_rawDesc = "" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"\r\n" +
-	"\vPutResponse2\xcc\x01\n" +
+	"\vPutResponse\"G\n" +
+	"\vAppendChunk\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\":\n" +
+	"\x0eAppendResponse\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\"M\n" +
+	"\rFinishRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\fR\x05state\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"\x10\n" +
+	"\x0eFinishResponse2\xcc\x01\n" +
 	"\bMetadata\x12B\n" +
 	"\x05Apply\x12\x1b.atoll.peer.v1.ApplyRequest\x1a\x1c.atoll.peer.v1.ApplyResponse\x128\n" +
 	"\tGetVector\x12\x14.atoll.peer.v1.Empty\x1a\x15.atoll.peer.v1.Vector\x12B\n" +
-	"\x05Since\x12\x1b.atoll.peer.v1.SinceRequest\x1a\x1c.atoll.peer.v1.SinceResponse2\x83\x01\n" +
+	"\x05Since\x12\x1b.atoll.peer.v1.SinceRequest\x1a\x1c.atoll.peer.v1.SinceResponse2\x91\x02\n" +
 	"\x05Blobs\x12<\n" +
 	"\x03Has\x12\x19.atoll.peer.v1.HasRequest\x1a\x1a.atoll.peer.v1.HasResponse\x12<\n" +
-	"\x03Put\x12\x17.atoll.peer.v1.PutChunk\x1a\x1a.atoll.peer.v1.PutResponse(\x01B-Z+github.com/atollhq/atoll/peer/peerpb;peerpbb\x06proto3"
+	"\x03Put\x12\x17.atoll.peer.v1.PutChunk\x1a\x1a.atoll.peer.v1.PutResponse(\x01\x12E\n" +
+	"\x06Append\x12\x1a.atoll.peer.v1.AppendChunk\x1a\x1d.atoll.peer.v1.AppendResponse(\x01\x12E\n" +
+	"\x06Finish\x12\x1c.atoll.peer.v1.FinishRequest\x1a\x1d.atoll.peer.v1.FinishResponseB-Z+github.com/atollhq/atoll/peer/peerpb;peerpbb\x06proto3"
 
 var (
 	file_peer_proto_rawDescOnce sync.Once
@@ -673,39 +896,47 @@ func file_peer_proto_rawDescGZIP() []byte {
 	return file_peer_proto_rawDescData
 }
 
-var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_peer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_peer_proto_goTypes = []any{
-	(*Op)(nil),            // 0: atoll.peer.v1.Op
-	(*Batch)(nil),         // 1: atoll.peer.v1.Batch
-	(*Empty)(nil),         // 2: atoll.peer.v1.Empty
-	(*ApplyRequest)(nil),  // 3: atoll.peer.v1.ApplyRequest
-	(*ApplyResponse)(nil), // 4: atoll.peer.v1.ApplyResponse
-	(*Vector)(nil),        // 5: atoll.peer.v1.Vector
-	(*SinceRequest)(nil),  // 6: atoll.peer.v1.SinceRequest
-	(*SinceResponse)(nil), // 7: atoll.peer.v1.SinceResponse
-	(*HasRequest)(nil),    // 8: atoll.peer.v1.HasRequest
-	(*HasResponse)(nil),   // 9: atoll.peer.v1.HasResponse
-	(*PutChunk)(nil),      // 10: atoll.peer.v1.PutChunk
-	(*PutResponse)(nil),   // 11: atoll.peer.v1.PutResponse
-	nil,                   // 12: atoll.peer.v1.Vector.SeqsEntry
+	(*Op)(nil),             // 0: atoll.peer.v1.Op
+	(*Batch)(nil),          // 1: atoll.peer.v1.Batch
+	(*Empty)(nil),          // 2: atoll.peer.v1.Empty
+	(*ApplyRequest)(nil),   // 3: atoll.peer.v1.ApplyRequest
+	(*ApplyResponse)(nil),  // 4: atoll.peer.v1.ApplyResponse
+	(*Vector)(nil),         // 5: atoll.peer.v1.Vector
+	(*SinceRequest)(nil),   // 6: atoll.peer.v1.SinceRequest
+	(*SinceResponse)(nil),  // 7: atoll.peer.v1.SinceResponse
+	(*HasRequest)(nil),     // 8: atoll.peer.v1.HasRequest
+	(*HasResponse)(nil),    // 9: atoll.peer.v1.HasResponse
+	(*PutChunk)(nil),       // 10: atoll.peer.v1.PutChunk
+	(*PutResponse)(nil),    // 11: atoll.peer.v1.PutResponse
+	(*AppendChunk)(nil),    // 12: atoll.peer.v1.AppendChunk
+	(*AppendResponse)(nil), // 13: atoll.peer.v1.AppendResponse
+	(*FinishRequest)(nil),  // 14: atoll.peer.v1.FinishRequest
+	(*FinishResponse)(nil), // 15: atoll.peer.v1.FinishResponse
+	nil,                    // 16: atoll.peer.v1.Vector.SeqsEntry
 }
 var file_peer_proto_depIdxs = []int32{
 	0,  // 0: atoll.peer.v1.Batch.ops:type_name -> atoll.peer.v1.Op
 	1,  // 1: atoll.peer.v1.ApplyRequest.batches:type_name -> atoll.peer.v1.Batch
-	12, // 2: atoll.peer.v1.Vector.seqs:type_name -> atoll.peer.v1.Vector.SeqsEntry
+	16, // 2: atoll.peer.v1.Vector.seqs:type_name -> atoll.peer.v1.Vector.SeqsEntry
 	1,  // 3: atoll.peer.v1.SinceResponse.batches:type_name -> atoll.peer.v1.Batch
 	3,  // 4: atoll.peer.v1.Metadata.Apply:input_type -> atoll.peer.v1.ApplyRequest
 	2,  // 5: atoll.peer.v1.Metadata.GetVector:input_type -> atoll.peer.v1.Empty
 	6,  // 6: atoll.peer.v1.Metadata.Since:input_type -> atoll.peer.v1.SinceRequest
 	8,  // 7: atoll.peer.v1.Blobs.Has:input_type -> atoll.peer.v1.HasRequest
 	10, // 8: atoll.peer.v1.Blobs.Put:input_type -> atoll.peer.v1.PutChunk
-	4,  // 9: atoll.peer.v1.Metadata.Apply:output_type -> atoll.peer.v1.ApplyResponse
-	5,  // 10: atoll.peer.v1.Metadata.GetVector:output_type -> atoll.peer.v1.Vector
-	7,  // 11: atoll.peer.v1.Metadata.Since:output_type -> atoll.peer.v1.SinceResponse
-	9,  // 12: atoll.peer.v1.Blobs.Has:output_type -> atoll.peer.v1.HasResponse
-	11, // 13: atoll.peer.v1.Blobs.Put:output_type -> atoll.peer.v1.PutResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
+	12, // 9: atoll.peer.v1.Blobs.Append:input_type -> atoll.peer.v1.AppendChunk
+	14, // 10: atoll.peer.v1.Blobs.Finish:input_type -> atoll.peer.v1.FinishRequest
+	4,  // 11: atoll.peer.v1.Metadata.Apply:output_type -> atoll.peer.v1.ApplyResponse
+	5,  // 12: atoll.peer.v1.Metadata.GetVector:output_type -> atoll.peer.v1.Vector
+	7,  // 13: atoll.peer.v1.Metadata.Since:output_type -> atoll.peer.v1.SinceResponse
+	9,  // 14: atoll.peer.v1.Blobs.Has:output_type -> atoll.peer.v1.HasResponse
+	11, // 15: atoll.peer.v1.Blobs.Put:output_type -> atoll.peer.v1.PutResponse
+	13, // 16: atoll.peer.v1.Blobs.Append:output_type -> atoll.peer.v1.AppendResponse
+	15, // 17: atoll.peer.v1.Blobs.Finish:output_type -> atoll.peer.v1.FinishResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -722,7 +953,7 @@ func file_peer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_peer_proto_rawDesc), len(file_peer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -214,8 +214,10 @@ var Metadata_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Blobs_Has_FullMethodName = "/atoll.peer.v1.Blobs/Has"
-	Blobs_Put_FullMethodName = "/atoll.peer.v1.Blobs/Put"
+	Blobs_Has_FullMethodName    = "/atoll.peer.v1.Blobs/Has"
+	Blobs_Put_FullMethodName    = "/atoll.peer.v1.Blobs/Put"
+	Blobs_Append_FullMethodName = "/atoll.peer.v1.Blobs/Append"
+	Blobs_Finish_FullMethodName = "/atoll.peer.v1.Blobs/Finish"
 )
 
 // BlobsClient is the client API for Blobs service.
@@ -229,6 +231,14 @@ type BlobsClient interface {
 	// Put stores a blob. The first chunk carries digest and size; every chunk
 	// carries data. The member verifies the digest before acknowledging.
 	Put(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[PutChunk, PutResponse], error)
+	// Append adds bytes to a replica of an upload that another member
+	// receives from a client and passes on as they arrive. The first chunk
+	// names the replica and carries its state (empty when new); the answer
+	// carries the state after the bytes, durable.
+	Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendChunk, AppendResponse], error)
+	// Finish commits a replica of an upload as blob digest, verifying it,
+	// or discards the replica when digest is empty.
+	Finish(ctx context.Context, in *FinishRequest, opts ...grpc.CallOption) (*FinishResponse, error)
 }
 
 type blobsClient struct {
@@ -262,6 +272,29 @@ func (c *blobsClient) Put(ctx context.Context, opts ...grpc.CallOption) (grpc.Cl
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Blobs_PutClient = grpc.ClientStreamingClient[PutChunk, PutResponse]
 
+func (c *blobsClient) Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendChunk, AppendResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Blobs_ServiceDesc.Streams[1], Blobs_Append_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AppendChunk, AppendResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Blobs_AppendClient = grpc.ClientStreamingClient[AppendChunk, AppendResponse]
+
+func (c *blobsClient) Finish(ctx context.Context, in *FinishRequest, opts ...grpc.CallOption) (*FinishResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FinishResponse)
+	err := c.cc.Invoke(ctx, Blobs_Finish_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BlobsServer is the server API for Blobs service.
 // All implementations must embed UnimplementedBlobsServer
 // for forward compatibility.
@@ -273,6 +306,14 @@ type BlobsServer interface {
 	// Put stores a blob. The first chunk carries digest and size; every chunk
 	// carries data. The member verifies the digest before acknowledging.
 	Put(grpc.ClientStreamingServer[PutChunk, PutResponse]) error
+	// Append adds bytes to a replica of an upload that another member
+	// receives from a client and passes on as they arrive. The first chunk
+	// names the replica and carries its state (empty when new); the answer
+	// carries the state after the bytes, durable.
+	Append(grpc.ClientStreamingServer[AppendChunk, AppendResponse]) error
+	// Finish commits a replica of an upload as blob digest, verifying it,
+	// or discards the replica when digest is empty.
+	Finish(context.Context, *FinishRequest) (*FinishResponse, error)
 	mustEmbedUnimplementedBlobsServer()
 }
 
@@ -288,6 +329,12 @@ func (UnimplementedBlobsServer) Has(context.Context, *HasRequest) (*HasResponse,
 }
 func (UnimplementedBlobsServer) Put(grpc.ClientStreamingServer[PutChunk, PutResponse]) error {
 	return status.Error(codes.Unimplemented, "method Put not implemented")
+}
+func (UnimplementedBlobsServer) Append(grpc.ClientStreamingServer[AppendChunk, AppendResponse]) error {
+	return status.Error(codes.Unimplemented, "method Append not implemented")
+}
+func (UnimplementedBlobsServer) Finish(context.Context, *FinishRequest) (*FinishResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Finish not implemented")
 }
 func (UnimplementedBlobsServer) mustEmbedUnimplementedBlobsServer() {}
 func (UnimplementedBlobsServer) testEmbeddedByValue()               {}
@@ -335,6 +382,31 @@ func _Blobs_Put_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Blobs_PutServer = grpc.ClientStreamingServer[PutChunk, PutResponse]
 
+func _Blobs_Append_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BlobsServer).Append(&grpc.GenericServerStream[AppendChunk, AppendResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Blobs_AppendServer = grpc.ClientStreamingServer[AppendChunk, AppendResponse]
+
+func _Blobs_Finish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FinishRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BlobsServer).Finish(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Blobs_Finish_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BlobsServer).Finish(ctx, req.(*FinishRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Blobs_ServiceDesc is the grpc.ServiceDesc for Blobs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -346,11 +418,20 @@ var Blobs_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Has",
 			Handler:    _Blobs_Has_Handler,
 		},
+		{
+			MethodName: "Finish",
+			Handler:    _Blobs_Finish_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Put",
 			Handler:       _Blobs_Put_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Append",
+			Handler:       _Blobs_Append_Handler,
 			ClientStreams: true,
 		},
 	},
