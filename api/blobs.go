@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -77,19 +76,42 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 // owner's: Docker-Content-Digest, ETag (the quoted digest, which never
 // changes), Cache-Control, Last-Modified, and http.ServeContent's range
 // (206, multipart/byteranges, 416) and conditional (304, If-Range)
-// semantics. A blob on a local file goes out through sendfile(2).
+// semantics.
+//
+// The bytes go out in writes of up to 1 MiB (largeWrites), not through
+// sendfile(2): measured on loopback with a Go client (1 GiB blob, 7-9
+// alternating rounds), sendfile gave 683-812 MB/s, 32 KiB writes (what
+// io.Copy and Distribution do) 832-853, 256 KiB-1 MiB writes 923-1248.
 func ServeBlobContent(w http.ResponseWriter, r *http.Request, d digest.Digest, b storage.Blob) {
 	h := w.Header()
 	h.Set("Docker-Content-Digest", d.String())
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", "max-age=31536000")
-	var content io.ReadSeeker = b
-	if f, ok := b.(interface{ OSFile() *os.File }); ok {
-		content = f.OSFile() // lets net/http use sendfile
-	}
-	http.ServeContent(w, r, "", b.ModTime(), content)
+	buf := make([]byte, min(max(b.Size(), 1), maxWrite))
+	http.ServeContent(largeWrites{w, buf}, r, "", b.ModTime(), b)
 }
+
+// maxWrite bounds the writes of a blob's bytes to a client.
+const maxWrite = 1 << 20
+
+// largeWrites makes http.ServeContent's copy of a body (io.CopyN, which
+// asks its writer's ReadFrom) go in writes of len(buf), through the
+// writer's Write so that every middleware counts them.
+type largeWrites struct {
+	http.ResponseWriter
+	buf []byte
+}
+
+func (w largeWrites) ReadFrom(r io.Reader) (int64, error) {
+	return io.CopyBuffer(writeOnly{w.ResponseWriter}, r, w.buf)
+}
+
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (w largeWrites) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// writeOnly hides a writer's ReadFrom, so io.CopyBuffer uses its buffer.
+type writeOnly struct{ io.Writer }
 
 // deleteBlob implements DELETE /v2/<name>/blobs/<digest> ("Deleting
 // blobs"): the repository's link goes at once; the bytes go with garbage
