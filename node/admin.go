@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/hmac"
 	"net/http"
 )
 
@@ -28,7 +27,7 @@ func (n *Node) admin(h http.HandlerFunc) http.Handler {
 		h(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, true)))
 	}))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.token != "" && hmac.Equal([]byte(r.Header.Get(tokenHeader)), []byte(n.token)) {
+		if n.members.token != "" && n.router.Trusted(r) {
 			h(w, r)
 			return
 		}

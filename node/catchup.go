@@ -68,7 +68,7 @@ func (n *Node) servingPeer() (string, bool) {
 // included), to the member at addr. The Host header is kept so the URLs
 // the member answers with (Location, token realm) point back here.
 func (n *Node) passOn(w http.ResponseWriter, r *http.Request, addr string) {
-	target := &url.URL{Scheme: n.scheme, Host: addr}
+	target := &url.URL{Scheme: n.members.scheme, Host: addr}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -76,7 +76,7 @@ func (n *Node) passOn(w http.ResponseWriter, r *http.Request, addr string) {
 			pr.SetXForwarded()
 			pr.Out.Header.Set(catchUpHeader, n.name)
 		},
-		Transport: n.client.Transport,
+		Transport: n.members.client.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
 			api.WriteError(n.log, w, r, fmt.Errorf("member %s is catching up; passing the request to %s: %w: %w", n.name, addr, storage.ErrUnavailable, err))

@@ -77,13 +77,12 @@ func (n *Node) collectOn(ctx context.Context, m, query string, opts gc.Options) 
 	rep := gc.Report{Member: m, DryRun: opts.DryRun}
 	q, _ := url.ParseQuery(query)
 	q.Set("scope", "local")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+n.views.load().members[m].HTTP+"/_atoll/v1/gc?"+q.Encode(), nil)
+	req, err := n.members.newRequest(ctx, http.MethodPost, m, "/_atoll/v1/gc?"+q.Encode(), nil)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
 	}
-	req.Header.Set(tokenHeader, n.token)
-	resp, err := n.client.Do(req)
+	resp, err := n.members.do(req)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
@@ -122,7 +121,7 @@ func (g gcMembers) Names() []string {
 // Ask runs round r on member m over HTTP.
 func (g gcMembers) Ask(ctx context.Context, m string, r gc.Round) (gc.Reply, error) {
 	var reply gc.Reply
-	if err := g.n.askMember(ctx, m, "/_atoll/v1/gc/fence", gcRoundTimeout, r, &reply); err != nil {
+	if err := g.n.members.ask(ctx, m, "/_atoll/v1/gc/fence", gcRoundTimeout, r, &reply); err != nil {
 		return gc.Reply{}, fmt.Errorf("member %s: %w", m, err)
 	}
 	return reply, nil

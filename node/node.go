@@ -47,7 +47,6 @@ type Node struct {
 	reg     *api.Registry
 	notify  *notify.Notifier
 	auth    *auth.Authenticator // nil: no authentication
-	scheme  string              // of this member's and the others' HTTP APIs
 	metrics *metrics
 	handler http.Handler
 	rules   *rules        // quotas and immutable tags
@@ -61,8 +60,7 @@ type Node struct {
 	views    views
 	metasync *metasync.Replicator
 	changed  chan struct{}
-	token    string
-	client   *http.Client  // member to member: gc, quotas, copies
+	members  *memberClient // calls to other members' HTTP endpoints (memberclient.go)
 	router   *route.Router // serves, proxies or redirects what members hold (route.go)
 }
 
@@ -81,12 +79,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		name:    cfg.Cluster.NodeName,
 		metrics: newMetrics(),
 		changed: make(chan struct{}, 1),
-		scheme:  "http",
-		token:   HTTPToken(cfg.Cluster.Secret),
-		client:  &http.Client{Transport: route.Transport(0)},
 	}
+	n.members = &memberClient{scheme: "http", token: HTTPToken(cfg.Cluster.Secret), client: &http.Client{Transport: route.Transport(0)}, views: &n.views}
 	if cfg.TLS.Certificate != "" {
-		n.scheme = "https"
+		n.members.scheme = "https"
 	}
 	var err error
 	if cfg.Auth.Enabled() {

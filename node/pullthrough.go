@@ -50,14 +50,11 @@ func (cm cacheMembers) Owner(key digest.Digest) (string, bool) {
 	if len(owners) == 0 || owners[0] == n.name {
 		return "", true
 	}
-	m, ok := v.members[owners[0]]
+	base, ok := n.members.url(owners[0])
 	if !ok || !v.live(owners[0]) {
 		return "", true
 	}
-	return n.scheme + "://" + m.HTTP, false
+	return base, false
 }
 
-func (cm cacheMembers) Do(req *http.Request) (*http.Response, error) {
-	req.Header.Set(tokenHeader, cm.n.token)
-	return cm.n.client.Do(req)
-}
+func (cm cacheMembers) Do(req *http.Request) (*http.Response, error) { return cm.n.members.do(req) }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/node/policy"
-	"github.com/atollhq/atoll/storage"
 )
 
 // Quota admissions in a cluster: each quota is decided by the ring owner
@@ -83,7 +81,7 @@ func (p *rules) reserve(ctx context.Context, quota, repo string, d digest.Digest
 		return h, err
 	}
 	var reply reserveReply
-	err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/reserve", claimTimeout, reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
+	err := n.members.ask(ctx, h.decider, "/_atoll/v1/quota/reserve", claimTimeout, reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
 	if err != nil {
 		return h, fmt.Errorf("member %s deciding quota %q: %w", h.decider, quota, err)
 	}
@@ -107,49 +105,11 @@ func (p *rules) settle(h heldQuota, stored bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), quotaSettleTimeout)
 		defer cancel()
 		req := settleRequest{Quota: h.quota, ID: h.id, Stored: stored}
-		if err := n.askMember(ctx, h.decider, "/_atoll/v1/quota/settle", claimTimeout, req, nil); err != nil {
+		if err := n.members.ask(ctx, h.decider, "/_atoll/v1/quota/settle", claimTimeout, req, nil); err != nil {
 			n.log.Warn("reporting a write to the member deciding its quota; it holds the room until its hold ends",
 				"quota", h.quota, "member", h.decider, "stored", stored, "err", err)
 		}
 	}()
-}
-
-// askMember posts req as JSON to path on member name, with the cluster
-// token, waiting at most timeout, and decodes the answer into reply (when
-// not nil). A member that cannot be reached or does not answer 200 is
-// storage.ErrUnavailable.
-func (n *Node) askMember(ctx context.Context, name, path string, timeout time.Duration, req, reply any) error {
-	member, ok := n.views.load().members[name]
-	if !ok {
-		return fmt.Errorf("not a member: %w", storage.ErrUnavailable)
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme+"://"+member.HTTP+path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	hr.Header.Set(tokenHeader, n.token)
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := n.client.Do(hr)
-	if err != nil {
-		return fmt.Errorf("%w: %w", storage.ErrUnavailable, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %w", resp.Status, storage.ErrUnavailable)
-	}
-	if reply == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(reply); err != nil {
-		return fmt.Errorf("answer: %w", err)
-	}
-	return nil
 }
 
 // reserveRequest asks the deciding member for room in a quota.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/node/replication"
+	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -79,12 +80,11 @@ func (n *Node) openAnywhere(ctx context.Context, d digest.Digest) (io.ReadCloser
 		if name == n.name {
 			continue
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.scheme+"://"+v.members[name].HTTP+"/_atoll/v1/blobs/"+d.String(), nil)
+		req, err := n.members.newRequest(ctx, http.MethodGet, name, route.BlobPath+d.String(), nil)
 		if err != nil {
 			return nil, 0, err
 		}
-		req.Header.Set(tokenHeader, n.token)
-		resp, err := n.client.Do(req)
+		resp, err := n.members.do(req)
 		if err != nil {
 			continue
 		}

@@ -40,7 +40,7 @@ func (n *Node) newRouter() *route.Router {
 	return route.New(route.Config{
 		Self:   n.name,
 		Mode:   n.cfg.Cluster.Routing,
-		Scheme: n.scheme,
+		Scheme: n.members.scheme,
 		Secret: n.cfg.Cluster.Secret,
 	}, deps)
 }

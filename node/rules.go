@@ -112,7 +112,7 @@ func (p *rules) claim(ctx context.Context, repo, tag string, d digest.Digest) (d
 		return p.pinner.Claim(ctx, repo, tag, d)
 	}
 	var reply claimReply
-	if err := n.askMember(ctx, decider, "/_atoll/v1/immutable/claim", claimTimeout, claimRequest{Repo: repo, Tag: tag, Digest: d}, &reply); err != nil {
+	if err := n.members.ask(ctx, decider, "/_atoll/v1/immutable/claim", claimTimeout, claimRequest{Repo: repo, Tag: tag, Digest: d}, &reply); err != nil {
 		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, err)
 	}
 	return reply.Bound, nil
