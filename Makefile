@@ -52,6 +52,12 @@ bench-cluster:
 bench-scale:
 	bash test/bench/scale/run.sh $(BENCH_FLAGS)
 
+# The metadata store at scale (issue 12): 1M manifests by default; smaller
+# with BENCH_FLAGS='-repos 10000 -manifests 100000 -tags 200000'.
+.PHONY: bench-metadata
+bench-metadata:
+	$(GO) run ./test/bench/metadata $(BENCH_FLAGS)
+
 # The container image: FROM scratch around the static binary; pulls nothing.
 image:
 	IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) bash deploy/build-image.sh

@@ -105,6 +105,15 @@ func (s *state) intern(mt string) string {
 	return mt
 }
 
+// digest returns the index's copy of d when it has one: a million tags
+// share the digests of the records they point at.
+func (s *state) digest(d digest.Digest) digest.Digest {
+	if rec := s.records[d]; rec != nil {
+		return rec.digest
+	}
+	return d
+}
+
 // rec returns the index entry of manifest d, creating it.
 func (s *state) rec(d digest.Digest) *record {
 	rec := s.records[d]
@@ -142,7 +151,10 @@ func (s *state) apply(op metalog.Op) error {
 	case k.kind == kindTag && op.Deleted:
 		delete(r.tags, k.name)
 	case k.kind == kindTag:
-		r.tags[k.name] = digest.Digest(op.Value)
+		if _, ok := r.tags[k.name]; !ok {
+			k.name = strings.Clone(k.name) // not the whole key
+		}
+		r.tags[k.name] = s.digest(digest.Digest(op.Value))
 	case k.kind == kindManifest && op.Deleted:
 		s.unlinkManifest(r, d, op.Stamp)
 	case k.kind == kindManifest:

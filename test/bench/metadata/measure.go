@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metadb"
+	"github.com/atollhq/atoll/test/bench/benchkit"
+)
+
+// latencies summarises timed requests.
+type latencies struct {
+	n        int
+	rate     float64 // requests/s
+	p50, p99 time.Duration
+}
+
+func (l latencies) String() string {
+	return fmt.Sprintf("%.0f req/s, p50 %v, p99 %v", l.rate, l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond))
+}
+
+// hammer sends n requests from workers clients, the i-th to url(i) (which
+// must answer 200), and times them.
+func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string) (latencies, error) {
+	hc := benchkit.NewHTTPClient(workers, workers)
+	var (
+		mu   sync.Mutex
+		all  []time.Duration
+		errs []error
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			took := make([]time.Duration, 0, n/workers)
+			for k := 0; k < n/workers && ctx.Err() == nil; k++ {
+				u := url(rng)
+				t0 := time.Now()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+				req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+				resp, err := hc.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("GET %s: %s", u, resp.Status)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				took = append(took, time.Since(t0))
+			}
+			mu.Lock()
+			all = append(all, took...)
+			mu.Unlock()
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if len(errs) > 0 {
+		return latencies{}, errs[0]
+	}
+	if err := ctx.Err(); err != nil {
+		return latencies{}, err
+	}
+	slices.Sort(all)
+	return latencies{n: len(all), rate: float64(len(all)) / elapsed.Seconds(),
+		p50: all[len(all)/2], p99: all[len(all)*99/100]}, nil
+}
+
+// getManifests GETs random manifests of the store by digest. The URLs are
+// computed before the clock starts.
+func getManifests(ctx context.Context, c config, l *loaded) (latencies, error) {
+	urls := make([]string, 0, c.requests)
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range c.requests {
+		repo, d := l.manifest(rng.IntN(l.manifests))
+		urls = append(urls, l.srv.URL+"/v2/"+repo+"/manifests/"+d.String())
+	}
+	var next int
+	var mu sync.Mutex
+	pick := func(*rand.Rand) string {
+		mu.Lock()
+		defer mu.Unlock()
+		u := urls[next%len(urls)]
+		next++
+		return u
+	}
+	benchkit.Logf("GET %d manifests of %d (warm-up, then measured)", c.requests, l.manifests)
+	if _, err := hammer(ctx, c.concurrency, min(c.requests, 2000), pick); err != nil {
+		return latencies{}, err
+	}
+	return hammer(ctx, c.concurrency, c.requests, pick)
+}
+
+// pages times catalog pages after a random repository and the tag list
+// of a random repository.
+func pages(ctx context.Context, c config, l *loaded) (catalog, tags latencies, err error) {
+	n := min(c.requests/10, 4000)
+	benchkit.Logf("catalog and tag-list pages, %d each", n)
+	catalog, err = hammer(ctx, c.concurrency, n, func(rng *rand.Rand) string {
+		return l.srv.URL + "/v2/_catalog?n=100&last=" + repoName(rng.IntN(l.repos))
+	})
+	if err != nil {
+		return
+	}
+	tags, err = hammer(ctx, c.concurrency, n, func(rng *rand.Rand) string {
+		return l.srv.URL + "/v2/" + repoName(rng.IntN(l.repos)) + "/tags/list?n=100"
+	})
+	return
+}
+
+// churn is the database file before and after retags, and the log's share.
+type churn struct{ before, after, log int64 }
+
+// retags retags one tag between two 441-byte manifests c.retags times in
+// a new store (without fsync: the file's layout is the same) and
+// measures the file.
+func retags(ctx context.Context, c config, dir string) (churn, error) {
+	path := filepath.Join(dir, "metadata.db")
+	meta, err := metadb.Open(path, metadb.Options{Origin: "bench", NoSync: true})
+	if err != nil {
+		return churn{}, err
+	}
+	defer func() {
+		if meta != nil {
+			_ = meta.Close()
+		}
+	}()
+	two := [2]*storage.Manifest{}
+	for k := range two {
+		two[k] = manifestAt(k, "")
+		two[k].Content = []byte(strings.Repeat(string(rune('a'+k)), 441))
+		two[k].Descriptor.Size = 441
+		two[k].Descriptor.Digest = digestOf(two[k].Content)
+		if err := meta.PutManifest(ctx, "churn", two[k], "latest"); err != nil {
+			return churn{}, err
+		}
+	}
+	var ch churn
+	ch.before, _, err = closedSizes(meta, path)
+	if meta = nil; err != nil {
+		return ch, err
+	}
+	if meta, err = metadb.Open(path, metadb.Options{Origin: "bench", NoSync: true}); err != nil {
+		return ch, err
+	}
+	benchkit.Logf("%d retags of one tag", c.retags)
+	for k := 0; k < c.retags; k++ {
+		if err := meta.PutManifest(ctx, "churn", two[k%2], "latest"); err != nil {
+			return ch, err
+		}
+	}
+	ch.after, ch.log, err = closedSizes(meta, path)
+	meta = nil
+	return ch, err
+}
+
+// closedSizes closes meta and measures its file.
+func closedSizes(meta *metadb.Store, path string) (file, log int64, err error) {
+	if err := meta.Close(); err != nil {
+		return 0, 0, err
+	}
+	return sizes(path)
+}
