@@ -42,6 +42,7 @@ func (c *Cluster) newServer() *grpc.Server {
 	}
 	s := grpc.NewServer(opts...)
 	peerpb.RegisterMetadataServer(s, metadataServer{md: c.deps.Metadata})
+	registerSnapshots(s, c.deps.Metadata) // snapshot.go
 	peerpb.RegisterBlobsServer(s, blobServer{blobs: c.deps.Blobs})
 	return s
 }

@@ -35,8 +35,19 @@ func (r *Replicator) push(ctx context.Context, f *follower) {
 	defer tick.Stop()
 	for {
 		for ctx.Err() == nil {
-			batches, err := r.log.Since(r.self, f.acked.Load(), pullLimit)
+			acked := f.acked.Load()
+			batches, err := r.log.Since(r.self, acked, pullLimit)
 			if err != nil || len(batches) == 0 {
+				break
+			}
+			if batches[0].Seq > acked+1 {
+				// Trimmed: the peer installs a snapshot when it pulls.
+				// Ask where it stands now, and push from there.
+				if v, err := t.Vector(ctx, f.name); err == nil && v[r.self] > acked {
+					f.acked.Store(v[r.self])
+					r.advanced()
+					continue
+				}
 				break
 			}
 			batches = capBytes(batches)

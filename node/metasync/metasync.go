@@ -8,6 +8,11 @@
 // members that missed pushes and fills new ones; CatchUp pulls from every
 // live peer at once, for work that must see what they had applied.
 //
+// The log is trimmed of what every member applied (trim.go); a member
+// that lacks what a peer's log no longer holds, or is more than
+// SnapshotAfter batches behind, installs that peer's snapshot, chunk by
+// chunk, and replays the log after it (snapshot.go).
+//
 // Invariants, enforced where noted and tested in metasync_test.go:
 //   - Members that applied the same batches hold the same state whatever
 //     the order: each key keeps the op with the greatest (stamp, origin),
@@ -15,6 +20,13 @@
 //   - A member applies an origin's batches in sequence only: a duplicate is
 //     skipped and a batch past a gap waits for the gap to be filled
 //     (metadb's commit); the vector therefore says exactly what is held.
+//   - Last writer wins across a snapshot: its entries carry their stamps
+//     and merge like ops, and its vector is raised to only once all of
+//     them are in (snapshot.go, TestLastWriterWinsAcrossSnapshot).
+//   - A batch leaves the log only once every live member, and every member
+//     gone for less than Horizon, has applied it; a tombstone only once
+//     older than Horizon and held by all of them (trim.go,
+//     TestTrimHorizonAndSnapshot).
 //   - A write acknowledged to a client in a cluster is durable here and on
 //     at least one other live member (Store, Replicator.wait), or fails
 //     with storage.ErrUnavailable after WriteTimeout.
@@ -44,6 +56,21 @@ type Config struct {
 	// AckGrace is how long a write one peer acknowledged waits for the
 	// others, so a read on any member soon after sees it. Default 1s.
 	AckGrace time.Duration `yaml:"-"`
+	// Horizon is how long a member may be gone and still hold back the
+	// trimming of the log (it then replays what it missed); one gone
+	// longer comes back through a snapshot. Tombstones are kept at least
+	// this long. Default 24h.
+	Horizon time.Duration `yaml:"horizon"`
+	// TrimInterval is how often the log is trimmed of what every member
+	// applied. Default 1m.
+	TrimInterval time.Duration `yaml:"-"`
+	// SnapshotAfter is how many batches behind a member must be to
+	// install a snapshot rather than replay the log. Default 1024;
+	// negative: only when the log was trimmed past it.
+	SnapshotAfter int `yaml:"-"`
+	// SnapshotChunk is how many entries one snapshot chunk asks for; a
+	// chunk also stops at about 8 MiB. Default 4096.
+	SnapshotChunk int `yaml:"-"`
 }
 
 func (c *Config) applyDefaults() {
@@ -55,6 +82,18 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AckGrace <= 0 {
 		c.AckGrace = time.Second
+	}
+	if c.Horizon <= 0 {
+		c.Horizon = 24 * time.Hour
+	}
+	if c.TrimInterval <= 0 {
+		c.TrimInterval = time.Minute
+	}
+	if c.SnapshotAfter == 0 {
+		c.SnapshotAfter = 1024
+	}
+	if c.SnapshotChunk <= 0 {
+		c.SnapshotChunk = 4096
 	}
 }
 
@@ -68,6 +107,8 @@ type Log interface {
 	// Apply applies other members' batches durably, skipping those
 	// applied already and those past a gap.
 	Apply(ctx context.Context, batches []metalog.Batch) error
+	// Snapshots trim the log and install what other members send.
+	Snapshots
 }
 
 // Transport reaches the other members' logs: peer.Cluster, or a Network
@@ -80,6 +121,9 @@ type Transport interface {
 	Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]metalog.Batch, error)
 	// Apply has member apply batches (Log.Apply there).
 	Apply(ctx context.Context, member string, batches []metalog.Batch) error
+	// Snapshot returns a chunk of member's snapshot: up to limit entries
+	// after the key after (Log.SnapshotChunk there).
+	Snapshot(ctx context.Context, member, after string, limit int) (metalog.Chunk, error)
 }
 
 // Deps are what a Replicator works on.
@@ -110,6 +154,8 @@ type Replicator struct {
 	changed  chan struct{} // closed and replaced whenever a follower advances
 
 	caughtUp atomic.Bool // it has applied what its peers had when it joined
+
+	trim trimState // trim.go
 }
 
 // New returns a Replicator over deps.Log.
@@ -121,6 +167,7 @@ func New(cfg Config, deps Deps) *Replicator {
 	return &Replicator{
 		cfg: cfg, self: deps.Self, log: deps.Log, slog: deps.Logger,
 		followers: map[string]*follower{}, changed: make(chan struct{}),
+		trim: trimState{known: map[string]seen{}},
 	}
 }
 
@@ -208,10 +255,17 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 	}
 	t := time.NewTicker(r.cfg.SyncInterval)
 	defer t.Stop()
+	trim := time.NewTicker(r.cfg.TrimInterval)
+	defer trim.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-trim.C:
+			if err := r.Trim(ctx); err != nil && ctx.Err() == nil {
+				r.slog.Debug("trimming the metadata log", "err", err)
+			}
+			continue
 		case <-t.C:
 		}
 		peers := r.peers()
@@ -240,7 +294,9 @@ func (r *Replicator) CatchUp(ctx context.Context) error {
 // pullLimit is how many batches one Since call asks for.
 const pullLimit = 64
 
-// pullFrom applies every batch member p has and this member lacks. It
+// pullFrom applies every batch member p has and this member lacks: it
+// installs p's snapshot first when this member is more than SnapshotAfter
+// batches behind or p's log no longer holds what it lacks (trimmed). It
 // stops at a gap p cannot fill, leaving it to the next pull.
 func (r *Replicator) pullFrom(ctx context.Context, p string) error {
 	t := r.conn()
@@ -251,6 +307,36 @@ func (r *Replicator) pullFrom(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
+	if n := behind(theirs, r.log.Vector()); r.cfg.SnapshotAfter < 0 || n <= uint64(r.cfg.SnapshotAfter) {
+		err = r.pullLog(ctx, t, p, theirs)
+		if !errors.Is(err, errTrimmed) {
+			return err
+		}
+	}
+	if err := r.installSnapshot(ctx, t, p); err != nil {
+		return err
+	}
+	return r.pullLog(ctx, t, p, theirs)
+}
+
+// errTrimmed says a member's log no longer holds batches this member
+// lacks: it takes a snapshot instead.
+var errTrimmed = errors.New("the member's log was trimmed past what this member applied")
+
+// behind returns how many batches of theirs mine lacks.
+func behind(theirs, mine metalog.Vector) uint64 {
+	var n uint64
+	for origin, seq := range theirs {
+		if seq > mine[origin] {
+			n += seq - mine[origin]
+		}
+	}
+	return n
+}
+
+// pullLog applies the batches of member p's log up to theirs that this
+// member lacks. It fails with errTrimmed when p's log starts past them.
+func (r *Replicator) pullLog(ctx context.Context, t Transport, p string, theirs metalog.Vector) error {
 	mine := r.log.Vector()
 	for origin, seq := range theirs {
 		for mine[origin] < seq {
@@ -258,8 +344,8 @@ func (r *Replicator) pullFrom(ctx context.Context, p string) error {
 			if err != nil {
 				return err
 			}
-			if len(batches) == 0 {
-				break
+			if len(batches) == 0 || batches[0].Seq > mine[origin]+1 {
+				return fmt.Errorf("%s's log of %s after %d: %w", p, origin, mine[origin], errTrimmed)
 			}
 			if err := r.log.Apply(ctx, batches); err != nil {
 				return err

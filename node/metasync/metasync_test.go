@@ -142,7 +142,7 @@ func TestLastWriterWinsAcrossOrigins(t *testing.T) {
 }
 
 // Batches that travel twice, out of order or past a gap are skipped until
-// the gap is filled; pulls that meet a gap stop and come back for it.
+// the gap is filled; a pull that meets a gap takes a snapshot.
 func TestGapsAndDuplicates(t *testing.T) {
 	net := NewNetwork()
 	a, c := newMember(t, net, "a"), newMember(t, net, "c")
@@ -172,10 +172,10 @@ func TestGapsAndDuplicates(t *testing.T) {
 		}
 		return out
 	})
-	must(t, c.r.CatchUp(ctx)) // must end, not loop on the gap
-	if got := c.store.Vector()["a"]; got != 2 {
-		t.Fatalf("across a gap at 3 c holds a/%d, want a/2", got)
-	}
+	// A pull that meets a gap in a's log (what a trimmed log looks like)
+	// must end, not loop on it: it takes a's snapshot instead.
+	must(t, c.r.CatchUp(ctx))
+	converged(t, a, c)
 	net.Tamper(nil)
 	must(t, c.r.CatchUp(ctx))
 	converged(t, a, c)

@@ -22,6 +22,8 @@ type Network struct {
 	logs   map[string]Log
 	down   map[string]bool
 	tamper func(member string, batches []metalog.Batch) []metalog.Batch
+	// failChunks is how many of the next snapshot chunks fail.
+	failChunks int
 }
 
 var _ Transport = (*Network)(nil)
@@ -97,4 +99,33 @@ func (n *Network) Apply(ctx context.Context, member string, batches []metalog.Ba
 		return err
 	}
 	return log.Apply(ctx, tamper(member, batches))
+}
+
+// FailChunks makes the next k snapshot chunks asked for fail, as a
+// connection cut in the middle of a snapshot would.
+func (n *Network) FailChunks(k int) {
+	n.mu.Lock()
+	n.failChunks = k
+	n.mu.Unlock()
+}
+
+// ErrChunkLost is what a chunk FailChunks fails answers.
+var ErrChunkLost = errors.New("snapshot chunk lost")
+
+// Snapshot implements Transport.
+func (n *Network) Snapshot(_ context.Context, member, after string, limit int) (metalog.Chunk, error) {
+	log, _, err := n.member(member)
+	if err != nil {
+		return metalog.Chunk{}, err
+	}
+	n.mu.Lock()
+	fail := n.failChunks > 0
+	if fail {
+		n.failChunks--
+	}
+	n.mu.Unlock()
+	if fail {
+		return metalog.Chunk{}, fmt.Errorf("%s after %q: %w", member, after, ErrChunkLost)
+	}
+	return log.SnapshotChunk(after, limit)
 }

@@ -1,0 +1,99 @@
+package metasync
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/atollhq/atoll/storage/metadb"
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// Trimming. Each member trims its own copy of the log: a batch goes once
+// every live member has applied it, and every member gone for less than
+// Horizon too, by the last vector it reported (a member this one has not
+// seen since it started holds nothing back: it comes back through a
+// snapshot). A tombstone goes in two rounds: one lists those older than
+// Horizon, the next drops them if every member has by then applied all
+// this member had at the first; the snapshot of a member that dropped one
+// is then no poorer than its log would have been.
+
+// seen is the last vector a member reported, and when.
+type seen struct {
+	vec metalog.Vector
+	at  time.Time
+}
+
+// trimState is what trimming remembers between rounds.
+type trimState struct {
+	mu      sync.Mutex
+	known   map[string]seen // every member's last report, live or gone
+	cands   []metalog.Op    // tombstones listed last round
+	candVec metalog.Vector  // what this member had applied then
+}
+
+// Trim runs one round of trimming (see above). It trims nothing when a
+// live member does not answer.
+func (r *Replicator) Trim(ctx context.Context) error {
+	t := r.conn()
+	if t == nil {
+		return nil
+	}
+	r.trim.mu.Lock()
+	defer r.trim.mu.Unlock()
+	now := time.Now()
+	mine := r.log.Vector()
+	floor := mine.Clone()
+	live := map[string]bool{}
+	for _, p := range r.peers() {
+		v, err := t.Vector(ctx, p)
+		if err != nil {
+			return fmt.Errorf("vector of %s: %w", p, err)
+		}
+		live[p] = true
+		r.trim.known[p] = seen{vec: v, at: now}
+	}
+	for name, s := range r.trim.known {
+		if !live[name] && now.Sub(s.at) > r.cfg.Horizon {
+			delete(r.trim.known, name)
+			continue
+		}
+		lower(floor, s.vec)
+	}
+	n, err := r.log.Trim(ctx, floor)
+	if err != nil {
+		return err
+	}
+	dropped := 0
+	if r.trim.cands != nil && covers(floor, r.trim.candVec) {
+		if dropped, err = r.log.DropTombstones(ctx, r.trim.cands); err != nil {
+			return err
+		}
+	}
+	if r.trim.cands, err = r.log.Tombstones(metadb.StampAt(now.Add(-r.cfg.Horizon))); err != nil {
+		return err
+	}
+	r.trim.candVec = mine
+	if n > 0 || dropped > 0 {
+		r.slog.Debug("trimmed the metadata log", "batches", n, "tombstones", dropped)
+	}
+	return nil
+}
+
+// lower lowers each origin of floor to what v holds of it.
+func lower(floor, v metalog.Vector) {
+	for origin, seq := range floor {
+		floor[origin] = min(seq, v[origin])
+	}
+}
+
+// covers reports whether a holds everything b does.
+func covers(a, b metalog.Vector) bool {
+	for origin, seq := range b {
+		if a[origin] < seq {
+			return false
+		}
+	}
+	return true
+}
