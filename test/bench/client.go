@@ -10,20 +10,20 @@ import (
 	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
-// pushChunked uploads data as POST, one PATCH per chunk (following Location
-// each time), then an empty PUT ?digest=.
-func pushChunked(ctx context.Context, hc *http.Client, base, repo string, data []byte, dgst string, chunk int) error {
+// pushChunked uploads the blob as POST, one PATCH per chunk streamed from
+// the file (following Location each time), then an empty PUT ?digest=.
+func pushChunked(ctx context.Context, hc *http.Client, base, repo string, blob *benchkit.BlobFile, dgst string, chunk int64) error {
 	loc, err := benchkit.StartUpload(ctx, hc, base, repo)
 	if err != nil {
 		return err
 	}
-	for off := 0; off < len(data); off += chunk {
-		end := min(off+chunk, len(data))
+	for off := int64(0); off < blob.Size(); off += chunk {
+		n := min(chunk, blob.Size()-off)
 		hdr := map[string]string{
 			"Content-Type":  benchkit.OctetStream,
-			"Content-Range": fmt.Sprintf("%d-%d", off, end-1),
+			"Content-Range": fmt.Sprintf("%d-%d", off, off+n-1),
 		}
-		resp, err := benchkit.Send(ctx, hc, http.MethodPatch, loc, data[off:end], hdr, http.StatusAccepted)
+		resp, err := benchkit.SendStream(ctx, hc, http.MethodPatch, loc, blob.Section(off, n), n, hdr, http.StatusAccepted)
 		if err != nil {
 			return fmt.Errorf("chunk at %d: %w", off, err)
 		}

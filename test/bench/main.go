@@ -1,10 +1,13 @@
 // Command bench compares atoll against CNCF Distribution on the same machine.
 //
 // It starts both registries on free loopback ports with their own temporary
-// data directories, runs every scenario in alternating rounds (atoll,
-// distribution, atoll, distribution, ...) and prints the medians and the
-// ratio atoll/distribution. Numbers are reported, never asserted: the run
-// only fails when a registry does not start or a request fails.
+// data directories, measures the machine's references (fsync'd sequential
+// write speed, Go's SHA-256 speed), runs every scenario in alternating
+// rounds (atoll, distribution, atoll, distribution, ...) with a 1 GiB blob
+// streamed from a file, and prints each median with its spread (min-max)
+// and the ratios atoll/distribution and atoll/reference. The machine may be
+// shared: quote medians and ratios. Numbers are reported, never asserted:
+// the run only fails when a registry does not start or a request fails.
 //
 // Usually invoked through test/bench/run.sh (make bench), or directly:
 //
@@ -28,6 +31,7 @@ import (
 const (
 	nameAtoll        = "atoll"
 	nameDistribution = "distribution"
+	nameReference    = "reference" // the machine, measured without a registry
 )
 
 type config struct {
@@ -56,7 +60,7 @@ func parseFlags() config {
 	flag.StringVar(&c.scenarios, "scenarios", strings.Join(scenarioKeys(), ","), "comma-separated scenarios to run")
 	flag.StringVar(&c.workdir, "workdir", "", "parent directory for the registries' temp dirs (default: system temp dir)")
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds per scenario and registry (medians are reported)")
-	flag.IntVar(&c.sizeMiB, "size-mib", 256, "blob size for push/pull scenarios, MiB")
+	flag.IntVar(&c.sizeMiB, "size-mib", 1024, "blob size for push/pull scenarios, MiB")
 	flag.IntVar(&c.chunkMiB, "chunk-mib", 8, "PATCH size for the chunked push, MiB")
 	flag.IntVar(&c.threads, "threads", 2, "wrk threads for manifest GET")
 	flag.IntVar(&c.connections, "connections", 50, "wrk connections for manifest GET")
@@ -152,6 +156,7 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err != nil {
 		return err
 	}
+	defer b.close()
 	res := results{}
 	for _, sc := range scens {
 		if err := runScenario(ctx, b, sc, regs, res); err != nil {
@@ -169,6 +174,9 @@ func run(ctx context.Context, cfg config) (err error) {
 // runScenario runs the setup once per registry, then cfg.rounds alternating
 // rounds, recording each measurement.
 func runScenario(ctx context.Context, b *bench, sc scenario, regs []*registry, res results) error {
+	if sc.reference {
+		regs = []*registry{{name: nameReference}}
+	}
 	for _, r := range regs {
 		if sc.setup == nil {
 			break

@@ -95,7 +95,12 @@ func (r *registry) start(ctx context.Context, spec registrySpec, timeout time.Du
 }
 
 // annotate adds the process state to err when the registry has died.
-func (r *registry) annotate(err error) error { return r.proc.Annotate(err) }
+func (r *registry) annotate(err error) error {
+	if r.proc == nil { // the reference pseudo-registry
+		return err
+	}
+	return r.proc.Annotate(err)
+}
 
 // stop terminates the process (SIGTERM, then SIGKILL after 10s) and removes
 // the temp dir unless keep is set. With failed set, the log tail is printed.

@@ -48,10 +48,23 @@ func cell(v float64, format string) string {
 	return fmt.Sprintf(format, v)
 }
 
+// spread is "median (min-max)" of a scenario's rounds for one registry.
+func (r results) spread(scenario, registry string) string {
+	ms := r[scenario][registry]
+	if len(ms) == 0 {
+		return "-"
+	}
+	lo, hi := ms[0].value, ms[0].value
+	for _, m := range ms {
+		lo, hi = min(lo, m.value), max(hi, m.value)
+	}
+	return fmt.Sprintf("%.0f (%.0f-%.0f)", r.median(scenario, registry, value), lo, hi)
+}
+
 // verdict compares a ratio with the target ratio, for reference only.
 func verdict(ratio, goal float64) string {
 	switch {
-	case math.IsNaN(ratio):
+	case math.IsNaN(ratio) || goal == 0:
 		return ""
 	case ratio >= goal:
 		return "met"
@@ -60,20 +73,28 @@ func verdict(ratio, goal float64) string {
 	}
 }
 
-// printReport writes the table of medians. Targets are printed for
-// reference; nothing here fails the run.
+// printReport writes the table of medians with their spread and ratios.
+// Targets are printed for reference; nothing here fails the run.
 func printReport(w io.Writer, cfg config, registries []string, scens []scenario, res results) {
-	fmt.Fprintf(w, "\nbench: medians of %d round(s); %d MiB blobs, %d MiB chunks; manifest GET: wrk -t%d -c%d -d%s\n",
-		cfg.rounds, cfg.sizeMiB, cfg.chunkMiB, cfg.threads, cfg.connections, cfg.duration)
-	fmt.Fprintf(w, "registries: %v (MB = 10^6 bytes; ratio = atoll/distribution, higher is better for atoll)\n\n", registries)
+	fmt.Fprintf(w, "\nbench: medians (min-max) of %d alternating round(s); %d MiB blob streamed from a file, %d MiB chunks; manifest GET: wrk -t%d -c%d -d%s; load average %s\n",
+		cfg.rounds, cfg.sizeMiB, cfg.chunkMiB, cfg.threads, cfg.connections, cfg.duration, benchkit.Loadavg())
+	fmt.Fprintf(w, "registries: %v (MB = 10^6 bytes; x/distribution and x/reference are atoll's ratios; the machine may be shared: quote medians and ratios)\n\n", registries)
 
-	t := benchkit.NewTable(w, "scenario", "unit", "atoll", "distribution", "ratio", "target")
+	t := benchkit.NewTable(w, "scenario", "unit", "atoll", "distribution", "x/distribution", "x/reference", "target")
 	for _, sc := range scens {
+		if sc.reference {
+			t.Row(sc.title+" (reference)", sc.unit, res.spread(sc.key, nameReference), "-", "-", "-", "")
+			continue
+		}
 		a := res.median(sc.key, nameAtoll, value)
-		d := res.median(sc.key, nameDistribution, value)
-		ratio := a / d
-		t.Row(sc.title, sc.unit, cell(a, "%.1f"), cell(d, "%.1f"), cell(ratio, "%.2fx"),
-			strings.TrimSpace(sc.target+" "+verdict(ratio, sc.goal)))
+		vsDist := a / res.median(sc.key, nameDistribution, value)
+		ratio, refCell := vsDist, "-"
+		if sc.versus != "" {
+			ratio = a / res.median(sc.versus, nameReference, value)
+			refCell = cell(ratio, "%.2fx") + " " + sc.versus
+		}
+		t.Row(sc.title, sc.unit, res.spread(sc.key, nameAtoll), res.spread(sc.key, nameDistribution),
+			cell(vsDist, "%.2fx"), refCell, strings.TrimSpace(sc.target+" "+verdict(ratio, sc.goal)))
 		if sc.key != "manifest-get" {
 			continue
 		}
@@ -87,8 +108,15 @@ func printReport(w io.Writer, cfg config, registries []string, scens []scenario,
 		default:
 			note = "above target"
 		}
-		t.Row(sc.title+" p99", "ms", cell(ap, "%.2f"), cell(dp, "%.2f"), "-",
+		t.Row(sc.title+" p99", "ms", cell(ap, "%.2f"), cell(dp, "%.2f"), "-", "-",
 			strings.TrimSpace("atoll < "+fmtLatency(p99Target)+" "+note))
+	}
+	if sha := res.median("sha256", nameReference, value); !math.IsNaN(sha) {
+		for _, key := range []string{"push", "push-chunked"} {
+			if a := res.median(key, nameAtoll, value); !math.IsNaN(a) {
+				t.Row(key+" vs Go SHA-256", "", "", "", "", cell(a/sha, "%.2fx")+" sha256", "")
+			}
+		}
 	}
 	t.Flush()
 	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr); targets are for reference only.")

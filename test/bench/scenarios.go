@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -30,21 +30,32 @@ type measurement struct {
 }
 
 type scenario struct {
-	key    string // flag name and progress label
-	title  string // report label
-	unit   string
-	target string  // spec target for atoll/distribution, for reference only
-	goal   float64 // ratio the target asks for
+	key   string // flag name and progress label
+	title string // report label
+	unit  string
+	// reference scenarios measure the machine, not a registry: run is
+	// called with a nil registry, once per round.
+	reference bool
+	// versus is the reference scenario atoll is compared with (its ratio
+	// column), if any; target and goal are for that ratio when set, else
+	// for atoll/distribution. For reference only: nothing fails.
+	versus string
+	target string
+	goal   float64
 	// setup is optional and runs once per registry before the rounds.
 	setup func(ctx context.Context, b *bench, r *registry) error
 	run   func(ctx context.Context, b *bench, r *registry) (measurement, error)
 }
 
+const refFsync = "fsync-write"
+
 var allScenarios = []scenario{
-	{key: "push", title: "push monolithic", unit: "MB/s", target: ">= 3x", goal: 3, run: runPushMonolithic},
-	{key: "push-chunked", title: "push chunked", unit: "MB/s", target: ">= 3x", goal: 3, run: runPushChunked},
-	{key: "pull", title: "pull", unit: "MB/s", target: ">= 1x", goal: 1, run: runPull},
-	{key: "manifest-get", title: "manifest GET", unit: "req/s", target: ">= 15x", goal: 15, setup: setupManifest, run: runManifestGet},
+	{key: refFsync, title: "fsync'd write (dd conv=fsync)", unit: "MB/s", reference: true, run: runFsyncWrite},
+	{key: "sha256", title: "Go SHA-256", unit: "MB/s", reference: true, run: runSHA256},
+	{key: "push", title: "push monolithic", unit: "MB/s", versus: refFsync, target: ">= 0.9x fsync'd write", goal: 0.9, run: runPushMonolithic},
+	{key: "push-chunked", title: "push chunked", unit: "MB/s", versus: refFsync, target: ">= 0.9x fsync'd write", goal: 0.9, run: runPushChunked},
+	{key: "pull", title: "pull", unit: "MB/s", target: ">= 1.1x distribution", goal: 1.1, setup: setupPull, run: runPull},
+	{key: "manifest-get", title: "manifest GET", unit: "req/s", target: ">= 15x distribution", goal: 15, setup: setupManifest, run: runManifestGet},
 }
 
 func scenarioKeys() []string {
@@ -87,57 +98,96 @@ func needsWrk(scens []scenario) bool {
 	return false
 }
 
-// bench holds what the scenarios share: the client and the blob buffers.
+// bench holds what the scenarios share: the client and the blob file.
 type bench struct {
-	cfg config
-	hc  *http.Client
-	*benchkit.Payload
+	cfg  config
+	hc   *http.Client
+	blob *benchkit.BlobFile
+	dir  string            // where the registries keep their data
+	pull map[string]string // registry name -> digest of its pull blob
 }
 
 func newBench(cfg config) (*bench, error) {
-	p, err := benchkit.NewPayload(cfg.sizeMiB)
+	dir := cfg.workdir
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	blob, err := benchkit.NewBlobFile(dir, cfg.sizeMiB)
 	if err != nil {
 		return nil, err
 	}
-	return &bench{cfg: cfg, hc: benchkit.NewHTTPClient(16, 16), Payload: p}, nil
+	return &bench{cfg: cfg, hc: benchkit.NewHTTPClient(16, 16), blob: blob, dir: dir, pull: map[string]string{}}, nil
+}
+
+func (b *bench) close() { _ = b.blob.Close() }
+
+// runFsyncWrite copies the blob file to a new file where the registries
+// keep their data and fsyncs it: the most a push can do.
+func runFsyncWrite(_ context.Context, b *bench, _ *registry) (measurement, error) {
+	v, err := benchkit.FsyncWrite(b.dir, b.blob)
+	return measurement{value: v}, err
+}
+
+// runSHA256 hashes as many bytes as a blob holds, in memory: every push
+// hashes its bytes once.
+func runSHA256(_ context.Context, b *bench, _ *registry) (measurement, error) {
+	return measurement{value: benchkit.SHA256Speed(b.blob.Size())}, nil
 }
 
 func runPushMonolithic(ctx context.Context, b *bench, r *registry) (measurement, error) {
-	data, dgst := b.Fresh()
-	start := time.Now()
-	if err := benchkit.PushMonolithic(ctx, b.hc, r.base, "bench/push", data, dgst); err != nil {
+	dgst, err := b.blob.Fresh()
+	if err != nil {
 		return measurement{}, err
 	}
-	return measurement{value: benchkit.MBps(int64(len(data)), time.Since(start))}, nil
+	start := time.Now()
+	if err := benchkit.PushFile(ctx, b.hc, r.base, "bench/push", b.blob, dgst); err != nil {
+		return measurement{}, err
+	}
+	return measurement{value: benchkit.MBps(b.blob.Size(), time.Since(start))}, nil
 }
 
 func runPushChunked(ctx context.Context, b *bench, r *registry) (measurement, error) {
-	data, dgst := b.Fresh()
-	start := time.Now()
-	if err := pushChunked(ctx, b.hc, r.base, "bench/push-chunked", data, dgst, b.cfg.chunkMiB<<20); err != nil {
+	dgst, err := b.blob.Fresh()
+	if err != nil {
 		return measurement{}, err
 	}
-	return measurement{value: benchkit.MBps(int64(len(data)), time.Since(start))}, nil
+	start := time.Now()
+	if err := pushChunked(ctx, b.hc, r.base, "bench/push-chunked", b.blob, dgst, int64(b.cfg.chunkMiB)<<20); err != nil {
+		return measurement{}, err
+	}
+	return measurement{value: benchkit.MBps(b.blob.Size(), time.Since(start))}, nil
 }
 
-// runPull pushes a fresh blob (untimed), then times a full GET of it and
-// verifies the bytes afterwards.
-func runPull(ctx context.Context, b *bench, r *registry) (measurement, error) {
-	const repo = "bench/pull"
-	data, dgst := b.Fresh()
-	if err := benchkit.PushMonolithic(ctx, b.hc, r.base, repo, data, dgst); err != nil {
-		return measurement{}, fmt.Errorf("pushing the blob to pull: %w", err)
+const repoPull = "bench/pull"
+
+// setupPull pushes the blob every round pulls and checks, untimed, that
+// it reads back whole.
+func setupPull(ctx context.Context, b *bench, r *registry) error {
+	dgst, err := b.blob.Fresh()
+	if err != nil {
+		return err
 	}
-	clear(b.Recv)
+	if err := benchkit.PushFile(ctx, b.hc, r.base, repoPull, b.blob, dgst); err != nil {
+		return fmt.Errorf("pushing the blob to pull: %w", err)
+	}
+	got, err := benchkit.PullDigest(ctx, b.hc, r.base+"/v2/"+repoPull+"/blobs/"+dgst)
+	if err != nil {
+		return err
+	}
+	if got != dgst {
+		return fmt.Errorf("GET blob %s: content mismatch (digest %s)", dgst, got)
+	}
+	b.pull[r.name] = dgst
+	return nil
+}
+
+// runPull times a full GET of the pull blob, read as fast as it comes.
+func runPull(ctx context.Context, b *bench, r *registry) (measurement, error) {
 	start := time.Now()
-	if _, err := benchkit.Pull(ctx, b.hc, r.base, repo, dgst, b.Recv); err != nil {
+	if err := benchkit.PullDiscard(ctx, b.hc, r.base+"/v2/"+repoPull+"/blobs/"+b.pull[r.name], b.blob.Size()); err != nil {
 		return measurement{}, err
 	}
-	elapsed := time.Since(start)
-	if !bytes.Equal(b.Recv, data) {
-		return measurement{}, fmt.Errorf("GET blob %s: content mismatch (digest %s)", dgst, benchkit.Digest(b.Recv))
-	}
-	return measurement{value: benchkit.MBps(int64(len(data)), elapsed)}, nil
+	return measurement{value: benchkit.MBps(b.blob.Size(), time.Since(start))}, nil
 }
 
 // setupManifest pushes a config blob, one small layer and an OCI image
