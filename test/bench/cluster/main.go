@@ -8,7 +8,11 @@
 //
 //   - pull: a blob through an owner vs through a non-owner (proxy, redirect);
 //   - push: a monolithic push to a single node vs to 3 members with R=2;
-//   - pullers: many concurrent pullers over 3 members vs one single node.
+//   - pullers: many concurrent pullers over 3 members vs one single node;
+//   - finalize: the final PUT of a chunked upload of a 1 GiB blob streamed
+//     from a file, on a single node and through an owner and the non-owner
+//     of 3 members with R=2, in seconds;
+//   - conns: connections the non-owner opens to the owners for 200 GETs.
 //
 // Numbers are reported, never asserted: the run fails only when a process
 // does not start or a request, a placement or a digest check fails.
@@ -37,6 +41,7 @@ type config struct {
 	scenarios    string
 	rounds       int
 	sizeMiB      int
+	finalizeMiB  int
 	pullers      int
 	blobs        int
 	blobMiB      int
@@ -45,7 +50,7 @@ type config struct {
 	keep         bool
 }
 
-var scenarioNames = []string{"pull", "push", "pullers"}
+var scenarioNames = []string{"pull", "push", "pullers", "finalize", "conns"}
 
 func parseFlags() config {
 	var c config
@@ -54,6 +59,7 @@ func parseFlags() config {
 	flag.StringVar(&c.scenarios, "scenarios", strings.Join(scenarioNames, ","), "comma-separated scenarios to run")
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds per scenario (medians are reported)")
 	flag.IntVar(&c.sizeMiB, "size-mib", 256, "blob size for the push and pull scenarios, MiB")
+	flag.IntVar(&c.finalizeMiB, "finalize-mib", 1024, "blob size for the finalize scenario, MiB")
 	flag.IntVar(&c.pullers, "pullers", 16, "concurrent pullers")
 	flag.IntVar(&c.blobs, "pullers-blobs", 8, "distinct blobs the pullers fetch")
 	flag.IntVar(&c.blobMiB, "pullers-blob-mib", 16, "size of each pullers blob, MiB")
@@ -116,7 +122,8 @@ func run(ctx context.Context, cfg config) (err error) {
 	if err != nil {
 		return err
 	}
-	if cfg.has("push") || cfg.has("pullers") {
+	defer b.close()
+	if cfg.has("push") || cfg.has("pullers") || cfg.has("finalize") {
 		if b.single, err = start("single", 1, 1, "-"); err != nil {
 			return err
 		}
@@ -140,6 +147,7 @@ func run(ctx context.Context, cfg config) (err error) {
 
 	runners := map[string]func(context.Context, int) error{
 		"pull": b.runPull, "push": b.runPush, "pullers": b.runPullers,
+		"finalize": b.runFinalize, "conns": b.runConns,
 	}
 	if err := benchkit.Rounds(ctx, cfg.rounds, benchkit.SplitList(cfg.scenarios), runners); err != nil {
 		return err

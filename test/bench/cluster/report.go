@@ -11,18 +11,20 @@ import (
 	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
-// results maps a row key to its per-round MB/s.
+// results maps a row key to its per-round values (MB/s unless the row says).
 type results map[string][]float64
 
-func (r results) record(round int, key string, v float64, detail string) {
+func (r results) record(round int, key string, v float64, unit, detail string) {
 	r[key] = append(r[key], v)
-	benchkit.Logf("round %d  %-17s %8.1f MB/s  (%s)", round, key, v, detail)
+	benchkit.Logf("round %d  %-20s %8.2f %s  (%s)", round, key, v, unit, detail)
 }
 
 // row is one line of the report; base names the row its ratio divides by.
 type row struct {
 	scenario, key, title, base string
+	unit                       string  // "" for MB/s
 	goal                       float64 // ratio target, 0 for none
+	atMost                     float64 // bound on the median, 0 for none
 	target                     string
 }
 
@@ -34,10 +36,14 @@ func rows(cfg config) []row {
 		{scenario: "pull", key: "pull-r1-proxy", title: "  via non-owner, routing proxy", base: "pull-r1-owner", goal: 0.8, target: ">= 0.80x (hop < 20%)"},
 		{scenario: "pull", key: "pull-r1-redirect", title: "  via non-owner, routing redirect", base: "pull-r1-owner", goal: 0.95, target: ">= 0.95x (not measurable)"},
 		{scenario: "pull", key: "pull-r2-owner", title: "pull " + size + ", 3 members R=2, via owner"},
-		{scenario: "pull", key: "pull-r2-proxy", title: "  via non-owner, routing proxy", base: "pull-r2-owner", goal: 0.8, target: ">= 0.80x (hop < 20%)"},
+		{scenario: "pull", key: "pull-r2-proxy", title: "  via non-owner, routing proxy", base: "pull-r2-owner", goal: 0.9, target: ">= 0.90x owner reads"},
 		{scenario: "push", key: "push-single", title: "push " + size + " monolithic, single node"},
 		{scenario: "push", key: "push-r2-owner", title: "  3 members R=2, via an owner", base: "push-single"},
-		{scenario: "push", key: "push-r2-nonowner", title: "  3 members R=2, via the non-owner", base: "push-single"},
+		{scenario: "push", key: "push-r2-nonowner", title: "  3 members R=2, via the non-owner", base: "push-single", goal: 0.8, target: ">= 0.80x single node"},
+		{scenario: "finalize", key: "finalize-single", unit: "s", title: fmt.Sprintf("final PUT of a %d MiB chunked upload, single node", cfg.finalizeMiB)},
+		{scenario: "finalize", key: "finalize-r2-owner", unit: "s", title: "  3 members R=2, via an owner", atMost: 1, target: "<= 1 s"},
+		{scenario: "finalize", key: "finalize-r2-nonowner", unit: "s", title: "  3 members R=2, via the non-owner", atMost: 1, target: "<= 1 s"},
+		{scenario: "conns", key: "conns-200-gets", unit: "conns", title: "connections opened by 200 GETs via the non-owner (R=2)", atMost: 4, target: "<= 4 (pooled)"},
 		{scenario: "pullers", key: "pullers-single", title: "pullers " + many + ", single node"},
 		{scenario: "pullers", key: "pullers-cluster", title: "  3 members R=2 proxy, round-robin", base: "pullers-single"},
 	}
@@ -49,14 +55,18 @@ func printReport(w io.Writer, cfg config, res results, load0 string) {
 	fmt.Fprintf(w, "\nbench-cluster: %d round(s); n = samples per row (pulls: 2 per round and cluster); %d CPU(s)\n"+
 		"MB = 10^6 bytes; ratio = median / median of the row it is indented under\n", cfg.rounds, runtime.NumCPU())
 	fmt.Fprintf(w, "load average (1m 5m 15m) at start: %s, at end: %s\n\n", load0, benchkit.Loadavg())
-	t := benchkit.NewTable(w, "scenario", "n", "MB/s", "min..max", "ratio", "target")
+	t := benchkit.NewTable(w, "scenario", "n", "median", "unit", "min..max", "ratio", "target")
 	for _, r := range rows(cfg) {
 		if !cfg.has(r.scenario) {
 			continue
 		}
 		vs := res[r.key]
+		unit := r.unit
+		if unit == "" {
+			unit = "MB/s"
+		}
 		if len(vs) == 0 {
-			t.Row(r.title, "0", "-", "-", "-", r.target)
+			t.Row(r.title, "0", "-", unit, "-", "-", r.target)
 			continue
 		}
 		m := benchkit.Median(vs)
@@ -68,8 +78,11 @@ func printReport(w io.Writer, cfg config, res results, load0 string) {
 				verdict = map[bool]string{true: " met", false: " missed"}[q >= r.goal]
 			}
 		}
-		t.Row(r.title, strconv.Itoa(len(vs)), fmt.Sprintf("%.1f", m),
-			fmt.Sprintf("%.0f..%.0f", slices.Min(vs), slices.Max(vs)), ratio, r.target+verdict)
+		if r.atMost > 0 {
+			verdict = map[bool]string{true: " met", false: " missed"}[m <= r.atMost]
+		}
+		t.Row(r.title, strconv.Itoa(len(vs)), fmt.Sprintf("%.2f", m), unit,
+			fmt.Sprintf("%.2f..%.2f", slices.Min(vs), slices.Max(vs)), ratio, r.target+verdict)
 	}
 	t.Flush()
 	fmt.Fprintln(w, "\nper-round values are in the progress log (stderr). Owner pulls of the R=1 proxy and redirect")

@@ -24,7 +24,8 @@ type bench struct {
 	cfg config
 	hc  *http.Client
 	*benchkit.Payload
-	res results
+	blob *benchkit.BlobFile // finalize: streamed from disk
+	res  results
 
 	single, r1proxy, r1redirect, r2 *cluster
 
@@ -38,7 +39,19 @@ func newBench(cfg config) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bench{cfg: cfg, hc: benchkit.NewHTTPClient(32, 8), Payload: p, res: results{}}, nil
+	b := &bench{cfg: cfg, hc: benchkit.NewHTTPClient(32, 8), Payload: p, res: results{}}
+	if slices.Contains(benchkit.SplitList(cfg.scenarios), "finalize") {
+		if b.blob, err = benchkit.NewBlobFile(cfg.workdir, cfg.finalizeMiB); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *bench) close() {
+	if b.blob != nil {
+		_ = b.blob.Close()
+	}
 }
 
 // runPull pushes a fresh blob to each cluster through an owner (untimed),
@@ -93,7 +106,7 @@ func (b *bench) runPull(ctx context.Context, round int) error {
 			if !slices.Contains(wantHosts, host) {
 				return fmt.Errorf("%s: pull via %s was answered by %s, want one of %v", v.c.label, s.m.name, host, wantHosts)
 			}
-			b.res.record(round, s.key, benchkit.MBps(int64(len(data)), elapsed), v.c.label+" via "+s.m.name)
+			b.res.record(round, s.key, benchkit.MBps(int64(len(data)), elapsed), "MB/s", v.c.label+" via "+s.m.name)
 		}
 	}
 	return nil
@@ -134,7 +147,7 @@ func (b *bench) runPush(ctx context.Context, round int) error {
 			}
 			key = map[bool]string{true: "push-r2-owner", false: "push-r2-nonowner"}[owner]
 		}
-		b.res.record(round, key, benchkit.MBps(int64(len(data)), elapsed), v.c.label+" via "+via.name)
+		b.res.record(round, key, benchkit.MBps(int64(len(data)), elapsed), "MB/s", v.c.label+" via "+via.name)
 	}
 	return nil
 }
@@ -171,7 +184,7 @@ func (b *bench) runPullers(ctx context.Context, round int) error {
 			return fmt.Errorf("%s: %w", c.label, err)
 		}
 		key := map[bool]string{true: "pullers-single", false: "pullers-cluster"}[c == b.single]
-		b.res.record(round, key, v, fmt.Sprintf("%s, %d pulls", c.label, n))
+		b.res.record(round, key, v, "MB/s", fmt.Sprintf("%s, %d pulls", c.label, n))
 	}
 	return nil
 }
