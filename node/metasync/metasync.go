@@ -62,7 +62,7 @@ type Config struct {
 	// this long. Default 24h.
 	Horizon time.Duration `yaml:"horizon"`
 	// TrimInterval is how often the log is trimmed of what every member
-	// applied. Default 1m.
+	// applied. Default 30 SyncIntervals (1m).
 	TrimInterval time.Duration `yaml:"-"`
 	// SnapshotAfter is how many batches behind a member must be to
 	// install a snapshot rather than replay the log. Default 1024;
@@ -87,7 +87,7 @@ func (c *Config) applyDefaults() {
 		c.Horizon = 24 * time.Hour
 	}
 	if c.TrimInterval <= 0 {
-		c.TrimInterval = time.Minute
+		c.TrimInterval = 30 * c.SyncInterval
 	}
 	if c.SnapshotAfter == 0 {
 		c.SnapshotAfter = 1024

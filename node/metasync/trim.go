@@ -76,7 +76,7 @@ func (r *Replicator) Trim(ctx context.Context) error {
 	}
 	r.trim.candVec = mine
 	if n > 0 || dropped > 0 {
-		r.slog.Debug("trimmed the metadata log", "batches", n, "tombstones", dropped)
+		r.slog.Info("trimmed the metadata log", "batches", n, "tombstones", dropped)
 	}
 	return nil
 }
