@@ -21,7 +21,7 @@ const (
 	compactMin = 4 << 20
 	// compactFree is the share of free pages, in percent, past which a
 	// file is compacted.
-	compactFree = 50
+	compactFree = 25
 )
 
 // compactSparse compacts the database at path when at least compactFree
