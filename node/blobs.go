@@ -36,6 +36,7 @@ func (n *Node) newPlacer() (*placement.Placer, error) {
 	}
 	if n.cluster != nil {
 		deps.Transport, deps.Members = n.cluster, placementMembers{n}
+		deps.Peer, _ = n.cluster.ServedBlobs().(placement.PeerBlobs)
 	}
 	return placement.New(cfg, deps)
 }

@@ -19,7 +19,14 @@ type clusterBlobs struct {
 	p *Placer
 }
 
+// Writer opens a client's upload. With a transport that keeps replicas,
+// the bytes reach the session's other holders as they arrive
+// (replicate.go); otherwise the commit copies the blob to its owners.
 func (c clusterBlobs) Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error) {
+	if rt, ok := c.p.deps.Transport.(ReplicaTransport); ok {
+		local := func(state []byte) (storage.BlobWriter, error) { return c.LocalStore.Writer(ctx, id, state) }
+		return c.p.newReplicatingWriter(rt, local, id, state)
+	}
 	w, err := c.LocalStore.Writer(ctx, id, state)
 	if err != nil {
 		return nil, err

@@ -141,6 +141,9 @@ type Deps struct {
 	// member's to purge.
 	UploadMember func(id string) string
 	Metrics      Metrics
+	// Peer is what this member serves the others, when it does: the
+	// placer hears through it of the replicas that became blobs here.
+	Peer PeerBlobs
 	// Logger receives placement's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -177,7 +180,11 @@ func New(cfg Config, deps Deps) (*Placer, error) {
 	discard(&deps.Metrics.BlobsCopied)
 	discard(&deps.Metrics.BytesCopied)
 	discard(&deps.Metrics.Rebalances)
-	return &Placer{cfg: cfg, deps: deps, log: deps.Logger, kick: make(chan struct{}, 1)}, nil
+	p := &Placer{cfg: cfg, deps: deps, log: deps.Logger, kick: make(chan struct{}, 1)}
+	if deps.Peer.hook != nil {
+		deps.Peer.hook.set(p.Kick)
+	}
+	return p, nil
 }
 
 // clustered reports whether this member has others to place blobs on.

@@ -11,17 +11,19 @@ import (
 	"github.com/atollhq/atoll/storage"
 )
 
-// PeerBlobs serves other members' blob requests (peer.Blobs) from member
+// PeerBlobs serves other members' blob requests (peer.Blobs, and the
+// replicas of their uploads, peer.Replicas: replicas.go) from member
 // self's local store. Its methods may be called concurrently.
 type PeerBlobs struct {
 	self  string
 	local LocalStore
+	hook  *replicaHook
 }
 
 // NewPeerBlobs returns what member self serves to other members from its
 // store local.
 func NewPeerBlobs(self string, local LocalStore) PeerBlobs {
-	return PeerBlobs{self: self, local: local}
+	return PeerBlobs{self: self, local: local, hook: &replicaHook{}}
 }
 
 // Has reports, for each digest in order, whether this member holds it.

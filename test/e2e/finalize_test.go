@@ -157,12 +157,6 @@ func TestFinalPutHolderKilled(t *testing.T) {
 	data := randomBlob(17, size)
 	d := digest.FromBytes(data)
 	m := memberNotOwning(t, c.members, d, 2)
-	var victim *clusterMember
-	for _, o := range c.members {
-		if o.name == ringOwners(c.members, d, 1)[0] {
-			victim = o
-		}
-	}
 	l := newAckLedger()
 	cl := newClient(m.URL())
 	cl.hc.Transport = l.wrap(cl.hc.Transport)
@@ -170,28 +164,46 @@ func TestFinalPutHolderKilled(t *testing.T) {
 	defer cl.close()
 	ctx := context.Background()
 
-	// Kill the victim once bytes of the blob reach it, while the client
-	// still waits for its upload to finish.
-	killed := make(chan time.Duration, 1)
+	// Kill the first other member that bytes of the blob reach, while the
+	// client still sends them or waits for its upload to finish.
+	type kill struct {
+		m     *clusterMember
+		after time.Duration
+	}
+	killed := make(chan kill, 1)
 	start := time.Now()
 	go func() {
 		deadline := time.Now().Add(time.Minute)
 		for time.Now().Before(deadline) {
-			files, _ := victim.uploadFiles()
-			if slices.ContainsFunc(files, func(f string) bool { return !strings.HasPrefix(f, ".") }) {
-				break
+			for _, o := range c.members {
+				if o == m {
+					continue
+				}
+				files, _ := o.uploadFiles()
+				if slices.ContainsFunc(files, func(f string) bool { return !strings.HasPrefix(f, ".") }) {
+					o.Kill()
+					killed <- kill{o, time.Since(start)}
+					return
+				}
 			}
 			time.Sleep(5 * time.Millisecond) // poll interval inside the deadline loop
 		}
-		victim.Kill()
-		killed <- time.Since(start)
+		killed <- kill{}
 	}()
 	loc, err := startChunked(ctx, cl, "final/kill", data)
 	if err == nil {
 		_, err = cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
 	}
-	t.Logf("upload through %s ended after %v (%v); %s killed after %v",
-		m.name, time.Since(start).Round(time.Millisecond), err, victim.name, (<-killed).Round(time.Millisecond))
+	took := time.Since(start)
+	k := <-killed
+	victim := k.m
+	if victim == nil {
+		t.Fatal("no bytes of the upload reached another member")
+	}
+	t.Logf("upload through %s ended after %v (%v); %s killed after %v", m.name, took.Round(time.Millisecond), err, victim.name, k.after.Round(time.Millisecond))
+	if k.after > took {
+		t.Errorf("%s was killed after the upload ended: the test did not kill a holder in the middle", victim.name)
+	}
 	victim.killed = true
 	live := c.live()
 	if err != nil {

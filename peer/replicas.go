@@ -1,0 +1,165 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/opencontainers/go-digest"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/atollhq/atoll/peer/peerpb"
+)
+
+// Replicas is the optional capability of Blobs that keeps replicas of
+// uploads other members receive from clients (Blobs.Append, Blobs.Finish):
+// the bytes reach this member as the client sends them, so the final PUT
+// commits everywhere at once instead of copying the blob then. Its methods
+// may be called concurrently, for different ids.
+type Replicas interface {
+	// AppendReplica appends what r yields to replica id, resumed from
+	// state (nil when new), and returns the state after those bytes,
+	// durable, and the replica's size.
+	AppendReplica(ctx context.Context, id string, state []byte, r io.Reader) (next []byte, size int64, err error)
+	// FinishReplica commits replica id, at state, as blob d after
+	// verifying it (storage.ErrDigestMismatch if it does not hash to d),
+	// or discards it when d is "".
+	FinishReplica(ctx context.Context, id string, state []byte, d digest.Digest) error
+}
+
+var errNoReplicas = status.Error(codes.Unimplemented, "this member keeps no upload replicas")
+
+func (s blobServer) replicas() (Replicas, bool) {
+	r, ok := s.blobs.(Replicas)
+	return r, ok
+}
+
+func (s blobServer) Append(stream grpc.ClientStreamingServer[peerpb.AppendChunk, peerpb.AppendResponse]) error {
+	reps, ok := s.replicas()
+	if !ok {
+		return errNoReplicas
+	}
+	first, err := stream.Recv()
+	if err == io.EOF {
+		return status.Error(codes.InvalidArgument, "append without a chunk")
+	} else if err != nil {
+		return err
+	}
+	if first.GetId() == "" {
+		return status.Error(codes.InvalidArgument, "append without an upload id")
+	}
+	r := &appendReader{stream: stream, buf: first.GetData()}
+	next, size, err := reps.AppendReplica(stream.Context(), first.GetId(), first.GetState(), r)
+	if err != nil {
+		return toStatus(err)
+	}
+	return stream.SendAndClose(&peerpb.AppendResponse{State: next, Size: size})
+}
+
+func (s blobServer) Finish(ctx context.Context, req *peerpb.FinishRequest) (*peerpb.FinishResponse, error) {
+	reps, ok := s.replicas()
+	if !ok {
+		return nil, errNoReplicas
+	}
+	var d digest.Digest
+	if req.GetDigest() != "" {
+		var err error
+		if d, err = parseDigest(req.GetDigest()); err != nil {
+			return nil, err
+		}
+	}
+	if err := reps.FinishReplica(ctx, req.GetId(), req.GetState(), d); err != nil {
+		return nil, toStatus(err)
+	}
+	return &peerpb.FinishResponse{}, nil
+}
+
+// appendReader reads the data of an Append stream until its sender closes
+// it.
+type appendReader struct {
+	stream grpc.ClientStreamingServer[peerpb.AppendChunk, peerpb.AppendResponse]
+	buf    []byte
+	err    error
+}
+
+func (r *appendReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		chunk, err := r.stream.Recv()
+		if err != nil {
+			r.err = err // io.EOF, or the status of a broken stream
+			continue
+		}
+		r.buf = chunk.GetData()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// AppendReplica streams what r yields, in 1 MiB chunks, to member's
+// replica id of an upload, resumed from state, and returns the replica's
+// state after them, durable on member, and its size. If r fails the call
+// is aborted and member keeps the replica as it was at state.
+func (c *Cluster) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
+	cc, err := c.conn(member)
+	if err != nil {
+		return nil, 0, err
+	}
+	ctx, cancel := context.WithCancel(ctx) // aborts the stream on early return
+	defer cancel()
+	op := "append to upload " + id
+	stream, err := peerpb.NewBlobsClient(cc).Append(ctx)
+	if err != nil {
+		return nil, 0, fromStatus(member, op, err)
+	}
+	first := &peerpb.AppendChunk{Id: id, State: state}
+	for sent := int64(0); ; {
+		buf := make([]byte, chunkSize) // gRPC may hold a sent message: never reuse
+		n, rerr := io.ReadFull(r, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			return nil, 0, fmt.Errorf("peer %s: %s: reading after %d bytes: %w", member, op, sent+int64(n), rerr)
+		}
+		if n > 0 || first != nil {
+			msg := &peerpb.AppendChunk{Data: buf[:n]}
+			if first != nil {
+				first.Data, msg, first = buf[:n], first, nil
+			}
+			if err := stream.Send(msg); err == io.EOF {
+				break // member ended the call early; CloseAndRecv has its status
+			} else if err != nil {
+				return nil, 0, fromStatus(member, op, err)
+			}
+			sent += int64(n)
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return nil, 0, fromStatus(member, op, err)
+	}
+	return resp.GetState(), resp.GetSize(), nil
+}
+
+// FinishReplica commits member's replica id of an upload, at state, as
+// blob d, which member verifies; with d "" it discards the replica.
+func (c *Cluster) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error {
+	cc, err := c.conn(member)
+	if err != nil {
+		return err
+	}
+	req := &peerpb.FinishRequest{Id: id, State: state, Digest: d.String()}
+	if _, err := peerpb.NewBlobsClient(cc).Finish(ctx, req); err != nil {
+		return fromStatus(member, "finish upload "+id, err)
+	}
+	return nil
+}
+
+// ServedBlobs returns the Blobs this member serves the others.
+func (c *Cluster) ServedBlobs() Blobs { return c.deps.Blobs }
