@@ -21,8 +21,8 @@ import (
 // One proxy carries every request a member passes to another: blob reads
 // from members serving https (proxyBlob) and upload sessions
 // (ForwardUpload), through httputil.ReverseProxy over pooled connections.
-// Blob reads from members serving plain http take the spliced path
-// (splice.go), which passes the same answer on without the copy.
+// Blob reads from members serving plain http take the streamed path
+// (stream.go) over connections of its own, which passes the same answer on.
 
 // blobHeaders are the client's headers a proxied blob read takes to the
 // member, on either path; the member's answer comes back whole, as

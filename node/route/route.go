@@ -119,7 +119,7 @@ type Router struct {
 	token   string
 	members *http.Client // forwarded uploads
 	blobs   *http.Client // proxied blob reads over https: a frozen member fails fast
-	conns   *connPool    // spliced blob reads over http
+	conns   *connPool    // streamed blob reads over http
 	bufs    *bufferPool
 }
 
@@ -139,7 +139,7 @@ func New(cfg Config, deps Deps) *Router {
 		members: &http.Client{Transport: Transport(0)},
 		blobs:   &http.Client{Transport: Transport(cfg.ProxyTimeout)},
 		conns:   newConnPool(),
-		bufs:    newBufferPool(256 << 10),
+		bufs:    newBufferPool(1 << 20),
 	}
 }
 
@@ -168,7 +168,7 @@ func (rt *Router) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Dig
 		}
 		proxy := rt.proxyBlob
 		if rt.cfg.Scheme == "http" {
-			proxy = rt.spliceBlob
+			proxy = rt.streamBlob
 		}
 		if proxy(w, r, addr, d) {
 			return nil

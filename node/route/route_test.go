@@ -227,7 +227,7 @@ func (s *syncBuffer) String() string {
 }
 
 // TestRoutes reads a blob held by another member through each path
-// (spliced, streamed, redirected, signed) and forwards an upload request
+// (streamed, redirected, signed) and forwards an upload request
 // with its client's identity.
 func TestRoutes(t *testing.T) {
 	blob := []byte("0123456789 layer bytes")
@@ -255,13 +255,13 @@ func TestRoutes(t *testing.T) {
 		return resp, string(b)
 	}
 
-	t.Run("spliced GET", func(t *testing.T) {
+	t.Run("streamed GET", func(t *testing.T) {
 		resp, body := get(t, http.DefaultClient, "GET", proxy.srv.URL+path)
 		if resp.StatusCode != 200 || body != string(blob) || resp.Header.Get("Docker-Content-Digest") != d.String() {
 			t.Fatalf("%d %q %v", resp.StatusCode, body, resp.Header)
 		}
 	})
-	t.Run("spliced range", func(t *testing.T) {
+	t.Run("streamed range", func(t *testing.T) {
 		resp, body := get(t, http.DefaultClient, "GET", proxy.srv.URL+path, "Range", "bytes=2-4")
 		if resp.StatusCode != 206 || body != "234" {
 			t.Fatalf("%d %q", resp.StatusCode, body)
@@ -279,7 +279,7 @@ func TestRoutes(t *testing.T) {
 			t.Fatalf("%d length %d", resp.StatusCode, resp.ContentLength)
 		}
 	})
-	t.Run("streamed when the connection cannot be taken over", func(t *testing.T) {
+	t.Run("streamed to any ResponseWriter", func(t *testing.T) {
 		rec := httptest.NewRecorder()
 		if err := proxy.rt.ServeBlob(rec, httptest.NewRequest("GET", path, nil), d); err != nil {
 			t.Fatal(err)

@@ -16,27 +16,30 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// The spliced path reads a blob from a member over plain HTTP/1 and passes
-// the member's answer on whole: its status, its headers (less a
-// connection's own) and its body. The body goes from the member's socket
-// to the client's through the client's ResponseWriter, whose ReadFrom
-// reaches net.TCPConn's, which splices socket to socket (splice(2) on
-// Linux) without copying through this process. Nothing is hijacked: the
-// middleware sees the real status and bytes, configured headers stay, and
-// both connections are kept: the member's go back to a pool (connPool).
+// The streamed path reads a blob from a member over plain HTTP/1 and
+// passes the member's answer on whole: its status, its headers (less a
+// connection's own) and its body, in writes of up to 1 MiB through the
+// client's ResponseWriter. Nothing is hijacked: the middleware sees the
+// real status and bytes, configured headers stay, and both connections
+// are kept: the member's go back to a pool (connPool).
+//
+// The body is copied, not spliced socket to socket (splice(2), which
+// net.TCPConn.ReadFrom does): on loopback, 256 MiB pulled through a
+// non-owner ran at 0.51x the owner's reads spliced and at 0.63x copied
+// with a 1 MiB buffer (make bench-cluster -scenarios pull, 3 rounds).
 
 // hopHeaders belong to one connection and are never passed on (RFC 9110
 // section 7.6.1).
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-// spliceBlob answers a GET or HEAD of blob d from the member at addr. It
+// streamBlob answers a GET or HEAD of blob d from the member at addr. It
 // reports false, having written nothing, when the member lacks the blob,
 // fails or cannot be reached.
-func (rt *Router) spliceBlob(w http.ResponseWriter, r *http.Request, addr string, d digest.Digest) bool {
+func (rt *Router) streamBlob(w http.ResponseWriter, r *http.Request, addr string, d digest.Digest) bool {
 	conn, resp, err := rt.askMember(r, addr, d)
 	if err != nil {
-		rt.log.Debug("splice blob", "member", addr, "blob", d, "err", err)
+		rt.log.Debug("stream blob", "member", addr, "blob", d, "err", err)
 		return false
 	}
 	if resp.StatusCode == http.StatusNotFound || resp.StatusCode >= 500 {
@@ -61,15 +64,11 @@ func (rt *Router) spliceBlob(w http.ResponseWriter, r *http.Request, addr string
 		_ = conn.Close()
 		return true
 	}
-	// What the reader already buffered goes first; the rest is spliced.
-	n, err := io.CopyN(w, conn.br, min(int64(conn.br.Buffered()), resp.ContentLength))
-	if err == nil {
-		var m int64
-		m, err = io.Copy(w, &io.LimitedReader{R: conn.TCPConn, N: resp.ContentLength - n})
-		n += m
-	}
+	buf := rt.bufs.Get()
+	n, err := io.CopyBuffer(writeOnly{w}, io.LimitReader(conn.br, resp.ContentLength), buf)
+	rt.bufs.Put(buf)
 	if err != nil || n != resp.ContentLength {
-		rt.log.Debug("splice blob body", "member", addr, "blob", d, "sent", n, "of", resp.ContentLength, "err", err)
+		rt.log.Debug("stream blob body", "member", addr, "blob", d, "sent", n, "of", resp.ContentLength, "err", err)
 		_ = conn.Close()
 		return true
 	}
@@ -113,6 +112,9 @@ func (rt *Router) askMember(r *http.Request, addr string, d digest.Digest) (*mem
 		}
 	}
 }
+
+// writeOnly hides a writer's ReadFrom, so io.CopyBuffer uses its buffer.
+type writeOnly struct{ io.Writer }
 
 // memberConn is a connection to a member with its response reader.
 type memberConn struct {
