@@ -36,7 +36,7 @@ func (m *member) tombstones(t *testing.T) int {
 }
 
 // followOnly makes m follow exactly peers until the test ends.
-func (m *member) followOnly(t *testing.T, peers ...string) {
+func (m *member) followOnly(t testing.TB, peers ...string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	m.r.Follow(ctx, peers)
