@@ -42,8 +42,8 @@ type ReplicaTransport interface {
 // sessionState is the state of a replicated upload: this member's
 // writer's and each replica's.
 type sessionState struct {
-	Local    json.RawMessage `json:"local"`
-	Replicas []replicaState  `json:"replicas"`
+	Local    []byte         `json:"local"`
+	Replicas []replicaState `json:"replicas"`
 }
 
 // replicaState is one holder's replica: its member, the state of its
