@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -70,9 +71,22 @@ type replicatingWriter struct {
 // replicaStream is a replica with, while bytes flow, the stream to it.
 type replicaStream struct {
 	replicaState
-	pw   *io.PipeWriter
-	done chan appendResult
+	pw     *io.PipeWriter
+	cancel context.CancelFunc // aborts the stream
+	done   chan appendResult
 }
+
+// replicaStall is how long a holder may take to accept the next bytes, or
+// to make the bytes it took durable, before it is dropped: a member that
+// stopped answering (frozen, its network gone) holds up neither the
+// client nor the commit for longer.
+const replicaStall = 10 * time.Second
+
+// replicaDurable bounds how long a holder may take to make its replica
+// durable (the rest of its writeback) or to commit it.
+const replicaDurable = time.Minute
+
+var errReplicaStalled = fmt.Errorf("replica took no bytes for %v", replicaStall)
 
 type appendResult struct {
 	state []byte
@@ -141,7 +155,10 @@ func (w *replicatingWriter) Write(b []byte) (int, error) {
 		if r.pw == nil {
 			w.open(r)
 		}
-		if _, perr := r.pw.Write(b[:n]); perr != nil {
+		stall := time.AfterFunc(replicaStall, func() { _ = r.pw.CloseWithError(errReplicaStalled) })
+		_, perr := r.pw.Write(b[:n])
+		stall.Stop()
+		if perr != nil {
 			w.drop(r, perr)
 		}
 	}
@@ -154,9 +171,10 @@ func (w *replicatingWriter) Write(b []byte) (int, error) {
 // not when the request that brought the bytes does.
 func (w *replicatingWriter) open(r *replicaStream) {
 	pr, pw := io.Pipe()
-	r.pw, r.done = pw, make(chan appendResult, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.pw, r.cancel, r.done = pw, cancel, make(chan appendResult, 1)
 	go func(state []byte) {
-		next, size, err := w.rt.AppendReplica(context.Background(), r.Member, w.id, state, pr)
+		next, size, err := w.rt.AppendReplica(ctx, r.Member, w.id, state, pr)
 		_ = pr.CloseWithError(errReplicaGone) // unblocks a Write if the call ended early
 		r.done <- appendResult{next, size, err}
 	}(r.State)
@@ -168,8 +186,8 @@ var errReplicaGone = errors.New("replica stream ended")
 func (w *replicatingWriter) drop(r *replicaStream, err error) {
 	if r.pw != nil {
 		_ = r.pw.CloseWithError(err)
-		res := <-r.done
-		if res.err != nil {
+		r.cancel()
+		if res := <-r.done; res.err != nil && !errors.Is(err, errReplicaStalled) {
 			err = res.err
 		}
 		r.pw = nil
@@ -201,7 +219,7 @@ func (w *replicatingWriter) flush() {
 		if r.pw == nil {
 			continue
 		}
-		res := <-r.done
+		res := r.wait()
 		r.pw = nil
 		switch {
 		case res.err != nil:
@@ -215,12 +233,29 @@ func (w *replicatingWriter) flush() {
 	w.compact()
 }
 
+// wait returns the outcome of r's closed stream, aborting it if the
+// holder takes longer than replicaDurable.
+func (r *replicaStream) wait() appendResult {
+	stall := time.NewTimer(replicaDurable)
+	defer stall.Stop()
+	select {
+	case res := <-r.done:
+		r.cancel()
+		return res
+	case <-stall.C:
+		r.cancel()
+		<-r.done
+		return appendResult{err: fmt.Errorf("replica not durable after %v", replicaDurable)}
+	}
+}
+
 // abort ends every open stream without keeping its bytes: each replica
 // stays at its last state.
 func (w *replicatingWriter) abort() {
 	for _, r := range w.replicas {
 		if r.pw != nil {
 			_ = r.pw.CloseWithError(errReplicaGone)
+			r.cancel()
 			<-r.done
 			r.pw = nil
 		}
@@ -283,6 +318,8 @@ func (w *replicatingWriter) finishReplicas(ctx context.Context, d digest.Digest)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, replicaDurable)
+			defer cancel()
 			errs[i] = w.rt.FinishReplica(ctx, r.Member, w.id, r.State, d)
 		}()
 	}
