@@ -10,7 +10,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
@@ -198,20 +197,24 @@ func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 		*rec = record{digest: rec.digest, repos: rec.repos} // links to nothing: unknown to reads
 		return nil
 	}
-	m := new(storage.Manifest)
-	if err := json.Unmarshal(op.Value, m); err != nil {
+	// The index needs the record's descriptor and subject, not its bytes:
+	// the descriptor's size is theirs.
+	var m struct {
+		Descriptor v1.Descriptor `json:"descriptor"`
+		Subject    digest.Digest `json:"subject"`
+	}
+	if err := json.Unmarshal(op.Value, &m); err != nil {
 		return fmt.Errorf("manifest record %s: %w", d, err)
 	}
 	rec := s.rec(d)
 	rec.stored = true
-	rec.size = int64(len(m.Content))
+	rec.size = m.Descriptor.Size
 	rec.mediaType = s.intern(m.Descriptor.MediaType)
 	rec.since = max(rec.since, op.Stamp)
 	var desc *v1.Descriptor
 	if m.Subject != "" {
-		copied := m.Descriptor // not a pointer into m, which holds the bytes
-		copied.MediaType = rec.mediaType
-		desc = &copied
+		desc = &m.Descriptor
+		desc.MediaType = rec.mediaType
 	}
 	s.setSubject(rec, m.Subject, desc)
 	return nil

@@ -88,7 +88,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if err := compactSparse(path); err != nil {
 		return nil, err
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync})
+	// The hashmap free list finds runs of free pages for the log's large
+	// values in constant time; the array one scans (bbolt's default).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return nil, fmt.Errorf("open metadata %s: %w", path, err)
 	}

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/atollhq/atoll/storage/diskspace"
@@ -42,6 +43,7 @@ type config struct {
 	cacheSize              int64
 	workdir                string
 	keep                   bool
+	cpuProfile             string
 }
 
 func parseFlags() (config, error) {
@@ -58,6 +60,7 @@ func parseFlags() (config, error) {
 	flag.StringVar(&cache, "cachesize", "64MiB", "metadata.cachesize: manifest bytes kept in memory")
 	flag.StringVar(&c.workdir, "workdir", "", "directory for the databases (default: a new one under $TMPDIR)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	n, err := diskspace.ParseSize(cache)
 	if err != nil {
@@ -75,6 +78,16 @@ func main() {
 		c, err := parseFlags()
 		if err != nil {
 			return err
+		}
+		if c.cpuProfile != "" {
+			f, err := os.Create(c.cpuProfile)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
 		}
 		dir := c.workdir
 		if dir == "" {
@@ -96,7 +109,7 @@ func run(ctx context.Context, c config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("small store: %w", err)
 	}
-	smallGet, err := getManifests(ctx, c, small)
+	smallGet, smallZipf, err := getManifests(ctx, c, small)
 	small.close()
 	if err != nil {
 		return fmt.Errorf("small store: %w", err)
@@ -107,7 +120,7 @@ func run(ctx context.Context, c config, dir string) error {
 		return err
 	}
 	defer big.close()
-	bigGet, err := getManifests(ctx, c, big)
+	bigGet, bigZipf, err := getManifests(ctx, c, big)
 	if err != nil {
 		return err
 	}
@@ -131,9 +144,12 @@ func run(ctx context.Context, c config, dir string) error {
 	t.Row("RSS per 1M manifests", mib(float64(big.rss)*perM), fmt.Sprintf("RSS %s after load and GC (heap %s)", mib(float64(big.rss)), mib(float64(big.heap))))
 	t.Row("metadata.db per 1M manifests", mib(float64(big.dbSize)*perM), fmt.Sprintf("file %s; log bucket %s of it", mib(float64(big.dbSize)), mib(float64(big.logSize))))
 	t.Row("open the loaded store", reopen.Round(time.Millisecond).String(), "rebuilds the index from disk")
-	t.Row(fmt.Sprintf("manifest GET at %d", c.small), smallGet.String(), "")
-	t.Row(fmt.Sprintf("manifest GET at %d", c.manifests), bigGet.String(),
+	t.Row(fmt.Sprintf("manifest GET at %d, uniform", c.small), smallGet.String(), "")
+	t.Row(fmt.Sprintf("manifest GET at %d, uniform", c.manifests), bigGet.String(),
 		fmt.Sprintf("req/s %+.1f %%, p99 %+.1f %% (target within 10 %%)", pct(bigGet.rate, smallGet.rate), pct(float64(bigGet.p99), float64(smallGet.p99))))
+	t.Row(fmt.Sprintf("manifest GET at %d, Zipf", c.small), smallZipf.String(), "")
+	t.Row(fmt.Sprintf("manifest GET at %d, Zipf", c.manifests), bigZipf.String(),
+		fmt.Sprintf("req/s %+.1f %%, p99 %+.1f %%", pct(bigZipf.rate, smallZipf.rate), pct(float64(bigZipf.p99), float64(smallZipf.p99))))
 	t.Row("catalog page (n=100)", catalog.String(), "random last=")
 	t.Row("tag list page (n=100)", tagList.String(), "random repository")
 	t.Row(fmt.Sprintf("metadata.db, %d retags of one tag", c.retags), fmt.Sprintf("%s -> %s", kib(churn.before), kib(churn.after)),

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atollhq/atoll/storage"
@@ -84,29 +85,39 @@ func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string
 		p50: all[len(all)/2], p99: all[len(all)*99/100]}, nil
 }
 
-// getManifests GETs random manifests of the store by digest. The URLs are
-// computed before the clock starts.
-func getManifests(ctx context.Context, c config, l *loaded) (latencies, error) {
-	urls := make([]string, 0, c.requests)
+// getManifests GETs manifests of the store by digest, picked uniformly
+// (at a million nearly every one misses the cache) and skewed (Zipf,
+// s=1.1, as pulls of popular images are). The URLs are computed before
+// the clock starts.
+func getManifests(ctx context.Context, c config, l *loaded) (uniform, skewed latencies, err error) {
 	rng := rand.New(rand.NewPCG(7, 7))
-	for range c.requests {
-		repo, d := l.manifest(rng.IntN(l.manifests))
-		urls = append(urls, l.srv.URL+"/v2/"+repo+"/manifests/"+d.String())
+	zipf := rand.NewZipf(rng, 1.1, 1, uint64(l.manifests-1))
+	for k, pick := range []func() int{
+		func() int { return rng.IntN(l.manifests) },
+		func() int { return int(zipf.Uint64() * 2654435761 % uint64(l.manifests)) },
+	} {
+		urls := make([]string, 0, c.requests)
+		for range c.requests {
+			repo, d := l.manifest(pick())
+			urls = append(urls, l.srv.URL+"/v2/"+repo+"/manifests/"+d.String())
+		}
+		var next atomic.Int64
+		url := func(*rand.Rand) string { return urls[int(next.Add(1))%len(urls)] }
+		benchkit.Logf("GET %d manifests of %d (warm-up, then measured)", c.requests, l.manifests)
+		if _, err := hammer(ctx, c.concurrency, min(c.requests, 2000), url); err != nil {
+			return uniform, skewed, err
+		}
+		lat, err := hammer(ctx, c.concurrency, c.requests, url)
+		if err != nil {
+			return uniform, skewed, err
+		}
+		if k == 0 {
+			uniform = lat
+		} else {
+			skewed = lat
+		}
 	}
-	var next int
-	var mu sync.Mutex
-	pick := func(*rand.Rand) string {
-		mu.Lock()
-		defer mu.Unlock()
-		u := urls[next%len(urls)]
-		next++
-		return u
-	}
-	benchkit.Logf("GET %d manifests of %d (warm-up, then measured)", c.requests, l.manifests)
-	if _, err := hammer(ctx, c.concurrency, min(c.requests, 2000), pick); err != nil {
-		return latencies{}, err
-	}
-	return hammer(ctx, c.concurrency, c.requests, pick)
+	return uniform, skewed, nil
 }
 
 // pages times catalog pages after a random repository and the tag list
