@@ -15,7 +15,8 @@ import (
 // test, and small snapshot chunks.
 func trimConfig() Config {
 	cfg := testConfig
-	cfg.Horizon = 300 * time.Millisecond
+	cfg.WriteTimeout = 5 * time.Second // a loaded machine's fsyncs
+	cfg.Horizon = 1500 * time.Millisecond // well past a test's steps, under load too
 	cfg.SnapshotChunk = 3
 	cfg.SnapshotAfter = -1 // only when a log was trimmed
 	return cfg
@@ -77,7 +78,7 @@ func TestTrimHorizonAndSnapshot(t *testing.T) {
 	}
 	// Past the horizon c holds nothing back: the log empties and, a round
 	// later, the tombstone of t0 goes too.
-	waitFor(t, "a's log and tombstones gone", func() bool {
+	waitFor(t, "a's log and tombstones gone", func() bool { // within 5s
 		must(t, a.r.Trim(ctx))
 		must(t, b.r.Trim(ctx))
 		return a.logLen(t) == 0 && a.tombstones(t) == 0 && b.tombstones(t) == 0
