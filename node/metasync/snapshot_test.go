@@ -15,7 +15,7 @@ import (
 // test, and small snapshot chunks.
 func trimConfig() Config {
 	cfg := testConfig
-	cfg.WriteTimeout = 5 * time.Second // a loaded machine's fsyncs
+	cfg.WriteTimeout = 5 * time.Second    // a loaded machine's fsyncs
 	cfg.Horizon = 1500 * time.Millisecond // well past a test's steps, under load too
 	cfg.SnapshotChunk = 3
 	cfg.SnapshotAfter = -1 // only when a log was trimmed
