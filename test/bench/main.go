@@ -172,14 +172,28 @@ func run(ctx context.Context, cfg config) (err error) {
 }
 
 // runScenario runs the setup once per registry, then cfg.rounds alternating
-// rounds, recording each measurement.
+// rounds, recording each measurement. A scenario compared with a
+// reference measures that reference too, first in every round, so each
+// ratio is to the machine as it was during those rounds (it is shared).
 func runScenario(ctx context.Context, b *bench, sc scenario, regs []*registry, res results) error {
 	if sc.reference {
 		regs = []*registry{{name: nameReference}}
 	}
+	runRef := func(context.Context, *bench, *registry) (measurement, error) { return measurement{}, nil }
+	if sc.versus != "" {
+		ref, err := selectScenarios(sc.versus)
+		if err != nil {
+			return err
+		}
+		runRef = ref[0].run
+		regs = append([]*registry{{name: nameReference}}, regs...)
+	}
 	for _, r := range regs {
 		if sc.setup == nil {
 			break
+		}
+		if r.name == nameReference && !sc.reference {
+			continue
 		}
 		if err := sc.setup(ctx, b, r); err != nil {
 			return r.annotate(fmt.Errorf("%s: %s setup: %w", r.name, sc.key, err))
@@ -190,7 +204,11 @@ func runScenario(ctx context.Context, b *bench, sc scenario, regs []*registry, r
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			m, err := sc.run(ctx, b, r)
+			run := sc.run
+			if r.name == nameReference && !sc.reference {
+				run = runRef
+			}
+			m, err := run(ctx, b, r)
 			if err != nil {
 				return r.annotate(fmt.Errorf("%s: %s round %d: %w", r.name, sc.key, round, err))
 			}

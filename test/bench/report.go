@@ -89,9 +89,10 @@ func printReport(w io.Writer, cfg config, registries []string, scens []scenario,
 		a := res.median(sc.key, nameAtoll, value)
 		vsDist := a / res.median(sc.key, nameDistribution, value)
 		ratio, refCell := vsDist, "-"
-		if sc.versus != "" {
-			ratio = a / res.median(sc.versus, nameReference, value)
-			refCell = cell(ratio, "%.2fx") + " " + sc.versus
+		if sc.versus != "" { // the reference measured in this scenario's rounds
+			ref := res.median(sc.key, nameReference, value)
+			ratio = a / ref
+			refCell = cell(ratio, "%.2fx") + " of " + sc.versus + " " + res.spread(sc.key, nameReference)
 		}
 		t.Row(sc.title, sc.unit, res.spread(sc.key, nameAtoll), res.spread(sc.key, nameDistribution),
 			cell(vsDist, "%.2fx"), refCell, strings.TrimSpace(sc.target+" "+verdict(ratio, sc.goal)))
