@@ -28,15 +28,24 @@ func (reg *Registry) catalog(w http.ResponseWriter, r *http.Request) error {
 			n = most
 		}
 	}
-	all := reg.meta.Repositories(last, 0)
-	visible := make([]string, 0, len(all))
-	for _, name := range all {
-		if n >= 0 && len(visible) > n {
+	// Names come in chunks, not all of them per page: a registry holds
+	// a hundred thousand repositories.
+	chunk := 0 // n < 0: every name at once
+	if n >= 0 {
+		chunk = max(n+1, 1000)
+	}
+	visible := []string{}
+	for from := last; n < 0 || len(visible) <= n; {
+		names := reg.meta.Repositories(from, chunk)
+		for _, name := range names {
+			if reg.visible(r, name) {
+				visible = append(visible, name)
+			}
+		}
+		if chunk == 0 || len(names) < chunk {
 			break
 		}
-		if reg.visible(r, name) {
-			visible = append(visible, name)
-		}
+		from = names[len(names)-1]
 	}
 	repos := page(w, r.URL.Path, visible, n)
 	return writeJSON(w, "application/json", map[string][]string{"repositories": repos})
