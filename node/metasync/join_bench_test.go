@@ -34,39 +34,45 @@ func benchMember(b *testing.B, net *Network, dir, name string, cfg Config) *memb
 // (one batch, as a push is), and a fresh member catching up with it by
 // replaying the log or by a snapshot.
 func BenchmarkJoin(b *testing.B) {
-	for _, n := range []int{10000} {
-		dir := b.TempDir()
-		net := NewNetwork()
-		src := benchMember(b, net, dir, "a", testConfig)
-		start := time.Now()
-		for i := range n {
-			if err := src.store.Store.PutManifest(ctx, fmt.Sprintf("r%d", i%100), manifest(fmt.Sprint(i)), fmt.Sprintf("t%d", i)); err != nil {
-				b.Fatal(err)
-			}
+	for _, n := range []int{10000, 100000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) { benchJoin(b, n) })
+	}
+}
+
+// benchJoin is BenchmarkJoin with n manifests: -bench 'Join/10000/'
+// alone skips writing the larger histories.
+func benchJoin(b *testing.B, n int) {
+	dir := b.TempDir()
+	net := NewNetwork()
+	src := benchMember(b, net, dir, "a", testConfig)
+	start := time.Now()
+	for i := range n {
+		if err := src.store.Store.PutManifest(ctx, fmt.Sprintf("r%d", i%100), manifest(fmt.Sprint(i)), fmt.Sprintf("t%d", i)); err != nil {
+			b.Fatal(err)
 		}
-		b.Logf("%d manifests, one batch each, written in %v", n, time.Since(start).Round(time.Millisecond))
-		for _, mode := range []struct {
-			name  string
-			after int
-		}{{"replay", -1}, {"snapshot", 0}} {
-			b.Run(fmt.Sprintf("%s/%d", mode.name, n), func(b *testing.B) {
-				for i := range b.N {
-					cfg := testConfig
-					cfg.SnapshotAfter = mode.after
-					m := benchMember(b, net, dir, fmt.Sprintf("%s%d", mode.name, i), cfg)
-					m.followOnly(b, "a")
-					start := time.Now()
-					if err := m.r.CatchUp(ctx); err != nil {
-						b.Fatal(err)
-					}
-					took := time.Since(start)
-					if got, want := m.store.Vector()["a"], src.store.Vector()["a"]; got != want {
-						b.Fatalf("caught up to a/%d, want a/%d", got, want)
-					}
-					b.ReportMetric(took.Seconds(), "s/join")
+	}
+	b.Logf("%d manifests, one batch each, written in %v", n, time.Since(start).Round(time.Millisecond))
+	for _, mode := range []struct {
+		name  string
+		after int
+	}{{"replay", -1}, {"snapshot", 0}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for i := range b.N {
+				cfg := testConfig
+				cfg.SnapshotAfter = mode.after
+				m := benchMember(b, net, dir, fmt.Sprintf("%s%d", mode.name, i), cfg)
+				m.followOnly(b, "a")
+				start := time.Now()
+				if err := m.r.CatchUp(ctx); err != nil {
+					b.Fatal(err)
 				}
-			})
-		}
+				took := time.Since(start)
+				if got, want := m.store.Vector()["a"], src.store.Vector()["a"]; got != want {
+					b.Fatalf("caught up to a/%d, want a/%d", got, want)
+				}
+				b.ReportMetric(took.Seconds(), "s/join")
+			}
+		})
 	}
 }
 
