@@ -92,7 +92,7 @@ func stored(t *testing.T, s *Store, d digest.Digest) bool {
 // records, and a restart rebuilds the same index.
 func TestIndex(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metadata.db")
-	s, err := Open(path, Options{Reserve: -1, CacheSize: 1 << 10})
+	s, err := Open(path, Options{Reserve: -1, Config: Config{CacheSize: 1 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,6 +35,22 @@ import (
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
+// Config is what an operator tunes of the metadata store (the yaml
+// section metadata).
+type Config struct {
+	// CacheSize is how many bytes of manifests stay in memory; a miss
+	// reads the manifest from disk (metadata.cachesize, a size such as
+	// 256MiB that the binary parses with diskspace.ParseSize). Default
+	// DefaultCacheSize (64 MiB); negative: none.
+	CacheSize int64 `yaml:"cachesize"`
+}
+
+func (c *Config) applyDefaults() {
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize
+	}
+}
+
 // Options configure a Store.
 type Options struct {
 	// Origin names this member in the metadata log. Default "local".
@@ -43,9 +59,7 @@ type Options struct {
 	// deletes commit on a full disk (see reserve). Default DefaultReserve;
 	// negative: none.
 	Reserve int64
-	// CacheSize is how many bytes of manifests stay in memory (the yaml
-	// key metadata.cachesize). Default DefaultCacheSize; negative: none.
-	CacheSize int64
+	Config
 	// NoSync skips fsync on commit: a crash may lose or corrupt the
 	// database. For benchmarks and tests only.
 	NoSync bool
@@ -79,9 +93,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.Reserve == 0 {
 		opts.Reserve = DefaultReserve
 	}
-	if opts.CacheSize == 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
+	opts.applyDefaults()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("metadata directory: %w", err)
 	}

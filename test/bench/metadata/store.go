@@ -65,7 +65,7 @@ func (s shape) manifest(i int) (repo string, d digest.Digest) {
 
 // load fills a new store at dir through PutManifests and serves it.
 func load(ctx context.Context, c config, dir string, s shape) (*loaded, error) {
-	l := &loaded{shape: s, path: filepath.Join(dir, "metadata.db"), opts: metadb.Options{Origin: "bench", CacheSize: c.cacheSize}}
+	l := &loaded{shape: s, path: filepath.Join(dir, "metadata.db"), opts: metadb.Options{Origin: "bench", Config: metadb.Config{CacheSize: c.cacheSize}}}
 	meta, err := metadb.Open(l.path, l.opts)
 	if err != nil {
 		return nil, err
