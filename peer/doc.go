@@ -14,9 +14,11 @@
 //     so they report it left, not dead), and Events tells node when the
 //     list changed.
 //   - Serving: the gRPC services of peer.proto (Metadata: Apply, GetVector,
-//     Since; Blobs: Has, Put) over the handlers in Deps.
+//     Since; Blobs: Has, Put) over the handlers in Deps, and of
+//     snapshot.proto (Snapshots: Chunk, when Deps.Metadata is a
+//     SnapshotSource).
 //   - Calling: the same services on another member, addressed by member name
-//     (Apply, Vector, Since, Has, PutBlob), over one pooled connection per
+//     (Apply, Vector, Since, Snapshot, Has, PutBlob), over one pooled connection per
 //     member. Blob bytes stream in 1 MiB chunks; nothing buffers a whole
 //     blob.
 //
