@@ -29,13 +29,20 @@ const readParityConfig = `http:
 
 // TestClusterReadParity sends the same blob reads (GET, HEAD, ranges,
 // suffix and multi-range, conditional GETs) to an owner of the blob and to
-// the member of a 3-member cluster (R=2) that does not hold it: the
-// answers are identical in status, headers (minus Date, hop-by-hop headers
-// and the multipart boundary, which is random per answer) and body. Then
-// 200 GETs through the non-owner may open only a handful of connections to
-// the owners: the member's connections are pooled.
+// the member of a 3-member cluster (R=2) that does not hold it, with each
+// routing (a redirected client follows the 307): the answers are
+// identical in status, headers (minus Date, hop-by-hop headers and the
+// multipart boundary, which is random per answer) and body. Then, when
+// proxying, 200 GETs through the non-owner may open only a handful of
+// connections to the owners: the member's connections are pooled.
 func TestClusterReadParity(t *testing.T) {
-	c := startLoopbackCluster(t, 3, clusterOptions{args: []string{"--config", ptWriteConfig(t, readParityConfig)}})
+	for _, routing := range []string{"proxy", "redirect"} {
+		t.Run(routing, func(t *testing.T) { testReadParity(t, routing) })
+	}
+}
+
+func testReadParity(t *testing.T, routing string) {
+	c := startLoopbackCluster(t, 3, clusterOptions{routing: routing, args: []string{"--config", ptWriteConfig(t, readParityConfig)}})
 	data := make([]byte, 256<<10)
 	_, _ = rand.Read(data)
 	d := digest.FromBytes(data)
@@ -117,6 +124,9 @@ func TestClusterReadParity(t *testing.T) {
 		t.Errorf("range through the non-owner: %d bytes, not the blob's", len(got[2].body))
 	}
 
+	if routing != "proxy" {
+		return
+	}
 	// 200 GETs through the non-owner: connections to the owners' HTTP ports.
 	ports := map[int]bool{}
 	for _, o := range owners {
