@@ -1,6 +1,7 @@
 package metadb
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -197,13 +198,8 @@ func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 		*rec = record{digest: rec.digest, repos: rec.repos} // links to nothing: unknown to reads
 		return nil
 	}
-	// The index needs the record's descriptor and subject, not its bytes:
-	// the descriptor's size is theirs.
-	var m struct {
-		Descriptor v1.Descriptor `json:"descriptor"`
-		Subject    digest.Digest `json:"subject"`
-	}
-	if err := json.Unmarshal(op.Value, &m); err != nil {
+	m, err := decodeHead(op.Value)
+	if err != nil {
 		return fmt.Errorf("manifest record %s: %w", d, err)
 	}
 	rec := s.rec(d)
@@ -218,6 +214,32 @@ func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 	}
 	s.setSubject(rec, m.Subject, desc)
 	return nil
+}
+
+// recordHead is what the index reads of a manifest record: its
+// descriptor and subject, not its bytes (the descriptor's size is theirs).
+type recordHead struct {
+	Descriptor v1.Descriptor `json:"descriptor"`
+	Subject    digest.Digest `json:"subject"`
+}
+
+// contentField starts the last field of a record as json.Marshal writes
+// storage.Manifest: its content, in base64, which holds no quote.
+var contentField = []byte(`,"content":"`)
+
+// decodeHead decodes the head of record v without scanning its content:
+// the content is the last field and the last `,"content":"` in v starts
+// it. A record in another shape is decoded whole.
+func decodeHead(v []byte) (recordHead, error) {
+	var h recordHead
+	if i := bytes.LastIndex(v, contentField); i > 0 && bytes.HasSuffix(v, []byte(`"}`)) {
+		head := append(v[:i:i], '}')
+		if err := json.Unmarshal(head, &h); err == nil {
+			return h, nil
+		}
+	}
+	err := json.Unmarshal(v, &h)
+	return h, err
 }
 
 // setSubject moves the referrer entries of rec's linked manifests to
