@@ -22,4 +22,14 @@ func TestDecodeHead(t *testing.T) {
 			t.Errorf("decodeHead(%s) = %+v, %v", v, h, err)
 		}
 	}
+	got, err := decodeRecord(rec)
+	if err != nil || string(got.Content) != string(m.Content) || got.Subject != m.Subject || got.Descriptor.Annotations["k"] != m.Descriptor.Annotations["k"] {
+		t.Errorf("decodeRecord = %+v, %v", got, err)
+	}
+	for _, content := range []string{"", "a", "ab", "abc"} {
+		rec, _ := json.Marshal(manifest(content, ""))
+		if got, err := decodeRecord(rec); err != nil || string(got.Content) != content {
+			t.Errorf("decodeRecord(%s) = %q, %v", rec, got.Content, err)
+		}
+	}
 }

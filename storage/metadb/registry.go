@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -87,8 +86,8 @@ func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
 	if e.deleted {
 		return nil, storage.ErrManifestUnknown
 	}
-	m := new(storage.Manifest)
-	if err := json.Unmarshal(e.value, m); err != nil {
+	m, err := decodeRecord(e.value)
+	if err != nil {
 		return nil, fmt.Errorf("manifest record %s: %w", d, err)
 	}
 	return m, nil

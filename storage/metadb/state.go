@@ -2,6 +2,7 @@ package metadb
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
@@ -227,19 +229,48 @@ type recordHead struct {
 // storage.Manifest: its content, in base64, which holds no quote.
 var contentField = []byte(`,"content":"`)
 
-// decodeHead decodes the head of record v without scanning its content:
-// the content is the last field and the last `,"content":"` in v starts
-// it. A record in another shape is decoded whole.
+// splitRecord splits record v into its head, as a JSON object, and its
+// content in base64: the content is the last field and the last
+// `,"content":"` in v starts it. ok is false for a record in another
+// shape.
+func splitRecord(v []byte) (head, content []byte, ok bool) {
+	i := bytes.LastIndex(v, contentField)
+	if i <= 0 || !bytes.HasSuffix(v, []byte(`"}`)) {
+		return nil, nil, false
+	}
+	return append(v[:i:i], '}'), v[i+len(contentField) : len(v)-2], true
+}
+
+// decodeHead decodes the head of record v without scanning its content;
+// a record in another shape is decoded whole.
 func decodeHead(v []byte) (recordHead, error) {
 	var h recordHead
-	if i := bytes.LastIndex(v, contentField); i > 0 && bytes.HasSuffix(v, []byte(`"}`)) {
-		head := append(v[:i:i], '}')
+	if head, _, ok := splitRecord(v); ok {
 		if err := json.Unmarshal(head, &h); err == nil {
 			return h, nil
 		}
 	}
 	err := json.Unmarshal(v, &h)
 	return h, err
+}
+
+// decodeRecord decodes record v, its head as JSON and its content
+// straight from base64; a record in another shape is decoded whole.
+func decodeRecord(v []byte) (*storage.Manifest, error) {
+	if head, b64, ok := splitRecord(v); ok {
+		var h recordHead
+		content := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
+		n, err := base64.StdEncoding.Decode(content, b64)
+		if err == nil {
+			err = json.Unmarshal(head, &h)
+		}
+		if err == nil {
+			return &storage.Manifest{Descriptor: h.Descriptor, Subject: h.Subject, Content: content[:n]}, nil
+		}
+	}
+	m := new(storage.Manifest)
+	err := json.Unmarshal(v, m)
+	return m, err
 }
 
 // setSubject moves the referrer entries of rec's linked manifests to
