@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -14,14 +13,6 @@ import (
 // store, its cache of a bucket, and in a cluster the transport and the
 // view of the members. Call it once the cluster and its first view exist.
 func (n *Node) newPlacer() (*placement.Placer, error) {
-	cfg := placement.Config{
-		Replicas:          n.cfg.Cluster.Replicas,
-		RebalanceInterval: n.cfg.Cluster.RebalanceInterval,
-		Ring:              n.cfg.Cluster.Ring,
-	}
-	if n.cfg.Cluster.Fast {
-		cfg.Settle = 200 * time.Millisecond
-	}
 	deps := placement.Deps{
 		Self:         n.name,
 		Local:        n.local,
@@ -38,7 +29,7 @@ func (n *Node) newPlacer() (*placement.Placer, error) {
 		deps.Transport, deps.Members = n.cluster, placementMembers{n}
 		deps.Peer, _ = n.cluster.ServedBlobs().(placement.PeerBlobs)
 	}
-	return placement.New(cfg, deps)
+	return placement.New(n.cfg.Cluster.Placement, deps)
 }
 
 // placementMembers is the cluster as placement sees it: the current view.

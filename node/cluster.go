@@ -10,63 +10,49 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/atollhq/atoll/node/metasync"
+	"github.com/atollhq/atoll/node/placement"
+	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/ring"
 )
 
-// Routing modes for blob reads a member does not hold.
-const (
-	RoutingProxy    = "proxy"
-	RoutingRedirect = "redirect"
-)
-
-// ClusterConfig is the member's cluster configuration (registry:2 has no
-// equivalent; the keys live under cluster: and ATOLL_*).
+// ClusterConfig is the member's cluster: section (registry:2 has none; the
+// ATOLL_* variables set its main keys). It is made of the configurations
+// of the packages that do the work, decoded in place: peer's (membership,
+// gossip, gRPC), placement's (replicas, rebalancing, the ring) and
+// metasync's (metadata replication).
 type ClusterConfig struct {
 	peer.Config `yaml:",inline"`
 	// Enabled starts gossip and gRPC. Default: on when Join or GossipAddr
 	// is set; a member without them is a registry on its own.
 	Enabled bool `yaml:"enabled"`
-	// Replicas is how many members hold each blob. Default 2.
-	Replicas int `yaml:"replicas"`
 	// Routing is how a member serves a blob it does not hold: "proxy"
-	// (stream it from an owner; default) or "redirect" (307 to the owner).
+	// (stream it from an owner; default) or "redirect" (307 to the owner):
+	// route.Config.Mode.
 	Routing string `yaml:"routing"`
-	// Ring tunes blob placement.
-	Ring ring.Config `yaml:"ring"`
-	// SyncInterval is how often metadata is compared with a random member
-	// (anti-entropy). Default 2s.
-	SyncInterval time.Duration `yaml:"syncinterval"`
-	// RebalanceInterval is how often held blobs are checked against the
-	// ring besides every membership change. Default 5m.
-	RebalanceInterval time.Duration `yaml:"rebalanceinterval"`
-	// WriteTimeout bounds how long a write waits for other members to
-	// acknowledge it. Default 10s.
-	WriteTimeout time.Duration `yaml:"writetimeout"`
+	// Placement places blobs: replicas, rebalanceinterval, settle, ring.
+	Placement placement.Config `yaml:",inline"`
+	// Metadata replicates metadata: syncinterval, writetimeout.
+	Metadata metasync.Config `yaml:",inline"`
 }
 
 func (c *ClusterConfig) applyDefaults(httpAddr string) error {
 	if !c.Enabled {
 		c.Enabled = len(c.Join) > 0 || c.GossipAddr != ""
 	}
-	if c.Replicas <= 0 {
-		c.Replicas = 2
+	if c.Placement.Replicas <= 0 {
+		c.Placement.Replicas = 2 // placement's default, which status reports
+	}
+	if c.Fast && c.Placement.Settle <= 0 {
+		c.Placement.Settle = 200 * time.Millisecond
 	}
 	switch c.Routing {
 	case "":
-		c.Routing = RoutingProxy
-	case RoutingProxy, RoutingRedirect:
+		c.Routing = route.ModeProxy
+	case route.ModeProxy, route.ModeRedirect:
 	default:
-		return fmt.Errorf("cluster routing %q: want %s or %s", c.Routing, RoutingProxy, RoutingRedirect)
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = 2 * time.Second
-	}
-	if c.RebalanceInterval <= 0 {
-		c.RebalanceInterval = 5 * time.Minute
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
+		return fmt.Errorf("cluster routing %q: want %s or %s", c.Routing, route.ModeProxy, route.ModeRedirect)
 	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = httpAddr
@@ -131,7 +117,7 @@ func (n *Node) refreshView() bool {
 		n.views.cur.Store(&view{self: n.name, members: members, ring: old.ring})
 		return false
 	}
-	n.views.cur.Store(&view{self: n.name, members: members, ring: ring.New(n.cfg.Cluster.Ring, live)})
+	n.views.cur.Store(&view{self: n.name, members: members, ring: ring.New(n.cfg.Cluster.Placement.Ring, live)})
 	return true
 }
 

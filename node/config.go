@@ -17,37 +17,43 @@ import (
 	"github.com/atollhq/atoll/storage/s3"
 )
 
-// Config is one member's configuration.
+// Config is one member's configuration. The yaml tags name atoll's own
+// sections of the config file, decoded straight into the packages' Config
+// structs; a tag of "-" marks a field set from registry:2's sections (http,
+// storage, catalog, proxy), which cmd/atoll maps, or not configurable.
 type Config struct {
 	// Addr is the registry's listen address. Default ":5000".
-	Addr string `yaml:"addr"`
+	Addr string `yaml:"-"`
 	// DebugAddr serves /metrics and /debug/pprof when set. Default "".
-	DebugAddr string `yaml:"debugAddr"`
+	DebugAddr string `yaml:"-"`
 	// DataDir holds blobs and metadata. Default "./data".
-	DataDir string `yaml:"dataDir"`
+	DataDir string `yaml:"-"`
 	// API tunes the registry protocol.
-	API api.Config `yaml:"api"`
+	API api.Config `yaml:"-"`
 	// Headers are added to every registry response (registry:2's
 	// http.headers, e.g. X-Content-Type-Options: nosniff).
-	Headers http.Header `yaml:"headers"`
+	Headers http.Header `yaml:"-"`
 	// TLS serves the registry over HTTPS when a certificate is set.
-	TLS TLSConfig `yaml:"tls"`
+	TLS TLSConfig `yaml:"-"`
 	// Auth authenticates clients and checks their access. Default: none.
 	Auth auth.Config `yaml:"auth"`
 	// Storage selects where blobs live: DataDir (default) or a bucket.
-	Storage StorageConfig `yaml:"storage"`
+	Storage StorageConfig `yaml:"-"`
 	// Cluster configures membership, placement and replication.
 	Cluster ClusterConfig `yaml:"cluster"`
 	// Notifications sends events to webhooks (registry:2's notifications).
 	Notifications notify.Config `yaml:"notifications"`
-	// PullThrough makes repositories caches of other registries.
-	PullThrough pullthrough.Config `yaml:"pullthrough"`
-	// Replication mirrors repositories to and from other registries.
-	Replication replication.Config `yaml:"replication"`
+	// PullThrough makes repositories caches of other registries: the
+	// file's upstreams: list (its proxy: section is registry:2's).
+	PullThrough pullthrough.Config `yaml:",inline"`
+	// Replication mirrors repositories to and from other registries: the
+	// file's replication: list.
+	Replication replication.Config `yaml:",inline"`
 	// JanitorInterval is how often expired uploads are purged. Default 10m.
-	JanitorInterval time.Duration `yaml:"janitorInterval"`
-	// GC is garbage collection: its schedule and retention policies
-	// (on demand otherwise: atoll gc, POST /_atoll/v1/gc).
+	JanitorInterval time.Duration `yaml:"-"`
+	// GC is garbage collection: its schedule (gc:) and retention policies
+	// (the file's retention: list); on demand otherwise: atoll gc, POST
+	// /_atoll/v1/gc.
 	GC gc.Config `yaml:"gc"`
 	// Quotas limit the bytes sets of repositories hold, cluster-wide.
 	// Default none.
@@ -55,10 +61,10 @@ type Config struct {
 	// Immutable makes matching tags immutable once pushed. Default none.
 	Immutable []policy.ImmutableRule `yaml:"immutable"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 30s.
-	ShutdownTimeout time.Duration `yaml:"shutdownTimeout"`
+	ShutdownTimeout time.Duration `yaml:"-"`
 	// ReadIdle cuts off a request body that sends nothing for this long
 	// (registry:2 config: http.readidle). Default 60s.
-	ReadIdle time.Duration `yaml:"readIdle"`
+	ReadIdle time.Duration `yaml:"-"`
 }
 
 func (c *Config) applyDefaults() error {
@@ -90,7 +96,7 @@ func (c *Config) applyDefaults() error {
 	return c.Cluster.applyDefaults(c.Addr)
 }
 
-// TLSConfig is registry:2's http.tls.
+// TLSConfig is registry:2's http.tls section, decoded in place.
 type TLSConfig struct {
 	// Certificate and Key are PEM files, reloaded when they change.
 	Certificate string `yaml:"certificate"`
@@ -101,17 +107,18 @@ type TLSConfig struct {
 }
 
 // StorageConfig selects where blobs live. Metadata is always in DataDir.
+// cmd/atoll sets it from registry:2's storage: section.
 type StorageConfig struct {
 	// S3, when set, keeps blobs in an S3-compatible bucket. Members given
 	// the same bucket share one copy of each blob. Default: blobs in
 	// DataDir.
-	S3 *s3.Config `yaml:"s3"`
+	S3 *s3.Config
 	// CacheSize bounds the local disk cache of blobs read from the bucket,
 	// in bytes. Default 10 GiB.
-	CacheSize int64 `yaml:"cachesize"`
+	CacheSize int64
 	// MinFree is the free space on DataDir's filesystem below which
 	// /readyz answers 503: bytes ("1GiB", "500MiB") or a share of the
 	// filesystem ("5%"); "0" for none. Default 1 GiB or 5 %, whichever is
 	// smaller.
-	MinFree diskspace.Floor `yaml:"minfree"`
+	MinFree diskspace.Floor
 }

@@ -110,7 +110,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.metasync = metasync.New(metasync.Config{SyncInterval: cfg.Cluster.SyncInterval, WriteTimeout: cfg.Cluster.WriteTimeout},
+	n.metasync = metasync.New(cfg.Cluster.Metadata,
 		metasync.Deps{Self: n.name, Log: meta, Logger: log})
 	n.meta = metasync.Wrap(meta, n.metasync) // writes return once another member holds them
 	if n.notify, err = notify.New(cfg.Notifications, cfg.DataDir, log); err != nil {

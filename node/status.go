@@ -31,7 +31,7 @@ type MemberStatus struct {
 // Status reports this member's view of the cluster.
 func (n *Node) Status() Status {
 	blobs, bytes := n.blobs.Held()
-	s := Status{Node: n.name, Replicas: n.cfg.Cluster.Replicas, Routing: n.cfg.Cluster.Routing}
+	s := Status{Node: n.name, Replicas: n.cfg.Cluster.Placement.Replicas, Routing: n.cfg.Cluster.Routing}
 	if n.cluster == nil {
 		s.Replicas = 1
 		s.Members = []MemberStatus{{Name: n.name, HTTP: n.cfg.Addr, State: peer.StateAlive, Blobs: blobs, Bytes: bytes}}

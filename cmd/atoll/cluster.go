@@ -33,7 +33,7 @@ func (c *clusterFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.secret, "cluster-secret", "", "shared secret: encrypts gossip, authenticates members (ATOLL_CLUSTER_SECRET)")
 }
 
-func (c *clusterFlags) apply(cc *clusterConfig) error {
+func (c *clusterFlags) apply(cc *node.ClusterConfig) error {
 	setIf(&cc.NodeName, c.nodeName)
 	setIf(&cc.GossipAddr, c.gossip)
 	setIf(&cc.GRPCAddr, c.grpc)
@@ -47,7 +47,7 @@ func (c *clusterFlags) apply(cc *clusterConfig) error {
 		return fmt.Errorf("--replicas %d: must be positive", c.replicas)
 	}
 	if c.replicas > 0 {
-		cc.Replicas = c.replicas
+		cc.Placement.Replicas = c.replicas
 	}
 	return nil
 }

@@ -10,22 +10,32 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/atollhq/atoll/api/auth"
 	"github.com/atollhq/atoll/node"
 	"github.com/atollhq/atoll/node/gc"
-	"github.com/atollhq/atoll/node/notify"
-	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
-	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/s3"
 )
 
-// fileConfig is registry:2's config.yml, the subset atoll reads. Keys it
-// does not know are reported as warnings, never errors, so an existing
-// registry:2 file loads unchanged.
+// fileConfig is the config file: registry:2's config.yml, whose sections
+// atoll reads (r2Config, mapped onto node.Config by nodeConfig), and
+// atoll's own sections, decoded straight into node.Config and the
+// packages' Config structs it holds (cluster, gc, quotas, immutable,
+// upstreams, replication; auth and notifications are registry:2's
+// sections, decoded in place too). Keys it does not know are reported as
+// warnings, never errors, so an existing registry:2 file loads unchanged.
 type fileConfig struct {
-	Version string `yaml:"version"`
+	r2Config `yaml:",inline"`
+	Node     node.Config `yaml:",inline"`
+	// Retention prunes tags and untagged manifests before collections
+	// (node.Config.GC.Retention).
+	Retention []gc.RetentionPolicy `yaml:"retention"`
+}
+
+// r2Config is the part of registry:2's config.yml that has no package
+// Config of its own to decode into, with atoll's few additions (marked).
+type r2Config struct {
+	Version string `yaml:"version"` // accepted, not used
 	Log     struct {
 		Level     string `yaml:"level"`
 		Formatter string `yaml:"formatter"`
@@ -34,7 +44,7 @@ type fileConfig struct {
 		Filesystem struct {
 			RootDirectory string `yaml:"rootdirectory"`
 			// MinFree is atoll's free-space floor for /readyz:
-			// "1GiB", "500MiB" or "5%" (REGISTRY_STORAGE_FILESYSTEM_MINFREE).
+			// "1GiB", "500MiB" or "5%".
 			MinFree string `yaml:"minfree"`
 		} `yaml:"filesystem"`
 		S3       *s3.Config `yaml:"s3"`
@@ -52,54 +62,27 @@ type fileConfig struct {
 				Age      time.Duration `yaml:"age"`
 				Interval time.Duration `yaml:"interval"`
 			} `yaml:"uploadpurging"`
-			// ReadOnly serves reads and refuses writes with 503
-			// (REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED).
 			ReadOnly struct {
 				Enabled bool `yaml:"enabled"`
 			} `yaml:"readonly"`
 		} `yaml:"maintenance"`
 		Cache map[string]any `yaml:"cache"` // accepted, not needed: reads are from memory
 	} `yaml:"storage"`
-	Auth          auth.Config   `yaml:"auth"`
-	Cluster       clusterConfig `yaml:"cluster"`
-	Notifications notify.Config `yaml:"notifications"`
 	// Proxy is registry:2's pull-through cache of one upstream.
-	Proxy proxyConfig `yaml:"proxy"`
-	// Retention prunes tags and untagged manifests before collections.
-	Retention []gc.RetentionPolicy `yaml:"retention"`
-	// Quotas limit the bytes sets of repositories hold (atoll's own).
-	Quotas []policy.Quota `yaml:"quotas"`
-	// Immutable makes matching tags immutable once pushed (atoll's own).
-	Immutable []policy.ImmutableRule `yaml:"immutable"`
-	// Catalog is registry:2's catalog: section
-	// (REGISTRY_CATALOG_MAXENTRIES).
+	Proxy   proxyConfig `yaml:"proxy"`
 	Catalog struct {
 		MaxEntries int `yaml:"maxentries"`
 	} `yaml:"catalog"`
-	// GC schedules online garbage collection.
-	GC struct {
-		Interval time.Duration `yaml:"interval"`
-		Grace    time.Duration `yaml:"grace"`
-	} `yaml:"gc"`
-	// Upstreams are atoll's caches of several registries by prefix.
-	Upstreams []pullthrough.Upstream `yaml:"upstreams"`
-	// Replication mirrors repositories to (push) and from (pull) other
-	// registries: a list of rules.
-	Replication []replication.Rule `yaml:"replication"`
-	HTTP        struct {
+	HTTP struct {
 		Addr  string `yaml:"addr"`
 		Debug struct {
 			Addr string `yaml:"addr"`
 		} `yaml:"debug"`
 		Headers map[string][]string `yaml:"headers"`
 		// ReadIdle cuts off a request body that sends nothing for this
-		// long (atoll's own key; REGISTRY_HTTP_READIDLE). Default 60s.
-		ReadIdle time.Duration `yaml:"readidle"`
-		TLS      struct {
-			Certificate string   `yaml:"certificate"`
-			Key         string   `yaml:"key"`
-			ClientCAs   []string `yaml:"clientcas"`
-		} `yaml:"tls"`
+		// long (atoll's).
+		ReadIdle time.Duration  `yaml:"readidle"`
+		TLS      node.TLSConfig `yaml:"tls"`
 	} `yaml:"http"`
 }
 
@@ -119,35 +102,20 @@ type proxyConfig struct {
 	MaxWait time.Duration `yaml:"maxwait"`
 }
 
-// clusterConfig is atoll's own cluster: section.
-type clusterConfig struct {
-	Enabled       bool          `yaml:"enabled"`
-	NodeName      string        `yaml:"nodename"`
-	GossipAddr    string        `yaml:"gossipaddr"`
-	GRPCAddr      string        `yaml:"grpcaddr"`
-	AdvertiseAddr string        `yaml:"advertiseaddr"`
-	Join          []string      `yaml:"join"`
-	Replicas      int           `yaml:"replicas"`
-	Routing       string        `yaml:"routing"`
-	Secret        string        `yaml:"secret"`
-	Fast          bool          `yaml:"fast"`
-	SyncInterval  time.Duration `yaml:"syncinterval"`
-}
-
 // atollEnv maps ATOLL_* variables to cluster settings.
-var atollEnv = map[string]func(c *clusterConfig, v string) error{
-	"ATOLL_NODE_NAME":      func(c *clusterConfig, v string) error { c.NodeName = v; return nil },
-	"ATOLL_GOSSIP_ADDR":    func(c *clusterConfig, v string) error { c.GossipAddr = v; return nil },
-	"ATOLL_GRPC_ADDR":      func(c *clusterConfig, v string) error { c.GRPCAddr = v; return nil },
-	"ATOLL_ADVERTISE_ADDR": func(c *clusterConfig, v string) error { c.AdvertiseAddr = v; return nil },
-	"ATOLL_JOIN":           func(c *clusterConfig, v string) error { c.Join = splitList(v); return nil },
-	"ATOLL_ROUTING":        func(c *clusterConfig, v string) error { c.Routing = v; return nil },
-	"ATOLL_CLUSTER_SECRET": func(c *clusterConfig, v string) error { c.Secret = v; return nil },
-	"ATOLL_REPLICAS": func(c *clusterConfig, v string) (err error) {
-		c.Replicas, err = strconv.Atoi(v)
+var atollEnv = map[string]func(c *node.ClusterConfig, v string) error{
+	"ATOLL_NODE_NAME":      func(c *node.ClusterConfig, v string) error { c.NodeName = v; return nil },
+	"ATOLL_GOSSIP_ADDR":    func(c *node.ClusterConfig, v string) error { c.GossipAddr = v; return nil },
+	"ATOLL_GRPC_ADDR":      func(c *node.ClusterConfig, v string) error { c.GRPCAddr = v; return nil },
+	"ATOLL_ADVERTISE_ADDR": func(c *node.ClusterConfig, v string) error { c.AdvertiseAddr = v; return nil },
+	"ATOLL_JOIN":           func(c *node.ClusterConfig, v string) error { c.Join = splitList(v); return nil },
+	"ATOLL_ROUTING":        func(c *node.ClusterConfig, v string) error { c.Routing = v; return nil },
+	"ATOLL_CLUSTER_SECRET": func(c *node.ClusterConfig, v string) error { c.Secret = v; return nil },
+	"ATOLL_REPLICAS": func(c *node.ClusterConfig, v string) (err error) {
+		c.Placement.Replicas, err = strconv.Atoi(v)
 		return err
 	},
-	"ATOLL_CLUSTER_FAST": func(c *clusterConfig, v string) (err error) {
+	"ATOLL_CLUSTER_FAST": func(c *node.ClusterConfig, v string) (err error) {
 		c.Fast, err = strconv.ParseBool(v)
 		return err
 	},
@@ -156,7 +124,7 @@ var atollEnv = map[string]func(c *clusterConfig, v string) error{
 // applyAtollEnv sets cluster settings from ATOLL_* variables. A variable
 // ending in _FILE names a file holding the value (Docker secrets); warn
 // receives variables atoll does not know.
-func applyAtollEnv(c *clusterConfig, environ []string, warn func(string)) error {
+func applyAtollEnv(c *node.ClusterConfig, environ []string, warn func(string)) error {
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(k, "ATOLL_") {
@@ -237,10 +205,25 @@ func unknownKeys(n *yaml.Node, t reflect.Type, prefix string, warn func(string))
 	}
 }
 
+// fieldByYAML finds the field of struct type t that decodes key, looking
+// into inline fields as the decoder does.
 func fieldByYAML(t reflect.Type, key string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" || (!f.IsExported() && !f.Anonymous) {
+			continue
+		}
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			if in, ok := fieldByYAML(f.Type, key); ok {
+				in.Index = append([]int{i}, in.Index...)
+				return in, true
+			}
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name) // the decoder's default
+		}
 		if strings.EqualFold(name, key) {
 			return f, true
 		}
@@ -351,60 +334,50 @@ func selectDriver(cfg *fileConfig, driver string) error {
 	return nil
 }
 
-// nodeConfig maps the registry:2 settings onto the member's configuration.
+// nodeConfig is the member's configuration: atoll's sections as decoded,
+// with registry:2's mapped onto it.
 func (fc *fileConfig) nodeConfig() (node.Config, error) {
-	var c node.Config
-	c.Addr = fc.HTTP.Addr
-	c.DebugAddr = fc.HTTP.Debug.Addr
-	c.ReadIdle = fc.HTTP.ReadIdle
-	c.DataDir = fc.Storage.Filesystem.RootDirectory
-	if fc.Storage.S3 != nil {
-		s3cfg := *fc.Storage.S3
-		if d := fc.Storage.Redirect.Disable; d != nil && !*d {
+	c := fc.Node
+	c.GC.Retention = fc.Retention
+	r := &fc.r2Config
+	c.Addr, c.DebugAddr, c.ReadIdle = r.HTTP.Addr, r.HTTP.Debug.Addr, r.HTTP.ReadIdle
+	c.Headers, c.TLS = r.HTTP.Headers, r.HTTP.TLS
+	c.DataDir = r.Storage.Filesystem.RootDirectory
+	if r.Storage.S3 != nil {
+		s3cfg := *r.Storage.S3
+		if d := r.Storage.Redirect.Disable; d != nil && !*d {
 			s3cfg.Redirect = true
 		}
 		c.Storage.S3 = &s3cfg
 	}
-	if e := fc.Storage.Delete.Enabled; e != nil {
+	if e := r.Storage.Delete.Enabled; e != nil {
 		c.API.DisableDelete = !*e
 	}
-	if fc.Storage.Filesystem.MinFree != "" {
-		floor, err := diskspace.ParseFloor(fc.Storage.Filesystem.MinFree)
+	if r.Storage.Filesystem.MinFree != "" {
+		floor, err := diskspace.ParseFloor(r.Storage.Filesystem.MinFree)
 		if err != nil {
 			return c, fmt.Errorf("storage.filesystem.minfree: %w", err)
 		}
 		c.Storage.MinFree = floor
 	}
-	if fc.Storage.CacheSize != "" {
-		size, err := diskspace.ParseSize(fc.Storage.CacheSize)
+	if r.Storage.CacheSize != "" {
+		size, err := diskspace.ParseSize(r.Storage.CacheSize)
 		if err != nil {
 			return c, fmt.Errorf("storage.cachesize: %w", err)
 		}
 		c.Storage.CacheSize = size
 	}
-	c.Auth, c.Headers = fc.Auth, fc.HTTP.Headers
-	c.GC = gc.Config{Interval: fc.GC.Interval, Grace: fc.GC.Grace, Retention: fc.Retention}
-	c.Quotas, c.Immutable = fc.Quotas, fc.Immutable
-	c.API.ReadOnly = fc.Storage.Maintenance.ReadOnly.Enabled
-	c.API.CatalogMaxEntries = fc.Catalog.MaxEntries
-	c.TLS = node.TLSConfig{Certificate: fc.HTTP.TLS.Certificate, Key: fc.HTTP.TLS.Key, ClientCAs: fc.HTTP.TLS.ClientCAs}
-	c.Notifications = fc.Notifications
-	c.Replication = replication.Config{Rules: fc.Replication}
-	p := fc.Proxy
+	c.API.ReadOnly = r.Storage.Maintenance.ReadOnly.Enabled
+	c.API.CatalogMaxEntries = r.Catalog.MaxEntries
+	p := r.Proxy
 	if p.TagTTL == 0 {
 		p.TagTTL = -1 // as registry:2: ask the upstream on every pull of a tag
 	}
-	c.PullThrough = pullthrough.Config{Upstreams: fc.Upstreams, Proxy: pullthrough.Upstream{
+	c.PullThrough.Proxy = pullthrough.Upstream{
 		RemoteURL: p.RemoteURL, Username: p.Username, Password: p.Password, TTL: p.TagTTL,
 		Library: p.Library, MaxWait: p.MaxWait,
-	}}
-	cl := fc.Cluster
-	c.Cluster.Enabled = cl.Enabled
-	c.Cluster.NodeName, c.Cluster.GossipAddr, c.Cluster.GRPCAddr = cl.NodeName, cl.GossipAddr, cl.GRPCAddr
-	c.Cluster.AdvertiseAddr, c.Cluster.Join, c.Cluster.Secret = cl.AdvertiseAddr, cl.Join, cl.Secret
-	c.Cluster.Replicas, c.Cluster.Routing, c.Cluster.Fast = cl.Replicas, cl.Routing, cl.Fast
-	c.Cluster.SyncInterval = cl.SyncInterval
-	up := fc.Storage.Maintenance.UploadPurging
+	}
+	up := r.Storage.Maintenance.UploadPurging
 	if up.Enabled == nil || *up.Enabled {
 		c.API.UploadTTL = up.Age
 		c.JanitorInterval = up.Interval

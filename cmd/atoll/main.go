@@ -118,7 +118,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cf.apply(&fc.Cluster); err != nil {
+	if err := cf.apply(&fc.Node.Cluster); err != nil {
 		return err
 	}
 	setIf(&fc.HTTP.Addr, *addr)
@@ -169,7 +169,7 @@ func loadConfig(path string) (*fileConfig, []string, error) {
 	if err := applyEnv(fc, os.Environ(), warn); err != nil {
 		return nil, nil, err
 	}
-	if err := applyAtollEnv(&fc.Cluster, os.Environ(), warn); err != nil {
+	if err := applyAtollEnv(&fc.Node.Cluster, os.Environ(), warn); err != nil {
 		return nil, nil, err
 	}
 	return fc, warnings, nil

@@ -36,7 +36,8 @@ type Config struct {
 	// Grace is the grace period of scheduled collections. Default 1h.
 	Grace time.Duration `yaml:"grace"`
 	// Retention policies, applied before each collection. Default none.
-	Retention []RetentionPolicy `yaml:"retention"`
+	// In the config file they are the top-level retention: list.
+	Retention []RetentionPolicy `yaml:"-"`
 }
 
 func (c *Config) applyDefaults() {

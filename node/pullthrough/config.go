@@ -17,8 +17,9 @@ type Config struct {
 	// Proxy is registry:2's proxy: section. With a RemoteURL set, every
 	// repository no Upstreams prefix claims is a cache of that registry
 	// under the same name, and accepts no pushes, exactly like registry:2.
-	// Its Prefix must be empty. Default: none.
-	Proxy Upstream `yaml:"proxy"`
+	// Its Prefix must be empty. Default: none. cmd/atoll maps it from
+	// registry:2's section, whose keys differ (tagttl is its TTL).
+	Proxy Upstream `yaml:"-"`
 	// Upstreams are caches beside local repositories: a repository whose
 	// name starts with an entry's Prefix is a cache of that entry's
 	// registry; the longest prefix wins; any other repository is local and

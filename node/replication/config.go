@@ -17,8 +17,9 @@ const (
 // Config is the replication section: rules that mirror repositories to and
 // from other registries. The zero value replicates nothing.
 type Config struct {
-	// Rules are the replication rules. Default: none.
-	Rules []Rule `yaml:"rules"`
+	// Rules are the replication rules: the config file's replication:
+	// list. Default: none.
+	Rules []Rule `yaml:"replication"`
 }
 
 // Rule mirrors the repositories matching Repositories between this

@@ -46,8 +46,9 @@ type Config struct {
 	PartSize int64 `yaml:"chunksize"`
 	// Redirect makes URLFor answer presigned URLs, so blob GETs can be
 	// served by a redirect to the bucket. Default false (blobs stream
-	// through the registry).
-	Redirect bool `yaml:"redirect"`
+	// through the registry). In the config file: storage.redirect.disable,
+	// registry:2's key.
+	Redirect bool `yaml:"-"`
 }
 
 const (
