@@ -76,17 +76,17 @@ type replicaStream struct {
 	done   chan appendResult
 }
 
-// replicaStall is how long a holder may take to accept the next bytes, or
-// to make the bytes it took durable, before it is dropped: a member that
-// stopped answering (frozen, its network gone) holds up neither the
-// client nor the commit for longer.
-const replicaStall = 10 * time.Second
+// replicaStall is how long a holder that the cluster no longer counts as
+// live may take to accept the next bytes before it is dropped: a member
+// that stopped answering (frozen, its network gone) does not hold up the
+// client for longer. A live one gets replicaDurable.
+const replicaStall = 5 * time.Second
 
 // replicaDurable bounds how long a holder may take to make its replica
 // durable (the rest of its writeback) or to commit it.
 const replicaDurable = time.Minute
 
-var errReplicaStalled = fmt.Errorf("replica took no bytes for %v", replicaStall)
+var errReplicaStalled = errors.New("replica takes no bytes")
 
 type appendResult struct {
 	state []byte
@@ -144,26 +144,61 @@ func (p *Placer) holders(id string) []string {
 	return out
 }
 
-// Write writes p here and passes it on to every replica. A replica that
-// fails is dropped; only a failure here fails the write.
+// Write writes b here and, at the same time, passes it on to every
+// replica. A replica that fails is dropped; only a failure here fails the
+// write (and the caller then closes the writer, which aborts the streams:
+// the replicas stay at their last state, like this member's copy).
 func (w *replicatingWriter) Write(b []byte) (int, error) {
-	n, err := w.BlobWriter.Write(b)
-	for _, r := range w.replicas {
-		if n == 0 {
-			break
-		}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	errs := make([]error, len(w.replicas))
+	var wg sync.WaitGroup
+	for i, r := range w.replicas {
 		if r.pw == nil {
 			w.open(r)
 		}
-		stall := time.AfterFunc(replicaStall, func() { _ = r.pw.CloseWithError(errReplicaStalled) })
-		_, perr := r.pw.Write(b[:n])
-		stall.Stop()
-		if perr != nil {
-			w.drop(r, perr)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = w.send(r, b)
+		}()
+	}
+	n, err := w.BlobWriter.Write(b)
+	wg.Wait()
+	for i, r := range w.replicas {
+		if errs[i] != nil {
+			w.drop(r, errs[i])
 		}
 	}
 	w.compact()
 	return n, err
+}
+
+// send passes b on to replica r. A holder that takes no bytes for
+// replicaStall and is no longer live, or for replicaDurable, fails it.
+func (w *replicatingWriter) send(r *replicaStream, b []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.pw.Write(b)
+		done <- err
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	start := time.Now()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+			waited := time.Since(start)
+			if waited > replicaDurable || waited > replicaStall && !w.p.deps.Members.Live(r.Member) {
+				_ = r.pw.CloseWithError(errReplicaStalled)
+				<-done
+				return errReplicaStalled
+			}
+		}
+	}
 }
 
 // open starts the stream of bytes to replica r. It runs on a context of
