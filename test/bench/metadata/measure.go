@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metadb"
@@ -138,7 +141,7 @@ func pages(ctx context.Context, c config, l *loaded) (catalog, tags latencies, e
 }
 
 // churn is the database file before and after retags, and the log's share.
-type churn struct{ before, after, log int64 }
+type churn struct{ before, after, log, trimmed int64 }
 
 // retags retags one tag between two 441-byte manifests c.retags times in
 // a new store (without fsync: the file's layout is the same) and
@@ -179,8 +182,36 @@ func retags(ctx context.Context, c config, dir string) (churn, error) {
 		}
 	}
 	ch.after, ch.log, err = closedSizes(meta, path)
+	if meta = nil; err != nil {
+		return ch, err
+	}
+	// What the file comes back to once replication trims the log (here:
+	// all of it, as when every member has applied it) and Open compacts.
+	if err := dropLog(path); err != nil {
+		return ch, err
+	}
+	if meta, err = metadb.Open(path, metadb.Options{Origin: "bench"}); err != nil {
+		return ch, err
+	}
+	ch.trimmed, _, err = closedSizes(meta, path)
 	meta = nil
 	return ch, err
+}
+
+// dropLog empties the replication log of the closed database at path.
+func dropLog(path string) error {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return err
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		if err := tx.DeleteBucket([]byte("log")); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket([]byte("log"))
+		return err
+	})
+	return errors.Join(err, db.Close())
 }
 
 // closedSizes closes meta and measures its file.
