@@ -109,7 +109,7 @@ func (reg *Registry) linkedAnywhere(d digest.Digest) bool {
 
 // monolithic stores the request body as blob d in one request.
 func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
-	bw, err := reg.blobs.Writer(r.Context(), reg.newID(), nil)
+	bw, err := reg.writerFor(r.Context(), reg.newID(), d)
 	if err != nil {
 		return err
 	}

@@ -34,6 +34,21 @@ func (c clusterBlobs) Writer(ctx context.Context, id string, state []byte) (stor
 	return placingWriter{BlobWriter: w, p: c.p}, nil
 }
 
+// WriterFor implements api.KnownDigestWriter: the bytes of a blob whose
+// digest is known from the start (a monolithic upload) go straight to its
+// owners as they arrive.
+func (c clusterBlobs) WriterFor(ctx context.Context, id string, d digest.Digest) (storage.BlobWriter, error) {
+	rt, ok := c.p.deps.Transport.(ReplicaTransport)
+	if !ok {
+		return c.Writer(ctx, id, nil)
+	}
+	w, err := c.LocalStore.Writer(ctx, id, nil)
+	if err != nil {
+		return nil, err
+	}
+	return c.p.newOwnersWriter(rt, w, id, d), nil
+}
+
 // placingWriter places the blob it commits.
 type placingWriter struct {
 	storage.BlobWriter

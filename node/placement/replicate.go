@@ -66,6 +66,9 @@ type replicatingWriter struct {
 	// dropped says a holder failed since the session began: the commit
 	// falls back to Place.
 	dropped bool
+	// owners says the holders are the blob's owners (its digest was known
+	// from the start); surplus, that this member is not one of them.
+	owners, surplus bool
 }
 
 // replicaStream is a replica with, while bytes flow, the stream to it.
@@ -335,13 +338,40 @@ func (w *replicatingWriter) Commit(ctx context.Context, d digest.Digest) error {
 		}
 		return err
 	}
-	held := 1 + w.finishReplicas(ctx, d)
-	r := w.p.deps.Members.Ring()
-	if w.dropped || held < min(w.p.cfg.Replicas, r.Len()) {
-		return w.p.Place(ctx, d)
+	held := w.finishReplicas(ctx, d)
+	if !w.surplus {
+		held++
 	}
-	w.p.Kick() // the copies move to the ring's owners
+	r := w.p.deps.Members.Ring()
+	switch {
+	case w.dropped || held < min(w.p.cfg.Replicas, r.Len()):
+		return w.p.Place(ctx, d)
+	case w.surplus:
+		// The owners confirmed their copies; this one is surplus.
+		if err := w.p.deps.Local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
+			w.p.log.Warn("dropping surplus copy", "blob", d, "err", err)
+		}
+	case !w.owners:
+		w.p.Kick() // the copies move to the ring's owners
+	}
 	return nil
+}
+
+// newOwnersWriter returns the writer of new upload id of blob d, whose
+// bytes go to d's owners as they arrive; this member keeps its copy only
+// if it is one of them.
+func (p *Placer) newOwnersWriter(rt ReplicaTransport, local storage.BlobWriter, id string, d digest.Digest) *replicatingWriter {
+	w := &replicatingWriter{BlobWriter: local, p: p, rt: rt, id: id, owners: true, surplus: true}
+	r := p.deps.Members.Ring()
+	for _, m := range r.Owners(d, min(p.cfg.Replicas, r.Len())) {
+		switch {
+		case m == p.deps.Self:
+			w.surplus = false
+		case p.liveOther(m):
+			w.replicas = append(w.replicas, &replicaStream{replicaState: replicaState{Member: m}})
+		}
+	}
+	return w
 }
 
 // finishReplicas commits every replica as blob d, or discards them when d

@@ -227,3 +227,46 @@ func (m *MemoryStore) uploadCount() int {
 	defer m.mu.Unlock()
 	return len(m.uploads)
 }
+
+// A blob whose digest is known from the start goes straight to its owners
+// as it is written: right after the commit it is on them and nowhere else,
+// and nothing was copied.
+func TestKnownDigestGoesToOwners(t *testing.T) {
+	c, _ := newReplicatingCluster(t, 2, "a", "b", "c", "d")
+	ctx := context.Background()
+	type knownDigestWriter interface {
+		WriterFor(ctx context.Context, id string, d digest.Digest) (storage.BlobWriter, error)
+	}
+	kw, ok := c.placers["a"].Served().(knownDigestWriter)
+	if !ok {
+		t.Fatal("the served store opens no upload of a known digest")
+	}
+	r := c.members["a"].Ring()
+	for i := range 12 {
+		data := []byte(fmt.Sprintf("monolithic layer %d", i))
+		d := digest.FromBytes(data)
+		w, err := kw.WriterFor(ctx, fmt.Sprintf("a.mono%d", i), d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Commit(ctx, d); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+		owners := slices.Clone(r.Owners(d, 2))
+		slices.Sort(owners)
+		if got := c.holders(d); !slices.Equal(got, owners) {
+			t.Errorf("blob %d held by %v, want its owners %v", i, got, owners)
+		}
+	}
+	for name, s := range c.stores {
+		if n := c.net.Puts(name); n != 0 {
+			t.Errorf("%d blobs copied to %s", n, name)
+		}
+		if n := s.uploadCount(); n != 0 {
+			t.Errorf("%s keeps %d uploads", name, n)
+		}
+	}
+}
