@@ -19,7 +19,9 @@ type ManifestPut struct {
 
 // PutManifests stores many manifests as one write (one transaction, one
 // batch of the log), each as PutManifest would: for loading metadata in
-// bulk (imports, benchmarks). The batch is replicated like any other.
+// bulk (imports, benchmarks). The batch is replicated like any other, but
+// node/metasync's Store does not override this method: through it, a
+// PutManifests returns before another member holds the batch.
 func (s *Store) PutManifests(ctx context.Context, puts []ManifestPut) error {
 	recs := make([][]byte, len(puts))
 	for i, p := range puts {
