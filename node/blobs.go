@@ -26,18 +26,21 @@ func (n *Node) newPlacer() (*placement.Placer, error) {
 		Logger: n.log,
 	}
 	if n.cluster != nil {
-		deps.Transport, deps.Members = n.cluster, placementMembers{n}
+		deps.Transport, deps.Members = n.cluster, placementMembers{views: &n.views, membership: n.membership}
 		deps.Peer, _ = n.cluster.ServedBlobs().(placement.PeerBlobs)
 	}
 	return placement.New(n.cfg.Cluster.Placement, deps)
 }
 
 // placementMembers is the cluster as placement sees it: the current view.
-type placementMembers struct{ n *Node }
+type placementMembers struct {
+	views      *views
+	membership *membership
+}
 
-func (m placementMembers) Ring() placement.Ring    { return m.n.views.load().ring }
-func (m placementMembers) Live(member string) bool { return m.n.views.load().live(member) }
-func (m placementMembers) Staying() []string       { return m.n.staying() }
+func (m placementMembers) Ring() placement.Ring    { return m.views.load().ring }
+func (m placementMembers) Live(member string) bool { return m.views.load().live(member) }
+func (m placementMembers) Staying() []string       { return m.membership.staying() }
 
 // readLocal opens blob d as this member holds it: through the disk cache
 // when blobs live in a bucket.

@@ -56,7 +56,7 @@ func (n *Node) catchUpGate(next http.Handler) http.Handler {
 // one that stays in the cluster.
 func (n *Node) servingPeer() (string, bool) {
 	v := n.views.load()
-	for _, name := range n.staying() {
+	for _, name := range n.membership.staying() {
 		if m, ok := v.members[name]; ok && m.HTTP != "" && v.live(name) {
 			return m.HTTP, true
 		}

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -100,50 +101,79 @@ type views struct{ cur atomic.Pointer[view] }
 
 func (vs *views) load() *view { return vs.cur.Load() }
 
+// membership keeps the member's view of the cluster current: membership
+// events (it is the cluster's peer.Events) rebuild the view, start
+// metadata followers for new members and a rebalance.
+type membership struct {
+	self    string
+	ring    ring.Config
+	views   *views
+	cluster *peer.Cluster // set once created
+	changed chan struct{}
+	log     *slog.Logger
+}
+
+func newMembership(self string, ringCfg ring.Config, vs *views, log *slog.Logger) *membership {
+	return &membership{self: self, ring: ringCfg, views: vs, changed: make(chan struct{}, 1), log: log}
+}
+
 // refresh rebuilds the view from the cluster's member list and reports
 // whether the set of live members changed.
-func (n *Node) refreshView() bool {
+func (m *membership) refresh() bool {
 	members := map[string]peer.Member{}
 	var live []string
-	for _, m := range n.cluster.Members() {
-		members[m.Name] = m
-		if m.State == peer.StateAlive || m.State == peer.StateSuspect {
-			live = append(live, m.Name)
+	for _, pm := range m.cluster.Members() {
+		members[pm.Name] = pm
+		if pm.State == peer.StateAlive || pm.State == peer.StateSuspect {
+			live = append(live, pm.Name)
 		}
 	}
-	old := n.views.load()
+	old := m.views.load()
 	slices.Sort(live)
 	if old != nil && slices.Equal(old.ring.Members(), live) {
-		n.views.cur.Store(&view{self: n.name, members: members, ring: old.ring})
+		m.views.cur.Store(&view{self: m.self, members: members, ring: old.ring})
 		return false
 	}
-	n.views.cur.Store(&view{self: n.name, members: members, ring: ring.New(n.cfg.Cluster.Placement.Ring, live)})
+	m.views.cur.Store(&view{self: m.self, members: members, ring: ring.New(m.ring, live)})
 	return true
 }
 
 // MembershipChanged implements peer.Events. It runs on memberlist's
-// goroutines, so it only signals the membership loop.
-func (n *Node) MembershipChanged() {
+// goroutines, so it only signals watch.
+func (m *membership) MembershipChanged() {
 	select {
-	case n.changed <- struct{}{}:
+	case m.changed <- struct{}{}:
 	default:
 	}
 }
 
-// watchMembership keeps the view current and starts the work a change
-// calls for: followers for new members and a rebalance.
-func (n *Node) watchMembership(ctx context.Context) {
+// watch keeps the view current and starts the work a change calls for:
+// followers for new members and a rebalance.
+func (m *membership) watch(ctx context.Context, sync *metasync.Replicator, blobs *placement.Placer) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-n.changed:
+		case <-m.changed:
 		}
-		ringChanged := n.refreshView()
-		n.metasync.Follow(ctx, n.views.load().peers())
+		ringChanged := m.refresh()
+		sync.Follow(ctx, m.views.load().peers())
 		if ringChanged {
-			n.log.Info("cluster membership changed", "members", n.views.load().ring.Members())
-			n.blobs.Kick()
+			m.log.Info("cluster membership changed", "members", m.views.load().ring.Members())
+			blobs.Kick()
 		}
 	}
+}
+
+// staying returns the other members that are alive and have not announced
+// that they leave, sorted.
+func (m *membership) staying() []string {
+	var out []string
+	for _, pm := range m.cluster.Members() {
+		if !pm.Self && pm.State == peer.StateAlive && !pm.Leaving {
+			out = append(out, pm.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -6,18 +6,20 @@ import (
 	"github.com/atollhq/atoll/api/auth"
 )
 
-// visible reports whether the request's client may pull repo: the catalog
-// and search list only those.
-func (n *Node) visible(r *http.Request, repo string) bool {
-	id, ok := auth.FromContext(r.Context())
-	if !ok {
-		id = auth.Identity{Anonymous: true}
+// visibleTo reports whether the request's client may pull repo, by a:
+// the catalog and search list only those.
+func visibleTo(a *auth.Authenticator) func(r *http.Request, repo string) bool {
+	return func(r *http.Request, repo string) bool {
+		id, ok := auth.FromContext(r.Context())
+		if !ok {
+			id = auth.Identity{Anonymous: true}
+		}
+		return a.Allowed(id, repo, auth.ActionPull)
 	}
-	return n.auth.Allowed(id, repo, auth.ActionPull)
 }
 
 // actor names the request's client in events.
-func (n *Node) actor(r *http.Request) string {
+func actor(r *http.Request) string {
 	id, _ := auth.FromContext(r.Context())
 	return id.User
 }

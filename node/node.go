@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -56,12 +55,12 @@ type Node struct {
 	replication *replication.Replicator // nil without rules (replication.go)
 
 	// Cluster state; cluster is nil for a member on its own.
-	cluster  *peer.Cluster
-	views    views
-	metasync *metasync.Replicator
-	changed  chan struct{}
-	members  *memberClient // calls to other members' HTTP endpoints (memberclient.go)
-	router   *route.Router // serves, proxies or redirects what members hold (route.go)
+	cluster    *peer.Cluster
+	views      views
+	metasync   *metasync.Replicator
+	membership *membership   // keeps views current (cluster.go)
+	members    *memberClient // calls to other members' HTTP endpoints (memberclient.go)
+	router     *route.Router // serves, proxies or redirects what members hold (route.go)
 }
 
 // New opens the member's storage and, in a cluster, starts gossip and the
@@ -78,7 +77,6 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		log:     log,
 		name:    cfg.Cluster.NodeName,
 		metrics: newMetrics(),
-		changed: make(chan struct{}, 1),
 	}
 	n.members = &memberClient{scheme: "http", token: HTTPToken(cfg.Cluster.Secret), client: &http.Client{Transport: route.Transport(0)}, views: &n.views}
 	if cfg.TLS.Certificate != "" {
@@ -143,15 +141,16 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	deps := api.Deps{Meta: n.meta, Logger: log, Claims: n.fence, Policy: n.rules}
 	if n.auth != nil {
-		deps.Visible, deps.Actor = n.visible, n.actor
+		deps.Visible, deps.Actor = visibleTo(n.auth), actor
 	}
 	if len(n.notify.Stats()) > 0 {
 		deps.Events = n.notify
 	}
 	if cfg.Cluster.Enabled {
 		deps.NewUploadID = n.newUploadID
+		n.membership = newMembership(n.name, cfg.Cluster.Placement.Ring, &n.views, log)
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
-			Metadata: n.meta, Blobs: placement.NewPeerBlobs(n.name, n.local), Events: n, Logger: log,
+			Metadata: n.meta, Blobs: placement.NewPeerBlobs(n.name, n.local), Events: n.membership, Logger: log,
 		})
 		if err != nil {
 			_ = n.notify.Close()
@@ -159,7 +158,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 		n.metasync.Connect(n.cluster)
-		n.refreshView()
+		n.membership.cluster = n.cluster
+		n.membership.refresh()
 	}
 	if n.blobs, err = n.newPlacer(); err != nil {
 		_ = n.Close()
@@ -189,10 +189,11 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.HandleFunc("GET "+route.BlobPath+"{digest}", n.router.ServeMember)
 	mux.Handle("POST /_atoll/v1/gc", n.admin(n.serveGC))
 	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
-	mux.HandleFunc("POST /_atoll/v1/immutable/claim", n.serveClaim)
-	mux.HandleFunc("POST /_atoll/v1/quota/reserve", n.serveQuotaReserve)
-	mux.HandleFunc("POST /_atoll/v1/quota/settle", n.serveQuotaSettle)
-	mux.Handle("GET /_atoll/v1/usage", n.admin(n.serveUsage))
+	fromMember := func(h http.HandlerFunc) http.Handler { return memberOnly(n.cluster != nil, n.trusted, h) }
+	mux.Handle("POST /_atoll/v1/immutable/claim", fromMember(n.rules.serveClaim))
+	mux.Handle("POST /_atoll/v1/quota/reserve", fromMember(n.rules.serveQuotaReserve))
+	mux.Handle("POST /_atoll/v1/quota/settle", fromMember(n.rules.serveQuotaSettle))
+	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(n.serveReplication(deps.Upstream)))
 	n.servePullThrough(mux, deps.Upstream)
 	mux.Handle("/ui/", ui.Handler())
@@ -249,7 +250,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(n.janitor)
 	run(n.saveFence)
 	run(n.notify.Run)
-	run(n.verifyRegistry2)
+	run(n.Registry2().verify)
 	if n.replication != nil {
 		run(n.replication.Run)
 	}
@@ -258,11 +259,11 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		return
 	}
 	n.cluster.Start()
-	run(n.watchMembership)
+	run(func(ctx context.Context) { n.membership.watch(ctx, n.metasync, n.blobs) })
 	run(func(ctx context.Context) { n.metasync.Run(ctx, len(n.cfg.Cluster.Join) > 0) })
 	run(n.blobs.Run)
 	run(n.announceStats)
-	n.MembershipChanged()
+	n.membership.MembershipChanged()
 }
 
 // handOff, on a graceful stop, announces that this member leaves, copies
@@ -276,19 +277,6 @@ func (n *Node) handOff(ctx context.Context) error {
 	n.cluster.AnnounceLeaving(leaveTimeout)
 	_ = n.blobs.HandOff(ctx) // logged; a hand-off cut short loses nothing
 	return n.cluster.Leave(leaveTimeout)
-}
-
-// staying returns the other members that are alive and have not announced
-// that they leave, sorted.
-func (n *Node) staying() []string {
-	var out []string
-	for _, m := range n.cluster.Members() {
-		if !m.Self && m.State == peer.StateAlive && !m.Leaving {
-			out = append(out, m.Name)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // every runs fn every interval until ctx is done, first at once when now

@@ -55,33 +55,20 @@ func (p *rules) admit(ctx context.Context, repo string, d digest.Digest, size in
 		held = append(held, h)
 	}
 	return func() {
-		settle(p.n.meta.Holds(func(r string) bool { return r == repo }, d))
+		settle(p.meta.Holds(func(r string) bool { return r == repo }, d))
 	}, nil
-}
-
-// quotaDecider names the member deciding quota: the ring owner of its
-// name, or this member on its own.
-func (n *Node) quotaDecider(quota string) string {
-	if n.cluster == nil {
-		return n.name
-	}
-	if owners := n.views.load().ring.Owners(digest.FromString("quota/"+quota), 1); len(owners) > 0 {
-		return owners[0]
-	}
-	return n.name
 }
 
 // reserve asks the member deciding quota for room.
 func (p *rules) reserve(ctx context.Context, quota, repo string, d digest.Digest, size int64) (heldQuota, error) {
-	n := p.n
-	h := heldQuota{decider: n.quotaDecider(quota), quota: quota}
-	if h.decider == n.name {
+	h := heldQuota{decider: p.decider(digest.FromString("quota/" + quota)), quota: quota}
+	if h.decider == p.self {
 		id, err := p.quotas.Reserve(quota, repo, d, size)
 		h.id = id
 		return h, err
 	}
 	var reply reserveReply
-	err := n.members.ask(ctx, h.decider, "/_atoll/v1/quota/reserve", claimTimeout, reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
+	err := p.members.ask(ctx, h.decider, "/_atoll/v1/quota/reserve", claimTimeout, reserveRequest{Quota: quota, Repo: repo, Digest: d, Size: size}, &reply)
 	if err != nil {
 		return h, fmt.Errorf("member %s deciding quota %q: %w", h.decider, quota, err)
 	}
@@ -96,8 +83,7 @@ func (p *rules) reserve(ctx context.Context, quota, repo string, d digest.Digest
 // to another member in the background (the client need not wait; until
 // the report arrives the room stays held, which errs on the safe side).
 func (p *rules) settle(h heldQuota, stored bool) {
-	n := p.n
-	if h.decider == n.name {
+	if h.decider == p.self {
 		p.quotas.Settle(h.quota, h.id, stored)
 		return
 	}
@@ -105,8 +91,8 @@ func (p *rules) settle(h heldQuota, stored bool) {
 		ctx, cancel := context.WithTimeout(context.Background(), quotaSettleTimeout)
 		defer cancel()
 		req := settleRequest{Quota: h.quota, ID: h.id, Stored: stored}
-		if err := n.members.ask(ctx, h.decider, "/_atoll/v1/quota/settle", claimTimeout, req, nil); err != nil {
-			n.log.Warn("reporting a write to the member deciding its quota; it holds the room until its hold ends",
+		if err := p.members.ask(ctx, h.decider, "/_atoll/v1/quota/settle", claimTimeout, req, nil); err != nil {
+			p.log.Warn("reporting a write to the member deciding its quota; it holds the room until its hold ends",
 				"quota", h.quota, "member", h.decider, "stored", stored, "err", err)
 		}
 	}()
@@ -134,9 +120,9 @@ type settleRequest struct {
 }
 
 // serveQuotaReserve answers POST /_atoll/v1/quota/reserve from a member.
-func (n *Node) serveQuotaReserve(w http.ResponseWriter, r *http.Request) {
+func (p *rules) serveQuotaReserve(w http.ResponseWriter, r *http.Request) {
 	var req reserveRequest
-	if !n.memberRequest(w, r, &req) {
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	if req.Digest.Validate() != nil || req.Size < 0 {
@@ -144,13 +130,13 @@ func (n *Node) serveQuotaReserve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var reply reserveReply
-	id, err := n.rules.quotas.Reserve(req.Quota, req.Repo, req.Digest, req.Size)
+	id, err := p.quotas.Reserve(req.Quota, req.Repo, req.Digest, req.Size)
 	var refusal *policy.Refusal
 	switch {
 	case errors.As(err, &refusal):
 		reply.Refused = refusal.Reason
 	case err != nil:
-		n.log.Warn("deciding a quota", "quota", req.Quota, "err", err)
+		p.log.Warn("deciding a quota", "quota", req.Quota, "err", err)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	default:
@@ -161,22 +147,18 @@ func (n *Node) serveQuotaReserve(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveQuotaSettle answers POST /_atoll/v1/quota/settle from a member.
-func (n *Node) serveQuotaSettle(w http.ResponseWriter, r *http.Request) {
+func (p *rules) serveQuotaSettle(w http.ResponseWriter, r *http.Request) {
 	var req settleRequest
-	if !n.memberRequest(w, r, &req) {
+	if !decodeRequest(w, r, &req) {
 		return
 	}
-	n.rules.quotas.Settle(req.Quota, req.ID, req.Stored)
+	p.quotas.Settle(req.Quota, req.ID, req.Stored)
 	w.WriteHeader(http.StatusOK)
 }
 
-// memberRequest checks that r comes from a member (the cluster token) and
-// decodes its JSON body into req; else it answers and returns false.
-func (n *Node) memberRequest(w http.ResponseWriter, r *http.Request, req any) bool {
-	if n.cluster == nil || !n.trusted(r) {
-		http.Error(w, "cluster token required", http.StatusUnauthorized)
-		return false
-	}
+// decodeRequest decodes a member's JSON request body into req; else it
+// answers and returns false.
+func decodeRequest(w http.ResponseWriter, r *http.Request, req any) bool {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(req); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return false

@@ -51,6 +51,18 @@ func (n *Node) trusted(r *http.Request) bool {
 	return byAdmin(r) || n.router.Trusted(r)
 }
 
+// memberOnly serves h to other members of a cluster only: requests with
+// the member token (trusted).
+func memberOnly(clustered bool, trusted func(*http.Request) bool, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !clustered || !trusted(r) {
+			http.Error(w, "cluster token required", http.StatusUnauthorized)
+			return
+		}
+		h(w, r)
+	})
+}
+
 // newUploadID names an upload session after this member.
 func (n *Node) newUploadID() string { return route.NewUploadID(n.name) }
 

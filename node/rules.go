@@ -4,20 +4,27 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/metasync"
 	"github.com/atollhq/atoll/node/policy"
 )
 
 // rules is the member's api.Policy: quotas and immutable tags, enforced
 // the same on every member (package policy says how; quotas.go asks the
-// member deciding each quota).
+// member deciding each quota). It also answers the members' questions
+// (serveClaim, serveQuotaReserve, serveQuotaSettle) and the usage report.
 type rules struct {
-	n         *Node
+	self      string
+	meta      *metasync.Store
+	views     *views        // the ring naming each tag's and quota's decider; empty on its own
+	members   *memberClient // asks the deciders
+	log       *slog.Logger
 	quotas    *policy.Quotas
 	immutable policy.Immutable
 	pinner    *policy.Pinner
@@ -37,7 +44,19 @@ func newRules(n *Node) (*rules, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &rules{n: n, quotas: q, immutable: im, pinner: policy.NewPinner(n.meta)}, nil
+	return &rules{self: n.name, meta: n.meta, views: &n.views, members: n.members, log: n.log,
+		quotas: q, immutable: im, pinner: policy.NewPinner(n.meta)}, nil
+}
+
+// decider names the member deciding key: its ring owner, or this member
+// on its own.
+func (p *rules) decider(key digest.Digest) string {
+	if v := p.views.load(); v != nil {
+		if owners := v.ring.Owners(key, 1); len(owners) > 0 {
+			return owners[0]
+		}
+	}
+	return p.self
 }
 
 // AllowBlob implements api.Policy.
@@ -58,7 +77,7 @@ func (p *rules) AllowManifest(ctx context.Context, repo, tag string, d digest.Di
 
 // AllowDelete implements api.Policy.
 func (p *rules) AllowDelete(_ context.Context, repo, tag string, d digest.Digest) error {
-	meta := p.n.meta
+	meta := p.meta
 	if tag != "" {
 		if cur, err := meta.Tag(repo, tag); err == nil && p.immutable.Covers(repo, tag) {
 			return policy.Refused(repo, tag, cur)
@@ -77,7 +96,7 @@ func (p *rules) AllowDelete(_ context.Context, repo, tag string, d digest.Digest
 // bind lets tag of repo point at d only if it is bound to d: by what this
 // member knows, or else by the member deciding the tag.
 func (p *rules) bind(ctx context.Context, repo, tag string, d digest.Digest) error {
-	meta := p.n.meta
+	meta := p.meta
 	if cur, ok := meta.Pinned(repo, tag); ok {
 		return sameDigest(repo, tag, cur, d)
 	}
@@ -101,18 +120,12 @@ func sameDigest(repo, tag string, bound, d digest.Digest) error {
 // claim asks the member the ring names for the tag (this one on its own)
 // to bind it, and returns the digest it is bound to.
 func (p *rules) claim(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
-	n := p.n
-	decider := n.name
-	if n.cluster != nil {
-		if owners := n.views.load().ring.Owners(policy.TagKey(repo, tag), 1); len(owners) > 0 {
-			decider = owners[0]
-		}
-	}
-	if decider == n.name {
+	decider := p.decider(policy.TagKey(repo, tag))
+	if decider == p.self {
 		return p.pinner.Claim(ctx, repo, tag, d)
 	}
 	var reply claimReply
-	if err := n.members.ask(ctx, decider, "/_atoll/v1/immutable/claim", claimTimeout, claimRequest{Repo: repo, Tag: tag, Digest: d}, &reply); err != nil {
+	if err := p.members.ask(ctx, decider, "/_atoll/v1/immutable/claim", claimTimeout, claimRequest{Repo: repo, Tag: tag, Digest: d}, &reply); err != nil {
 		return "", fmt.Errorf("member %s deciding tag %s:%s: %w", decider, repo, tag, err)
 	}
 	return reply.Bound, nil
@@ -131,18 +144,18 @@ type claimReply struct {
 }
 
 // serveClaim answers POST /_atoll/v1/immutable/claim from a member.
-func (n *Node) serveClaim(w http.ResponseWriter, r *http.Request) {
+func (p *rules) serveClaim(w http.ResponseWriter, r *http.Request) {
 	var req claimRequest
-	if !n.memberRequest(w, r, &req) {
+	if !decodeRequest(w, r, &req) {
 		return
 	}
 	if req.Digest.Validate() != nil {
 		http.Error(w, "bad claim", http.StatusBadRequest)
 		return
 	}
-	bound, err := n.rules.pinner.Claim(r.Context(), req.Repo, req.Tag, req.Digest)
+	bound, err := p.pinner.Claim(r.Context(), req.Repo, req.Tag, req.Digest)
 	if err != nil {
-		n.log.Warn("binding an immutable tag", "repo", req.Repo, "tag", req.Tag, "err", err)
+		p.log.Warn("binding an immutable tag", "repo", req.Repo, "tag", req.Tag, "err", err)
 		http.Error(w, "cannot bind the tag now", http.StatusServiceUnavailable)
 		return
 	}
@@ -153,7 +166,7 @@ func (n *Node) serveClaim(w http.ResponseWriter, r *http.Request) {
 // serveUsage answers GET /_atoll/v1/usage: every quota and repository,
 // bytes and counts, from the replicated metadata (the same on every
 // member once it has caught up).
-func (n *Node) serveUsage(w http.ResponseWriter, _ *http.Request) {
+func (p *rules) serveUsage(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(n.rules.quotas.Report(n.meta.Repositories("", 0)))
+	_ = json.NewEncoder(w).Encode(p.quotas.Report(p.meta.Repositories("", 0)))
 }

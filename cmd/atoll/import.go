@@ -24,7 +24,7 @@ import (
 // again. With noVerify the blobs are adopted without hashing and verified
 // in the background once the member serves.
 func importBeforeServing(ctx context.Context, n *node.Node, from string, noVerify bool, log *slog.Logger) error {
-	pending, err := n.Registry2Pending(ctx, from)
+	pending, err := n.Registry2().Pending(ctx, from)
 	if err != nil {
 		return fmt.Errorf("registry:2 import: %w", err)
 	}
@@ -36,7 +36,7 @@ func importBeforeServing(ctx context.Context, n *node.Node, from string, noVerif
 		src = "the member's own storage"
 	}
 	log.Info("registry:2 data found: importing it before serving (docs: README, Coming from registry:2)", "source", src)
-	rep, err := n.ImportRegistry2(ctx, from, registry2.Options{NoVerify: noVerify})
+	rep, err := n.Registry2().Import(ctx, from, registry2.Options{NoVerify: noVerify})
 	if err != nil {
 		return fmt.Errorf("importing registry:2 data (start again to resume): %w", err)
 	}
@@ -107,10 +107,10 @@ func importCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return err
 	}
 	defer n.Close()
-	if _, err := n.Registry2Pending(ctx, src); err != nil {
+	if _, err := n.Registry2().Pending(ctx, src); err != nil {
 		return fmt.Errorf("import: %w", err)
 	}
-	rep, err := n.ImportRegistry2(ctx, src, registry2.Options{DryRun: *dryRun, NoVerify: *noVerify, ProgressEvery: 2 * time.Second})
+	rep, err := n.Registry2().Import(ctx, src, registry2.Options{DryRun: *dryRun, NoVerify: *noVerify, ProgressEvery: 2 * time.Second})
 	if err != nil {
 		return err
 	}
