@@ -33,8 +33,8 @@ const catchUpRetry = 1
 // catchUpGate serves next once the member has caught up, and before that
 // passes requests to a live member (see above).
 func (n *Node) catchUpGate(next http.Handler) http.Handler {
-	if n.cluster == nil {
-		return next
+	if n.cluster == nil || len(n.cfg.Cluster.Join) == 0 {
+		return next // a member that joins nobody serves at once (metasync.Replicator.Run)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.metasync.CaughtUp() {
