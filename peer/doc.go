@@ -14,11 +14,13 @@
 //     so they report it left, not dead), and Events tells node when the
 //     list changed.
 //   - Serving: the gRPC services of peer.proto (Metadata: Apply, GetVector,
-//     Since; Blobs: Has, Put) over the handlers in Deps, and of
+//     Since; Blobs: Has, Put, and Append, Finish for the replicas of other
+//     members' uploads, replicas.go) over the handlers in Deps, and of
 //     snapshot.proto (Snapshots: Chunk, when Deps.Metadata is a
 //     SnapshotSource).
 //   - Calling: the same services on another member, addressed by member name
-//     (Apply, Vector, Since, Snapshot, Has, PutBlob), over one pooled connection per
+//     (Apply, Vector, Since, Snapshot, Has, PutBlob, AppendReplica,
+//     FinishReplica), over one pooled connection per
 //     member. Blob bytes stream in 1 MiB chunks; nothing buffers a whole
 //     blob.
 //

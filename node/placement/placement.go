@@ -1,7 +1,14 @@
 // Package placement keeps each layer and config blob on the members the
 // ring names for it. It is one member's side of blob placement:
 //
-//   - Place: a committed upload is copied to the first Replicas live
+//   - Replicate while receiving: a client's upload reaches Replicas
+//     members as its bytes arrive: the blob's owners when its digest is
+//     known from the start (monolithic), else holders chosen for the
+//     session, whose copies rebalancing moves to the owners later; the
+//     final PUT commits on every holder at once (replicate.go, and the
+//     holders' side in replicas.go).
+//   - Place: when holders failed on the way (or the transport keeps no
+//     replicas), a committed upload is copied to the first Replicas live
 //     members of the blob's preference list (its owners first, then the
 //     rest of the ring, past members that fail) before the client hears
 //     201 (place.go).
