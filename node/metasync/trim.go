@@ -17,7 +17,10 @@ import (
 // snapshot). A tombstone goes in two rounds: one lists those older than
 // Horizon, the next drops them if every member has by then applied all
 // this member had at the first; the snapshot of a member that dropped one
-// is then no poorer than its log would have been.
+// is then no poorer than its log would have been. Listing reads every
+// entry, so it runs at most every Horizon/24 (hourly by default). Members
+// must share Horizon: a snapshot's receiver deletes what it holds and the
+// snapshot lacks by its own.
 
 // seen is the last vector a member reported, and when.
 type seen struct {
@@ -31,6 +34,7 @@ type trimState struct {
 	known   map[string]seen // every member's last report, live or gone
 	cands   []metalog.Op    // tombstones listed last round
 	candVec metalog.Vector  // what this member had applied then
+	listed  time.Time       // when tombstones were last listed
 }
 
 // Trim runs one round of trimming (see above). It trims nothing when a
@@ -70,11 +74,14 @@ func (r *Replicator) Trim(ctx context.Context) error {
 		if dropped, err = r.log.DropTombstones(ctx, r.trim.cands); err != nil {
 			return err
 		}
+		r.trim.cands = nil
 	}
-	if r.trim.cands, err = r.log.Tombstones(metadb.StampAt(now.Add(-r.cfg.Horizon))); err != nil {
-		return err
+	if r.trim.cands == nil && now.Sub(r.trim.listed) >= r.cfg.Horizon/24 {
+		if r.trim.cands, err = r.log.Tombstones(metadb.StampAt(now.Add(-r.cfg.Horizon))); err != nil {
+			return err
+		}
+		r.trim.candVec, r.trim.listed = mine, now
 	}
-	r.trim.candVec = mine
 	if n > 0 || dropped > 0 {
 		r.slog.Info("trimmed the metadata log", "batches", n, "tombstones", dropped)
 	}
