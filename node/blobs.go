@@ -1,12 +1,7 @@
 package node
 
 import (
-	"context"
-
-	"github.com/opencontainers/go-digest"
-
 	"github.com/atollhq/atoll/node/placement"
-	"github.com/atollhq/atoll/storage"
 )
 
 // newPlacer wires blob placement (node/placement) to this member: its
@@ -41,9 +36,3 @@ type placementMembers struct {
 func (m placementMembers) Ring() placement.Ring    { return m.views.load().ring }
 func (m placementMembers) Live(member string) bool { return m.views.load().live(member) }
 func (m placementMembers) Staying() []string       { return m.membership.staying() }
-
-// readLocal opens blob d as this member holds it: through the disk cache
-// when blobs live in a bucket.
-func (n *Node) readLocal(ctx context.Context, d digest.Digest) (storage.Blob, error) {
-	return n.blobs.ReadLocal(ctx, d)
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/node/gc"
+	"github.com/atollhq/atoll/node/gc/fence"
+	"github.com/atollhq/atoll/node/metasync"
 )
 
 // Garbage collection's member-to-member side (package gc does the
@@ -28,11 +31,21 @@ func (n *Node) CollectGarbage(ctx context.Context, opts gc.Options) (gc.Report, 
 	return n.gc.Collect(ctx, opts)
 }
 
+// gcHTTP serves garbage collection's endpoints: a collection here or on
+// every member, and the rounds of another member's collection.
+type gcHTTP struct {
+	self    string
+	gc      *gc.Collector
+	views   *views        // the members to collect on; empty on its own
+	members *memberClient // asks them
+	trusted func(*http.Request) bool
+}
+
 // serveGC answers POST /_atoll/v1/gc?dry-run=&grace=&scope=: a collection
 // on every live member (scope=local: this one only), streamed as one JSON
 // report per line as each member finishes.
-func (n *Node) serveGC(w http.ResponseWriter, r *http.Request) {
-	if !n.trusted(r) {
+func (g *gcHTTP) serveGC(w http.ResponseWriter, r *http.Request) {
+	if !g.trusted(r) {
 		http.Error(w, "cluster token required", http.StatusUnauthorized)
 		return
 	}
@@ -48,12 +61,12 @@ func (n *Node) serveGC(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	reports := make(chan gc.Report)
-	members := []string{n.name}
-	if n.cluster != nil && q.Get("scope") != "local" {
-		members = append(members, n.views.load().peers()...)
+	members := []string{g.self}
+	if v := g.views.load(); v != nil && q.Get("scope") != "local" {
+		members = append(members, v.peers()...)
 	}
 	for _, m := range members {
-		go func() { reports <- n.collectOn(r.Context(), m, r.URL.RawQuery, opts) }()
+		go func() { reports <- g.collectOn(r.Context(), m, r.URL.RawQuery, opts) }()
 	}
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
@@ -66,9 +79,9 @@ func (n *Node) serveGC(w http.ResponseWriter, r *http.Request) {
 }
 
 // collectOn runs a collection on member m, here or over HTTP.
-func (n *Node) collectOn(ctx context.Context, m, query string, opts gc.Options) gc.Report {
-	if m == n.name {
-		rep, err := n.gc.Collect(ctx, opts)
+func (g *gcHTTP) collectOn(ctx context.Context, m, query string, opts gc.Options) gc.Report {
+	if m == g.self {
+		rep, err := g.gc.Collect(ctx, opts)
 		if err != nil {
 			rep.Error = err.Error()
 		}
@@ -77,12 +90,12 @@ func (n *Node) collectOn(ctx context.Context, m, query string, opts gc.Options) 
 	rep := gc.Report{Member: m, DryRun: opts.DryRun}
 	q, _ := url.ParseQuery(query)
 	q.Set("scope", "local")
-	req, err := n.members.newRequest(ctx, http.MethodPost, m, "/_atoll/v1/gc?"+q.Encode(), nil)
+	req, err := g.members.newRequest(ctx, http.MethodPost, m, "/_atoll/v1/gc?"+q.Encode(), nil)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
 	}
-	resp, err := n.members.do(req)
+	resp, err := g.members.do(req)
 	if err != nil {
 		rep.Error = err.Error()
 		return rep
@@ -95,25 +108,26 @@ func (n *Node) collectOn(ctx context.Context, m, query string, opts gc.Options) 
 }
 
 // serveFence answers POST /_atoll/v1/gc/fence from a collecting member.
-func (n *Node) serveFence(w http.ResponseWriter, r *http.Request) {
-	if n.cluster == nil || !n.trusted(r) {
-		http.Error(w, "cluster token required", http.StatusUnauthorized)
-		return
-	}
+func (g *gcHTTP) serveFence(w http.ResponseWriter, r *http.Request) {
 	var round gc.Round
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&round); err != nil {
 		http.Error(w, "bad fence request", http.StatusBadRequest)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(n.gc.Answer(round))
+	_ = json.NewEncoder(w).Encode(g.gc.Answer(round))
 }
 
 // gcMembers is gc.Members over this member's view of the cluster.
-type gcMembers struct{ n *Node }
+type gcMembers struct {
+	self    string
+	views   *views
+	members *memberClient
+	sync    *metasync.Replicator
+}
 
 func (g gcMembers) Names() []string {
-	ms := append(g.n.views.load().peers(), g.n.name)
+	ms := append(g.views.load().peers(), g.self)
 	slices.Sort(ms)
 	return ms
 }
@@ -121,7 +135,7 @@ func (g gcMembers) Names() []string {
 // Ask runs round r on member m over HTTP.
 func (g gcMembers) Ask(ctx context.Context, m string, r gc.Round) (gc.Reply, error) {
 	var reply gc.Reply
-	if err := g.n.members.ask(ctx, m, "/_atoll/v1/gc/fence", gcRoundTimeout, r, &reply); err != nil {
+	if err := g.members.ask(ctx, m, "/_atoll/v1/gc/fence", gcRoundTimeout, r, &reply); err != nil {
 		return gc.Reply{}, fmt.Errorf("member %s: %w", m, err)
 	}
 	return reply, nil
@@ -130,7 +144,7 @@ func (g gcMembers) Ask(ctx context.Context, m string, r gc.Round) (gc.Reply, err
 // CatchUp pulls from every live peer what it had applied when asked and
 // this member lacks.
 func (g gcMembers) CatchUp(ctx context.Context) error {
-	return g.n.metasync.CatchUp(ctx)
+	return g.sync.CatchUp(ctx)
 }
 
 // blobExists reports whether some member holds blob d now; the fence asks
@@ -150,16 +164,18 @@ func (n *Node) blobExists(ctx context.Context, d digest.Digest) bool {
 	return false
 }
 
-func (n *Node) fencePath() string { return filepath.Join(n.cfg.DataDir, "fence.json") }
+// fencePath is where the fence of the member with data directory dir is
+// saved.
+func fencePath(dir string) string { return filepath.Join(dir, "fence.json") }
 
-// saveFence saves what clients were told every second, and once more on
-// the way out.
-func (n *Node) saveFence(ctx context.Context) {
+// saveFence saves what clients were told (f) to path every second, and
+// once more on the way out.
+func saveFence(ctx context.Context, f *fence.Fence, path string, log *slog.Logger) {
 	failing := false
 	save := func(context.Context) {
-		err := n.fence.Save(n.fencePath())
+		err := f.Save(path)
 		if err != nil && !failing {
-			n.log.Warn("saving what clients were told", "err", err)
+			log.Warn("saving what clients were told", "err", err)
 		}
 		failing = err != nil
 	}

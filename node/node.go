@@ -118,7 +118,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// A client told a blob exists has as long as an upload may idle (at
 	// most a day) to push the manifest that uses it.
 	n.fence = fence.New(fence.Config{Window: min(cfg.API.UploadTTL, 24*time.Hour)}, n.blobExists)
-	if err := n.fence.Load(n.fencePath()); err != nil {
+	if err := n.fence.Load(fencePath(cfg.DataDir)); err != nil {
 		log.Warn("what clients were told before the restart is lost", "err", err)
 	}
 	if n.rules, err = newRules(n); err != nil {
@@ -132,7 +132,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		gcDeps.Deleted = n.cache.Forget
 	}
 	if cfg.Cluster.Enabled {
-		gcDeps.Members = gcMembers{n}
+		gcDeps.Members = gcMembers{self: n.name, views: &n.views, members: n.members, sync: n.metasync}
 	}
 	if n.gc, err = gc.New(cfg.GC, gcDeps); err != nil {
 		_ = n.notify.Close()
@@ -147,7 +147,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		deps.Events = n.notify
 	}
 	if cfg.Cluster.Enabled {
-		deps.NewUploadID = n.newUploadID
+		deps.NewUploadID = func() string { return route.NewUploadID(cfg.Cluster.NodeName) }
 		n.membership = newMembership(n.name, cfg.Cluster.Placement.Ring, &n.views, log)
 		n.cluster, err = peer.New(cfg.Cluster.Config, peer.Deps{
 			Metadata: n.meta, Blobs: placement.NewPeerBlobs(n.name, n.local), Events: n.membership, Logger: log,
@@ -183,16 +183,17 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	n.reg = api.New(cfg.API, deps)
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", n.healthz)
+	mux.HandleFunc("GET /healthz", healthz)
 	mux.HandleFunc("GET /readyz", n.readyz)
-	mux.Handle("GET /_atoll/v1/cluster", n.admin(n.serveStatus))
+	mux.Handle("GET /_atoll/v1/cluster", n.admin(newStatusReport(cfg, &n.views, n.blobs.Held).serve))
 	mux.HandleFunc("GET "+route.BlobPath+"{digest}", n.router.ServeMember)
-	mux.Handle("POST /_atoll/v1/gc", n.admin(n.serveGC))
-	mux.HandleFunc("POST /_atoll/v1/gc/fence", n.serveFence)
+	gcs := &gcHTTP{self: n.name, gc: n.gc, views: &n.views, members: n.members, trusted: n.trusted}
+	mux.Handle("POST /_atoll/v1/gc", n.admin(gcs.serveGC))
 	fromMember := func(h http.HandlerFunc) http.Handler { return memberOnly(n.cluster != nil, n.trusted, h) }
 	mux.Handle("POST /_atoll/v1/immutable/claim", fromMember(n.rules.serveClaim))
 	mux.Handle("POST /_atoll/v1/quota/reserve", fromMember(n.rules.serveQuotaReserve))
 	mux.Handle("POST /_atoll/v1/quota/settle", fromMember(n.rules.serveQuotaSettle))
+	mux.Handle("POST /_atoll/v1/gc/fence", fromMember(gcs.serveFence))
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(n.serveReplication(deps.Upstream)))
 	n.servePullThrough(mux, deps.Upstream)
@@ -248,7 +249,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		go func() { defer wg.Done(); f(ctx) }()
 	}
 	run(n.janitor)
-	run(n.saveFence)
+	run(func(ctx context.Context) { saveFence(ctx, n.fence, fencePath(n.cfg.DataDir), n.log) })
 	run(n.notify.Run)
 	run(n.Registry2().verify)
 	if n.replication != nil {
@@ -262,7 +263,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(func(ctx context.Context) { n.membership.watch(ctx, n.metasync, n.blobs) })
 	run(func(ctx context.Context) { n.metasync.Run(ctx, len(n.cfg.Cluster.Join) > 0) })
 	run(n.blobs.Run)
-	run(n.announceStats)
+	run(func(ctx context.Context) { announceStats(ctx, n.cluster, n.blobs.Held) })
 	n.membership.MembershipChanged()
 }
 

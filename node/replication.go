@@ -68,7 +68,7 @@ func (n *Node) owns(key string) bool {
 
 // openAnywhere opens blob d here or, in a cluster, on a member holding it.
 func (n *Node) openAnywhere(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
-	b, err := n.readLocal(ctx, d)
+	b, err := n.blobs.ReadLocal(ctx, d)
 	if err == nil {
 		return b, b.Size(), nil
 	}

@@ -26,7 +26,7 @@ func HTTPToken(secret string) string { return route.Token(secret) }
 // newRouter returns the member's router.
 func (n *Node) newRouter() *route.Router {
 	deps := route.Deps{
-		Blobs:     blobOpener(n.readLocal),
+		Blobs:     blobOpener(n.blobs.ReadLocal),
 		Logger:    n.log,
 		Routed:    n.metrics.blobRoutes,
 		Forwarded: n.metrics.uploadForwards,
@@ -62,9 +62,6 @@ func memberOnly(clustered bool, trusted func(*http.Request) bool, h http.Handler
 		h(w, r)
 	})
 }
-
-// newUploadID names an upload session after this member.
-func (n *Node) newUploadID() string { return route.NewUploadID(n.name) }
 
 // uploadMember returns the member named in an upload id, or "".
 func uploadMember(id string) string { return route.UploadMember(id) }

@@ -99,7 +99,7 @@ func newServer(h http.Handler) *http.Server {
 	}
 }
 
-func (n *Node) healthz(w http.ResponseWriter, _ *http.Request) {
+func healthz(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = w.Write([]byte("ok\n"))
 }

@@ -28,18 +28,36 @@ type MemberStatus struct {
 	Bytes int64  `json:"bytes"`
 }
 
-// Status reports this member's view of the cluster.
-func (n *Node) Status() Status {
-	blobs, bytes := n.blobs.Held()
-	s := Status{Node: n.name, Replicas: n.cfg.Cluster.Placement.Replicas, Routing: n.cfg.Cluster.Routing}
-	if n.cluster == nil {
+// statusReport reports the member's view of the cluster.
+type statusReport struct {
+	base  Status // this member's settings
+	addr  string // its HTTP address, on its own
+	views *views // the members; empty on its own
+	held  func() (blobs, bytes int64)
+}
+
+func newStatusReport(cfg Config, vs *views, held func() (int64, int64)) statusReport {
+	return statusReport{
+		base:  Status{Node: cfg.Cluster.NodeName, Replicas: cfg.Cluster.Placement.Replicas, Routing: cfg.Cluster.Routing},
+		addr:  cfg.Addr,
+		views: vs,
+		held:  held,
+	}
+}
+
+// status reports this member's view of the cluster.
+func (sr statusReport) status() Status {
+	blobs, bytes := sr.held()
+	s := sr.base
+	v := sr.views.load()
+	if v == nil {
 		s.Replicas = 1
-		s.Members = []MemberStatus{{Name: n.name, HTTP: n.cfg.Addr, State: peer.StateAlive, Blobs: blobs, Bytes: bytes}}
+		s.Members = []MemberStatus{{Name: s.Node, HTTP: sr.addr, State: peer.StateAlive, Blobs: blobs, Bytes: bytes}}
 		return s
 	}
-	for _, m := range n.views.load().members {
+	for _, m := range v.members {
 		ms := MemberStatus{Name: m.Name, HTTP: m.HTTP, GRPC: m.GRPC, State: m.State, Blobs: m.Blobs, Bytes: m.Bytes}
-		if m.Name == n.name {
+		if m.Name == s.Node {
 			ms.Blobs, ms.Bytes = blobs, bytes
 		}
 		s.Members = append(s.Members, ms)
@@ -48,8 +66,8 @@ func (n *Node) Status() Status {
 	return s
 }
 
-func (n *Node) serveStatus(w http.ResponseWriter, _ *http.Request) {
-	body, err := json.MarshalIndent(n.Status(), "", "  ")
+func (sr statusReport) serve(w http.ResponseWriter, _ *http.Request) {
+	body, err := json.MarshalIndent(sr.status(), "", "  ")
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -58,7 +76,8 @@ func (n *Node) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(append(body, '\n'))
 }
 
-// announceStats keeps the blob counts other members see of this one fresh.
-func (n *Node) announceStats(ctx context.Context) {
-	every(ctx, time.Second, true, func(context.Context) { n.cluster.SetStats(n.blobs.Held()) })
+// announceStats keeps the blob counts other members see of this one
+// (held) fresh.
+func announceStats(ctx context.Context, c *peer.Cluster, held func() (blobs, bytes int64)) {
+	every(ctx, time.Second, true, func(context.Context) { c.SetStats(held()) })
 }
