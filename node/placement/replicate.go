@@ -231,6 +231,13 @@ func (w *replicatingWriter) drop(r *replicaStream, err error) {
 		r.pw = nil
 	}
 	w.p.log.Warn("upload replica dropped", "upload", w.id, "member", r.Member, "err", err)
+	// Its bytes are of no use now: discard them if the holder answers
+	// (else its upload purge does, after the upload TTL).
+	go func(member string, state []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), replicaDurable)
+		defer cancel()
+		_ = w.rt.FinishReplica(ctx, member, w.id, state, "")
+	}(r.Member, r.State)
 	r.Member, w.dropped = "", true
 }
 
