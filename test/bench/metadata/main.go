@@ -124,14 +124,18 @@ func run(ctx context.Context, c config, dir string) error {
 	if err != nil {
 		return err
 	}
+	// Each result goes to the log as it comes, in case the run is cut short.
+	benchkit.Logf("GET at %d: uniform %v, Zipf %v; at %d: uniform %v, Zipf %v", c.small, smallGet, smallZipf, c.manifests, bigGet, bigZipf)
 	catalog, tagList, err := pages(ctx, c, big)
 	if err != nil {
 		return err
 	}
+	benchkit.Logf("catalog %v; tag list %v", catalog, tagList)
 	reopen, err := big.reopen()
 	if err != nil {
 		return err
 	}
+	benchkit.Logf("reopened in %v; file %s, log %s", reopen.Round(time.Millisecond), mib(float64(big.dbSize)), mib(float64(big.logSize)))
 	churn, err := retags(ctx, c, filepath.Join(dir, "churn"))
 	if err != nil {
 		return err
