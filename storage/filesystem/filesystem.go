@@ -95,8 +95,7 @@ func (s *Store) Stat(_ context.Context, d digest.Digest) (int64, error) {
 	return fi.Size(), nil
 }
 
-// Open implements storage.BlobStore. The returned blob has a File method
-// OSFile giving the *os.File, so HTTP servers can use sendfile.
+// Open implements storage.BlobStore.
 func (s *Store) Open(_ context.Context, d digest.Digest) (storage.Blob, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", d, storage.ErrBlobUnknown)
@@ -177,9 +176,6 @@ type blob struct {
 
 func (b *blob) Size() int64        { return b.size }
 func (b *blob) ModTime() time.Time { return b.mod }
-
-// OSFile returns the open file.
-func (b *blob) OSFile() *os.File { return b.File }
 
 // Check reports whether the store accepts writes.
 func (s *Store) Check(context.Context) error {
