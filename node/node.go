@@ -172,12 +172,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		deps.Remote = n.router
 	}
 	if cfg.PullThrough.Enabled() {
-		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, n.pullThroughDeps(deps.Blobs)); err != nil {
+		pd := pullthrough.Deps{Blobs: deps.Blobs, Meta: n.meta, Logger: log, Metrics: n.metrics.reg}
+		if n.cluster != nil {
+			pd.Members = cacheMembers{self: n.name, views: &n.views, members: n.members}
+		}
+		if deps.Upstream, err = pullthrough.New(cfg.PullThrough, pd); err != nil {
 			_ = n.Close()
 			return nil, err
 		}
 	}
-	if err := n.setUpReplication(&deps); err != nil {
+	work := clusterWork{self: n.name, cluster: n.cluster, joining: len(cfg.Cluster.Join) > 0, views: &n.views, members: n.members, local: n.blobs}
+	rd := replication.Deps{Blobs: n.served, Meta: n.meta, Logger: log, Metrics: n.metrics.reg}
+	if n.replication, err = setUpReplication(cfg, rd, work, &deps); err != nil {
 		_ = n.Close()
 		return nil, err
 	}
@@ -195,8 +201,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("POST /_atoll/v1/quota/settle", fromMember(n.rules.serveQuotaSettle))
 	mux.Handle("POST /_atoll/v1/gc/fence", fromMember(gcs.serveFence))
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
-	mux.Handle("GET /_atoll/v1/replication", n.admin(n.serveReplication(deps.Upstream)))
-	n.servePullThrough(mux, deps.Upstream)
+	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
+	if n.cluster != nil {
+		servePullThrough(mux, deps.Upstream, fromMember)
+	}
 	mux.Handle("/ui/", ui.Handler())
 	mux.Handle("GET /{$}", http.RedirectHandler("/ui/", http.StatusFound))
 	var registry http.Handler = n.reg

@@ -10,8 +10,10 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/placement"
 	"github.com/atollhq/atoll/node/replication"
 	"github.com/atollhq/atoll/node/route"
+	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -21,26 +23,23 @@ import (
 // done by the ring owner of "<rule>/<repository>", so it runs once
 // cluster-wide and moves to another member when its owner dies.
 
-// setUpReplication creates the replicator of cfg.Replication, if any, and
-// adds it to the registry's event sinks in deps.
-func (n *Node) setUpReplication(deps *api.Deps) error {
-	if !n.cfg.Replication.Enabled() {
-		return nil
+// setUpReplication creates the replicator of cfg.Replication, if any
+// (nil otherwise), and adds it to the registry's event sinks in deps.
+func setUpReplication(cfg Config, rd replication.Deps, c clusterWork, deps *api.Deps) (*replication.Replicator, error) {
+	if !cfg.Replication.Enabled() {
+		return nil, nil
 	}
-	r, err := replication.New(n.cfg.Replication, replication.Deps{
-		Blobs: n.served, Meta: n.meta, Open: n.openAnywhere, Owns: n.owns,
-		DataDir: n.cfg.DataDir, Logger: n.log, Metrics: n.metrics.reg,
-	})
+	rd.Open, rd.Owns, rd.DataDir = c.openAnywhere, c.owns, cfg.DataDir
+	r, err := replication.New(cfg.Replication, rd)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	n.replication = r
 	if deps.Events == nil {
 		deps.Events = r
 	} else {
 		deps.Events = sinks{deps.Events, r}
 	}
-	return nil
+	return r, nil
 }
 
 // sinks passes each event to every sink, in order.
@@ -52,39 +51,50 @@ func (s sinks) Emit(ctx context.Context, e api.Event) {
 	}
 }
 
+// clusterWork is what replication needs of the cluster: which member does
+// a piece of work, and the blobs wherever they are.
+type clusterWork struct {
+	self    string
+	cluster *peer.Cluster // nil on its own
+	joining bool          // it has a join list
+	views   *views
+	members *memberClient
+	local   *placement.Placer
+}
+
 // owns reports whether this member is the ring owner of key. A member that
 // has not joined yet owns nothing, so a start does not run work its owner
 // runs too.
-func (n *Node) owns(key string) bool {
-	if n.cluster == nil {
+func (c clusterWork) owns(key string) bool {
+	if c.cluster == nil {
 		return true
 	}
-	if len(n.cfg.Cluster.Join) > 0 && !n.cluster.Joined() {
+	if c.joining && !c.cluster.Joined() {
 		return false
 	}
-	owners := n.views.load().ring.Owners(digest.FromString(key), 1)
-	return len(owners) == 1 && owners[0] == n.name
+	owners := c.views.load().ring.Owners(digest.FromString(key), 1)
+	return len(owners) == 1 && owners[0] == c.self
 }
 
 // openAnywhere opens blob d here or, in a cluster, on a member holding it.
-func (n *Node) openAnywhere(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
-	b, err := n.blobs.ReadLocal(ctx, d)
+func (c clusterWork) openAnywhere(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error) {
+	b, err := c.local.ReadLocal(ctx, d)
 	if err == nil {
 		return b, b.Size(), nil
 	}
-	if !errors.Is(err, storage.ErrBlobUnknown) || n.cluster == nil {
+	if !errors.Is(err, storage.ErrBlobUnknown) || c.cluster == nil {
 		return nil, 0, err
 	}
-	v := n.views.load()
+	v := c.views.load()
 	for _, name := range v.preference(d) {
-		if name == n.name {
+		if name == c.self {
 			continue
 		}
-		req, err := n.members.newRequest(ctx, http.MethodGet, name, route.BlobPath+d.String(), nil)
+		req, err := c.members.newRequest(ctx, http.MethodGet, name, route.BlobPath+d.String(), nil)
 		if err != nil {
 			return nil, 0, err
 		}
-		resp, err := n.members.do(req)
+		resp, err := c.members.do(req)
 		if err != nil {
 			continue
 		}

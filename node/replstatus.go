@@ -19,14 +19,15 @@ type ReplicationStatus struct {
 	Upstreams []pullthrough.UpstreamStatus `json:"upstreams"`
 }
 
-// serveReplication answers GET /_atoll/v1/replication; up is the
-// registry's pull-through cache, if any.
-func (n *Node) serveReplication(up api.Upstream) http.HandlerFunc {
+// serveReplication answers GET /_atoll/v1/replication for member self: r
+// is its replicator (nil without rules), up the registry's pull-through
+// cache, if any.
+func serveReplication(self string, r *replication.Replicator, up api.Upstream) http.HandlerFunc {
 	cache, _ := up.(*pullthrough.Cache)
 	return func(w http.ResponseWriter, _ *http.Request) {
-		s := ReplicationStatus{Member: n.name, Rules: []replication.RuleStatus{}, Upstreams: []pullthrough.UpstreamStatus{}}
-		if n.replication != nil {
-			s.Rules = n.replication.Status()
+		s := ReplicationStatus{Member: self, Rules: []replication.RuleStatus{}, Upstreams: []pullthrough.UpstreamStatus{}}
+		if r != nil {
+			s.Rules = r.Status()
 		}
 		if cache != nil {
 			s.Upstreams = cache.Status()
