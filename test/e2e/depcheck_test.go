@@ -17,25 +17,32 @@ import (
 // package decides. Every package may also import its own subpackages.
 // Only non-test imports are checked.
 var importRules = map[string][]string{
-	"cmd/...":         {"..."},
-	"node/...":        {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
-	"node/queue":      {},                                               // a durable queue, shared by webhooks and replication
-	"node/metasync":   {"storage", "storage/metadb", "storage/metalog"}, // metadata replication: no transport, no node
-	"node/placement":  {"ring", "storage", "storage/filesystem"},        // blob placement: no transport, HTTP or metadata; peer only through the interfaces it declares
-	"node/gc":         {"oci", "storage"},                               // garbage collection with retention: no transport, no node
-	"node/route":      {"api", "api/auth", "storage"},                   // request routing between members: no cluster, ring or peer, only the interfaces it declares
-	"api/...":         {"oci", "storage"},                               // the interfaces; never a backend
-	"api/auth":        {"api", "oci"},                                   // writes its refusals through api's one error table
-	"oci/...":         {},                                               // the OCI data model: a leaf
-	"storage/...":     {"storage/..."},
-	"storage/metalog": {}, // the metadata log\'s records: a leaf
-	"ring/...":        {},
-	"peer/...":        {"ring/...", "storage", "storage/metalog"},
-	"test/...":        {"..."},
+	"cmd/...":          {"..."},
+	"node/...":         {"api/...", "oci", "peer/...", "ring/...", "storage/...", "node/queue"},
+	"node/queue":       {},                                               // a durable queue, shared by webhooks and replication
+	"node/metasync":    {"storage", "storage/metadb", "storage/metalog"}, // metadata replication: no transport, no node
+	"node/placement":   {"ring", "storage", "storage/filesystem"},        // blob placement: no transport, HTTP or metadata; peer only through the interfaces it declares
+	"node/gc":          {"oci", "storage"},                               // garbage collection with retention: no transport, no node
+	"node/route":       {"api", "api/auth", "storage"},                   // request routing between members: no cluster, ring or peer, only the interfaces it declares
+	"node/gc/fence":    {},                                               // what clients were told exists: a leaf
+	"node/policy":      {"api", "storage/diskspace", "storage/metadb"},   // quotas and immutable tags: no transport, no node
+	"node/registry2":   {"oci", "storage"},                               // registry:2 import: storage only
+	"node/notify":      {"api", "node/queue"},                            // webhooks: events in, a queue out
+	"node/pullthrough": {"api", "oci", "storage"},                        // the pull-through cache: members only through the interface it declares
+	"node/replication": {"api", "node/queue", "oci", "storage"},          // replication between registries: the cluster only through its Deps
+	"api/...":          {"oci", "storage"},                               // the interfaces; never a backend
+	"api/auth":         {"api", "oci"},                                   // writes its refusals through api's one error table
+	"oci/...":          {},                                               // the OCI data model: a leaf
+	"storage/...":      {"storage/..."},
+	"storage/metalog":  {}, // the metadata log\'s records: a leaf
+	"ring/...":         {},
+	"peer/...":         {"ring/...", "storage", "storage/metalog"},
+	"test/...":         {"..."},
 }
 
 // mustExist are packages the check must see, so it cannot pass vacuously.
-var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "node/placement", "node/route", "node/gc", "cmd/atoll"}
+var mustExist = []string{"api", "oci", "storage", "storage/filesystem", "storage/metadb", "node", "node/placement", "node/route", "node/gc", "node/gc/fence",
+	"node/metasync", "node/policy", "node/registry2", "node/notify", "node/pullthrough", "node/replication", "cmd/atoll"}
 
 // TestImportDirection fails on every import of an atoll package that the
 // table above does not allow.
