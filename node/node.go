@@ -4,6 +4,19 @@
 // replicates metadata to all of them, places each blob on the members the
 // ring names, and routes requests for what it does not hold; on its own it
 // is a complete single-node registry.
+//
+// Node wires the parts together and runs their lifecycle (New, Serve,
+// Close; server.go). The rest is small types holding only what they need:
+// membership keeps the view of the cluster (cluster.go); memberClient is
+// the one way to call another member, with the member token
+// (memberclient.go); rules enforces quotas and immutable tags and answers
+// the members' questions about them (rules.go, quotas.go); gcHTTP serves
+// garbage collection's endpoints (gchttp.go); statusReport the cluster
+// status (status.go); Registry2 imports registry:2 trees (registry2.go);
+// clusterWork gives replication the owner of each piece of work and blobs
+// wherever they are (replication.go). The work itself is in the
+// subpackages: placement, route, metasync, gc, policy, pullthrough,
+// replication, notify, registry2.
 package node
 
 import (
