@@ -117,7 +117,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			return nil, err
 		}
 	}
-	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{Origin: n.name})
+	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{Origin: n.name, Config: cfg.Metadata})
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,11 @@ type fileConfig struct {
 	// Retention prunes tags and untagged manifests before collections
 	// (node.Config.GC.Retention).
 	Retention []gc.RetentionPolicy `yaml:"retention"`
+	// Metadata is node.Config.Metadata with its size as written
+	// ("256MiB").
+	Metadata struct {
+		CacheSize string `yaml:"cachesize"`
+	} `yaml:"metadata"`
 }
 
 // r2Config is the part of registry:2's config.yml that has no package
@@ -339,6 +344,13 @@ func selectDriver(cfg *fileConfig, driver string) error {
 func (fc *fileConfig) nodeConfig() (node.Config, error) {
 	c := fc.Node
 	c.GC.Retention = fc.Retention
+	if s := fc.Metadata.CacheSize; s != "" {
+		size, err := diskspace.ParseSize(s)
+		if err != nil {
+			return c, fmt.Errorf("metadata.cachesize: %w", err)
+		}
+		c.Metadata.CacheSize = size
+	}
 	r := &fc.r2Config
 	c.Addr, c.DebugAddr, c.ReadIdle = r.HTTP.Addr, r.HTTP.Debug.Addr, r.HTTP.ReadIdle
 	c.Headers, c.TLS = r.HTTP.Headers, r.HTTP.TLS

@@ -123,6 +123,7 @@ var keyValues = map[string]string{
 	"cluster.probeinterval":                       "2s",
 	"cluster.gossipinterval":                      "1s",
 	"cluster.statsinterval":                       "2s",
+	"metadata.cachesize":                          "256MiB",
 	"cluster.forgetafter":                         "1h",
 }
 
