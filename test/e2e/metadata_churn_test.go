@@ -98,7 +98,6 @@ func paddedManifest(cfg, layer []byte, name string, size int) []byte {
 	return []byte(head + `,"annotations":{"name":"` + name + `","pad":"` + strings.Repeat("x", max(0, size-len(head)-40)) + `"}}`)
 }
 
-
 // recordsDropped sums the recordsDropped of a collection's reports.
 func recordsDropped(t *testing.T, body []byte) int {
 	t.Helper()
