@@ -16,28 +16,29 @@ import (
 	"github.com/atollhq/atoll/storage"
 )
 
-// Config tunes the protocol. The zero value is the default.
+// Config tunes the protocol. The zero value is the default. cmd/atoll
+// sets it from registry:2's keys (storage.delete, catalog, ...).
 type Config struct {
 	// DisableDelete answers 405 UNSUPPORTED to manifest, tag and blob
 	// deletes (registry:2's storage.delete.enabled: false). Default false.
-	DisableDelete bool `yaml:"disableDelete"`
+	DisableDelete bool
 	// MaxManifestSize bounds a pushed manifest in bytes. Default 4 MiB.
-	MaxManifestSize int64 `yaml:"maxManifestSize"`
+	MaxManifestSize int64
 	// NoAnonymousMount answers a mount without ?from= with an upload
 	// session instead (set when access is checked: the client may not be
 	// allowed to read the blob it names). Default false.
-	NoAnonymousMount bool `yaml:"noAnonymousMount"`
+	NoAnonymousMount bool
 	// UploadTTL is how long an upload session may stay idle before it is
 	// purged. Default 24h.
-	UploadTTL time.Duration `yaml:"uploadTTL"`
+	UploadTTL time.Duration
 	// ReadOnly serves reads and answers every write with 503 UNAVAILABLE
 	// (registry:2's storage.maintenance.readonly.enabled). Default false.
-	ReadOnly bool `yaml:"readOnly"`
+	ReadOnly bool
 	// CatalogMaxEntries bounds a catalog page: a request without n gets
 	// at most this many repositories and a Link to the next page, and
 	// n above it is refused (registry:2's catalog.maxentries). Default 0:
 	// no bound.
-	CatalogMaxEntries int `yaml:"catalogMaxEntries"`
+	CatalogMaxEntries int
 }
 
 func (c *Config) applyDefaults() {
