@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
@@ -53,6 +55,24 @@ func wins(op metalog.Op, e entry) bool {
 		return op.Stamp > e.stamp
 	}
 	return op.Origin > e.origin
+}
+
+// merge writes op into meta unless the entry there wins over it, and
+// reports whether it wrote it.
+func merge(meta *bolt.Bucket, op metalog.Op) (bool, error) {
+	if cur := meta.Get([]byte(op.Key)); cur != nil {
+		e, err := decodeEntry(cur)
+		if err != nil {
+			return false, fmt.Errorf("key %q: %w", op.Key, err)
+		}
+		if !wins(op, e) {
+			return false, nil
+		}
+	}
+	if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // clock is a hybrid logical clock: wall-clock milliseconds in the high 48

@@ -98,19 +98,13 @@ func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cuto
 		sent := make(map[string]bool, len(c.Entries))
 		for _, op := range c.Entries {
 			sent[op.Key] = true
-			if cur := meta.Get([]byte(op.Key)); cur != nil {
-				e, err := decodeEntry(cur)
-				if err != nil {
-					return fmt.Errorf("key %q: %w", op.Key, err)
-				}
-				if !wins(op, e) {
-					continue
-				}
-			}
-			if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+			won, err := merge(meta, op)
+			if err != nil {
 				return err
 			}
-			changed = append(changed, op)
+			if won {
+				changed = append(changed, op)
+			}
 		}
 		var gone [][]byte
 		cur := meta.Cursor()

@@ -212,19 +212,13 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 				continue // applied already, or past a gap anti-entropy will fill
 			}
 			for _, op := range b.Ops {
-				if cur := meta.Get([]byte(op.Key)); cur != nil {
-					e, err := decodeEntry(cur)
-					if err != nil {
-						return fmt.Errorf("key %q: %w", op.Key, err)
-					}
-					if !wins(op, e) {
-						continue
-					}
-				}
-				if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+				ok, err := merge(meta, op)
+				if err != nil {
 					return err
 				}
-				won = append(won, op)
+				if ok {
+					won = append(won, op)
+				}
 			}
 			rec, err := json.Marshal(b)
 			if err != nil {
