@@ -136,16 +136,7 @@ func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cuto
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, op := range changed {
-		s.clock.observe(op.Stamp)
-		if k, err := parseKey([]byte(op.Key)); err == nil && k.manifest != "" {
-			s.cache.forget(k.manifest)
-		}
-		if err := s.st.apply(op); err != nil {
-			return err // keys are checked before commit; this is corruption
-		}
-	}
-	return nil
+	return s.applyCommitted(changed)
 }
 
 // Advance raises what the store says it has applied to at least v, once

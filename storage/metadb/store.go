@@ -243,7 +243,13 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.vec = vec
-	for _, op := range won {
+	return s.applyCommitted(won)
+}
+
+// applyCommitted brings the in-memory state (clock, index, manifest cache)
+// up to ops, just committed to disk. The caller holds s.mu.
+func (s *Store) applyCommitted(ops []metalog.Op) error {
+	for _, op := range ops {
 		s.clock.observe(op.Stamp)
 		if k, err := parseKey([]byte(op.Key)); err == nil && k.manifest != "" {
 			s.cache.forget(k.manifest)
