@@ -24,12 +24,14 @@ import (
 // a push racing the collection within the replication delay of a record
 // unlinked for the whole grace period.
 func (s *Store) CollectManifests(ctx context.Context, grace time.Duration, dryRun bool) (int, error) {
-	cutoff := uint64(time.Now().Add(-grace).UnixMilli()) << 16
+	// Stamps hold milliseconds above a 16-bit counter: a record unlinked
+	// in the cutoff's millisecond counts, so grace 0 takes every one.
+	cutoff := uint64(time.Now().Add(-grace).UnixMilli())
 	var n int
 	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
 		for d, rec := range st.records {
-			if rec.stored && len(rec.repos) == 0 && rec.since < cutoff {
+			if rec.stored && len(rec.repos) == 0 && rec.since>>16 <= cutoff {
 				ops = append(ops, metalog.Op{Key: string(manifestKey(d)), Deleted: true})
 			}
 		}
