@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -30,33 +31,39 @@ const catchUpHeader = "X-Atoll-Catching-Up"
 // catchUpRetry is the Retry-After, in seconds, of a 503 while catching up.
 const catchUpRetry = 1
 
-// catchUpGate serves next once the member has caught up, and before that
-// passes requests to a live member (see above).
-func (n *Node) catchUpGate(next http.Handler) http.Handler {
-	if n.cluster == nil || len(n.cfg.Cluster.Join) == 0 {
-		return next // a member that joins nobody serves at once (metasync.Replicator.Run)
-	}
+// catchUpGate passes a member's registry requests on while it catches up.
+type catchUpGate struct {
+	self       string
+	caughtUp   func() bool
+	membership *membership
+	members    *memberClient
+	log        *slog.Logger
+}
+
+// wrap serves next once the member has caught up, and before that passes
+// requests to a live member (see above).
+func (g catchUpGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.metasync.CaughtUp() {
+		if g.caughtUp() {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if r.Header.Get(catchUpHeader) == "" {
-			if addr, ok := n.servingPeer(); ok {
-				n.passOn(w, r, addr)
+			if addr, ok := g.servingPeer(); ok {
+				g.passOn(w, r, addr)
 				return
 			}
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
-		api.WriteError(n.log, w, r, fmt.Errorf("member %s is catching up with the cluster's metadata: %w", n.name, storage.ErrUnavailable))
+		api.WriteError(g.log, w, r, fmt.Errorf("member %s is catching up with the cluster's metadata: %w", g.self, storage.ErrUnavailable))
 	})
 }
 
 // servingPeer returns the HTTP address of a live member other than this
 // one that stays in the cluster.
-func (n *Node) servingPeer() (string, bool) {
-	v := n.views.load()
-	for _, name := range n.membership.staying() {
+func (g catchUpGate) servingPeer() (string, bool) {
+	v := g.membership.views.load()
+	for _, name := range g.membership.staying() {
 		if m, ok := v.members[name]; ok && m.HTTP != "" && v.live(name) {
 			return m.HTTP, true
 		}
@@ -67,19 +74,19 @@ func (n *Node) servingPeer() (string, bool) {
 // passOn proxies r, whole and as the client sent it (credentials
 // included), to the member at addr. The Host header is kept so the URLs
 // the member answers with (Location, token realm) point back here.
-func (n *Node) passOn(w http.ResponseWriter, r *http.Request, addr string) {
-	target := &url.URL{Scheme: n.members.scheme, Host: addr}
+func (g catchUpGate) passOn(w http.ResponseWriter, r *http.Request, addr string) {
+	target := &url.URL{Scheme: g.members.scheme, Host: addr}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
-			pr.Out.Header.Set(catchUpHeader, n.name)
+			pr.Out.Header.Set(catchUpHeader, g.self)
 		},
-		Transport: n.members.client.Transport,
+		Transport: g.members.client.Transport,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
-			api.WriteError(n.log, w, r, fmt.Errorf("member %s is catching up; passing the request to %s: %w: %w", n.name, addr, storage.ErrUnavailable, err))
+			api.WriteError(g.log, w, r, fmt.Errorf("member %s is catching up; passing the request to %s: %w: %w", g.self, addr, storage.ErrUnavailable, err))
 		},
 	}
 	p.ServeHTTP(w, r)

@@ -228,7 +228,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if len(cfg.Headers) > 0 {
 		registry = withHeaders(cfg.Headers, registry)
 	}
-	registry = n.catchUpGate(registry) // catchup.go
+	if n.cluster != nil && len(cfg.Cluster.Join) > 0 { // a member that joins nobody serves at once (metasync.Replicator.Run)
+		gate := catchUpGate{self: n.name, caughtUp: n.metasync.CaughtUp, membership: n.membership, members: n.members, log: log}
+		registry = gate.wrap(registry) // catchup.go
+	}
 	mux.Handle("/v2/", n.instrument(registry))
 	mux.Handle("/v1/search", n.instrument(registry))
 	n.metrics.watch(n)
