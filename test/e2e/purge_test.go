@@ -168,7 +168,8 @@ func TestClusterOrphanPurge(t *testing.T) {
 
 // killDuringPeerCopy pushes 64 MiB blobs through the first member, each
 // owned by the two others, until it catches one of them with a copy in its
-// uploads directory and kills it. It returns that member and how far into
+// uploads directory (a replica streamed while the client sends, or a copy
+// placed after the commit) and kills it. It returns that member and how far into
 // the copy it was caught.
 func killDuringPeerCopy(t *testing.T, c *testCluster) (*clusterMember, string) {
 	t.Helper()
@@ -202,7 +203,7 @@ func killDuringPeerCopy(t *testing.T, c *testCluster) (*clusterMember, string) {
 			for _, m := range others {
 				files, _ := uploadFiles(m.dataDir)
 				for name, size := range files {
-					if strings.HasPrefix(name, "peer-") && size > 8<<20 {
+					if (strings.HasPrefix(name, "replica-") || strings.HasPrefix(name, "peer-")) && size > 8<<20 {
 						m.kill()
 						caught, at = m, size
 						break watch
