@@ -106,7 +106,6 @@ type Registry struct {
 	claims   Claims
 	policy   Policy
 	uploads  *uploadLocks
-	finished *finishedUploads
 	router   *mux.Router
 }
 
@@ -127,7 +126,6 @@ func New(cfg Config, deps Deps) *Registry {
 		claims:   deps.Claims,
 		policy:   deps.Policy,
 		uploads:  newUploadLocks(),
-		finished: newFinishedUploads(),
 	}
 	if reg.policy == nil {
 		reg.policy = allowAll{}

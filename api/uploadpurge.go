@@ -52,7 +52,9 @@ func (reg *Registry) uploadIntact(ctx context.Context, u *storage.Upload) bool {
 // record of sessions that finished before then.
 func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, error) {
 	cutoff := now.Add(-reg.cfg.UploadTTL)
-	reg.finished.expire(cutoff)
+	if err := reg.meta.ForgetFinishedUploads(ctx, cutoff); err != nil {
+		return 0, err
+	}
 	all, err := reg.meta.ListUploads()
 	if err != nil {
 		return 0, err

@@ -165,7 +165,8 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 //
 // Once the body is in, the commit (verify, make durable, place on the
 // blob's members, link) runs to its end even if the client goes away
-// meanwhile, and the session is remembered as finished (finishedUploads):
+// meanwhile, and the session is remembered as finished (CompleteUpload,
+// until the upload TTL; uploadfinished.go):
 // the client's retry waits on the session's lock for the commit and gets
 // the same 201.
 func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error {
@@ -175,7 +176,7 @@ func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error 
 	}
 	unlock := reg.lockWithBody(w, r)(id)
 	defer unlock()
-	if done, ok := reg.finished.get(id); ok {
+	if done, err := reg.meta.FinishedUpload(id); err == nil {
 		return finishAgain(w, r, repo, id, done)
 	}
 	u, err := reg.session(repo, id)
@@ -238,7 +239,6 @@ func (reg *Registry) commitUpload(w http.ResponseWriter, r *http.Request, u *sto
 		done(false)
 		return err
 	}
-	reg.finished.add(u.ID, u.Repo, d, time.Now())
 	done(true)
 	blobCreated(w, u.Repo, d)
 	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: size, Repository: u.Repo})

@@ -93,8 +93,23 @@ type Uploads interface {
 	// DeleteUpload removes a session, or returns ErrUploadUnknown.
 	DeleteUpload(ctx context.Context, id string) error
 	// CompleteUpload removes session id and links blob d, of size bytes,
-	// into its repository, in one durable step.
+	// into its repository, in one durable step that also records the
+	// session as finished.
 	CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error
+	// FinishedUpload returns what session id completed as, from
+	// CompleteUpload until ForgetFinishedUploads, or ErrUploadUnknown.
+	FinishedUpload(id string) (FinishedUpload, error)
+	// ForgetFinishedUploads drops the records of the sessions that
+	// completed before cutoff.
+	ForgetFinishedUploads(ctx context.Context, cutoff time.Time) error
+}
+
+// FinishedUpload is what an upload session completed as: a retried final
+// PUT of it is answered from this (the PUT is idempotent).
+type FinishedUpload struct {
+	Repo   string        `json:"repo"`
+	Digest digest.Digest `json:"digest"`
+	At     time.Time     `json:"at"`
 }
 
 // Inventory is an optional Metadata capability for garbage collection:

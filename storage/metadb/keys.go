@@ -32,6 +32,9 @@ var (
 	bucketLog     = []byte("log")
 	bucketVector  = []byte("vector")
 	bucketUploads = []byte("uploads")
+	// bucketFinished records the upload sessions that completed, by id,
+	// for a retried final PUT (FinishedUpload); local like bucketUploads.
+	bucketFinished = []byte("finished-uploads")
 )
 
 const sep = "\x00"

@@ -127,7 +127,7 @@ func (s *Store) Close() error { return errors.Join(s.db.Close(), s.reserve.close
 
 func (s *Store) load() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketLog, bucketVector, bucketUploads} {
+		for _, name := range [][]byte{bucketMeta, bucketLog, bucketVector, bucketUploads, bucketFinished} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}

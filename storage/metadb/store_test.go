@@ -105,11 +105,12 @@ func TestDeleteManifest(t *testing.T) {
 }
 
 func TestCompleteUpload(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "meta.db"), Options{})
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s, err := Open(path, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer func() { _ = s.Close() }()
 	d := digest.FromString("x")
 	if err := s.CompleteUpload(ctx, "nope", d, 0); !errors.Is(err, storage.ErrUploadUnknown) {
 		t.Errorf("complete unknown upload: %v", err)
@@ -123,5 +124,32 @@ func TestCompleteUpload(t *testing.T) {
 	}
 	if !s.BlobLinked("r", d) {
 		t.Error("completed blob not linked")
+	}
+
+	// The finished session is remembered across a restart, until forgotten.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.FinishedUpload("u")
+	if err != nil || f.Repo != "r" || f.Digest != d || time.Since(f.At) > time.Minute {
+		t.Fatalf("finished upload after a restart = %+v, %v; want r, %s, now", f, err, d)
+	}
+	if _, err := s.FinishedUpload("nope"); !errors.Is(err, storage.ErrUploadUnknown) {
+		t.Errorf("finished unknown upload: %v", err)
+	}
+	if err := s.ForgetFinishedUploads(ctx, f.At.Add(-time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishedUpload("u"); err != nil {
+		t.Errorf("forgotten before its cutoff: %v", err)
+	}
+	if err := s.ForgetFinishedUploads(ctx, f.At.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishedUpload("u"); !errors.Is(err, storage.ErrUploadUnknown) {
+		t.Errorf("kept past its cutoff: %v", err)
 	}
 }

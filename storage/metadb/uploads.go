@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -87,11 +88,53 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, 
 	if err != nil {
 		return err
 	}
+	rec, err := json.Marshal(storage.FinishedUpload{Repo: u.Repo, Digest: d, At: time.Now()})
+	if err != nil {
+		return fmt.Errorf("encode finished upload %s: %w", id, err)
+	}
 	// The blob is on disk already: the link may use the whole reserve, so a
 	// full disk does not strand a committed upload.
 	return s.writeReserved(ctx, true, func(st *state) ([]metalog.Op, error) {
 		return linkOps(st, u.Repo, d, size), nil
 	}, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketUploads).Delete([]byte(id))
+		if err := tx.Bucket(bucketUploads).Delete([]byte(id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketFinished).Put([]byte(id), rec)
 	})
+}
+
+// FinishedUpload implements storage.Uploads.
+func (s *Store) FinishedUpload(id string) (storage.FinishedUpload, error) {
+	var f storage.FinishedUpload
+	err := s.db.View(func(tx *bolt.Tx) error {
+		rec := tx.Bucket(bucketFinished).Get([]byte(id))
+		if rec == nil {
+			return storage.ErrUploadUnknown
+		}
+		return json.Unmarshal(rec, &f)
+	})
+	return f, err
+}
+
+// ForgetFinishedUploads implements storage.Uploads.
+func (s *Store) ForgetFinishedUploads(ctx context.Context, cutoff time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.admit(false); err != nil {
+		return err
+	}
+	return diskspace.Classify(s.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketFinished).Cursor()
+		for k, rec := c.First(); k != nil; k, rec = c.Next() {
+			var f storage.FinishedUpload
+			if err := json.Unmarshal(rec, &f); err != nil || f.At.Before(cutoff) {
+				if err := c.Delete(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}))
 }

@@ -127,6 +127,20 @@ func TestFinalPutRetriedAfterClientTimeout(t *testing.T) {
 	if _, err := cl.do(ctx, "PUT", withDigest(loc, other), nil, nil, http.StatusBadRequest); err != nil {
 		t.Errorf("PUT of the finished session with another digest: %v", err)
 	}
+	// The finished session is recorded on disk: after a SIGKILL and a
+	// restart of the member holding it, a retry is answered the same.
+	m.kill()
+	m.Restart()
+	m.killed = false
+	pollUntil(t, 30*time.Second, m.name+" ready after its restart", func() error {
+		_, err := cl.do(ctx, http.MethodGet, "/readyz", nil, nil, http.StatusOK)
+		return err
+	})
+	if r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated); err != nil {
+		t.Errorf("PUT retried after %s restarted: %v", m.name, err)
+	} else if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Errorf("PUT retried after a restart: Docker-Content-Digest %q, want %s", got, d)
+	}
 	for _, o := range c.members {
 		oc := newClient(o.URL())
 		if _, err := oc.do(ctx, "HEAD", "/v2/final/retry/blobs/"+d.String(), nil, nil, http.StatusOK); err != nil {
