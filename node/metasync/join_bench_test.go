@@ -19,15 +19,7 @@ import (
 // benchMember opens a member's store under dir, on net.
 func benchMember(b *testing.B, net *Network, dir, name string, cfg Config) *member {
 	b.Helper()
-	s, err := metadb.Open(filepath.Join(dir, name, "metadata.db"), metadb.Options{Origin: name, Reserve: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = s.Close() })
-	r := New(cfg, Deps{Self: name, Log: s})
-	r.Connect(net)
-	net.Add(name, s)
-	return &member{name: name, store: Wrap(s, r), r: r}
+	return openMember(b, net, filepath.Join(dir, name, "metadata.db"), name, cfg)
 }
 
 // BenchmarkJoin: a member with n manifests, each pushed as its own write

@@ -38,11 +38,17 @@ func newMember(t *testing.T, net *Network, name string) *member {
 
 func newMemberConfig(t *testing.T, net *Network, name string, cfg Config) *member {
 	t.Helper()
-	s, err := metadb.Open(filepath.Join(t.TempDir(), "metadata.db"), metadb.Options{Origin: name, Reserve: -1})
+	return openMember(t, net, filepath.Join(t.TempDir(), "metadata.db"), name, cfg)
+}
+
+// openMember opens member name's store at path and joins it to net.
+func openMember(tb testing.TB, net *Network, path, name string, cfg Config) *member {
+	tb.Helper()
+	s, err := metadb.Open(path, metadb.Options{Origin: name, Reserve: -1})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
+	tb.Cleanup(func() { _ = s.Close() })
 	r := New(cfg, Deps{Self: name, Log: s})
 	r.Connect(net)
 	net.Add(name, s)
