@@ -6,7 +6,9 @@
 // it runs every scenario in rounds, alternating the order of the variants
 // from round to round, and prints medians and ratios:
 //
-//   - pull: a blob through an owner vs through a non-owner (proxy, redirect);
+//   - pull: a blob through an owner vs through a non-owner (proxy, redirect),
+//     and through bare TCP relays to the owner (relay.go): the best a
+//     one-hop proxy does on this machine, measured in the same run;
 //   - push: a monolithic push to a single node vs to 3 members with R=2;
 //   - pullers: many concurrent pullers over 3 members vs one single node;
 //   - finalize: the final PUT of a chunked upload of a 1 GiB blob streamed
@@ -48,6 +50,8 @@ type config struct {
 	duration     time.Duration
 	startTimeout time.Duration
 	keep         bool
+	relay        string // run as the pull scenario's bare relay (relay.go)
+	relayMode    string
 }
 
 var scenarioNames = []string{"pull", "push", "pullers", "finalize", "conns"}
@@ -66,6 +70,8 @@ func parseFlags() config {
 	flag.DurationVar(&c.duration, "duration", 8*time.Second, "pullers duration per round and variant")
 	flag.DurationVar(&c.startTimeout, "start-timeout", 30*time.Second, "how long to wait for a member to start and a cluster to form")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temp dir (data, logs)")
+	flag.StringVar(&c.relay, "relay", "", "internal: run as a bare relay of listen=target,... (the pull scenario starts it)")
+	flag.StringVar(&c.relayMode, "relay-mode", relayCopy, "internal: the bare relay's mode, splice or copy")
 	flag.Parse()
 	return c
 }
@@ -88,6 +94,13 @@ func (c config) has(s string) bool { return slices.Contains(benchkit.SplitList(c
 
 func main() {
 	cfg := parseFlags()
+	if cfg.relay != "" {
+		if err := runRelay(cfg.relay, cfg.relayMode); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	benchkit.Main("bench-cluster", func(ctx context.Context) error { return run(ctx, cfg) })
 }
 

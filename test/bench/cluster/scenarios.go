@@ -28,6 +28,7 @@ type bench struct {
 	res  results
 
 	single, r1proxy, r1redirect, r2 *cluster
+	relays                          *relays // pull: started by the first round (pull.go)
 
 	blobs    [][]byte // pullers: the blobs and their digests
 	digests  []string
@@ -49,67 +50,12 @@ func newBench(cfg config) (*bench, error) {
 }
 
 func (b *bench) close() {
+	if b.relays != nil {
+		b.relays.stop()
+	}
 	if b.blob != nil {
 		_ = b.blob.Close()
 	}
-}
-
-// runPull pushes a fresh blob to each cluster through an owner (untimed),
-// finds the holders in the data dirs, then times full GETs through a
-// holder (A) and a non-holder (B) in the order ABBA (BAAB on even rounds),
-// so each row gets two samples per round. The digest is checked after the
-// timer.
-func (b *bench) runPull(ctx context.Context, round int) error {
-	type variant struct {
-		c                  *cluster
-		ownerKey, otherKey string
-	}
-	vs := benchkit.Ordered(round, []variant{
-		{b.r1proxy, "pull-r1-owner", "pull-r1-proxy"},
-		{b.r1redirect, "pull-r1-owner", "pull-r1-redirect"},
-		{b.r2, "pull-r2-owner", "pull-r2-proxy"},
-	})
-	for _, v := range vs {
-		data, dgst := b.Fresh()
-		via := v.c.byName(v.c.predict(dgst)[0])
-		if err := benchkit.PushMonolithic(ctx, b.hc, via.base, repoPull, data, dgst); err != nil {
-			return fmt.Errorf("%s: pushing the blob to pull via %s: %w", v.c.label, via.name, err)
-		}
-		holders, others, err := v.c.placement(dgst)
-		if err != nil {
-			return err
-		}
-		type step struct {
-			m   *member
-			key string
-		}
-		ab := benchkit.Ordered(round, []step{{holders[0], v.ownerKey}, {others[0], v.otherKey}})
-		for _, s := range []step{ab[0], ab[1], ab[1], ab[0]} {
-			start := time.Now()
-			host, err := benchkit.Pull(ctx, b.hc, s.m.base, repoPull, dgst, b.Recv)
-			elapsed := time.Since(start)
-			if err != nil {
-				return fmt.Errorf("%s: pull via %s: %w", v.c.label, s.m.name, err)
-			}
-			if got := benchkit.Digest(b.Recv); got != dgst {
-				return fmt.Errorf("%s: pull via %s: content digest %s, want %s", v.c.label, s.m.name, got, dgst)
-			}
-			// Proxy and owner answers come from the member asked; a redirect
-			// must land on a holder.
-			wantHosts := []string{s.m.host}
-			if v.c.routing == "redirect" && s.m != holders[0] {
-				wantHosts = wantHosts[:0]
-				for _, h := range holders {
-					wantHosts = append(wantHosts, h.host)
-				}
-			}
-			if !slices.Contains(wantHosts, host) {
-				return fmt.Errorf("%s: pull via %s was answered by %s, want one of %v", v.c.label, s.m.name, host, wantHosts)
-			}
-			b.res.record(round, s.key, benchkit.MBps(int64(len(data)), elapsed), "MB/s", v.c.label+" via "+s.m.name)
-		}
-	}
-	return nil
 }
 
 // runPush times monolithic pushes of fresh blobs: to the single node, and
