@@ -12,21 +12,24 @@ import (
 
 // bbolt reuses the pages a commit frees but never gives them back to the
 // file system: after churn (a trimmed log, collected manifest records) the
-// file keeps its largest size. At Open the store copies a sparse database
-// into a new file (bbolt.Compact), syncs it and renames it over the old
-// one, so the file returns to its live size on restart.
+// file keeps its largest size. A sparse database is copied into a new file
+// (bbolt.Compact), synced and renamed over the old one: at Open
+// (compactSparse) and while the store runs (CompactIfSparse,
+// compactonline.go), so the file returns to its live size.
 
 const (
-	// compactMin is the smallest file worth compacting.
-	compactMin = 4 << 20
-	// compactFree is the share of free pages, in percent, past which a
-	// file is compacted.
+	// compactMin is the smallest file worth compacting. Compacting one
+	// this size takes milliseconds.
+	compactMin = 1 << 20
+	// compactFree is the share of the file, in percent, not in live pages
+	// past which it is compacted. A compaction copies the live pages, so
+	// their cost is bounded by a share of the churn that made them due.
 	compactFree = 25
 )
 
-// compactSparse compacts the database at path when at least compactFree
-// percent of a file of compactMin bytes or more is free pages. A crash
-// midway leaves the old file in place and a temporary one Open removes.
+// compactSparse compacts the database at path, not open, when it is
+// sparse (see sparse). A crash midway leaves the old file in place and a
+// temporary one that the next call removes.
 func compactSparse(path string) error {
 	tmp := path + ".compact"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -40,9 +43,9 @@ func compactSparse(path string) error {
 	if err != nil {
 		return fmt.Errorf("open metadata %s: %w", path, err)
 	}
-	free := int64(src.Stats().FreePageN) * int64(src.Info().PageSize)
-	if free*100 < fi.Size()*compactFree {
-		return src.Close()
+	var due bool
+	if err := src.View(func(tx *bolt.Tx) error { _, _, due, err = sparse(path, tx); return err }); err != nil || !due {
+		return errors.Join(err, src.Close())
 	}
 	dst, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: true})
 	if err != nil {
@@ -52,16 +55,22 @@ func compactSparse(path string) error {
 	if err == nil {
 		err = dst.Sync()
 	}
-	if err = errors.Join(err, dst.Close(), src.Close()); err != nil {
+	if err = errors.Join(err, dst.Close(), src.Close()); err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("compact metadata: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("compact metadata: %w", err)
-	}
+	return syncDir(path)
+}
+
+// syncDir syncs the directory of path, after a synced copy was renamed
+// to path: after a crash path is then the copy, whole.
+func syncDir(path string) error {
 	dir, err := os.Open(filepath.Dir(path))
 	if err != nil {
-		return fmt.Errorf("compact metadata: %w", err)
+		return err
 	}
 	return errors.Join(dir.Sync(), dir.Close())
 }

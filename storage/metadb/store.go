@@ -68,7 +68,7 @@ type Options struct {
 // Store implements storage.Metadata and the replicated log (Apply,
 // Vector, Since).
 type Store struct {
-	db      *bolt.DB
+	db      *handle // replaced by online compaction (compactonline.go)
 	origin  string
 	clock   clock
 	reserve *reserve // nil: none
@@ -102,9 +102,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	// The hashmap free list finds runs of free pages for the log's large
 	// values in constant time; the array one scans (bbolt's default).
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
+	db, err := openHandle(path, bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
 	if err != nil {
-		return nil, fmt.Errorf("open metadata %s: %w", path, err)
+		return nil, err
 	}
 	s := &Store{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}, cache: newCache(opts.CacheSize)}
 	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {

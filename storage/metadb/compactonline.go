@@ -1,0 +1,213 @@
+package metadb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/atollhq/atoll/storage/diskspace"
+)
+
+// Online compaction. The store's bolt database sits behind a handle that
+// every transaction goes through, so that CompactIfSparse can replace it
+// by a compacted copy while the store runs:
+//
+//   - writes pause: the store's write lock and the handle's writes lock
+//     are held from the copy to the swap, so nothing commits to the old
+//     file after the copy began (no write is lost);
+//   - reads go on: the in-memory index and the manifest cache need no
+//     disk, and a read transaction runs on the old file until the swap,
+//     which waits for the ones in flight and makes every later one read
+//     the new file;
+//   - a crash at any point leaves the old file or the new one, whole: the
+//     copy is written to path.compact, synced, opened, and only then
+//     renamed over path and the directory synced; Open removes a
+//     path.compact left by a crash (compactSparse).
+
+// handle is the store's bolt database, replaced by CompactIfSparse. Its
+// View, Update and Close are bolt's, serialised against the swap.
+type handle struct {
+	path string
+	opts bolt.Options
+
+	compacting sync.Mutex   // one compaction at a time
+	writes     sync.RWMutex // read-held by each Update; write-held while compacting: writes pause
+	mu         sync.RWMutex // read-held by each transaction; write-held to swap db
+	db         *bolt.DB     // nil once closed
+}
+
+// openHandle opens the database at path.
+func openHandle(path string, opts bolt.Options) (*handle, error) {
+	db, err := bolt.Open(path, 0o600, &opts)
+	if err != nil {
+		return nil, fmt.Errorf("open metadata %s: %w", path, err)
+	}
+	return &handle{path: path, opts: opts, db: db}, nil
+}
+
+// View runs a read transaction on the current file.
+func (h *handle) View(fn func(*bolt.Tx) error) error {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.db == nil {
+		return bolt.ErrDatabaseNotOpen
+	}
+	return h.db.View(fn)
+}
+
+// Update runs a write transaction on the current file; it waits while a
+// compaction copies the file.
+func (h *handle) Update(fn func(*bolt.Tx) error) error {
+	h.writes.RLock()
+	defer h.writes.RUnlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.db == nil {
+		return bolt.ErrDatabaseNotOpen
+	}
+	return h.db.Update(fn)
+}
+
+// Close closes the database, after a compaction in progress.
+func (h *handle) Close() error {
+	h.writes.Lock()
+	defer h.writes.Unlock()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.db == nil {
+		return nil
+	}
+	err := h.db.Close()
+	h.db = nil
+	return err
+}
+
+// Compaction reports what CompactIfSparse did.
+type Compaction struct {
+	// Done says the file was sparse and was compacted.
+	Done bool
+	// Before and After are the file's sizes in bytes; Live is the bytes of
+	// pages in use before.
+	Before, After, Live int64
+	// Paused is how long writes waited: the copy and the swap.
+	Paused time.Duration
+}
+
+// CompactIfSparse compacts the database file online when at least
+// compactFree percent of a file of compactMin bytes or more holds no live
+// pages (see the top of this file).
+func (s *Store) CompactIfSparse(ctx context.Context) (Compaction, error) {
+	return s.compactOnline(ctx, false)
+}
+
+// compactOnline compacts the file if it is sparse, or in any case when
+// force is set.
+func (s *Store) compactOnline(ctx context.Context, force bool) (Compaction, error) {
+	h := s.db
+	if !h.compacting.TryLock() {
+		return Compaction{}, nil // one is running: it does the work
+	}
+	defer h.compacting.Unlock()
+	if err := ctx.Err(); err != nil {
+		return Compaction{}, err
+	}
+	var c Compaction
+	var sparseNow bool
+	err := h.View(func(tx *bolt.Tx) error {
+		var err error
+		c.Before, c.Live, sparseNow, err = sparse(h.path, tx)
+		return err
+	})
+	if err != nil || !sparseNow && !force {
+		return c, err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	h.writes.Lock()
+	defer h.writes.Unlock()
+	start := time.Now()
+	defer func() { c.Paused = time.Since(start) }()
+	if h.db == nil {
+		return c, fmt.Errorf("compact metadata: %w", bolt.ErrDatabaseNotOpen)
+	}
+	tmp := h.path + ".compact"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return c, fmt.Errorf("compact metadata: %w", err)
+	}
+	// The copy is written without fsync and synced once whole.
+	opts := h.opts
+	opts.NoSync = true
+	dst, err := bolt.Open(tmp, 0o600, &opts)
+	if err != nil {
+		return c, fmt.Errorf("compact metadata: %w", err)
+	}
+	err = bolt.Compact(dst, h.db, 64<<20)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if err == nil {
+		err = os.Rename(tmp, h.path)
+	}
+	if err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return c, fmt.Errorf("compact metadata: %w", err)
+	}
+	// Renamed: path is the copy, which must take the writes from now on,
+	// even if syncing the directory fails.
+	err = syncDir(h.path)
+	dst.NoSync = h.opts.NoSync
+	h.mu.Lock()
+	old := h.db
+	h.db = dst
+	h.mu.Unlock()
+	c.Done = true
+	// No transaction can reach old now: the swap waited for those in flight.
+	err = errors.Join(err, old.Close())
+	if s.reserve != nil {
+		err = errors.Join(err, s.reserve.reopen(h.path))
+	}
+	if fi, serr := os.Stat(h.path); serr == nil {
+		c.After = fi.Size()
+	}
+	if err != nil {
+		return c, fmt.Errorf("compact metadata: after the swap: %w", err)
+	}
+	return c, nil
+}
+
+// sparse returns the size of the file at path and the bytes of its live
+// pages, as tx sees them, and whether the file is worth compacting: at
+// least compactMin bytes, compactFree percent of them not live (free
+// pages, and the tail bbolt grew the file by past its data).
+func sparse(path string, tx *bolt.Tx) (size, live int64, ok bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	st := tx.DB().Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(tx.DB().Info().PageSize)
+	size, live = fi.Size(), max(0, tx.Size()-free)
+	return size, live, size >= compactMin && (size-live)*100 >= size*compactFree, nil
+}
+
+// reopen points the reserve at the file now at path (a compacted copy
+// renamed over the one it had open): the old file's blocks go with its
+// last descriptor, and the next admit preallocates the new one's.
+func (r *reserve) reopen(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("metadata reserve: %w", err)
+	}
+	end, _ := diskspace.Allocated(f) // as openReserve: the copy is dense
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.f
+	r.f, r.end = f, end
+	return old.Close()
+}
