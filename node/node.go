@@ -281,6 +281,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	run(n.gc.Run)
 	if n.cluster == nil {
+		run(func(ctx context.Context) { n.metasync.Run(ctx, false) }) // trims the log, compacts metadata.db
 		return
 	}
 	n.cluster.Start()

@@ -64,6 +64,10 @@ type Config struct {
 	// TrimInterval is how often the log is trimmed of what every member
 	// applied. Default 30 SyncIntervals (1m).
 	TrimInterval time.Duration `yaml:"-"`
+	// TrimAfter is how many batches the log may gain before a trim round
+	// runs at once, whatever TrimInterval says. Default 10000; negative:
+	// none.
+	TrimAfter int `yaml:"-"`
 	// SnapshotAfter is how many batches behind a member must be to
 	// install a snapshot rather than replay the log. Default 1024;
 	// negative: only when the log was trimmed past it.
@@ -88,6 +92,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TrimInterval <= 0 {
 		c.TrimInterval = 30 * c.SyncInterval
+	}
+	if c.TrimAfter == 0 {
+		c.TrimAfter = 10000
 	}
 	if c.SnapshotAfter == 0 {
 		c.SnapshotAfter = 1024
@@ -167,7 +174,7 @@ func New(cfg Config, deps Deps) *Replicator {
 	return &Replicator{
 		cfg: cfg, self: deps.Self, log: deps.Log, slog: deps.Logger,
 		followers: map[string]*follower{}, changed: make(chan struct{}),
-		trim: trimState{known: map[string]seen{}},
+		trim: trimState{known: map[string]seen{}, kick: make(chan struct{}, 1)},
 	}
 }
 
@@ -228,7 +235,8 @@ func (r *Replicator) peers() []string {
 func (r *Replicator) CaughtUp() bool { return r.caughtUp.Load() }
 
 // Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
-// what a random peer has applied and this member has not. First, if
+// what a random peer has applied and this member has not; and it runs the
+// trim rounds (trim.go), also on a member on its own. First, if
 // joining is set, it catches up with every peer, retrying until all of
 // them answered.
 func (r *Replicator) Run(ctx context.Context, joining bool) {
@@ -262,20 +270,25 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 		case <-ctx.Done():
 			return
 		case <-trim.C:
-			if err := r.Trim(ctx); err != nil && ctx.Err() == nil {
-				r.slog.Debug("trimming the metadata log", "err", err)
-			}
-			continue
+			r.trimRound(ctx)
+		case <-r.trim.kick:
+			r.trimRound(ctx)
 		case <-t.C:
+			r.logGrew() // batches other members pushed count too
+			r.antiEntropy(ctx)
 		}
-		peers := r.peers()
-		if len(peers) == 0 {
-			continue
-		}
-		p := peers[rand.IntN(len(peers))]
-		if err := r.pullFrom(ctx, p); err != nil && ctx.Err() == nil {
-			r.slog.Debug("anti-entropy", "member", p, "err", err)
-		}
+	}
+}
+
+// antiEntropy pulls from a random peer what it has and this member lacks.
+func (r *Replicator) antiEntropy(ctx context.Context) {
+	peers := r.peers()
+	if len(peers) == 0 {
+		return
+	}
+	p := peers[rand.IntN(len(peers))]
+	if err := r.pullFrom(ctx, p); err != nil && ctx.Err() == nil {
+		r.slog.Debug("anti-entropy", "member", p, "err", err)
 	}
 }
 

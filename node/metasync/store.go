@@ -43,6 +43,7 @@ func (s *Store) replicated(ctx context.Context, before uint64, err error) error 
 	if after == before {
 		return nil
 	}
+	s.r.logGrew()
 	return s.r.wait(ctx, after)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atollhq/atoll/storage/metadb"
@@ -35,22 +36,55 @@ type trimState struct {
 	cands   []metalog.Op    // tombstones listed last round
 	candVec metalog.Vector  // what this member had applied then
 	listed  time.Time       // when tombstones were last listed
+
+	base atomic.Uint64 // the sum of the vector at the last round
+	kick chan struct{} // a round is due (buffered 1)
 }
 
-// Trim runs one round of trimming (see above). It trims nothing when a
-// live member does not answer.
-func (r *Replicator) Trim(ctx context.Context) error {
-	t := r.conn()
-	if t == nil {
-		return nil
+// compacter is the store's online compaction (storage/metadb).
+type compacter interface {
+	CompactIfSparse(ctx context.Context) (metadb.Compaction, error)
+}
+
+// logGrew asks Run for a trim round when the log has gained TrimAfter
+// batches since the last one. It is cheap enough to call after every
+// write.
+func (r *Replicator) logGrew() {
+	if r.cfg.TrimAfter <= 0 || total(r.log.Vector())-r.trim.base.Load() < uint64(r.cfg.TrimAfter) {
+		return
 	}
+	select {
+	case r.trim.kick <- struct{}{}:
+	default: // one is due already
+	}
+}
+
+// total returns how many batches v covers.
+func total(v metalog.Vector) uint64 {
+	var n uint64
+	for _, seq := range v {
+		n += seq
+	}
+	return n
+}
+
+// Trim runs one round of trimming (see above), then compacts the store's
+// file if it is sparse. It trims nothing when a live member does not
+// answer.
+func (r *Replicator) Trim(ctx context.Context) error {
 	r.trim.mu.Lock()
 	defer r.trim.mu.Unlock()
 	now := time.Now()
 	mine := r.log.Vector()
+	r.trim.base.Store(total(mine))
 	floor := mine.Clone()
 	live := map[string]bool{}
-	for _, p := range r.peers() {
+	var peers []string
+	t := r.conn()
+	if t != nil {
+		peers = r.peers()
+	}
+	for _, p := range peers {
 		v, err := t.Vector(ctx, p)
 		if err != nil {
 			return fmt.Errorf("vector of %s: %w", p, err)
@@ -84,6 +118,31 @@ func (r *Replicator) Trim(ctx context.Context) error {
 	}
 	if n > 0 || dropped > 0 {
 		r.slog.Info("trimmed the metadata log", "batches", n, "tombstones", dropped)
+	}
+	return r.compact(ctx)
+}
+
+// trimRound is a round of Run.
+func (r *Replicator) trimRound(ctx context.Context) {
+	if err := r.Trim(ctx); err != nil && ctx.Err() == nil {
+		r.slog.Debug("trimming the metadata log", "err", err)
+	}
+}
+
+// compact compacts the store's file online if it is sparse, and logs it.
+func (r *Replicator) compact(ctx context.Context) error {
+	c, ok := r.log.(compacter)
+	if !ok {
+		return nil
+	}
+	r.slog.Debug("checking whether metadata.db is sparse")
+	done, err := c.CompactIfSparse(ctx)
+	if done.Done {
+		r.slog.Info("compacted metadata.db online", "before", done.Before, "after", done.After,
+			"live", done.Live, "writesPaused", done.Paused.Round(time.Millisecond), "err", err)
+	}
+	if err != nil {
+		return fmt.Errorf("compacting the metadata store: %w", err)
 	}
 	return nil
 }
