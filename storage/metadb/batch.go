@@ -2,8 +2,6 @@ package metadb
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metalog"
@@ -25,9 +23,9 @@ type ManifestPut struct {
 func (s *Store) PutManifests(ctx context.Context, puts []ManifestPut) error {
 	recs := make([][]byte, len(puts))
 	for i, p := range puts {
-		rec, err := json.Marshal(p.Manifest)
+		rec, err := encodeRecord(p.Manifest)
 		if err != nil {
-			return fmt.Errorf("encode manifest %s: %w", p.Manifest.Descriptor.Digest, err)
+			return err
 		}
 		recs[i] = rec
 	}

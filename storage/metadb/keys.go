@@ -13,14 +13,15 @@ import (
 //	meta     the registry's metadata, one flat key space; each value is an
 //	         entry (entry.go): the latest op's stamp, origin, tombstone flag
 //	         and value:
-//	           m/<digest>               -> manifest record (JSON storage.Manifest)
+//	           m/<digest>               -> manifest record (record.go)
 //	           r/<repo>/t/<tag>         -> manifest digest
 //	           r/<repo>/m/<digest>      -> "" (manifest linked into repo)
 //	           r/<repo>/b/<digest>      -> blob size in decimal, or "" when not
 //	                                       recorded (blob linked into repo)
 //	           p/<repo>/<tag>           -> digest an immutable tag was first
 //	                                       bound to (not part of the repository)
-//	log      <origin> 0x00 <seq, 8 bytes big endian> -> JSON metalog.Batch
+//	log      <origin> 0x00 <seq, 8 bytes big endian> -> metalog.Batch
+//	         (logrec.go: a manifest record's value is not repeated there)
 //	vector   <origin>                   -> highest contiguous seq applied (8 bytes)
 //	uploads  <upload id>                -> JSON storage.Upload (local, not replicated)
 //
@@ -48,6 +49,9 @@ const (
 )
 
 func manifestKey(d digest.Digest) []byte { return []byte("m" + sep + d.String()) }
+
+// isRecordKey reports whether k is a manifest record's, m/<digest>.
+func isRecordKey(k string) bool { return len(k) > 2 && k[0] == 'm' && k[1] == sep[0] }
 
 func tagKey(repo, tag string) []byte { return repoKey(repo, kindTag, tag) }
 

@@ -1,9 +1,6 @@
 package metadb
 
 import (
-	"bytes"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -12,7 +9,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
@@ -216,61 +212,6 @@ func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 	}
 	s.setSubject(rec, m.Subject, desc)
 	return nil
-}
-
-// recordHead is what the index reads of a manifest record: its
-// descriptor and subject, not its bytes (the descriptor's size is theirs).
-type recordHead struct {
-	Descriptor v1.Descriptor `json:"descriptor"`
-	Subject    digest.Digest `json:"subject"`
-}
-
-// contentField starts the last field of a record as json.Marshal writes
-// storage.Manifest: its content, in base64, which holds no quote.
-var contentField = []byte(`,"content":"`)
-
-// splitRecord splits record v into its head, as a JSON object, and its
-// content in base64: the content is the last field and the last
-// `,"content":"` in v starts it. ok is false for a record in another
-// shape.
-func splitRecord(v []byte) (head, content []byte, ok bool) {
-	i := bytes.LastIndex(v, contentField)
-	if i <= 0 || !bytes.HasSuffix(v, []byte(`"}`)) {
-		return nil, nil, false
-	}
-	return append(v[:i:i], '}'), v[i+len(contentField) : len(v)-2], true
-}
-
-// decodeHead decodes the head of record v without scanning its content;
-// a record in another shape is decoded whole.
-func decodeHead(v []byte) (recordHead, error) {
-	var h recordHead
-	if head, _, ok := splitRecord(v); ok {
-		if err := json.Unmarshal(head, &h); err == nil {
-			return h, nil
-		}
-	}
-	err := json.Unmarshal(v, &h)
-	return h, err
-}
-
-// decodeRecord decodes record v, its head as JSON and its content
-// straight from base64; a record in another shape is decoded whole.
-func decodeRecord(v []byte) (*storage.Manifest, error) {
-	if head, b64, ok := splitRecord(v); ok {
-		var h recordHead
-		content := make([]byte, base64.StdEncoding.DecodedLen(len(b64)))
-		n, err := base64.StdEncoding.Decode(content, b64)
-		if err == nil {
-			err = json.Unmarshal(head, &h)
-		}
-		if err == nil {
-			return &storage.Manifest{Descriptor: h.Descriptor, Subject: h.Subject, Content: content[:n]}, nil
-		}
-	}
-	m := new(storage.Manifest)
-	err := json.Unmarshal(v, m)
-	return m, err
 }
 
 // setSubject moves the referrer entries of rec's linked manifests to

@@ -20,7 +20,6 @@ package metadb
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -211,20 +210,19 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 			if b.Seq != vec[b.Origin]+1 {
 				continue // applied already, or past a gap anti-entropy will fill
 			}
-			for _, op := range b.Ops {
+			inMeta := make([]bool, len(b.Ops))
+			for i, op := range b.Ops {
 				ok, err := merge(meta, op)
 				if err != nil {
 					return err
 				}
 				if ok {
 					won = append(won, op)
+					// A record's bytes stay in its entry only (logrec.go).
+					inMeta[i] = !op.Deleted && isRecordKey(op.Key)
 				}
 			}
-			rec, err := json.Marshal(b)
-			if err != nil {
-				return err
-			}
-			if err := log.Put(logKey(b.Origin, b.Seq), rec); err != nil {
+			if err := log.Put(logKey(b.Origin, b.Seq), encodeBatch(b, inMeta)); err != nil {
 				return err
 			}
 			vec[b.Origin] = b.Seq
@@ -295,13 +293,13 @@ func (s *Store) Since(origin string, seq uint64, limit int) ([]metalog.Batch, er
 	var out []metalog.Batch
 	prefix := logKey(origin, 0)[:len(origin)+1]
 	err := s.db.View(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketLog).Cursor()
+		meta, c := tx.Bucket(bucketMeta), tx.Bucket(bucketLog).Cursor()
 		for k, v := c.Seek(logKey(origin, seq+1)); k != nil && len(out) < limit; k, v = c.Next() {
 			if len(k) != len(prefix)+8 || string(k[:len(prefix)]) != string(prefix) {
 				break
 			}
-			var b metalog.Batch
-			if err := json.Unmarshal(v, &b); err != nil {
+			b, err := decodeBatch(meta, v)
+			if err != nil {
 				return fmt.Errorf("log %s: %w", origin, err)
 			}
 			out = append(out, b)
