@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -91,62 +92,72 @@ type Remote interface {
 	ForwardUpload(w http.ResponseWriter, r *http.Request, id string) (bool, error)
 }
 
-// Registry serves the API. Its methods may be called concurrently.
+// applyDefaults fills the optional hooks left nil with what a registry of
+// its own does: log nothing, name uploads at random, anonymous actors,
+// every repository visible and local, no rules, nothing collecting.
+func (d *Deps) applyDefaults() {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.NewUploadID == nil {
+		d.NewUploadID = randomID
+	}
+	if d.Actor == nil {
+		d.Actor = func(*http.Request) string { return "" }
+	}
+	if d.Visible == nil {
+		d.Visible = func(*http.Request, string) bool { return true }
+	}
+	if d.Upstream == nil {
+		d.Upstream = noUpstream{}
+	}
+	if d.Policy == nil {
+		d.Policy = allowAll{}
+	}
+	if d.Claims == nil {
+		d.Claims = noClaims{}
+	}
+}
+
+// Registry serves the API: it lays out the routes over one handler per
+// resource (blobs.go, uploads.go, manifests.go, tags.go, referrers.go,
+// catalog.go, search.go), each holding only the stores and hooks it uses.
+// Its methods may be called concurrently.
 type Registry struct {
-	cfg      Config
-	blobs    storage.BlobStore
-	meta     storage.Metadata
 	log      *slog.Logger
-	newID    func() string
-	remote   Remote
-	events   EventSink
-	actor    func(r *http.Request) string
-	visible  func(r *http.Request, repo string) bool
-	upstream Upstream
-	claims   Claims
-	policy   Policy
-	uploads  *uploadLocks
+	readOnly bool
+	sessions *uploadSessions
 	router   *mux.Router
 }
 
 // New returns a registry over deps.
 func New(cfg Config, deps Deps) *Registry {
 	cfg.applyDefaults()
-	reg := &Registry{
-		cfg:      cfg,
-		blobs:    deps.Blobs,
-		meta:     deps.Meta,
-		log:      deps.Logger,
-		newID:    deps.NewUploadID,
-		remote:   deps.Remote,
-		events:   deps.Events,
-		actor:    deps.Actor,
-		visible:  deps.Visible,
-		upstream: deps.Upstream,
-		claims:   deps.Claims,
-		policy:   deps.Policy,
-		uploads:  newUploadLocks(),
+	deps.applyDefaults()
+	events := emitter{sink: deps.Events, actor: deps.Actor}
+	sessions := &uploadSessions{blobs: deps.Blobs, meta: deps.Meta, locks: newUploadLocks(), ttl: cfg.UploadTTL}
+	h := handlers{
+		blobs: &blobHandler{
+			blobs: deps.Blobs, links: deps.Meta, upstream: deps.Upstream, claims: deps.Claims,
+			remote: deps.Remote, events: events, disableDelete: cfg.DisableDelete,
+		},
+		uploads: &uploadHandler{
+			blobs: deps.Blobs, meta: deps.Meta, sessions: sessions, upstream: deps.Upstream,
+			claims: deps.Claims, policy: deps.Policy, remote: deps.Remote, newID: deps.NewUploadID, events: events,
+			mounts: &mounter{
+				blobs: deps.Blobs, links: deps.Meta, claims: deps.Claims, policy: deps.Policy,
+				noAnonymous: cfg.NoAnonymousMount,
+			},
+		},
+		manifests: &manifestHandler{
+			meta: deps.Meta, upstream: deps.Upstream, claims: deps.Claims, policy: deps.Policy,
+			events: events, maxSize: cfg.MaxManifestSize, disableDelete: cfg.DisableDelete,
+		},
+		catalog:   &catalogHandler{repos: deps.Meta, visible: deps.Visible, maxEntries: cfg.CatalogMaxEntries},
+		tags:      tagHandler{catalog: deps.Meta},
+		referrers: referrerHandler{index: deps.Meta},
 	}
-	if reg.policy == nil {
-		reg.policy = allowAll{}
-	}
-	if reg.claims == nil {
-		reg.claims = noClaims{}
-	}
-	if reg.log == nil {
-		reg.log = slog.New(slog.DiscardHandler)
-	}
-	if reg.newID == nil {
-		reg.newID = randomID
-	}
-	if reg.actor == nil {
-		reg.actor = func(*http.Request) string { return "" }
-	}
-	if reg.visible == nil {
-		reg.visible = func(*http.Request, string) bool { return true }
-	}
-	reg.router = reg.routes()
-	return reg
+	return &Registry{log: deps.Logger, readOnly: cfg.ReadOnly, sessions: sessions, router: routes(deps.Logger, h)}
 }
 
 func randomID() string {
@@ -157,57 +168,89 @@ func randomID() string {
 
 // ServeHTTP implements http.Handler.
 func (reg *Registry) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if reg.readOnly(w, r) {
+	if reg.refuseWrite(w, r) {
 		return
 	}
 	reg.router.ServeHTTP(w, r)
 }
 
+// ExpireUploads discards upload sessions idle since before now - UploadTTL
+// or whose bytes are gone, bytes of uploads that have no session, and the
+// record of sessions that finished before then. It returns how many
+// sessions it discarded.
+func (reg *Registry) ExpireUploads(ctx context.Context, now time.Time) (int, error) {
+	return reg.sessions.expireAll(ctx, now)
+}
+
+// refuseWrite answers every write with 503 when the registry is in
+// read-only maintenance mode (registry:2's storage.maintenance.readonly).
+func (reg *Registry) refuseWrite(w http.ResponseWriter, r *http.Request) bool {
+	if !reg.readOnly || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+		return false
+	}
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	WriteError(reg.log, w, r, ErrReadOnly)
+	return true
+}
+
 // handlerFunc is a handler that returns its error for handle to write.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-func (reg *Registry) handle(h handlerFunc) http.Handler {
+// handle makes h an http.Handler that writes h's error as OCI error JSON,
+// logged to log.
+func handle(log *slog.Logger, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		if err := h(w, r); err != nil {
-			WriteError(reg.log, w, r, err)
+			WriteError(log, w, r, err)
 		}
 	})
 }
 
+// handlers are the registry's resources, one handler type each.
+type handlers struct {
+	blobs     *blobHandler
+	uploads   *uploadHandler
+	manifests *manifestHandler
+	catalog   *catalogHandler
+	tags      tagHandler
+	referrers referrerHandler
+}
+
 // routes lays out the API. A name may contain slashes, so routes match the
 // longest name and handlers validate it against the spec's grammar.
-func (reg *Registry) routes() *mux.Router {
+func routes(log *slog.Logger, h handlers) *mux.Router {
 	m := mux.NewRouter()
 	m.SkipClean(true)
 	m.UseEncodedPath()
+	wrap := func(f handlerFunc) http.Handler { return handle(log, f) }
 	const name = "/v2/{name:.+}"
-	m.Handle("/v2/", reg.handle(reg.base)).Methods("GET", "HEAD")
-	m.Handle("/v2/_catalog", reg.handle(reg.catalog)).Methods("GET")
-	m.Handle("/v1/search", reg.handle(reg.search)).Methods("GET")
-	m.Handle(name+"/tags/list", reg.handle(reg.tags)).Methods("GET")
-	m.Handle(name+"/referrers/{digest}", reg.handle(reg.referrers)).Methods("GET")
-	m.Handle(name+"/manifests/{reference}", reg.handle(reg.getManifest)).Methods("GET", "HEAD")
-	m.Handle(name+"/manifests/{reference}", reg.handle(reg.putManifest)).Methods("PUT")
-	m.Handle(name+"/manifests/{reference}", reg.handle(reg.deleteManifest)).Methods("DELETE")
-	m.Handle(name+"/blobs/uploads/", reg.handle(reg.startUpload)).Methods("POST")
-	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.uploadStatus)).Methods("GET")
-	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.patchUpload)).Methods("PATCH")
-	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.finishUpload)).Methods("PUT")
-	m.Handle(name+"/blobs/uploads/{id}", reg.handle(reg.cancelUpload)).Methods("DELETE")
-	m.Handle(name+"/blobs/{digest}", reg.handle(reg.getBlob)).Methods("GET", "HEAD")
-	m.Handle(name+"/blobs/{digest}", reg.handle(reg.deleteBlob)).Methods("DELETE")
-	m.NotFoundHandler = reg.handle(func(http.ResponseWriter, *http.Request) error {
+	m.Handle("/v2/", wrap(base)).Methods("GET", "HEAD")
+	m.Handle("/v2/_catalog", wrap(h.catalog.catalog)).Methods("GET")
+	m.Handle("/v1/search", wrap(h.catalog.search)).Methods("GET")
+	m.Handle(name+"/tags/list", wrap(h.tags.tags)).Methods("GET")
+	m.Handle(name+"/referrers/{digest}", wrap(h.referrers.referrers)).Methods("GET")
+	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.getManifest)).Methods("GET", "HEAD")
+	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.putManifest)).Methods("PUT")
+	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.deleteManifest)).Methods("DELETE")
+	m.Handle(name+"/blobs/uploads/", wrap(h.uploads.startUpload)).Methods("POST")
+	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.uploadStatus)).Methods("GET")
+	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.patchUpload)).Methods("PATCH")
+	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.finishUpload)).Methods("PUT")
+	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.cancelUpload)).Methods("DELETE")
+	m.Handle(name+"/blobs/{digest}", wrap(h.blobs.getBlob)).Methods("GET", "HEAD")
+	m.Handle(name+"/blobs/{digest}", wrap(h.blobs.deleteBlob)).Methods("DELETE")
+	m.NotFoundHandler = wrap(func(http.ResponseWriter, *http.Request) error {
 		return newError(http.StatusNotFound, codeNameUnknown, "no such route")
 	})
-	m.MethodNotAllowedHandler = reg.handle(func(http.ResponseWriter, *http.Request) error {
+	m.MethodNotAllowedHandler = wrap(func(http.ResponseWriter, *http.Request) error {
 		return newError(http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
 	})
 	return m
 }
 
 // base implements "GET /v2/": the API version check.
-func (reg *Registry) base(w http.ResponseWriter, _ *http.Request) error {
+func base(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", "2")
 	_, err := w.Write([]byte("{}"))

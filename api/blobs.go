@@ -19,10 +19,22 @@ type CacheHits interface {
 	BlobHit(repo string, d digest.Digest)
 }
 
+// blobHandler serves blobs: GET, HEAD and DELETE /v2/<name>/blobs/<digest>.
+// Its methods may be called concurrently.
+type blobHandler struct {
+	blobs         storage.BlobStore
+	links         storage.Links
+	upstream      Upstream
+	claims        Claims
+	remote        Remote // nil on a node of its own
+	events        emitter
+	disableDelete bool
+}
+
 // getBlob implements GET and HEAD /v2/<name>/blobs/<digest> ("Pulling
 // blobs", "Checking if content exists"): Range requests get 206 with
 // Content-Range. A blob is readable only through a repository linking it.
-func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
+func (h *blobHandler) getBlob(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
@@ -31,33 +43,33 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	proxied := reg.upstream != nil && reg.upstream.Proxied(repo)
-	if !reg.meta.BlobLinked(repo, d) {
+	proxied := h.upstream.Proxied(repo)
+	if !h.links.BlobLinked(repo, d) {
 		if !proxied {
 			return fmt.Errorf("%s in %s: %w", d, repo, storage.ErrBlobUnknown)
 		}
-		if err := reg.upstream.Blob(r.Context(), repo, d); err != nil {
+		if err := h.upstream.Blob(r.Context(), repo, d); err != nil {
 			return err
 		}
-	} else if h, ok := reg.upstream.(CacheHits); ok && proxied {
-		h.BlobHit(repo, d)
+	} else if hits, ok := h.upstream.(CacheHits); ok && proxied {
+		hits.BlobHit(repo, d)
 	}
 	// A HEAD is how a pushing client learns it need not upload the blob;
 	// a blob being collected is reported absent, so it is uploaded again.
-	if r.Method == http.MethodHead && !reg.claims.Told(repo, d) {
+	if r.Method == http.MethodHead && !h.claims.Told(repo, d) {
 		return fmt.Errorf("%s in %s is being collected: %w", d, repo, storage.ErrBlobUnknown)
 	}
-	if u, ok := reg.blobs.(storage.URLSigner); ok && r.Method == http.MethodGet {
+	if u, ok := h.blobs.(storage.URLSigner); ok && r.Method == http.MethodGet {
 		if url, err := u.URLFor(r.Context(), d, 20*time.Minute); err == nil {
 			w.Header().Set("Docker-Content-Digest", d.String())
 			http.Redirect(w, r, url, http.StatusTemporaryRedirect)
-			reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Repository: repo})
+			h.events.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Repository: repo})
 			return nil
 		}
 	}
-	b, err := reg.blobs.Open(r.Context(), d)
-	if errors.Is(err, storage.ErrBlobUnknown) && reg.remote != nil {
-		return reg.remote.ServeBlob(w, r, d)
+	b, err := h.blobs.Open(r.Context(), d)
+	if errors.Is(err, storage.ErrBlobUnknown) && h.remote != nil {
+		return h.remote.ServeBlob(w, r, d)
 	}
 	if err != nil {
 		return err
@@ -67,7 +79,7 @@ func (reg *Registry) getBlob(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	reg.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: b.Size(), Repository: repo})
+	h.events.emit(r, ActionPull, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: b.Size(), Repository: repo})
 	return nil
 }
 
@@ -116,7 +128,7 @@ type writeOnly struct{ io.Writer }
 // deleteBlob implements DELETE /v2/<name>/blobs/<digest> ("Deleting
 // blobs"): the repository's link goes at once; the bytes go with garbage
 // collection once no repository links them.
-func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
+func (h *blobHandler) deleteBlob(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
@@ -125,16 +137,16 @@ func (reg *Registry) deleteBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if reg.cfg.DisableDelete {
+	if h.disableDelete {
 		return errDeleteDisabled
 	}
-	if err := reg.checkWritable(repo); err != nil {
+	if err := checkWritable(h.upstream, repo); err != nil {
 		return err
 	}
-	if err := reg.meta.UnlinkBlob(r.Context(), repo, d); err != nil {
+	if err := h.links.UnlinkBlob(r.Context(), repo, d); err != nil {
 		return err
 	}
-	reg.emit(r, ActionDelete, EventTarget{Digest: d, Repository: repo})
+	h.events.emit(r, ActionDelete, EventTarget{Digest: d, Repository: repo})
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -80,9 +80,20 @@ type EventSink interface {
 // members.
 const RequestIDHeader = "X-Request-Id"
 
+// emitter reports events about requests to a sink, naming the actor. With
+// no sink it reports nothing. It may be used concurrently.
+type emitter struct {
+	sink  EventSink // nil: no events
+	actor func(r *http.Request) string
+}
+
+// enabled reports whether events go anywhere, so a handler can skip the
+// work of describing one.
+func (e emitter) enabled() bool { return e.sink != nil }
+
 // emit reports an event about r when a sink is configured.
-func (reg *Registry) emit(r *http.Request, action string, t EventTarget) {
-	if reg.events == nil {
+func (e emitter) emit(r *http.Request, action string, t EventTarget) {
+	if e.sink == nil {
 		return
 	}
 	addr := r.RemoteAddr
@@ -96,7 +107,7 @@ func (reg *Registry) emit(r *http.Request, action string, t EventTarget) {
 		}
 		t.URL = "/v2/" + t.Repository + "/" + kind + "/" + t.Digest.String()
 	}
-	reg.events.Emit(r.Context(), Event{
+	e.sink.Emit(r.Context(), Event{
 		ID:        randomID(),
 		Timestamp: time.Now().UTC(),
 		Action:    action,
@@ -108,6 +119,6 @@ func (reg *Registry) emit(r *http.Request, action string, t EventTarget) {
 			Method:    r.Method,
 			UserAgent: r.UserAgent(),
 		},
-		Actor: EventActor{Name: reg.actor(r)},
+		Actor: EventActor{Name: e.actor(r)},
 	})
 }

@@ -28,19 +28,38 @@ func reference(r *http.Request) (oci.Reference, error) {
 	return ref, newError(http.StatusBadRequest, codeManifestInvalid, "invalid tag %q", truncate(s))
 }
 
+// manifestStore is what the manifest handlers need of the metadata: the
+// manifests and tags, and the links a pushed manifest's blobs must have.
+type manifestStore interface {
+	storage.Manifests
+	BlobLinked(repo string, d digest.Digest) bool
+}
+
+// manifestHandler serves manifests: GET, HEAD, PUT and DELETE
+// /v2/<name>/manifests/<reference>. Its methods may be called concurrently.
+type manifestHandler struct {
+	meta          manifestStore
+	upstream      Upstream
+	claims        Claims
+	policy        Policy
+	events        emitter
+	maxSize       int64
+	disableDelete bool
+}
+
 // resolve finds the manifest a reference names in repo.
-func (reg *Registry) resolve(ctx context.Context, repo string, ref oci.Reference) (*storage.Manifest, error) {
-	if reg.upstream != nil && reg.upstream.Proxied(repo) {
-		return reg.upstream.Manifest(ctx, repo, ref)
+func (h *manifestHandler) resolve(ctx context.Context, repo string, ref oci.Reference) (*storage.Manifest, error) {
+	if h.upstream.Proxied(repo) {
+		return h.upstream.Manifest(ctx, repo, ref)
 	}
 	d := ref.Digest
 	if d == "" {
 		var err error
-		if d, err = reg.meta.Tag(repo, ref.Tag); err != nil {
+		if d, err = h.meta.Tag(repo, ref.Tag); err != nil {
 			return nil, fmt.Errorf("tag %s in %s: %w", ref.Tag, repo, err)
 		}
 	}
-	m, err := reg.meta.Manifest(repo, d)
+	m, err := h.meta.Manifest(repo, d)
 	if err != nil {
 		return nil, fmt.Errorf("manifest %s in %s: %w", d, repo, err)
 	}
@@ -50,7 +69,7 @@ func (reg *Registry) resolve(ctx context.Context, repo string, ref oci.Reference
 // getManifest implements GET and HEAD /v2/<name>/manifests/<reference>
 // ("Pulling manifests"). The manifest is served from memory, exactly as
 // pushed, when the Accept header allows its media type.
-func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
+func (h *manifestHandler) getManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
@@ -59,7 +78,7 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	m, err := reg.resolve(r.Context(), repo, ref)
+	m, err := h.resolve(r.Context(), repo, ref)
 	if err != nil {
 		return err
 	}
@@ -68,11 +87,11 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusNotFound, codeManifestUnknown,
 			"manifest %s is %s, which the Accept header does not allow", m.Descriptor.Digest, mt)
 	}
-	h := w.Header()
-	h.Set("Content-Type", mt)
-	h.Set("Content-Length", strconv.Itoa(len(m.Content)))
-	h.Set("Docker-Content-Digest", m.Descriptor.Digest.String())
-	h.Set("ETag", `"`+m.Descriptor.Digest.String()+`"`)
+	hdr := w.Header()
+	hdr.Set("Content-Type", mt)
+	hdr.Set("Content-Length", strconv.Itoa(len(m.Content)))
+	hdr.Set("Docker-Content-Digest", m.Descriptor.Digest.String())
+	hdr.Set("ETag", `"`+m.Descriptor.Digest.String()+`"`)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -80,12 +99,12 @@ func (reg *Registry) getManifest(w http.ResponseWriter, r *http.Request) error {
 	if _, err := w.Write(m.Content); err != nil {
 		return err
 	}
-	if reg.events != nil {
+	if h.events.enabled() {
 		t := EventTarget{MediaType: mt, Digest: m.Descriptor.Digest, Size: m.Descriptor.Size, Repository: repo, Tag: ref.Tag}
 		if parsed, err := oci.Parse(mt, m.Content); err == nil {
 			t.References = references(parsed)
 		}
-		reg.emit(r, ActionPull, t)
+		h.events.emit(r, ActionPull, t)
 	}
 	return nil
 }
@@ -110,7 +129,7 @@ func accepts(values []string, mt string) bool {
 // putManifest implements PUT /v2/<name>/manifests/<reference> ("Pushing
 // manifests"). The config, layers and child manifests must be in the
 // repository already; a subject need not be.
-func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
+func (h *manifestHandler) putManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
@@ -119,10 +138,10 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := reg.checkWritable(repo); err != nil {
+	if err := checkWritable(h.upstream, repo); err != nil {
 		return err
 	}
-	limit := reg.cfg.MaxManifestSize
+	limit := h.maxSize
 	if r.ContentLength > limit {
 		return newError(http.StatusRequestEntityTooLarge, codeSizeInvalid, "manifest over %d bytes", limit)
 	}
@@ -143,17 +162,17 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 			return newError(http.StatusBadRequest, codeDigestInvalid, "content has digest %s, not %s", d, ref.Digest)
 		}
 	}
-	if err := reg.storeManifest(r.Context(), repo, m, d, body, ref.Tag); err != nil {
+	if err := h.storeManifest(r.Context(), repo, m, d, body, ref.Tag); err != nil {
 		return err
 	}
-	reg.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag, References: references(m)})
-	h := w.Header()
-	h.Set("Location", "/v2/"+repo+"/manifests/"+d.String())
-	h.Set("Docker-Content-Digest", d.String())
+	h.events.emit(r, ActionPush, EventTarget{MediaType: m.MediaType, Digest: d, Size: int64(len(body)), Repository: repo, Tag: ref.Tag, References: references(m)})
+	hdr := w.Header()
+	hdr.Set("Location", "/v2/"+repo+"/manifests/"+d.String())
+	hdr.Set("Docker-Content-Digest", d.String())
 	if m.Subject != nil {
-		h.Set("OCI-Subject", m.Subject.Digest.String())
+		hdr.Set("OCI-Subject", m.Subject.Digest.String())
 	}
-	h.Set("Content-Length", "0")
+	hdr.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
 }
@@ -161,13 +180,13 @@ func (reg *Registry) putManifest(w http.ResponseWriter, r *http.Request) error {
 // storeManifest checks what manifest m (digest d, exactly body) needs and
 // stores it in repo, tagged tag if not empty. Its blobs are held against
 // garbage collection from the check until the manifest is stored.
-func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Manifest, d digest.Digest, body []byte, tag string) error {
+func (h *manifestHandler) storeManifest(ctx context.Context, repo string, m *oci.Manifest, d digest.Digest, body []byte, tag string) error {
 	blobs := m.Blobs()
 	ds := make([]digest.Digest, len(blobs))
 	for i, b := range blobs {
 		ds[i] = b.Digest
 	}
-	missing, done, err := reg.claims.Reference(ctx, repo, ds)
+	missing, done, err := h.claims.Reference(ctx, repo, ds)
 	if err != nil {
 		return err
 	}
@@ -176,10 +195,10 @@ func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Mani
 	if len(missing) > 0 {
 		return blobUnknown(missing[0], "blob")
 	}
-	if err := reg.checkReferences(repo, m); err != nil {
+	if err := h.checkReferences(repo, m); err != nil {
 		return err
 	}
-	release, err := reg.policy.AllowManifest(ctx, repo, tag, d, int64(len(body)))
+	release, err := h.policy.AllowManifest(ctx, repo, tag, d, int64(len(body)))
 	if err != nil {
 		return err
 	}
@@ -188,7 +207,7 @@ func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Mani
 	if m.Subject != nil {
 		sm.Subject = m.Subject.Digest
 	}
-	if err := reg.meta.PutManifest(ctx, repo, sm, tag); err != nil {
+	if err := h.meta.PutManifest(ctx, repo, sm, tag); err != nil {
 		return err
 	}
 	stored = true
@@ -197,14 +216,14 @@ func (reg *Registry) storeManifest(ctx context.Context, repo string, m *oci.Mani
 
 // checkReferences fails with MANIFEST_BLOB_UNKNOWN when a blob or child
 // manifest that m needs is not in repo.
-func (reg *Registry) checkReferences(repo string, m *oci.Manifest) error {
+func (h *manifestHandler) checkReferences(repo string, m *oci.Manifest) error {
 	for _, b := range m.Blobs() {
-		if !reg.meta.BlobLinked(repo, b.Digest) {
+		if !h.meta.BlobLinked(repo, b.Digest) {
 			return blobUnknown(b.Digest, "blob")
 		}
 	}
 	for _, c := range m.Manifests {
-		if _, err := reg.meta.Manifest(repo, c.Digest); err != nil {
+		if _, err := h.meta.Manifest(repo, c.Digest); err != nil {
 			return blobUnknown(c.Digest, "manifest")
 		}
 	}
@@ -220,7 +239,7 @@ func blobUnknown(d digest.Digest, what string) error {
 // deleteManifest implements DELETE /v2/<name>/manifests/<reference>
 // ("Deleting manifests", "Deleting tags"): by digest it removes the
 // manifest and its tags from the repository; by tag, only the tag.
-func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) error {
+func (h *manifestHandler) deleteManifest(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
@@ -229,24 +248,24 @@ func (reg *Registry) deleteManifest(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	if reg.cfg.DisableDelete {
+	if h.disableDelete {
 		return errDeleteDisabled
 	}
-	if err := reg.checkWritable(repo); err != nil {
+	if err := checkWritable(h.upstream, repo); err != nil {
 		return err
 	}
-	if err := reg.policy.AllowDelete(r.Context(), repo, ref.Tag, ref.Digest); err != nil {
+	if err := h.policy.AllowDelete(r.Context(), repo, ref.Tag, ref.Digest); err != nil {
 		return err
 	}
 	if ref.Digest != "" {
-		err = reg.meta.DeleteManifest(r.Context(), repo, ref.Digest)
+		err = h.meta.DeleteManifest(r.Context(), repo, ref.Digest)
 	} else {
-		err = reg.meta.DeleteTag(r.Context(), repo, ref.Tag)
+		err = h.meta.DeleteTag(r.Context(), repo, ref.Tag)
 	}
 	if err != nil {
 		return err
 	}
-	reg.emit(r, ActionDelete, EventTarget{Digest: ref.Digest, Repository: repo, Tag: ref.Tag})
+	h.events.emit(r, ActionDelete, EventTarget{Digest: ref.Digest, Repository: repo, Tag: ref.Tag})
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net/http"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -50,30 +49,3 @@ func (allowAll) AllowManifest(context.Context, string, string, digest.Digest, in
 }
 
 func (allowAll) AllowDelete(context.Context, string, string, digest.Digest) error { return nil }
-
-// blobSizes is an optional Metadata capability: the size of a blob from
-// its links, without reaching the bytes (which may be on other members).
-type blobSizes interface {
-	BlobSize(d digest.Digest) (int64, bool)
-}
-
-// blobSize returns the size of blob d, known from its links or its bytes.
-func (reg *Registry) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
-	if sl, ok := reg.meta.(blobSizes); ok {
-		if size, ok := sl.BlobSize(d); ok {
-			return size, nil
-		}
-	}
-	return reg.blobs.Stat(ctx, d)
-}
-
-// readOnly answers every write with 503 when the registry is in read-only
-// maintenance mode (registry:2's storage.maintenance.readonly).
-func (reg *Registry) readOnly(w http.ResponseWriter, r *http.Request) bool {
-	if !reg.cfg.ReadOnly || r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
-		return false
-	}
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
-	WriteError(reg.log, w, r, ErrReadOnly)
-	return true
-}

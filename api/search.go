@@ -18,7 +18,7 @@ type searchResult struct {
 
 // search implements GET /v1/search?q=term&n=25: the repositories whose
 // name contains the term, from the catalog.
-func (reg *Registry) search(w http.ResponseWriter, r *http.Request) error {
+func (h *catalogHandler) search(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	term := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	limit := 25
@@ -30,8 +30,8 @@ func (reg *Registry) search(w http.ResponseWriter, r *http.Request) error {
 		limit = min(n, 100)
 	}
 	results := []searchResult{}
-	for _, name := range reg.meta.Repositories("", 0) {
-		if !strings.Contains(name, term) || !reg.visible(r, name) {
+	for _, name := range h.repos.Repositories("", 0) {
+		if !strings.Contains(name, term) || !h.visible(r, name) {
 			continue
 		}
 		if len(results) < limit {

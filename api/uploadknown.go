@@ -21,9 +21,9 @@ type KnownDigestWriter interface {
 
 // writerFor opens new upload id of blob d, through the store's
 // KnownDigestWriter when it has one.
-func (reg *Registry) writerFor(ctx context.Context, id string, d digest.Digest) (storage.BlobWriter, error) {
-	if kw, ok := reg.blobs.(KnownDigestWriter); ok {
+func (h *uploadHandler) writerFor(ctx context.Context, id string, d digest.Digest) (storage.BlobWriter, error) {
+	if kw, ok := h.blobs.(KnownDigestWriter); ok {
 		return kw.WriterFor(ctx, id, d)
 	}
-	return reg.blobs.Writer(ctx, id, nil)
+	return h.blobs.Writer(ctx, id, nil)
 }

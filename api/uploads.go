@@ -12,28 +12,50 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
+
+// uploadStore is what the upload handlers keep in the metadata: the
+// sessions, and the links a finished upload makes.
+type uploadStore interface {
+	storage.Uploads
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+}
+
+// uploadHandler serves blob uploads: POST /v2/<name>/blobs/uploads/ (a new
+// session, a monolithic upload or a mount) and the session's GET, PATCH,
+// PUT and DELETE. Its methods may be called concurrently.
+type uploadHandler struct {
+	blobs    storage.BlobStore
+	meta     uploadStore
+	sessions *uploadSessions
+	mounts   *mounter
+	upstream Upstream
+	claims   Claims
+	policy   Policy
+	remote   Remote // nil on a node of its own
+	newID    func() string
+	events   emitter
+}
 
 // startUpload implements POST /v2/<name>/blobs/uploads/: a cross-repository
 // mount (?mount=&from=, or anonymous without from), a monolithic upload
 // (?digest=, body is the blob), or a new upload session.
-func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
+func (h *uploadHandler) startUpload(w http.ResponseWriter, r *http.Request) error {
 	repo, err := repoName(r)
 	if err != nil {
 		return err
 	}
-	if err := reg.checkWritable(repo); err != nil {
+	if err := checkWritable(h.upstream, repo); err != nil {
 		return err
 	}
 	q := r.URL.Query()
 	if q.Has("mount") {
-		mounted, err := reg.mount(r.Context(), repo, q.Get("mount"), q.Get("from"), q.Has("from"))
+		mounted, err := h.mounts.mount(r.Context(), repo, q.Get("mount"), q.Get("from"), q.Has("from"))
 		if err != nil || mounted != "" {
 			if err == nil {
 				blobCreated(w, repo, mounted)
-				reg.emit(r, ActionMount, EventTarget{MediaType: "application/octet-stream", Digest: mounted, Repository: repo, FromRepository: q.Get("from")})
+				h.events.emit(r, ActionMount, EventTarget{MediaType: "application/octet-stream", Digest: mounted, Repository: repo, FromRepository: q.Get("from")})
 			}
 			return err
 		}
@@ -43,73 +65,19 @@ func (reg *Registry) startUpload(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		return reg.monolithic(w, r, repo, d)
+		return h.monolithic(w, r, repo, d)
 	}
-	u := &storage.Upload{ID: reg.newID(), Repo: repo, Started: time.Now()}
-	if err := reg.meta.PutUpload(r.Context(), u); err != nil {
+	u := &storage.Upload{ID: h.newID(), Repo: repo, Started: time.Now()}
+	if err := h.meta.PutUpload(r.Context(), u); err != nil {
 		return err
 	}
 	uploadAccepted(w, http.StatusAccepted, u)
 	return nil
 }
 
-// mount links blob mount of repository from into repo, if from links it
-// (anonymous: if any repository does, or this member holds it). It returns
-// "" when it cannot, and the client then gets an upload session as the
-// spec says. A link means the blob was committed; in a cluster it may live
-// on other members.
-func (reg *Registry) mount(ctx context.Context, repo, mount, from string, hasFrom bool) (digest.Digest, error) {
-	d, err := parseDigest(mount)
-	if err != nil {
-		return "", err
-	}
-	switch {
-	case hasFrom && !oci.ValidName(from):
-		return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(from))
-	case hasFrom && !reg.meta.BlobLinked(from, d), !hasFrom && reg.cfg.NoAnonymousMount:
-		return "", nil
-	case !hasFrom && !reg.linkedAnywhere(d):
-		if _, err := reg.blobs.Stat(ctx, d); err != nil {
-			if errors.Is(err, storage.ErrBlobUnknown) {
-				return "", nil
-			}
-			return "", err
-		}
-	}
-	missing, done, err := reg.claims.Store(ctx, repo, d)
-	if err != nil || missing {
-		if err == nil {
-			done(false)
-		}
-		return "", err // collected meanwhile: upload it
-	}
-	size, err := reg.blobSize(ctx, d)
-	if err != nil {
-		size = 0 // on another member only: linked without a size
-	}
-	release, err := reg.policy.AllowBlob(ctx, repo, d, size)
-	if err != nil {
-		done(false)
-		return "", err
-	}
-	defer release()
-	if err := reg.meta.LinkBlob(ctx, repo, d, size); err != nil {
-		done(false)
-		return "", err
-	}
-	done(true)
-	return d, nil
-}
-
-// linkedAnywhere reports whether some repository links blob d.
-func (reg *Registry) linkedAnywhere(d digest.Digest) bool {
-	inv, ok := reg.meta.(storage.Inventory)
-	return ok && len(inv.BlobRepos(d)) > 0
-}
-
 // monolithic stores the request body as blob d in one request.
-func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
-	bw, err := reg.writerFor(r.Context(), reg.newID(), d)
+func (h *uploadHandler) monolithic(w http.ResponseWriter, r *http.Request, repo string, d digest.Digest) error {
+	bw, err := h.writerFor(r.Context(), h.newID(), d)
 	if err != nil {
 		return err
 	}
@@ -120,13 +88,13 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 	// Every byte is in: the commit runs to its end even if the client
 	// goes away meanwhile, as a final PUT's does.
 	ctx := context.WithoutCancel(r.Context())
-	_, done, err := reg.claims.Store(ctx, repo, d)
+	_, done, err := h.claims.Store(ctx, repo, d)
 	if err != nil {
 		_ = bw.Cancel(ctx)
 		return err
 	}
 	size := bw.Size()
-	release, err := reg.policy.AllowBlob(ctx, repo, d, size)
+	release, err := h.policy.AllowBlob(ctx, repo, d, size)
 	if err != nil {
 		done(false)
 		_ = bw.Cancel(ctx)
@@ -137,22 +105,22 @@ func (reg *Registry) monolithic(w http.ResponseWriter, r *http.Request, repo str
 		done(false)
 		return err
 	}
-	if err := reg.meta.LinkBlob(ctx, repo, d, size); err != nil {
+	if err := h.meta.LinkBlob(ctx, repo, d, size); err != nil {
 		done(false)
 		return err
 	}
 	done(true)
 	blobCreated(w, repo, d)
-	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: r.ContentLength, Repository: repo})
+	h.events.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: r.ContentLength, Repository: repo})
 	return nil
 }
 
 // patchUpload implements PATCH /v2/<name>/blobs/uploads/<id>: a chunk with
 // Content-Range, or the rest of the blob streamed without it. A chunk that
 // does not start where the upload ends gets 416.
-func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, reg.lockWithBody(w, r), func(u *storage.Upload) error {
-		if err := reg.appendChunk(r, u); err != nil {
+func (h *uploadHandler) patchUpload(w http.ResponseWriter, r *http.Request) error {
+	return h.withUpload(w, r, h.lockWithBody(w, r), func(u *storage.Upload) error {
+		if err := h.appendChunk(r, u); err != nil {
 			return err
 		}
 		uploadAccepted(w, http.StatusAccepted, u)
@@ -169,31 +137,31 @@ func (reg *Registry) patchUpload(w http.ResponseWriter, r *http.Request) error {
 // until the upload TTL; uploadfinished.go):
 // the client's retry waits on the session's lock for the commit and gets
 // the same 201.
-func (reg *Registry) finishUpload(w http.ResponseWriter, r *http.Request) error {
-	repo, id, err := reg.uploadID(w, r)
+func (h *uploadHandler) finishUpload(w http.ResponseWriter, r *http.Request) error {
+	repo, id, err := h.uploadID(w, r)
 	if err != nil || id == "" {
 		return err
 	}
-	unlock := reg.lockWithBody(w, r)(id)
+	unlock := h.lockWithBody(w, r)(id)
 	defer unlock()
-	if done, err := reg.meta.FinishedUpload(id); err == nil {
+	if done, err := h.meta.FinishedUpload(id); err == nil {
 		return finishAgain(w, r, repo, id, done)
 	}
-	u, err := reg.session(repo, id)
+	u, err := h.sessions.session(repo, id)
 	if err != nil {
 		return err
 	}
-	err = reg.commitUpload(w, r, u)
+	err = h.commitUpload(w, r, u)
 	if errors.Is(err, storage.ErrUploadUnknown) {
-		// The session outlived its bytes (see uploadIntact): drop it.
-		_ = reg.meta.DeleteUpload(r.Context(), id)
+		// The session outlived its bytes (see uploadSessions.intact): drop it.
+		_ = h.meta.DeleteUpload(r.Context(), id)
 	}
 	return err
 }
 
 // commitUpload appends the request's body to upload u and commits it as
 // the blob the request names.
-func (reg *Registry) commitUpload(w http.ResponseWriter, r *http.Request, u *storage.Upload) error {
+func (h *uploadHandler) commitUpload(w http.ResponseWriter, r *http.Request, u *storage.Upload) error {
 	d, err := parseDigest(r.URL.Query().Get("digest"))
 	if err != nil {
 		return err
@@ -202,7 +170,7 @@ func (reg *Registry) commitUpload(w http.ResponseWriter, r *http.Request, u *sto
 	if err != nil {
 		return err
 	}
-	bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
+	bw, err := h.blobs.Writer(r.Context(), u.ID, u.State)
 	if err != nil {
 		return err
 	}
@@ -213,47 +181,47 @@ func (reg *Registry) commitUpload(w http.ResponseWriter, r *http.Request, u *sto
 	// Every byte is in: from here on the client's connection no longer
 	// matters.
 	ctx := context.WithoutCancel(r.Context())
-	_, done, err := reg.claims.Store(ctx, u.Repo, d)
+	_, done, err := h.claims.Store(ctx, u.Repo, d)
 	if err != nil {
 		_ = bw.Close()
 		return err
 	}
 	size := bw.Size()
-	release, err := reg.policy.AllowBlob(ctx, u.Repo, d, size)
+	release, err := h.policy.AllowBlob(ctx, u.Repo, d, size)
 	if err != nil {
 		done(false)
 		// Refused: nothing of the upload is kept.
 		_ = bw.Cancel(ctx)
-		_ = reg.meta.DeleteUpload(ctx, u.ID)
+		_ = h.meta.DeleteUpload(ctx, u.ID)
 		return err
 	}
 	defer release()
 	if err := bw.Commit(ctx, d); err != nil {
 		done(false)
 		if errors.Is(err, storage.ErrDigestMismatch) {
-			_ = reg.meta.DeleteUpload(ctx, u.ID)
+			_ = h.meta.DeleteUpload(ctx, u.ID)
 		}
 		return err
 	}
-	if err := reg.meta.CompleteUpload(ctx, u.ID, d, size); err != nil {
+	if err := h.meta.CompleteUpload(ctx, u.ID, d, size); err != nil {
 		done(false)
 		return err
 	}
 	done(true)
 	blobCreated(w, u.Repo, d)
-	reg.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: size, Repository: u.Repo})
+	h.events.emit(r, ActionPush, EventTarget{MediaType: "application/octet-stream", Digest: d, Size: size, Repository: u.Repo})
 	return nil
 }
 
 // uploadStatus implements GET /v2/<name>/blobs/uploads/<id>. It takes no
 // lock, so it answers while a PATCH on the session is in flight: with the
 // last offset made durable, which a PATCH records only once its bytes are.
-func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request) error {
-	repo, id, err := reg.uploadID(w, r)
+func (h *uploadHandler) uploadStatus(w http.ResponseWriter, r *http.Request) error {
+	repo, id, err := h.uploadID(w, r)
 	if err != nil || id == "" {
 		return err
 	}
-	u, err := reg.session(repo, id)
+	u, err := h.sessions.session(repo, id)
 	if err != nil {
 		return err
 	}
@@ -264,9 +232,9 @@ func (reg *Registry) uploadStatus(w http.ResponseWriter, r *http.Request) error 
 // cancelUpload implements DELETE /v2/<name>/blobs/uploads/<id>. A PATCH or
 // PUT in flight on the session is cut off, so the DELETE does not wait for
 // a slow client.
-func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request) error {
-	return reg.withUpload(w, r, reg.uploads.lockToCancel, func(u *storage.Upload) error {
-		if err := reg.discard(r.Context(), u); err != nil {
+func (h *uploadHandler) cancelUpload(w http.ResponseWriter, r *http.Request) error {
+	return h.withUpload(w, r, h.sessions.locks.lockToCancel, func(u *storage.Upload) error {
+		if err := h.sessions.discard(r.Context(), u); err != nil {
 			return err
 		}
 		w.Header().Set("Content-Length", "0")
@@ -275,71 +243,46 @@ func (reg *Registry) cancelUpload(w http.ResponseWriter, r *http.Request) error 
 	})
 }
 
-// discard removes an upload's bytes and its session.
-func (reg *Registry) discard(ctx context.Context, u *storage.Upload) error {
-	bw, err := reg.blobs.Writer(ctx, u.ID, u.State)
-	if err == nil {
-		err = bw.Cancel(ctx)
-	}
-	if err != nil && !errors.Is(err, storage.ErrUploadUnknown) {
-		return err
-	}
-	return reg.meta.DeleteUpload(ctx, u.ID)
-}
-
 // withUpload runs fn on the request's upload session, holding the lock
-// that lock takes (one of reg.uploads' lock methods).
-func (reg *Registry) withUpload(w http.ResponseWriter, r *http.Request, lock func(id string) (unlock func()), fn func(u *storage.Upload) error) error {
-	repo, id, err := reg.uploadID(w, r)
+// that lock takes (one of uploadLocks' methods).
+func (h *uploadHandler) withUpload(w http.ResponseWriter, r *http.Request, lock func(id string) (unlock func()), fn func(u *storage.Upload) error) error {
+	repo, id, err := h.uploadID(w, r)
 	if err != nil || id == "" {
 		return err
 	}
 	unlock := lock(id)
 	defer unlock()
-	u, err := reg.session(repo, id)
+	u, err := h.sessions.session(repo, id)
 	if err != nil {
 		return err
 	}
 	err = fn(u)
 	if errors.Is(err, storage.ErrUploadUnknown) {
-		// The session outlived its bytes (see uploadIntact): drop it.
-		_ = reg.meta.DeleteUpload(r.Context(), id)
+		// The session outlived its bytes (see uploadSessions.intact): drop it.
+		_ = h.meta.DeleteUpload(r.Context(), id)
 	}
 	return err
 }
 
 // uploadID returns the request's repository and upload id, or id "" when
 // the upload lives on another member and the request went there.
-func (reg *Registry) uploadID(w http.ResponseWriter, r *http.Request) (repo, id string, err error) {
+func (h *uploadHandler) uploadID(w http.ResponseWriter, r *http.Request) (repo, id string, err error) {
 	if repo, err = repoName(r); err != nil {
 		return "", "", err
 	}
 	id = mux.Vars(r)["id"]
-	if reg.remote != nil {
-		if forwarded, err := reg.remote.ForwardUpload(w, r, id); forwarded || err != nil {
+	if h.remote != nil {
+		if forwarded, err := h.remote.ForwardUpload(w, r, id); forwarded || err != nil {
 			return "", "", err
 		}
 	}
 	return repo, id, nil
 }
 
-// session returns upload session id. A session is reachable only through
-// the repository that started it.
-func (reg *Registry) session(repo, id string) (*storage.Upload, error) {
-	u, err := reg.meta.Upload(id)
-	if err != nil {
-		return nil, newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown", truncate(id))
-	}
-	if u.Repo != repo {
-		return nil, newError(http.StatusNotFound, codeBlobUploadUnknown, "upload %q unknown in %s", truncate(id), repo)
-	}
-	return u, nil
-}
-
 // lockWithBody returns the lock of a request whose body goes into the
 // upload: a DELETE of the upload aborts that body.
-func (reg *Registry) lockWithBody(w http.ResponseWriter, r *http.Request) func(id string) (unlock func()) {
-	return func(id string) func() { return reg.uploads.lockWithBody(id, bodyOf(w, r)) }
+func (h *uploadHandler) lockWithBody(w http.ResponseWriter, r *http.Request) func(id string) (unlock func()) {
+	return func(id string) func() { return h.sessions.locks.lockWithBody(id, bodyOf(w, r)) }
 }
 
 // chunkLength checks the request's Content-Range against upload u and
@@ -372,12 +315,12 @@ func chunkLength(r *http.Request, u *storage.Upload) (int64, error) {
 
 // appendChunk writes the request body at the end of upload u and records
 // the new state. On any error u and its stored state are unchanged.
-func (reg *Registry) appendChunk(r *http.Request, u *storage.Upload) error {
+func (h *uploadHandler) appendChunk(r *http.Request, u *storage.Upload) error {
 	length, err := chunkLength(r, u)
 	if err != nil {
 		return err
 	}
-	bw, err := reg.blobs.Writer(r.Context(), u.ID, u.State)
+	bw, err := h.blobs.Writer(r.Context(), u.ID, u.State)
 	if err != nil {
 		return err
 	}
@@ -391,7 +334,7 @@ func (reg *Registry) appendChunk(r *http.Request, u *storage.Upload) error {
 	}
 	next := *u
 	next.Size, next.State, next.Updated = bw.Size(), state, time.Now()
-	if err := reg.meta.PutUpload(r.Context(), &next); err != nil {
+	if err := h.meta.PutUpload(r.Context(), &next); err != nil {
 		return err
 	}
 	*u = next

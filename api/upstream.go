@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 
 	"github.com/opencontainers/go-digest"
@@ -29,10 +30,24 @@ type Upstream interface {
 var errProxiedReadOnly = newError(http.StatusMethodNotAllowed, codeUnsupported,
 	"this repository is a pull-through cache: it accepts no pushes or deletes")
 
-// checkWritable refuses writes to pull-through cache repositories.
-func (reg *Registry) checkWritable(repo string) error {
-	if reg.upstream != nil && reg.upstream.Proxied(repo) {
+// checkWritable refuses writes to the pull-through cache repositories of up.
+func checkWritable(up Upstream, repo string) error {
+	if up.Proxied(repo) {
 		return errProxiedReadOnly
 	}
 	return nil
+}
+
+// noUpstream is the Upstream of a registry without pull-through caches:
+// every repository is local.
+type noUpstream struct{}
+
+func (noUpstream) Proxied(string) bool { return false }
+
+func (noUpstream) Manifest(_ context.Context, repo string, _ oci.Reference) (*storage.Manifest, error) {
+	return nil, fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrManifestUnknown)
+}
+
+func (noUpstream) Blob(_ context.Context, repo string, _ digest.Digest) error {
+	return fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrBlobUnknown)
 }
