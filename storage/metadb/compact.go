@@ -18,14 +18,30 @@ import (
 // compactonline.go), so the file returns to its live size.
 
 const (
-	// compactMin is the smallest file worth compacting. Compacting one
-	// this size takes milliseconds.
-	compactMin = 1 << 20
-	// compactFree is the share of the file, in percent, not in live pages
-	// past which it is compacted. A compaction copies the live pages, so
-	// their cost is bounded by a share of the churn that made them due.
+	// compactMin is the fewest bytes a compaction must win back: below
+	// it, one is not worth a pause of the writes, however small the file.
+	compactMin = 64 << 10
+	// compactFree is the share of the file, in percent, that a compaction
+	// must win back. A compaction copies the live pages, so that the cost
+	// of compacting is a bounded share of the churn that made it due.
 	compactFree = 25
+	// allocStep is how much bbolt grows a file past 16 MiB by (its
+	// AllocSize); below, the file is its memory map, a power of two.
+	allocStep = 16 << 20
 )
+
+// compactedSize is about the size of a compacted copy of live bytes of
+// pages: bbolt sizes a file as noted at allocStep.
+func compactedSize(live int64) int64 {
+	if live > allocStep/2 {
+		return live + allocStep
+	}
+	size := int64(32 << 10)
+	for size < live {
+		size *= 2
+	}
+	return size
+}
 
 // compactSparse compacts the database at path, not open, when it is
 // sparse (see sparse). A crash midway leaves the old file in place and a
@@ -37,7 +53,7 @@ func compactSparse(path string) error {
 	}
 	fi, err := os.Stat(path)
 	if err != nil || fi.Size() < compactMin {
-		return nil // a new database, or one too small to bother
+		return nil // a new database, or one too small to win anything
 	}
 	src, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 	if err != nil {

@@ -98,16 +98,16 @@ type Compaction struct {
 	Paused time.Duration
 }
 
-// CompactIfSparse compacts the database file online when at least
-// compactFree percent of a file of compactMin bytes or more holds no live
-// pages (see the top of this file).
+// CompactIfSparse compacts the database file online when that wins back
+// at least compactMin bytes and compactFree percent of it (see sparse and
+// the top of this file).
 func (s *Store) CompactIfSparse(ctx context.Context) (Compaction, error) {
 	return s.compactOnline(ctx, false)
 }
 
 // compactOnline compacts the file if it is sparse, or in any case when
 // force is set.
-func (s *Store) compactOnline(ctx context.Context, force bool) (Compaction, error) {
+func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, err error) {
 	h := s.db
 	if !h.compacting.TryLock() {
 		return Compaction{}, nil // one is running: it does the work
@@ -116,9 +116,8 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (Compaction, erro
 	if err := ctx.Err(); err != nil {
 		return Compaction{}, err
 	}
-	var c Compaction
 	var sparseNow bool
-	err := h.View(func(tx *bolt.Tx) error {
+	err = h.View(func(tx *bolt.Tx) error {
 		var err error
 		c.Before, c.Live, sparseNow, err = sparse(h.path, tx)
 		return err
@@ -182,9 +181,9 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (Compaction, erro
 }
 
 // sparse returns the size of the file at path and the bytes of its live
-// pages, as tx sees them, and whether the file is worth compacting: at
-// least compactMin bytes, compactFree percent of them not live (free
-// pages, and the tail bbolt grew the file by past its data).
+// pages, as tx sees them, and whether the file is worth compacting: a
+// compacted copy (compactedSize) would be at least compactMin bytes and
+// compactFree percent of the file smaller.
 func sparse(path string, tx *bolt.Tx) (size, live int64, ok bool, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -193,7 +192,8 @@ func sparse(path string, tx *bolt.Tx) (size, live int64, ok bool, err error) {
 	st := tx.DB().Stats()
 	free := int64(st.FreePageN+st.PendingPageN) * int64(tx.DB().Info().PageSize)
 	size, live = fi.Size(), max(0, tx.Size()-free)
-	return size, live, size >= compactMin && (size-live)*100 >= size*compactFree, nil
+	won := size - compactedSize(live)
+	return size, live, won >= compactMin && won*100 >= size*compactFree, nil
 }
 
 // reopen points the reserve at the file now at path (a compacted copy
