@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -37,24 +38,7 @@ func (c *Cache) blob(ctx context.Context, repo string, d digest.Digest, ask bool
 	if !ok {
 		return fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrBlobUnknown)
 	}
-	for range 3 {
-		if c.meta.BlobLinked(repo, d) {
-			return nil
-		}
-		res, err := c.fetches.do(ctx, d.String(), func(ctx context.Context) (fetched, error) {
-			return fetched{repo: repo, err: c.obtainBlob(ctx, rt, up, repo, d, ask)}, nil
-		})
-		if err != nil {
-			return err // ctx ended
-		}
-		if res.repo == repo {
-			return res.err
-		}
-	}
-	if c.meta.BlobLinked(repo, d) {
-		return nil
-	}
-	return fmt.Errorf("blob %s of %s: fetches for other repositories kept winning: %w", d, repo, storage.ErrUnavailable)
+	return c.blobs.get(ctx, rt, up, repo, d, ask)
 }
 
 var _ api.CacheHits = (*Cache)(nil)
@@ -72,28 +56,63 @@ type fetched struct {
 	err  error
 }
 
-// obtainBlob has the owner of d fetch it when another member owns it and
+// blobFetcher fetches blobs from the upstreams into the blob store and
+// links them into the proxied repositories. Its methods may be called
+// concurrently.
+type blobFetcher struct {
+	blobs   storage.BlobStore
+	links   storage.Links
+	owners  owners
+	m       *metrics
+	log     *slog.Logger
+	fetches group[fetched] // by digest
+}
+
+// get makes blob d readable through repo, whose route is rt and whose name
+// upstream is up: see Cache.Blob.
+func (f *blobFetcher) get(ctx context.Context, rt *route, up, repo string, d digest.Digest, ask bool) error {
+	for range 3 {
+		if f.links.BlobLinked(repo, d) {
+			return nil
+		}
+		res, err := f.fetches.do(ctx, d.String(), func(ctx context.Context) (fetched, error) {
+			return fetched{repo: repo, err: f.obtain(ctx, rt, up, repo, d, ask)}, nil
+		})
+		if err != nil {
+			return err // ctx ended
+		}
+		if res.repo == repo {
+			return res.err
+		}
+	}
+	if f.links.BlobLinked(repo, d) {
+		return nil
+	}
+	return fmt.Errorf("blob %s of %s: fetches for other repositories kept winning: %w", d, repo, storage.ErrUnavailable)
+}
+
+// obtain has the owner of d fetch it when another member owns it and
 // ask is set, else (or when the owner is unreachable) fetches it here.
-func (c *Cache) obtainBlob(ctx context.Context, rt *route, up, repo string, d digest.Digest, ask bool) error {
-	if base, ok := c.owner(d); ok && ask {
-		err := c.forwardBlob(ctx, rt, base, repo, d)
+func (f *blobFetcher) obtain(ctx context.Context, rt *route, up, repo string, d digest.Digest, ask bool) error {
+	if base, ok := f.owners.owner(d); ok && ask {
+		err := f.owners.forwardBlob(ctx, rt, base, repo, d)
 		if !errors.Is(err, errUnreachable) {
 			return err
 		}
-		c.log.Warn("the blob's owning member is unreachable; fetching it here", "blob", d, "err", err)
+		f.log.Warn("the blob's owning member is unreachable; fetching it here", "blob", d, "err", err)
 	}
-	c.m.misses.WithLabelValues(rt.client.host, "blob").Inc()
-	return c.fetchBlob(ctx, rt, up, repo, d)
+	f.m.misses.WithLabelValues(rt.client.host, "blob").Inc()
+	return f.download(ctx, rt, up, repo, d)
 }
 
-// fetchBlob stores blob d from upstream repository up and links it into
+// download stores blob d from upstream repository up and links it into
 // repo. A blob already stored (pulled through another repository, or
 // pushed) is linked without a download, but only after a HEAD shows that
 // up holds it: otherwise a proxied name would serve any blob whose digest a
 // client knows.
-func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d digest.Digest) error {
+func (f *blobFetcher) download(ctx context.Context, rt *route, up, repo string, d digest.Digest) error {
 	path := "blobs/" + d.String()
-	if size, err := c.blobs.Stat(ctx, d); err == nil {
+	if size, err := f.blobs.Stat(ctx, d); err == nil {
 		hctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 		defer cancel()
 		resp, err := rt.client.do(hctx, http.MethodHead, up, path, "")
@@ -101,7 +120,7 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 			return failure(err, storage.ErrBlobUnknown)
 		}
 		_ = resp.Body.Close()
-		return c.link(ctx, repo, d, size)
+		return f.link(ctx, repo, d, size)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -111,7 +130,7 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 		return failure(err, storage.ErrBlobUnknown)
 	}
 	defer resp.Body.Close()
-	w, err := c.blobs.Writer(ctx, "pullthrough-"+randomID(), nil)
+	w, err := f.blobs.Writer(ctx, "pullthrough-"+randomID(), nil)
 	if err != nil {
 		return fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -132,12 +151,12 @@ func (c *Cache) fetchBlob(ctx context.Context, rt *route, up, repo string, d dig
 		_ = w.Cancel(context.WithoutCancel(ctx))
 		return fmt.Errorf("store blob %s: %w", d, err)
 	}
-	c.log.Debug("cached blob", "repository", repo, "digest", d, "size", n)
-	return c.link(ctx, repo, d, n)
+	f.log.Debug("cached blob", "repository", repo, "digest", d, "size", n)
+	return f.link(ctx, repo, d, n)
 }
 
-func (c *Cache) link(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	if err := c.meta.LinkBlob(ctx, repo, d, size); err != nil {
+func (f *blobFetcher) link(ctx context.Context, repo string, d digest.Digest, size int64) error {
+	if err := f.links.LinkBlob(ctx, repo, d, size); err != nil {
 		return fmt.Errorf("link blob %s into %s: %w", d, repo, err)
 	}
 	return nil

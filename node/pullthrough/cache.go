@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,21 +43,17 @@ type Deps struct {
 	Members Members
 }
 
-// Cache implements api.Upstream. Its methods may be called concurrently.
+// Cache implements api.Upstream: it matches a repository to its upstream
+// (its route) and hands the fetch to the part that does it: blobFetcher
+// (blob.go), manifestFetcher with its tagChecks (manifest.go), both asking
+// the owning member through owners (members.go). Its methods may be called
+// concurrently.
 type Cache struct {
-	routes []route // longest prefix first
-	blobs  storage.BlobStore
-	meta   storage.Metadata
-	log    *slog.Logger
-	now    func() time.Time // the clock of tag freshness; tests set it
-	m      *metrics
-	member Members // nil on a registry of its own
-
-	mu      sync.Mutex
-	checked map[string]time.Time // "repo:tag" -> when the upstream was last asked
-
-	manifests group[*storage.Manifest] // by "repo:tag" or "repo@digest"
-	fetches   group[fetched]           // blob fetches, by digest
+	routes    []route // longest prefix first
+	log       *slog.Logger
+	m         *metrics
+	blobs     *blobFetcher
+	manifests *manifestFetcher
 }
 
 var _ api.Upstream = (*Cache)(nil)
@@ -71,18 +66,17 @@ func New(cfg Config, deps Deps) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pull-through cache: %w", err)
 	}
-	c := &Cache{
-		routes:  routes,
-		blobs:   deps.Blobs,
-		meta:    deps.Meta,
-		log:     deps.Logger,
-		now:     time.Now,
-		checked: map[string]time.Time{},
-		m:       m,
-		member:  deps.Members,
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if c.log == nil {
-		c.log = slog.New(slog.DiscardHandler)
+	own := owners{member: deps.Members, m: m}
+	c := &Cache{
+		routes:    routes,
+		log:       log,
+		m:         m,
+		blobs:     &blobFetcher{blobs: deps.Blobs, links: deps.Meta, owners: own, m: m, log: log},
+		manifests: &manifestFetcher{meta: deps.Meta, owners: own, m: m, log: log, checked: newTagChecks(time.Now)},
 	}
 	for _, rt := range routes {
 		c.log.Info("pull-through cache", "prefix", rt.prefix, "upstream", rt.client.base, "ttl", rt.ttl)
@@ -107,21 +101,6 @@ func (c *Cache) match(repo string) (*route, string, bool) {
 		}
 	}
 	return nil, "", false
-}
-
-// fresh reports whether the upstream was asked about key within ttl.
-func (c *Cache) fresh(key string, ttl time.Duration) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	at, ok := c.checked[key]
-	return ok && c.now().Sub(at) < ttl
-}
-
-// touch records that the upstream was just asked about key.
-func (c *Cache) touch(key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.checked[key] = c.now()
 }
 
 // failure turns an upstream error into the error the API maps for the

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -45,53 +47,72 @@ func (c *Cache) manifest(ctx context.Context, repo string, ref oci.Reference, as
 	if !ok {
 		return nil, fmt.Errorf("%s is not a pull-through cache: %w", repo, storage.ErrNameUnknown)
 	}
+	return c.manifests.get(ctx, rt, up, repo, ref, ask)
+}
+
+// manifestFetcher resolves the tags and manifests of proxied repositories:
+// from what is cached while fresh, else from the upstream (or the member
+// owning the fetch), storing what it fetches. Its methods may be called
+// concurrently.
+type manifestFetcher struct {
+	meta    storage.Manifests
+	owners  owners
+	m       *metrics
+	log     *slog.Logger
+	checked *tagChecks
+	flights group[*storage.Manifest] // by "repo:tag" or "repo@digest"
+}
+
+// get resolves ref in repo, whose route is rt and whose name upstream is
+// up: see Cache.Manifest.
+func (f *manifestFetcher) get(ctx context.Context, rt *route, up, repo string, ref oci.Reference, ask bool) (*storage.Manifest, error) {
 	host := rt.client.host
 	if ref.Tag != "" {
 		key := repo + ":" + ref.Tag
-		if m := c.local(repo, ref.Tag); m != nil && c.fresh(key, rt.ttl) {
-			c.m.hits.WithLabelValues(host, "manifest").Inc()
+		if m := f.local(repo, ref.Tag); m != nil && f.checked.fresh(key, rt.ttl) {
+			f.m.hits.WithLabelValues(host, "manifest").Inc()
 			return m, nil
 		}
-		return c.manifests.do(ctx, key, func(ctx context.Context) (*storage.Manifest, error) {
+		return f.flights.do(ctx, key, func(ctx context.Context) (*storage.Manifest, error) {
 			ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 			defer cancel()
-			if base, ok := c.owner(tagKey(repo, ref.Tag)); ok && ask {
-				m, err := c.forwardManifest(ctx, rt, base, repo, ref)
+			if base, ok := f.owners.owner(tagKey(repo, ref.Tag)); ok && ask {
+				m, err := f.owners.forwardManifest(ctx, rt, base, repo, ref)
 				switch {
 				case err == nil:
-					c.touch(key)
+					f.checked.touch(key)
 					return m, nil
 				case errors.Is(err, errUnreachable):
-					c.log.Warn("the tag's owning member is unreachable; asking the upstream here", "repository", repo, "tag", ref.Tag, "err", err)
+					f.log.Warn("the tag's owning member is unreachable; asking the upstream here", "repository", repo, "tag", ref.Tag, "err", err)
 				case errors.Is(err, storage.ErrTagUnknown):
 					return nil, err
 				default:
-					if cached := c.local(repo, ref.Tag); cached != nil {
+					if cached := f.local(repo, ref.Tag); cached != nil {
 						return cached, nil
 					}
 					return nil, err
 				}
 			}
-			c.m.misses.WithLabelValues(host, "manifest").Inc()
-			return c.refreshTag(ctx, rt, up, repo, ref.Tag)
+			f.m.misses.WithLabelValues(host, "manifest").Inc()
+			return f.refreshTag(ctx, rt, up, repo, ref.Tag)
 		})
 	}
-	if m, err := c.meta.Manifest(repo, ref.Digest); err == nil {
-		c.m.hits.WithLabelValues(host, "manifest").Inc()
+	if m, err := f.meta.Manifest(repo, ref.Digest); err == nil {
+		f.m.hits.WithLabelValues(host, "manifest").Inc()
 		return m, nil
 	}
-	return c.manifests.do(ctx, repo+"@"+ref.Digest.String(), func(ctx context.Context) (*storage.Manifest, error) {
+	return f.flights.do(ctx, repo+"@"+ref.Digest.String(), func(ctx context.Context) (*storage.Manifest, error) {
 		ctx, cancel := context.WithTimeout(ctx, manifestTimeout)
 		defer cancel()
-		if base, ok := c.owner(ref.Digest); ok && ask {
-			m, err := c.forwardManifest(ctx, rt, base, repo, ref)
+		if base, ok := f.owners.owner(ref.Digest); ok && ask {
+			m, err := f.owners.forwardManifest(ctx, rt, base, repo, ref)
 			if !errors.Is(err, errUnreachable) {
 				return m, err
 			}
-			c.log.Warn("the manifest's owning member is unreachable; asking the upstream here", "repository", repo, "digest", ref.Digest, "err", err)
+			f.log.Warn("the manifest's owning member is unreachable; asking the upstream here", "repository", repo, "digest", ref.Digest, "err", err)
 		}
-		c.m.misses.WithLabelValues(host, "manifest").Inc()
-		m, err := c.fetchManifest(ctx, rt, up, repo, ref.Digest.String(), ref.Digest, "")
+		f.m.misses.WithLabelValues(host, "manifest").Inc()
+		m, err := f.fetch(ctx, rt, up, repo, ref.Digest.String(), ref.Digest, "")
 		if err != nil {
 			return nil, failure(err, storage.ErrManifestUnknown)
 		}
@@ -100,12 +121,12 @@ func (c *Cache) manifest(ctx context.Context, repo string, ref oci.Reference, as
 }
 
 // local returns the cached manifest tag points at, or nil.
-func (c *Cache) local(repo, tag string) *storage.Manifest {
-	d, err := c.meta.Tag(repo, tag)
+func (f *manifestFetcher) local(repo, tag string) *storage.Manifest {
+	d, err := f.meta.Tag(repo, tag)
 	if err != nil {
 		return nil
 	}
-	m, err := c.meta.Manifest(repo, d)
+	m, err := f.meta.Manifest(repo, d)
 	if err != nil {
 		return nil
 	}
@@ -116,19 +137,19 @@ func (c *Cache) local(repo, tag string) *storage.Manifest {
 // is not here yet, and points the local tag at it. When the upstream fails,
 // the cached tag is served, and trusted for another TTL so that pulls during
 // an outage do not each wait for it.
-func (c *Cache) refreshTag(ctx context.Context, rt *route, up, repo, tag string) (*storage.Manifest, error) {
+func (f *manifestFetcher) refreshTag(ctx context.Context, rt *route, up, repo, tag string) (*storage.Manifest, error) {
 	key := repo + ":" + tag
-	cached := c.local(repo, tag)
-	m, err := c.resolveTag(ctx, rt, up, repo, tag, cached)
+	cached := f.local(repo, tag)
+	m, err := f.resolveTag(ctx, rt, up, repo, tag, cached)
 	switch {
 	case err == nil:
-		c.touch(key)
+		f.checked.touch(key)
 		return m, nil
 	case upstreamStatus(err) == http.StatusNotFound:
 		return nil, fmt.Errorf("%w: %w", err, storage.ErrTagUnknown)
 	case cached != nil:
-		c.log.Warn("upstream failed; serving the cached tag", "repository", repo, "tag", tag, "err", err)
-		c.touch(key)
+		f.log.Warn("upstream failed; serving the cached tag", "repository", repo, "tag", tag, "err", err)
+		f.checked.touch(key)
 		return cached, nil
 	}
 	return nil, failure(err, storage.ErrTagUnknown)
@@ -137,7 +158,7 @@ func (c *Cache) refreshTag(ctx context.Context, rt *route, up, repo, tag string)
 // resolveTag learns the tag's digest with a HEAD and returns the local
 // manifest when it has that digest, else fetches it by digest (by tag when
 // the upstream sent no digest).
-func (c *Cache) resolveTag(ctx context.Context, rt *route, up, repo, tag string, cached *storage.Manifest) (*storage.Manifest, error) {
+func (f *manifestFetcher) resolveTag(ctx context.Context, rt *route, up, repo, tag string, cached *storage.Manifest) (*storage.Manifest, error) {
 	resp, err := rt.client.do(ctx, http.MethodHead, up, "manifests/"+tag, manifestAccept)
 	if err != nil {
 		return nil, err
@@ -145,24 +166,24 @@ func (c *Cache) resolveTag(ctx context.Context, rt *route, up, repo, tag string,
 	_ = resp.Body.Close()
 	d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 	if err != nil {
-		return c.fetchManifest(ctx, rt, up, repo, tag, "", tag)
+		return f.fetch(ctx, rt, up, repo, tag, "", tag)
 	}
 	if cached != nil && cached.Descriptor.Digest == d {
 		return cached, nil
 	}
-	if m, err := c.meta.Manifest(repo, d); err == nil {
-		if err := c.meta.PutManifest(ctx, repo, m, tag); err != nil {
+	if m, err := f.meta.Manifest(repo, d); err == nil {
+		if err := f.meta.PutManifest(ctx, repo, m, tag); err != nil {
 			return nil, fmt.Errorf("tag %s of %s: %w", tag, repo, err)
 		}
 		return m, nil
 	}
-	return c.fetchManifest(ctx, rt, up, repo, d.String(), d, tag)
+	return f.fetch(ctx, rt, up, repo, d.String(), d, tag)
 }
 
-// fetchManifest GETs manifest ref of upstream repository up, checks that
+// fetch GETs manifest ref of upstream repository up, checks that
 // it has digest want (when set) and the digest the upstream claims, parses
 // it, and stores it in repo, tagged tag when tag is not empty.
-func (c *Cache) fetchManifest(ctx context.Context, rt *route, up, repo, ref string, want digest.Digest, tag string) (*storage.Manifest, error) {
+func (f *manifestFetcher) fetch(ctx context.Context, rt *route, up, repo, ref string, want digest.Digest, tag string) (*storage.Manifest, error) {
 	resp, err := rt.client.do(ctx, http.MethodGet, up, "manifests/"+ref, manifestAccept)
 	if err != nil {
 		return nil, err
@@ -192,10 +213,10 @@ func (c *Cache) fetchManifest(ctx context.Context, rt *route, up, repo, ref stri
 	if p.Subject != nil {
 		m.Subject = p.Subject.Digest
 	}
-	if err := c.meta.PutManifest(ctx, repo, m, tag); err != nil {
+	if err := f.meta.PutManifest(ctx, repo, m, tag); err != nil {
 		return nil, fmt.Errorf("store manifest %s of %s: %w", d, repo, err)
 	}
-	c.log.Debug("cached manifest", "repository", repo, "digest", d, "tag", tag)
+	f.log.Debug("cached manifest", "repository", repo, "digest", d, "tag", tag)
 	return m, nil
 }
 
@@ -223,4 +244,33 @@ func verifyManifest(body []byte, want digest.Digest, claim string) (digest.Diges
 		return "", fmt.Errorf("content has digest %s, want %s", got, d)
 	}
 	return d, nil
+}
+
+// tagChecks remembers when the upstream was last asked about each tag, so a
+// tag is trusted for its route's TTL. Its methods may be called
+// concurrently.
+type tagChecks struct {
+	now func() time.Time // the clock of tag freshness; tests set it
+
+	mu sync.Mutex
+	at map[string]time.Time // "repo:tag" -> when the upstream was last asked
+}
+
+func newTagChecks(now func() time.Time) *tagChecks {
+	return &tagChecks{now: now, at: map[string]time.Time{}}
+}
+
+// fresh reports whether the upstream was asked about key within ttl.
+func (t *tagChecks) fresh(key string, ttl time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at, ok := t.at[key]
+	return ok && t.now().Sub(at) < ttl
+}
+
+// touch records that the upstream was just asked about key.
+func (t *tagChecks) touch(key string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.at[key] = t.now()
 }

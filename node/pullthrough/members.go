@@ -49,26 +49,34 @@ func tagKey(repo, tag string) digest.Digest {
 	return digest.FromString("pullthrough " + repo + ":" + tag)
 }
 
+// owners sends fetches to the members owning them. With no Members (a
+// registry of its own) this member owns every fetch. It may be used
+// concurrently.
+type owners struct {
+	member Members // nil on a registry of its own
+	m      *metrics
+}
+
 // owner returns the owner's URL when another member owns key.
-func (c *Cache) owner(key digest.Digest) (string, bool) {
-	if c.member == nil {
+func (o owners) owner(key digest.Digest) (string, bool) {
+	if o.member == nil {
 		return "", false
 	}
-	u, self := c.member.Owner(key)
+	u, self := o.member.Owner(key)
 	return u, !self && u != ""
 }
 
-// askMember POSTs to the owner's endpoint and returns its 200 answer; an
+// ask POSTs to the owner's endpoint and returns its 200 answer; an
 // error answer becomes the error the client would have had from the owner.
-func (c *Cache) askMember(ctx context.Context, rt *route, base, what string, q url.Values) (*http.Response, error) {
+func (o owners) ask(ctx context.Context, rt *route, base, what string, q url.Values) (*http.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, memberTimeout)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+MemberPath+what+"?"+q.Encode(), nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	c.m.forwards.WithLabelValues(rt.client.host, what).Inc()
-	resp, err := c.member.Do(req)
+	o.m.forwards.WithLabelValues(rt.client.host, what).Inc()
+	resp, err := o.member.Do(req)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("%w: %s: %w", errUnreachable, base, err)
@@ -113,8 +121,8 @@ func (c cancelOnClose) Close() error { err := c.ReadCloser.Close(); c.cancel(); 
 const unknownHeader = "Atoll-Pullthrough-Unknown"
 
 // forwardBlob asks the owner at base to make blob d of repo readable.
-func (c *Cache) forwardBlob(ctx context.Context, rt *route, base, repo string, d digest.Digest) error {
-	resp, err := c.askMember(ctx, rt, base, "blob", url.Values{"repo": {repo}, "digest": {d.String()}})
+func (o owners) forwardBlob(ctx context.Context, rt *route, base, repo string, d digest.Digest) error {
+	resp, err := o.ask(ctx, rt, base, "blob", url.Values{"repo": {repo}, "digest": {d.String()}})
 	if err != nil {
 		return err
 	}
@@ -122,8 +130,8 @@ func (c *Cache) forwardBlob(ctx context.Context, rt *route, base, repo string, d
 }
 
 // forwardManifest asks the owner at base to resolve ref of repo.
-func (c *Cache) forwardManifest(ctx context.Context, rt *route, base, repo string, ref oci.Reference) (*storage.Manifest, error) {
-	resp, err := c.askMember(ctx, rt, base, "manifest", url.Values{"repo": {repo}, "ref": {ref.String()}})
+func (o owners) forwardManifest(ctx context.Context, rt *route, base, repo string, ref oci.Reference) (*storage.Manifest, error) {
+	resp, err := o.ask(ctx, rt, base, "manifest", url.Values{"repo": {repo}, "ref": {ref.String()}})
 	if err != nil {
 		return nil, err
 	}

@@ -148,7 +148,7 @@ func newTestCache(t *testing.T, cfg Config) *testCache {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Unix(1_700_000_000, 0)}
-	c.now = clk.now
+	c.manifests.checked.now = clk.now
 	srv := httptest.NewServer(api.New(api.Config{}, api.Deps{Blobs: s.blobs, Meta: s.meta, Upstream: c}))
 	t.Cleanup(srv.Close)
 	return &testCache{Cache: c, stores: s, srv: srv, clock: clk}
