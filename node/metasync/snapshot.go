@@ -34,50 +34,161 @@ type Snapshots interface {
 // given up (the next pull starts it again).
 const chunkTries = 3
 
-// installSnapshot installs member p's snapshot, chunk after chunk, each
-// asked again on failure from where it stopped, and then raises the
-// vector to what the snapshot covers, so the log after it is what remains
-// to pull.
+const (
+	// prefetchChunks is how many chunks are fetched ahead of the one
+	// being installed: the network and the install overlap.
+	prefetchChunks = 4
+	// installBytes is about how much of the snapshot one install
+	// transaction takes: consecutive chunks fetched meanwhile are merged
+	// into one, so the fsyncs of a commit are paid per tens of MiB.
+	installBytes = 32 << 20
+)
+
+// fetched is a chunk of a snapshot, asked for after the key after.
+type fetched struct {
+	after string
+	c     metalog.Chunk
+	err   error
+}
+
+// fetchSnapshot sends member p's snapshot to out, chunk after chunk, each
+// asked again on failure from where it stopped, until the last chunk or an
+// error (sent last) or ctx is done. It closes out.
+func (r *Replicator) fetchSnapshot(ctx context.Context, t Transport, p string, out chan<- fetched) {
+	defer close(out)
+	after := ""
+	for {
+		c, err := t.Snapshot(ctx, p, after, r.cfg.SnapshotChunk)
+		for try := 1; err != nil && try < chunkTries && ctx.Err() == nil; try++ {
+			c, err = t.Snapshot(ctx, p, after, r.cfg.SnapshotChunk)
+		}
+		if err != nil {
+			err = fmt.Errorf("snapshot of %s after %q: %w", p, after, err)
+		}
+		select {
+		case out <- fetched{after: after, c: c, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil || c.Next == "" {
+			return
+		}
+		after = c.Next
+	}
+}
+
+// chunkBytes estimates what chunk c takes.
+func chunkBytes(c metalog.Chunk) int {
+	n := 0
+	for _, op := range c.Entries {
+		n += len(op.Key) + len(op.Value) + 32
+	}
+	return n
+}
+
+// chunkQueue hands out the chunks a fetchSnapshot sends, merged.
+type chunkQueue struct {
+	in      <-chan fetched
+	pending *fetched // taken from in, not handed out yet
+}
+
+func (q *chunkQueue) take() (fetched, bool) {
+	if f := q.pending; f != nil {
+		q.pending = nil
+		return *f, true
+	}
+	f, ok := <-q.in
+	return f, ok
+}
+
+// next returns the next chunk to install: the one in front, with the
+// chunks fetched already behind it merged in, up to installBytes (a chunk
+// continues the one before it, so their entries concatenate). An error is
+// handed out on its own, after what came before it. ok is false once the
+// fetcher stopped and everything was handed out.
+func (q *chunkQueue) next() (f fetched, ok bool) {
+	if f, ok = q.take(); !ok || f.err != nil {
+		return f, ok
+	}
+	size := chunkBytes(f.c)
+	for f.c.Next != "" && size < installBytes {
+		select {
+		case g, more := <-q.in:
+			if !more {
+				return f, true
+			}
+			if g.err != nil {
+				q.pending = &g
+				return f, true
+			}
+			f.c.Entries = append(f.c.Entries, g.c.Entries...)
+			f.c.Next = g.c.Next
+			size += chunkBytes(g.c)
+		default:
+			return f, true
+		}
+	}
+	return f, true
+}
+
+// installSnapshot installs member p's snapshot: chunks are fetched ahead
+// (fetchSnapshot) while those fetched are installed, several in one
+// transaction when they queued up; then it raises the vector to what the
+// snapshot covers, so the log after it is what remains to pull.
 //
 // Last writer wins across the boundary: entries carry their stamps and
 // merge like ops, so neither a snapshot entry older than what is held nor
 // a batch older than the snapshot replayed after it replaces a newer
 // value. A held key the snapshot lacks is deleted only when stamped
 // before the horizon: p kept every tombstone younger than that.
+//
+// The vector is raised only once every chunk is in: an install cut short
+// (an error, ctx, a crash) leaves the member behind, and the next pull
+// installs a snapshot again, merging what is already there for free.
 func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string) error {
 	start := time.Now()
 	cutoff := metadb.StampAt(start.Add(-r.cfg.Horizon))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the fetcher when the install fails
+	in := make(chan fetched, prefetchChunks)
+	go r.fetchSnapshot(ctx, t, p, in)
+	q := chunkQueue{in: in}
 	var (
-		vec     metalog.Vector
-		after   string
-		entries int
+		vec      metalog.Vector
+		entries  int
+		installs int
+		last     = start
 	)
-	for chunks := 1; ; chunks++ {
-		c, err := t.Snapshot(ctx, p, after, r.cfg.SnapshotChunk)
-		for try := 1; err != nil && try < chunkTries && ctx.Err() == nil; try++ {
-			c, err = t.Snapshot(ctx, p, after, r.cfg.SnapshotChunk)
+	for {
+		f, ok := q.next()
+		if !ok {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fmt.Errorf("snapshot of %s ended without its last chunk", p)
 		}
-		if err != nil {
-			return fmt.Errorf("snapshot of %s after %q: %w", p, after, err)
+		if f.err != nil {
+			return f.err
 		}
-		if after == "" {
-			vec = c.Vector
+		if f.after == "" {
+			vec = f.c.Vector
 		}
-		if err := r.log.Install(ctx, after, c, cutoff); err != nil {
+		if err := r.log.Install(ctx, f.after, f.c, cutoff); err != nil {
 			return err
 		}
-		entries += len(c.Entries)
-		if chunks%64 == 0 {
+		entries += len(f.c.Entries)
+		installs++
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
 			r.slog.Info("installing a metadata snapshot", "member", p, "entries", entries)
 		}
-		if c.Next == "" {
+		if f.c.Next == "" {
 			break
 		}
-		after = c.Next
 	}
 	if err := r.log.Advance(ctx, vec); err != nil {
 		return err
 	}
-	r.slog.Info("installed a metadata snapshot", "member", p, "entries", entries, "took", time.Since(start).Round(time.Millisecond))
+	r.slog.Info("installed a metadata snapshot", "member", p, "entries", entries, "transactions", installs, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

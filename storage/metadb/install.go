@@ -1,0 +1,112 @@
+package metadb
+
+import (
+	"context"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/atollhq/atoll/storage/diskspace"
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// Install merges chunk c, the one asked for after the key after, into
+// the store in one transaction: each entry replaces the stored one when
+// it wins (last writer wins, as for a batch), and a stored key in the
+// chunk's range that the chunk lacks is deleted when stamped before
+// cutoff, because the member that sent it dropped its tombstone
+// (DropTombstones drops none younger than the horizon cutoff stands for).
+// Install touches neither the log nor the vector (see Advance), so an
+// install cut short anywhere, a crash included, leaves a store that
+// still says it lacks the snapshot: the next one merges again.
+//
+// c's entries must be in key order (SnapshotChunk's are), and consecutive
+// chunks may be installed as one (entries concatenated, Next the last
+// one's). Sorted keys go into full pages: a fresh member's file ends up
+// as dense as a compacted one, in one pass over the chunk's range.
+func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cutoff uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i, op := range c.Entries {
+		if _, err := parseKey([]byte(op.Key)); err != nil {
+			return fmt.Errorf("snapshot entry: %w", err)
+		}
+		if i > 0 && op.Key <= c.Entries[i-1].Key || op.Key <= after && after != "" {
+			return fmt.Errorf("snapshot entry %q out of key order", op.Key)
+		}
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.admit(true); err != nil {
+		return err
+	}
+	var changed []metalog.Op
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		var err error
+		changed, err = installChunk(tx.Bucket(bucketMeta), after, c, cutoff)
+		return err
+	})
+	if err != nil {
+		return diskspace.Classify(fmt.Errorf("installing metadata snapshot: %w", err))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applyCommitted(changed)
+}
+
+// held is what Install needs of a stored entry: whether it wins, and
+// whether it is a tombstone.
+type held struct {
+	stamp   uint64
+	origin  string
+	deleted bool
+}
+
+// installChunk is Install's transaction: it reads the stored entries of
+// the chunk's range once, then writes the entries that win and deletes
+// the stale keys, and returns the ops that changed the state.
+func installChunk(meta *bolt.Bucket, after string, c metalog.Chunk, cutoff uint64) ([]metalog.Op, error) {
+	stored := map[string]held{}
+	cur := meta.Cursor()
+	k, v := cur.Seek([]byte(after))
+	for ; k != nil && (c.Next == "" || string(k) <= c.Next); k, v = cur.Next() {
+		if after != "" && string(k) == after {
+			continue
+		}
+		e, err := decodeEntry(v)
+		if err != nil {
+			return nil, fmt.Errorf("key %q: %w", k, err)
+		}
+		stored[string(k)] = held{stamp: e.stamp, origin: e.origin, deleted: e.deleted}
+	}
+	// Entries come in key order: with nothing stored past them (a fresh
+	// member), every put appends to the last page, which a fill of 1
+	// leaves full.
+	meta.FillPercent = 1
+	changed := make([]metalog.Op, 0, len(c.Entries))
+	for _, op := range c.Entries {
+		if e, ok := stored[op.Key]; ok {
+			delete(stored, op.Key)
+			if !wins(op, entry{stamp: e.stamp, origin: e.origin}) {
+				continue
+			}
+		}
+		if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+			return nil, err
+		}
+		changed = append(changed, op)
+	}
+	for k, e := range stored {
+		if e.stamp >= cutoff {
+			continue
+		}
+		if err := meta.Delete([]byte(k)); err != nil {
+			return nil, err
+		}
+		if !e.deleted {
+			changed = append(changed, metalog.Op{Key: k, Deleted: true, Stamp: e.stamp, Origin: e.origin})
+		}
+	}
+	return changed, nil
+}

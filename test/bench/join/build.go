@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metadb"
+	"github.com/atollhq/atoll/test/bench/benchkit"
+)
+
+// shape is how much the loaded members hold: manifests spread evenly over
+// repos, tags evenly over manifests.
+type shape struct{ repos, manifests, tags int }
+
+// repoName is repository r.
+func repoName(r int) string { return fmt.Sprintf("org%02d/app-%06d", r%100, r) }
+
+// repoOf is the repository of manifest i.
+func (s shape) repoOf(i int) int { return int(int64(i) * int64(s.repos) / int64(s.manifests)) }
+
+// tagsOf returns the tags of manifest i.
+func (s shape) tagsOf(i int) []string {
+	from, to := int64(i)*int64(s.tags)/int64(s.manifests), int64(i+1)*int64(s.tags)/int64(s.manifests)
+	tags := make([]string, 0, to-from)
+	for t := from; t < to; t++ {
+		tags = append(tags, fmt.Sprintf("1.%d.%d", i, t-from))
+	}
+	return tags
+}
+
+// manifestAt builds manifest i: an OCI image manifest of 1-4 KiB, unique
+// to i, referring to subject when it is set.
+func manifestAt(i int, subject digest.Digest) *storage.Manifest {
+	size := 1024 + int(uint32(i)*2654435761%3072)
+	var b strings.Builder
+	b.Grow(size + 512)
+	b.WriteString(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`)
+	b.WriteString(`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + fakeDigest(i, 0) + `","size":1470},"layers":[`)
+	for l := 1; l <= 3; l++ {
+		if l > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}`, fakeDigest(i, l), 1000*l+i%1000)
+	}
+	b.WriteString(`]`)
+	if subject != "" {
+		b.WriteString(`,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + subject.String() + `","size":1024}`)
+	}
+	fmt.Fprintf(&b, `,"annotations":{"org.opencontainers.image.revision":"%d","pad":"`, i)
+	for b.Len() < size-2 {
+		b.WriteByte('x')
+	}
+	b.WriteString(`"}}`)
+	content := []byte(b.String())
+	m := &storage.Manifest{
+		Descriptor: v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))},
+		Subject:    subject,
+		Content:    content,
+	}
+	if subject != "" {
+		m.Descriptor.ArtifactType = "application/vnd.example.signature"
+	}
+	return m
+}
+
+// fakeDigest names blob l of manifest i, which nobody stores.
+func fakeDigest(i, l int) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%d/%d", i, l))
+	return "sha256:" + hex.EncodeToString(h[:])
+}
+
+// built is what building the loaded members took.
+type built struct {
+	load   time.Duration // 0: reused
+	dbSize int64
+}
+
+// dbPath is member name's metadata.db under dir.
+func dbPath(dir, name string) string { return filepath.Join(dir, name, "data", "metadata.db") }
+
+// build writes n1's database through metadb.PutManifests (origin n1,
+// unsynced: it is closed and synced before use) and copies it to n2, whose
+// member opens it under its own name. A database a previous run built for
+// the same shape is reused.
+func build(ctx context.Context, c config, dir string) (built, error) {
+	stamp := filepath.Join(dir, fmt.Sprintf("built-%d-%d-%d", c.repos, c.manifests, c.tags))
+	var b built
+	if _, err := os.Stat(stamp); err != nil {
+		start := time.Now()
+		if err := load(ctx, c, dbPath(dir, "n1")); err != nil {
+			return b, err
+		}
+		b.load = time.Since(start)
+		if err := copyFile(dbPath(dir, "n1"), dbPath(dir, "n2")); err != nil {
+			return b, err
+		}
+		if err := os.WriteFile(stamp, nil, 0o644); err != nil {
+			return b, err
+		}
+	}
+	fi, err := os.Stat(dbPath(dir, "n1"))
+	if err != nil {
+		return b, err
+	}
+	b.dbSize = fi.Size()
+	return b, nil
+}
+
+func load(ctx context.Context, c config, path string) error {
+	if err := os.RemoveAll(filepath.Dir(filepath.Dir(path))); err != nil {
+		return err
+	}
+	meta, err := metadb.Open(path, metadb.Options{Origin: "n1", NoSync: true})
+	if err != nil {
+		return err
+	}
+	benchkit.Logf("building n1: %d manifests in %d repositories, %d tags, %d a write", c.manifests, c.repos, c.tags, c.batch)
+	start, last := time.Now(), time.Now()
+	puts := make([]metadb.ManifestPut, 0, c.batch)
+	var prev digest.Digest
+	for i := range c.manifests {
+		var subject digest.Digest
+		if i%10 == 9 && c.repoOf(i-1) == c.repoOf(i) {
+			subject = prev
+		}
+		m := manifestAt(i, subject)
+		prev = m.Descriptor.Digest
+		puts = append(puts, metadb.ManifestPut{Repo: repoName(c.repoOf(i)), Manifest: m, Tags: c.tagsOf(i)})
+		if len(puts) == c.batch || i == c.manifests-1 {
+			if err := meta.PutManifests(ctx, puts); err != nil {
+				_ = meta.Close()
+				return fmt.Errorf("building n1: %w", err)
+			}
+			puts = puts[:0]
+		}
+		if time.Since(last) > 15*time.Second {
+			last = time.Now()
+			benchkit.Logf("built %d of %d manifests (%.0f/s)", i+1, c.manifests, float64(i+1)/time.Since(start).Seconds())
+		}
+	}
+	if err := meta.Close(); err != nil {
+		return err
+	}
+	return syncFile(path)
+}
+
+// syncFile makes the file at path durable.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// copyFile copies src to dst (cp, which makes sparse and reflinked copies
+// where it can), synced.
+func copyFile(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if out, err := exec.Command("cp", "--reflink=auto", "--sparse=always", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("cp %s %s: %w: %s", src, dst, err, out)
+	}
+	return syncFile(dst)
+}
