@@ -84,6 +84,35 @@ type appendReader struct {
 	err    error
 }
 
+// WriteTo writes each chunk's data to w whole (io.Copy uses it), so the
+// replica is written and hashed in the sender's chunks.
+func (r *appendReader) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	for {
+		if len(r.buf) > 0 {
+			k, err := w.Write(r.buf)
+			n += int64(k)
+			r.buf = r.buf[k:]
+			if err != nil {
+				return n, err
+			}
+			continue
+		}
+		if r.err != nil {
+			if r.err == io.EOF {
+				return n, nil
+			}
+			return n, r.err
+		}
+		chunk, err := r.stream.Recv()
+		if err != nil {
+			r.err = err // io.EOF, or the status of a broken stream
+			continue
+		}
+		r.buf = chunk.GetData()
+	}
+}
+
 func (r *appendReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
 		if r.err != nil {
@@ -101,10 +130,20 @@ func (r *appendReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// AppendReplica streams what r yields, in 1 MiB chunks, to member's
-// replica id of an upload, resumed from state, and returns the replica's
-// state after them, durable on member, and its size. If r fails the call
-// is aborted and member keeps the replica as it was at state.
+// ChunkSource is an optional capability of the reader AppendReplica
+// sends: it yields the bytes in chunks the caller may keep (nobody writes
+// them again), each sent as one message as it is, without a copy. A chunk
+// must not exceed the messages' limit (maxMessage).
+type ChunkSource interface {
+	// NextChunk returns the next chunk, or io.EOF after the last.
+	NextChunk() ([]byte, error)
+}
+
+// AppendReplica streams what r yields to member's replica id of an upload,
+// resumed from state, and returns the replica's state after them, durable
+// on member, and its size. A ChunkSource's chunks go as they are, any
+// other reader's bytes in 1 MiB chunks. If r fails the call is aborted and
+// member keeps the replica as it was at state.
 func (c *Cluster) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
 	cc, err := c.conn(member)
 	if err != nil {
@@ -117,24 +156,24 @@ func (c *Cluster) AppendReplica(ctx context.Context, member, id string, state []
 	if err != nil {
 		return nil, 0, fromStatus(member, op, err)
 	}
+	next := chunksOf(r)
 	first := &peerpb.AppendChunk{Id: id, State: state}
 	for sent := int64(0); ; {
-		buf := make([]byte, chunkSize) // gRPC may hold a sent message: never reuse
-		n, rerr := io.ReadFull(r, buf)
-		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
-			return nil, 0, fmt.Errorf("peer %s: %s: reading after %d bytes: %w", member, op, sent+int64(n), rerr)
+		buf, rerr := next()
+		if rerr != nil && rerr != io.EOF {
+			return nil, 0, fmt.Errorf("peer %s: %s: reading after %d bytes: %w", member, op, sent+int64(len(buf)), rerr)
 		}
-		if n > 0 || first != nil {
-			msg := &peerpb.AppendChunk{Data: buf[:n]}
+		if len(buf) > 0 || first != nil {
+			msg := &peerpb.AppendChunk{Data: buf}
 			if first != nil {
-				first.Data, msg, first = buf[:n], first, nil
+				first.Data, msg, first = buf, first, nil
 			}
 			if err := stream.Send(msg); err == io.EOF {
 				break // member ended the call early; CloseAndRecv has its status
 			} else if err != nil {
 				return nil, 0, fromStatus(member, op, err)
 			}
-			sent += int64(n)
+			sent += int64(len(buf))
 		}
 		if rerr != nil {
 			break
@@ -145,6 +184,23 @@ func (c *Cluster) AppendReplica(ctx context.Context, member, id string, state []
 		return nil, 0, fromStatus(member, op, err)
 	}
 	return resp.GetState(), resp.GetSize(), nil
+}
+
+// chunksOf returns the chunks of r: a ChunkSource's own, else fresh
+// buffers of up to chunkSize (gRPC may hold a sent message: never reused).
+// A chunk may come with io.EOF.
+func chunksOf(r io.Reader) func() ([]byte, error) {
+	if cs, ok := r.(ChunkSource); ok {
+		return cs.NextChunk
+	}
+	return func() ([]byte, error) {
+		buf := make([]byte, chunkSize)
+		n, err := io.ReadFull(r, buf)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		return buf[:n], err
+	}
 }
 
 // FinishReplica commits member's replica id of an upload, at state, as

@@ -162,6 +162,8 @@ type Placer struct {
 	deps Deps
 	log  *slog.Logger
 	kick chan struct{}
+	// limits bound the holders of replicated uploads (replicastream.go).
+	limits replicaLimits
 }
 
 // New returns the placer of deps.Self's blobs.
@@ -187,7 +189,7 @@ func New(cfg Config, deps Deps) (*Placer, error) {
 	discard(&deps.Metrics.BlobsCopied)
 	discard(&deps.Metrics.BytesCopied)
 	discard(&deps.Metrics.Rebalances)
-	p := &Placer{cfg: cfg, deps: deps, log: deps.Logger, kick: make(chan struct{}, 1)}
+	p := &Placer{cfg: cfg, deps: deps, log: deps.Logger, kick: make(chan struct{}, 1), limits: replicaLimits{stall: replicaStall, durable: replicaDurable}}
 	if deps.Peer.hook != nil {
 		deps.Peer.hook.set(p.Kick)
 	}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -56,45 +55,22 @@ type replicaState struct {
 }
 
 // replicatingWriter is a client's upload on this member, passed on to the
-// session's other holders as the bytes arrive.
+// session's other holders as the bytes arrive (replicastream.go).
 type replicatingWriter struct {
 	storage.BlobWriter // this member's copy
 	p                  *Placer
 	rt                 ReplicaTransport
 	id                 string
 	replicas           []*replicaStream
+	// chunk gathers the bytes written since the last full chunk went to
+	// the replicas.
+	chunk []byte
 	// dropped says a holder failed since the session began: the commit
 	// falls back to Place.
 	dropped bool
 	// owners says the holders are the blob's owners (its digest was known
 	// from the start); surplus, that this member is not one of them.
 	owners, surplus bool
-}
-
-// replicaStream is a replica with, while bytes flow, the stream to it.
-type replicaStream struct {
-	replicaState
-	pw     *io.PipeWriter
-	cancel context.CancelFunc // aborts the stream
-	done   chan appendResult
-}
-
-// replicaStall is how long a holder that the cluster no longer counts as
-// live may take to accept the next bytes before it is dropped: a member
-// that stopped answering (frozen, its network gone) does not hold up the
-// client for longer. A live one gets replicaDurable.
-const replicaStall = 5 * time.Second
-
-// replicaDurable bounds how long a holder may take to make its replica
-// durable (the rest of its writeback) or to commit it.
-const replicaDurable = time.Minute
-
-var errReplicaStalled = errors.New("replica takes no bytes")
-
-type appendResult struct {
-	state []byte
-	size  int64
-	err   error
 }
 
 // newReplicatingWriter returns the writer of session id over local, its
@@ -147,94 +123,60 @@ func (p *Placer) holders(id string) []string {
 	return out
 }
 
-// Write writes b here and, at the same time, passes it on to every
-// replica. A replica that fails is dropped; only a failure here fails the
+// Write writes b here and passes it on to every replica: each full chunk
+// joins the replica's queue, and Write waits only for a replica a window
+// behind. A replica that fails is dropped; only a failure here fails the
 // write (and the caller then closes the writer, which aborts the streams:
 // the replicas stay at their last state, like this member's copy).
 func (w *replicatingWriter) Write(b []byte) (int, error) {
-	if len(b) == 0 {
-		return 0, nil
-	}
-	errs := make([]error, len(w.replicas))
-	var wg sync.WaitGroup
-	for i, r := range w.replicas {
-		if r.pw == nil {
-			w.open(r)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = w.send(r, b)
-		}()
-	}
 	n, err := w.BlobWriter.Write(b)
-	wg.Wait()
-	for i, r := range w.replicas {
-		if errs[i] != nil {
-			w.drop(r, errs[i])
+	if len(w.replicas) == 0 {
+		return n, err
+	}
+	for rest := b[:n]; len(rest) > 0; {
+		if w.chunk == nil {
+			w.chunk = make([]byte, 0, replicaChunk) // never reused: see replicaStream
+		}
+		k := copy(w.chunk[len(w.chunk):cap(w.chunk)], rest)
+		w.chunk, rest = w.chunk[:len(w.chunk)+k], rest[k:]
+		if len(w.chunk) == cap(w.chunk) {
+			w.push()
 		}
 	}
-	w.compact()
 	return n, err
 }
 
-// send passes b on to replica r. A holder that takes no bytes for
-// replicaStall and is no longer live, or for replicaDurable, fails it.
-func (w *replicatingWriter) send(r *replicaStream, b []byte) error {
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.pw.Write(b)
-		done <- err
-	}()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	start := time.Now()
-	for {
-		select {
-		case err := <-done:
-			return err
-		case <-tick.C:
-			waited := time.Since(start)
-			if waited > replicaDurable || waited > replicaStall && !w.p.deps.Members.Live(r.Member) {
-				_ = r.pw.CloseWithError(errReplicaStalled)
-				<-done
-				return errReplicaStalled
-			}
+// push hands the gathered chunk to every replica, opening the streams
+// that are not, and drops the replicas that fail.
+func (w *replicatingWriter) push() {
+	chunk := w.chunk
+	w.chunk = nil
+	if len(chunk) == 0 {
+		return
+	}
+	for _, r := range w.replicas {
+		if r.q == nil {
+			w.open(r)
+		}
+		if err := w.send(r, chunk); err != nil {
+			w.drop(r, err)
 		}
 	}
+	w.compact()
 }
-
-// open starts the stream of bytes to replica r. It runs on a context of
-// its own: the stream ends when the writer says so (State, Commit, Close),
-// not when the request that brought the bytes does.
-func (w *replicatingWriter) open(r *replicaStream) {
-	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	r.pw, r.cancel, r.done = pw, cancel, make(chan appendResult, 1)
-	go func(state []byte) {
-		next, size, err := w.rt.AppendReplica(ctx, r.Member, w.id, state, pr)
-		_ = pr.CloseWithError(errReplicaGone) // unblocks a Write if the call ended early
-		r.done <- appendResult{next, size, err}
-	}(r.State)
-}
-
-var errReplicaGone = errors.New("replica stream ended")
 
 // drop ends replica r's stream, if any, and removes it from the session.
 func (w *replicatingWriter) drop(r *replicaStream, err error) {
-	if r.pw != nil {
-		_ = r.pw.CloseWithError(err)
-		r.cancel()
-		if res := <-r.done; res.err != nil && !errors.Is(err, errReplicaStalled) {
+	if r.q != nil {
+		if res := r.abort(); res.err != nil && !errors.Is(err, errReplicaStalled) {
 			err = res.err
 		}
-		r.pw = nil
 	}
 	w.p.log.Warn("upload replica dropped", "upload", w.id, "member", r.Member, "err", err)
 	// Its bytes are of no use now: discard them if the holder answers
 	// (else its upload purge does, after the upload TTL).
 	go func(member string, state []byte) {
-		ctx, cancel := context.WithTimeout(context.Background(), replicaDurable)
+		ctx, cancel := context.WithTimeout(context.Background(), w.p.limits.durable)
 		defer cancel()
 		_ = w.rt.FinishReplica(ctx, member, w.id, state, "")
 	}(r.Member, r.State)
@@ -252,25 +194,33 @@ func (w *replicatingWriter) compact() {
 	w.replicas = kept
 }
 
-// flush ends every open stream, its bytes durable on its member, in
-// parallel, and records each replica's new state.
-func (w *replicatingWriter) flush() {
+// endStreams hands the last chunk to the replicas and closes their
+// queues: each holder makes its bytes durable while the caller goes on.
+// collect then waits for them, which must hold size, the upload's size
+// now (the local writer's Size may not outlive its commit).
+func (w *replicatingWriter) endStreams() (size int64) {
+	w.push()
 	for _, r := range w.replicas {
-		if r.pw != nil {
-			_ = r.pw.Close()
+		if r.q != nil {
+			r.end()
 		}
 	}
+	return w.BlobWriter.Size()
+}
+
+// collect waits for every stream endStreams ended, records each replica's
+// new state and drops the replicas that failed or hold another size.
+func (w *replicatingWriter) collect(size int64) {
 	for _, r := range w.replicas {
-		if r.pw == nil {
+		if r.q == nil {
 			continue
 		}
-		res := r.wait()
-		r.pw = nil
+		res := r.finish(w.p.limits.durable)
 		switch {
 		case res.err != nil:
 			w.drop(r, res.err)
-		case res.size != w.BlobWriter.Size():
-			w.drop(r, fmt.Errorf("replica holds %d bytes, the upload %d", res.size, w.BlobWriter.Size()))
+		case res.size != size:
+			w.drop(r, fmt.Errorf("replica holds %d bytes, the upload %d", res.size, size))
 		default:
 			r.State, r.Size = res.state, res.size
 		}
@@ -278,31 +228,13 @@ func (w *replicatingWriter) flush() {
 	w.compact()
 }
 
-// wait returns the outcome of r's closed stream, aborting it if the
-// holder takes longer than replicaDurable.
-func (r *replicaStream) wait() appendResult {
-	stall := time.NewTimer(replicaDurable)
-	defer stall.Stop()
-	select {
-	case res := <-r.done:
-		r.cancel()
-		return res
-	case <-stall.C:
-		r.cancel()
-		<-r.done
-		return appendResult{err: fmt.Errorf("replica not durable after %v", replicaDurable)}
-	}
-}
-
 // abort ends every open stream without keeping its bytes: each replica
 // stays at its last state.
 func (w *replicatingWriter) abort() {
+	w.chunk = nil
 	for _, r := range w.replicas {
-		if r.pw != nil {
-			_ = r.pw.CloseWithError(errReplicaGone)
-			r.cancel()
-			<-r.done
-			r.pw = nil
+		if r.q != nil {
+			_ = r.abort()
 		}
 	}
 }
@@ -310,8 +242,9 @@ func (w *replicatingWriter) abort() {
 // State makes the bytes durable here and on every replica and returns the
 // session's state.
 func (w *replicatingWriter) State() ([]byte, error) {
-	w.flush()
+	size := w.endStreams()
 	local, err := w.BlobWriter.State()
+	w.collect(size)
 	if err != nil {
 		return nil, err
 	}
@@ -337,31 +270,55 @@ func (w *replicatingWriter) Cancel(ctx context.Context) error {
 
 // Commit verifies and commits blob d here and has every replica do the
 // same. With fewer than Replicas copies that way, Place copies the blob on.
+// The holders make their bytes durable while this member commits its own.
 func (w *replicatingWriter) Commit(ctx context.Context, d digest.Digest) error {
-	w.flush()
-	if err := w.BlobWriter.Commit(ctx, d); err != nil {
+	size := w.endStreams()
+	if w.surplus {
+		return w.commitSurplus(ctx, d, size)
+	}
+	err := w.BlobWriter.Commit(ctx, d)
+	w.collect(size)
+	if err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) {
 			w.finishReplicas(ctx, "")
 		}
 		return err
 	}
-	held := w.finishReplicas(ctx, d)
-	if !w.surplus {
-		held++
-	}
-	r := w.p.deps.Members.Ring()
+	held := w.finishReplicas(ctx, d) + 1
 	switch {
-	case w.dropped || held < min(w.p.cfg.Replicas, r.Len()):
+	case w.dropped || held < w.need():
 		return w.p.Place(ctx, d)
-	case w.surplus:
-		// The owners confirmed their copies; this one is surplus.
-		if err := w.p.deps.Local.Delete(ctx, d); err != nil && !errors.Is(err, storage.ErrBlobUnknown) {
-			w.p.log.Warn("dropping surplus copy", "blob", d, "err", err)
-		}
 	case !w.owners:
 		w.p.Kick() // the copies move to the ring's owners
 	}
 	return nil
+}
+
+// commitSurplus commits blob d, known from the start, on its owners, this
+// member being none of them. When every owner confirmed its copy, durable
+// and verified there, this member's bytes were only a spare: they are
+// dropped without ever being made durable here. Otherwise this member
+// commits them (verifying them) and Place copies the blob on.
+func (w *replicatingWriter) commitSurplus(ctx context.Context, d digest.Digest, size int64) error {
+	w.collect(size)
+	held := w.finishReplicas(ctx, d)
+	if !w.dropped && held == len(w.replicas) && held >= w.need() {
+		if err := w.BlobWriter.Cancel(ctx); err != nil {
+			w.p.log.Warn("dropping surplus upload", "upload", w.id, "blob", d, "err", err)
+		}
+		return nil
+	}
+	if err := w.BlobWriter.Commit(ctx, d); err != nil {
+		// On a mismatch the holders, which verified d too, kept nothing.
+		return err
+	}
+	return w.p.Place(ctx, d)
+}
+
+// need is how many copies a commit must leave: Replicas, or every live
+// member if fewer.
+func (w *replicatingWriter) need() int {
+	return min(w.p.cfg.Replicas, w.p.deps.Members.Ring().Len())
 }
 
 // newOwnersWriter returns the writer of new upload id of blob d, whose
@@ -390,7 +347,7 @@ func (w *replicatingWriter) finishReplicas(ctx context.Context, d digest.Digest)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, replicaDurable)
+			ctx, cancel := context.WithTimeout(ctx, w.p.limits.durable)
 			defer cancel()
 			errs[i] = w.rt.FinishReplica(ctx, r.Member, w.id, r.State, d)
 		}()
