@@ -33,13 +33,18 @@ func (a *Authenticator) Admin(id Identity) bool {
 	if a == nil {
 		return true
 	}
+	return a.access.admin(id)
+}
+
+// admin is Authenticator.Admin.
+func (ar *accessRules) admin(id Identity) bool {
 	if id.Anonymous || id.User == "" {
 		return false
 	}
-	if len(a.rules) == 0 {
+	if len(ar.rules) == 0 {
 		return true
 	}
-	for _, r := range a.rules {
+	for _, r := range ar.rules {
 		if r.appliesTo(id) && slices.Contains(r.actions, ActionAdmin) {
 			return true
 		}
@@ -73,14 +78,14 @@ func (a *Authenticator) WrapAdmin(next http.Handler) http.Handler {
 		switch {
 		case err != nil:
 			a.log.Info("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
-			a.challenge(w, r, AdminScope, "invalid_token", Access{})
+			a.refuse.challenge(w, r, AdminScope, "invalid_token", Access{})
 			return
 		case id.Anonymous:
-			a.challenge(w, r, AdminScope, "", Access{})
+			a.refuse.challenge(w, r, AdminScope, "", Access{})
 			return
 		case tok != nil && !tok.grantsAdmin(), tok == nil && !a.Admin(id):
 			a.log.Info("administration denied", "remote", r.RemoteAddr, "path", r.URL.Path, "user", id.User)
-			a.writeError(w, r, api.ErrDenied, "administrator rights required", Access{})
+			a.refuse.writeError(w, r, api.ErrDenied, "administrator rights required", Access{})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(ContextWithIdentity(r.Context(), id)))

@@ -36,8 +36,8 @@ func TestAdmin(t *testing.T) {
 				if tt.admin[u] {
 					want = http.StatusOK
 				}
-				if resp.StatusCode != want || a.Admin(a.identity(u)) != tt.admin[u] {
-					t.Errorf("%s: %d %s, Admin %v; want %d", u, resp.StatusCode, body, a.Admin(a.identity(u)), want)
+				if resp.StatusCode != want || a.Admin(a.access.identity(u)) != tt.admin[u] {
+					t.Errorf("%s: %d %s, Admin %v; want %d", u, resp.StatusCode, body, a.Admin(a.access.identity(u)), want)
 				}
 			}
 			for _, h := range []string{"", basic("root", "wrong")} {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 )
@@ -171,15 +170,19 @@ type Deps struct {
 	KeySeed []byte
 }
 
-// Authenticator checks requests against a Config. Its methods may be
-// called concurrently. A nil *Authenticator allows everything.
+// Authenticator checks requests against a Config: it authenticates them
+// and asks its accessRules (rules.go) what they may do; refusals
+// (middleware.go) answers those it turns away and tokenServer (token.go)
+// is the built-in token endpoint. Its methods may be called concurrently.
+// A nil *Authenticator allows everything.
 type Authenticator struct {
 	cfg      Config
 	log      *slog.Logger
 	users    *htpasswdFile // nil without htpasswd
-	rules    []rule
-	groups   map[string][]string // user -> groups
-	key      *ecdsa.PrivateKey   // built-in signing key; nil when off
+	access   *accessRules
+	refuse   *refusals
+	tokens   *tokenServer      // nil without the built-in token mode
+	key      *ecdsa.PrivateKey // built-in signing key; nil when off
 	keyID    string
 	external *trustedKeys // nil without the external token mode
 	now      func() time.Time
@@ -188,7 +191,7 @@ type Authenticator struct {
 // New checks cfg and loads the files it names.
 func New(cfg Config, deps Deps) (*Authenticator, error) {
 	cfg.applyDefaults()
-	a := &Authenticator{cfg: cfg, log: deps.Logger, now: time.Now, groups: map[string][]string{}}
+	a := &Authenticator{cfg: cfg, log: deps.Logger, now: time.Now}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -201,6 +204,7 @@ func New(cfg Config, deps Deps) (*Authenticator, error) {
 			return nil, err
 		}
 	}
+	a.refuse = &refusals{log: a.log, basicRealm: cfg.Htpasswd.Realm, builtin: cfg.BuiltinToken}
 	if t := cfg.Token; t.Realm != "" {
 		if t.Service == "" || t.Issuer == "" || t.RootCertBundle == "" {
 			return nil, errors.New("auth: token needs service, issuer and rootcertbundle")
@@ -208,6 +212,7 @@ func New(cfg Config, deps Deps) (*Authenticator, error) {
 		if a.external, err = loadTrustedKeys(t.RootCertBundle); err != nil {
 			return nil, err
 		}
+		a.refuse.external = &t
 	}
 	if cfg.BuiltinToken.Enabled {
 		if a.key, err = signingKey(cfg.BuiltinToken.KeyPath, deps.KeySeed); err != nil {
@@ -217,25 +222,15 @@ func New(cfg Config, deps Deps) (*Authenticator, error) {
 			return nil, err
 		}
 	}
-	for group, users := range cfg.Access.Groups {
-		for _, u := range users {
-			a.groups[u] = append(a.groups[u], group)
+	if a.access, err = newAccessRules(cfg.Access); err != nil {
+		return nil, err
+	}
+	if a.key != nil {
+		a.tokens = &tokenServer{
+			cfg: cfg.BuiltinToken, basicRealm: cfg.Htpasswd.Realm, key: a.key, keyID: a.keyID,
+			users: a.users, access: a.access, refuse: a.refuse, log: a.log,
 		}
 	}
-	for i, r := range cfg.Access.Rules {
-		cr, err := compileRule(r)
-		if err != nil {
-			return nil, fmt.Errorf("auth: access rule %d: %w", i, err)
-		}
-		a.rules = append(a.rules, cr)
-	}
+	a.refuse.bearer = a.tokenMode()
 	return a, nil
-}
-
-// identity is the Identity of an authenticated user.
-func (a *Authenticator) identity(user string) Identity {
-	if user == "" {
-		return Identity{Anonymous: true}
-	}
-	return Identity{User: user, Groups: a.groups[user]}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -47,12 +48,12 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 		id, tok, err := a.authenticate(r)
 		if err != nil {
 			a.log.Info("authentication failed", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
-			a.unauthorized(w, r, target, "invalid_token")
+			a.refuse.unauthorized(w, r, target, "invalid_token")
 			return
 		}
 		if target.Repository == "" {
-			if id.Anonymous && (r.URL.Path != "/v2/_catalog" || !a.anonymousCatalog()) {
-				a.unauthorized(w, r, target, "")
+			if id.Anonymous && (r.URL.Path != "/v2/_catalog" || !a.access.anonymousCatalog()) {
+				a.refuse.unauthorized(w, r, target, "")
 				return
 			}
 		} else {
@@ -62,11 +63,11 @@ func (a *Authenticator) Wrap(next http.Handler) http.Handler {
 				}
 				switch {
 				case id.Anonymous:
-					a.unauthorized(w, r, target, "")
+					a.refuse.unauthorized(w, r, target, "")
 				case tok == nil || (tok.builtin && !a.Allowed(id, target.Repository, action)):
-					a.writeError(w, r, api.ErrDenied, "requested access to the resource is denied", target)
+					a.refuse.writeError(w, r, api.ErrDenied, "requested access to the resource is denied", target)
 				default:
-					a.unauthorized(w, r, target, "insufficient_scope")
+					a.refuse.unauthorized(w, r, target, "insufficient_scope")
 				}
 				return
 			}
@@ -122,13 +123,13 @@ func (a *Authenticator) authenticate(r *http.Request) (Identity, *token, error) 
 		if !ok || user == "" || !a.users.authenticate(user, pass, a.now()) {
 			return Identity{}, nil, fmt.Errorf("bad credentials for %q", user)
 		}
-		return a.identity(user), nil, nil
+		return a.access.identity(user), nil, nil
 	case strings.EqualFold(scheme, "bearer") && a.tokenMode():
 		tok, err := a.verifyToken(strings.TrimSpace(cred))
 		if err != nil {
 			return Identity{}, nil, err
 		}
-		return a.identity(tok.Subject), tok, nil
+		return a.access.identity(tok.Subject), tok, nil
 	}
 	return Identity{}, nil, errScheme
 }
@@ -173,9 +174,20 @@ func (tok token) checked(issuer, service string, now time.Time) (*token, error) 
 	return &tok, nil
 }
 
+// refusals answers the requests an Authenticator turns away: 401 with the
+// challenge of the configured modes, or another OCI error. It is read-only
+// and may be used concurrently.
+type refusals struct {
+	log        *slog.Logger
+	basicRealm string
+	bearer     bool         // a token mode is on: the challenge is Bearer
+	external   *TokenConfig // the external token server; nil when off
+	builtin    BuiltinTokenConfig
+}
+
 // unauthorized answers 401 UNAUTHORIZED with the challenge for target;
 // bearerError, if any, is the challenge's error parameter.
-func (a *Authenticator) unauthorized(w http.ResponseWriter, r *http.Request, target Access, bearerError string) {
+func (f *refusals) unauthorized(w http.ResponseWriter, r *http.Request, target Access, bearerError string) {
 	var scope string
 	switch {
 	case target.Repository != "":
@@ -183,15 +195,15 @@ func (a *Authenticator) unauthorized(w http.ResponseWriter, r *http.Request, tar
 	case r.URL.Path == "/v2/_catalog":
 		scope = "registry:catalog:*"
 	}
-	a.challenge(w, r, scope, bearerError, target)
+	f.challenge(w, r, scope, bearerError, target)
 }
 
 // challenge answers 401 UNAUTHORIZED with a challenge naming scope (in
 // token modes; none when empty).
-func (a *Authenticator) challenge(w http.ResponseWriter, r *http.Request, scope, bearerError string, target Access) {
+func (f *refusals) challenge(w http.ResponseWriter, r *http.Request, scope, bearerError string, target Access) {
 	var ch string
-	if a.tokenMode() {
-		realm, service := a.realm(r)
+	if f.bearer {
+		realm, service := f.realm(r)
 		ch = fmt.Sprintf(`Bearer realm=%s,service=%s`, quote(realm), quote(service))
 		if scope != "" {
 			ch += ",scope=" + quote(scope)
@@ -200,22 +212,22 @@ func (a *Authenticator) challenge(w http.ResponseWriter, r *http.Request, scope,
 			ch += ",error=" + quote(bearerError)
 		}
 	} else {
-		ch = "Basic realm=" + quote(a.cfg.Htpasswd.Realm)
+		ch = "Basic realm=" + quote(f.basicRealm)
 	}
 	w.Header().Set("WWW-Authenticate", ch)
-	a.writeError(w, r, api.ErrUnauthorized, "authentication required", target)
+	f.writeError(w, r, api.ErrUnauthorized, "authentication required", target)
 }
 
 // realm returns the token realm and service of the challenge: the external
 // server's when configured, else the built-in one's.
-func (a *Authenticator) realm(r *http.Request) (realm, service string) {
-	if t := a.cfg.Token; a.external != nil {
+func (f *refusals) realm(r *http.Request) (realm, service string) {
+	if t := f.external; t != nil {
 		if t.AutoRedirect {
 			return baseURL(r) + t.AutoRedirectPath, t.Service
 		}
 		return t.Realm, t.Service
 	}
-	b := a.cfg.BuiltinToken
+	b := f.builtin
 	if b.Realm != "" {
 		return b.Realm, b.Service
 	}
@@ -248,7 +260,7 @@ type errorDetail struct {
 // writeError refuses r with kind (api.ErrUnauthorized, api.ErrDenied, ...)
 // and message through the registry's one error table, with a detail entry
 // per action of target.
-func (a *Authenticator) writeError(w http.ResponseWriter, r *http.Request, kind error, message string, target Access) {
+func (f *refusals) writeError(w http.ResponseWriter, r *http.Request, kind error, message string, target Access) {
 	ref := &api.Refusal{Err: kind, Message: message}
 	if len(target.Actions) > 0 {
 		var detail []errorDetail
@@ -257,5 +269,5 @@ func (a *Authenticator) writeError(w http.ResponseWriter, r *http.Request, kind 
 		}
 		ref.Detail = detail
 	}
-	api.WriteError(a.log, w, r, ref)
+	api.WriteError(f.log, w, r, ref)
 }

@@ -59,17 +59,55 @@ func (a *Authenticator) Allowed(id Identity, repo, action string) bool {
 	if a == nil {
 		return true
 	}
+	return a.access.allowed(id, repo, action)
+}
+
+// accessRules are AccessConfig compiled: who may do what. It is read-only
+// once built and may be used concurrently.
+type accessRules struct {
+	rules         []rule
+	groups        map[string][]string // user -> groups
+	anonymousPull bool
+}
+
+func newAccessRules(c AccessConfig) (*accessRules, error) {
+	ar := &accessRules{groups: map[string][]string{}, anonymousPull: c.AnonymousPull}
+	for group, users := range c.Groups {
+		for _, u := range users {
+			ar.groups[u] = append(ar.groups[u], group)
+		}
+	}
+	for i, r := range c.Rules {
+		cr, err := compileRule(r)
+		if err != nil {
+			return nil, fmt.Errorf("auth: access rule %d: %w", i, err)
+		}
+		ar.rules = append(ar.rules, cr)
+	}
+	return ar, nil
+}
+
+// identity is the Identity of an authenticated user ("": anonymous).
+func (ar *accessRules) identity(user string) Identity {
+	if user == "" {
+		return Identity{Anonymous: true}
+	}
+	return Identity{User: user, Groups: ar.groups[user]}
+}
+
+// allowed is Authenticator.Allowed.
+func (ar *accessRules) allowed(id Identity, repo, action string) bool {
 	if action == ActionAll {
-		return a.Allowed(id, repo, ActionPull) && a.Allowed(id, repo, ActionPush) && a.Allowed(id, repo, ActionDelete)
+		return ar.allowed(id, repo, ActionPull) && ar.allowed(id, repo, ActionPush) && ar.allowed(id, repo, ActionDelete)
 	}
 	if id.Anonymous {
 		if action != ActionPull {
 			return false
 		}
-		if a.cfg.Access.AnonymousPull {
+		if ar.anonymousPull {
 			return true
 		}
-		for _, r := range a.rules {
+		for _, r := range ar.rules {
 			if slices.Contains(r.users, AnonymousUser) && (slices.Contains(r.actions, ActionPull) || slices.Contains(r.actions, ActionAll)) && r.matches(repo) {
 				return true
 			}
@@ -79,10 +117,10 @@ func (a *Authenticator) Allowed(id Identity, repo, action string) bool {
 	if id.User == "" {
 		return false
 	}
-	if len(a.rules) == 0 {
+	if len(ar.rules) == 0 {
 		return true
 	}
-	for _, r := range a.rules {
+	for _, r := range ar.rules {
 		if r.appliesTo(id) && (slices.Contains(r.actions, action) || slices.Contains(r.actions, ActionAll)) && r.matches(repo) {
 			return true
 		}
@@ -151,11 +189,11 @@ const AnonymousUser = "anonymous"
 
 // anonymousCatalog reports whether requests without credentials may list
 // the catalog (filtered to what they may pull).
-func (a *Authenticator) anonymousCatalog() bool {
-	if a.cfg.Access.AnonymousPull {
+func (ar *accessRules) anonymousCatalog() bool {
+	if ar.anonymousPull {
 		return true
 	}
-	for _, r := range a.rules {
+	for _, r := range ar.rules {
 		if slices.Contains(r.users, AnonymousUser) {
 			return true
 		}

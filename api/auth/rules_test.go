@@ -83,7 +83,7 @@ func TestAllowed(t *testing.T) {
 	} {
 		id := anon
 		if tt.user != "" {
-			id = tt.a.identity(tt.user)
+			id = tt.a.access.identity(tt.user)
 		}
 		if got := tt.a.Allowed(id, tt.repo, tt.action); got != tt.want {
 			t.Errorf("Allowed(%q, %q, %q) = %v, want %v", tt.user, tt.repo, tt.action, got, tt.want)

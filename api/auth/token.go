@@ -1,9 +1,11 @@
 package auth
 
 import (
+	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,15 +33,15 @@ import (
 // one without the built-in mode answers 404.
 func (a *Authenticator) TokenHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a == nil || a.key == nil {
+		if a == nil || a.tokens == nil {
 			http.NotFound(w, r)
 			return
 		}
 		switch r.Method {
 		case http.MethodGet:
-			a.serveTokenGet(w, r)
+			a.tokens.serveGet(w, r, a.now())
 		case http.MethodPost:
-			a.serveTokenPost(w, r)
+			a.tokens.servePost(w, r, a.now())
 		default:
 			w.Header().Set("Allow", "GET, POST")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -47,27 +49,42 @@ func (a *Authenticator) TokenHandler() http.Handler {
 	})
 }
 
-func (a *Authenticator) serveTokenGet(w http.ResponseWriter, r *http.Request) {
+// tokenServer issues the built-in mode's tokens. It is read-only and may
+// be used concurrently.
+type tokenServer struct {
+	cfg        BuiltinTokenConfig
+	basicRealm string            // of the challenge to bad credentials
+	key        *ecdsa.PrivateKey // signs the tokens
+	keyID      string
+	users      *htpasswdFile // nil without htpasswd: only anonymous tokens
+	access     *accessRules
+	refuse     *refusals
+	log        *slog.Logger
+}
+
+// serveGet answers a token GET at time now.
+func (ts *tokenServer) serveGet(w http.ResponseWriter, r *http.Request, now time.Time) {
 	q := r.URL.Query()
 	id := Identity{Anonymous: true}
 	if h := r.Header.Get("Authorization"); h != "" {
 		user, pass, ok := r.BasicAuth()
-		if !ok || a.users == nil || !a.users.authenticate(user, pass, a.now()) {
-			a.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
-			w.Header().Set("WWW-Authenticate", "Basic realm="+quote(a.cfg.Htpasswd.Realm))
-			a.writeError(w, r, api.ErrUnauthorized, "bad credentials", Access{})
+		if !ok || ts.users == nil || !ts.users.authenticate(user, pass, now) {
+			ts.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
+			w.Header().Set("WWW-Authenticate", "Basic realm="+quote(ts.basicRealm))
+			ts.refuse.writeError(w, r, api.ErrUnauthorized, "bad credentials", Access{})
 			return
 		}
-		id = a.identity(user)
+		id = ts.access.identity(user)
 	}
-	if s := q.Get("service"); s != "" && s != a.cfg.BuiltinToken.Service {
-		a.writeError(w, r, api.ErrUnsupported, "unknown service "+quote(s), Access{})
+	if s := q.Get("service"); s != "" && s != ts.cfg.Service {
+		ts.refuse.writeError(w, r, api.ErrUnsupported, "unknown service "+quote(s), Access{})
 		return
 	}
-	a.issue(w, id, q["scope"])
+	ts.issue(w, id, q["scope"], now)
 }
 
-func (a *Authenticator) serveTokenPost(w http.ResponseWriter, r *http.Request) {
+// servePost answers a token POST (the OAuth2 password grant) at time now.
+func (ts *tokenServer) servePost(w http.ResponseWriter, r *http.Request, now time.Time) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		oauthError(w, http.StatusBadRequest, "invalid_request")
@@ -79,16 +96,16 @@ func (a *Authenticator) serveTokenPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass := f.Get("username"), f.Get("password")
-	if user == "" || a.users == nil || !a.users.authenticate(user, pass, a.now()) {
-		a.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
+	if user == "" || ts.users == nil || !ts.users.authenticate(user, pass, now) {
+		ts.log.Info("token request: bad credentials", "remote", r.RemoteAddr, "user", user)
 		oauthError(w, http.StatusUnauthorized, "invalid_grant")
 		return
 	}
-	if s := f.Get("service"); s != "" && s != a.cfg.BuiltinToken.Service {
+	if s := f.Get("service"); s != "" && s != ts.cfg.Service {
 		oauthError(w, http.StatusBadRequest, "invalid_request")
 		return
 	}
-	a.issue(w, a.identity(user), f["scope"])
+	ts.issue(w, ts.access.identity(user), f["scope"], now)
 }
 
 func oauthError(w http.ResponseWriter, status int, code string) {
@@ -97,25 +114,25 @@ func oauthError(w http.ResponseWriter, status int, code string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
 }
 
-// issue writes a signed token for id granting what it may of scopes.
-func (a *Authenticator) issue(w http.ResponseWriter, id Identity, scopes []string) {
-	now := a.now()
-	exp := a.cfg.BuiltinToken.Expiry
+// issue writes a signed token for id, issued at now, granting what it may
+// of scopes.
+func (ts *tokenServer) issue(w http.ResponseWriter, id Identity, scopes []string, now time.Time) {
+	exp := ts.cfg.Expiry
 	jti := make([]byte, 16)
 	_, _ = rand.Read(jti)
 	c := &claims{
-		Issuer:    a.cfg.BuiltinToken.Issuer,
+		Issuer:    ts.cfg.Issuer,
 		Subject:   id.User,
-		Audience:  audience{a.cfg.BuiltinToken.Service},
+		Audience:  audience{ts.cfg.Service},
 		Expiry:    numericDate(now.Add(exp).Unix()),
 		NotBefore: numericDate(now.Unix()),
 		IssuedAt:  numericDate(now.Unix()),
 		ID:        hex.EncodeToString(jti),
-		Access:    a.grant(id, scopes),
+		Access:    ts.grant(id, scopes),
 	}
-	tok, err := signJWT(c, a.key, a.keyID)
+	tok, err := signJWT(c, ts.key, ts.keyID)
 	if err != nil {
-		a.log.Error("token signing failed", "err", err)
+		ts.log.Error("token signing failed", "err", err)
 		http.Error(w, "token signing failed", http.StatusInternalServerError)
 		return
 	}
@@ -134,7 +151,7 @@ func (a *Authenticator) issue(w http.ResponseWriter, id Identity, scopes []strin
 // "type:name:actions" each (a parameter may hold several, space-separated),
 // with the granted actions only. Unknown types and invalid names are left
 // out; so are resources granted nothing.
-func (a *Authenticator) grant(id Identity, scopes []string) []accessClaim {
+func (ts *tokenServer) grant(id Identity, scopes []string) []accessClaim {
 	out := []accessClaim{}
 	add := func(typ, name string, actions []string) {
 		for i := range out {
@@ -159,12 +176,12 @@ func (a *Authenticator) grant(id Identity, scopes []string) []accessClaim {
 			for _, act := range actions {
 				switch {
 				case slices.Contains(granted, act):
-				case typ == "repository" && oci.ValidName(name) && a.Allowed(id, name, act):
+				case typ == "repository" && oci.ValidName(name) && ts.access.allowed(id, name, act):
 					granted = append(granted, act)
 				case typ == "registry" && name == "catalog" && act == ActionAll &&
-					(!id.Anonymous || a.anonymousCatalog()):
+					(!id.Anonymous || ts.access.anonymousCatalog()):
 					granted = append(granted, act)
-				case typ == "registry" && name == adminResource && act == ActionAdmin && a.Admin(id):
+				case typ == "registry" && name == adminResource && act == ActionAdmin && ts.access.admin(id):
 					granted = append(granted, act)
 				}
 			}
