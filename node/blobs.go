@@ -21,7 +21,7 @@ func (n *Node) newPlacer() (*placement.Placer, error) {
 		Logger: n.log,
 	}
 	if n.cluster != nil {
-		deps.Transport, deps.Members = n.cluster, placementMembers{views: &n.views, membership: n.membership}
+		deps.Transport, deps.Members = n.cluster.Client(), placementMembers{views: &n.views, membership: n.membership}
 		deps.Peer, _ = n.cluster.ServedBlobs().(placement.PeerBlobs)
 	}
 	return placement.New(n.cfg.Cluster.Placement, deps)

@@ -157,7 +157,7 @@ func (n *Node) blobExists(ctx context.Context, d digest.Digest) bool {
 		return false
 	}
 	for _, m := range n.views.load().peers() {
-		if has, err := n.cluster.Has(ctx, m, []digest.Digest{d}); err == nil && has[0] {
+		if has, err := n.cluster.Client().Has(ctx, m, []digest.Digest{d}); err == nil && has[0] {
 			return true
 		}
 	}

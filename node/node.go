@@ -170,7 +170,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 			_ = n.meta.Close()
 			return nil, err
 		}
-		n.metasync.Connect(n.cluster)
+		n.metasync.Connect(n.cluster.Client())
 		n.membership.cluster = n.cluster
 		n.membership.refresh()
 	}

@@ -80,7 +80,7 @@ func (m routeMembers) Addr(name string) (string, bool) {
 }
 
 func (m routeMembers) Has(ctx context.Context, member string, ds []digest.Digest) ([]bool, error) {
-	return m.cluster.Has(ctx, member, ds)
+	return m.cluster.Client().Has(ctx, member, ds)
 }
 
 // blobOpener adapts a function to route.Blobs.

@@ -17,7 +17,7 @@ func TestSecret(t *testing.T) {
 	a, b := joinPair(t, secret("s1")) // members sharing the secret gossip and call
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := b.Vector(ctx, "a"); err != nil {
+	if _, err := b.Client().Vector(ctx, "a"); err != nil {
 		t.Fatalf("call with the right secret: %v", err)
 	}
 
@@ -35,7 +35,7 @@ func TestSecret(t *testing.T) {
 
 		// Even knowing a's gRPC address, its calls are refused.
 		bad.members.record(&memberlist.Node{Name: "a"}, nodeMeta{GRPC: a.grpcAddr}, StateAlive)
-		_, err := bad.Vector(ctx, "a")
+		_, err := bad.Client().Vector(ctx, "a")
 		if !errors.Is(err, ErrUnauthenticated) || status.Code(err) != codes.Unauthenticated {
 			t.Errorf("%s: call with secret %q: %v, want ErrUnauthenticated", tc.name, tc.secret, err)
 		} else {

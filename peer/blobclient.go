@@ -14,7 +14,7 @@ import (
 // chunks, and returns once member stored them durably and verified the
 // digest: storage.ErrDigestMismatch if they do not hash to d. If r ends
 // before size bytes the call is aborted and member stores nothing.
-func (c *Cluster) PutBlob(ctx context.Context, member string, d digest.Digest, size int64, r io.Reader) error {
+func (c *Client) PutBlob(ctx context.Context, member string, d digest.Digest, size int64, r io.Reader) error {
 	if size < 0 {
 		return fmt.Errorf("peer %s: put blob %s: negative size %d", member, d, size)
 	}

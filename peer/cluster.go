@@ -56,8 +56,10 @@ type Deps struct {
 }
 
 // Cluster is this member of the cluster: its gossip, its gRPC services,
-// and the clients of the other members' services. Its methods may be
-// called concurrently.
+// and the client of the other members' services (Client). Its parts:
+// membershipEvents records what gossip reports and tells Events,
+// localStats is what this member advertises, Client calls the others.
+// Its methods may be called concurrently.
 type Cluster struct {
 	cfg  Config
 	deps Deps
@@ -66,6 +68,7 @@ type Cluster struct {
 	ml         *memberlist.Memberlist
 	members    *memberTable
 	pool       *connPool
+	client     *Client
 	srv        *grpc.Server
 	lis        net.Listener
 	gossipPort int
@@ -74,11 +77,9 @@ type Cluster struct {
 	httpAddr   string          // advertised
 	grpcAddr   string          // advertised
 
-	statsMu      sync.Mutex
-	blobs, bytes int64
-	statsDirty   chan struct{}
+	stats  *localStats
+	events *membershipEvents
 
-	eventsMu     sync.Mutex // one Events call at a time
 	started      atomic.Bool
 	joined       atomic.Bool
 	announced    atomic.Bool  // AnnounceLeaving ran
@@ -111,12 +112,16 @@ func New(cfg Config, deps Deps) (*Cluster, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Cluster{
-		cfg:        cfg,
-		deps:       deps,
-		log:        deps.Logger,
-		members:    newMemberTable(cfg.NodeName, cfg.ForgetAfter),
-		pool:       newConnPool(cfg.Secret),
-		statsDirty: make(chan struct{}, 1),
+		cfg:     cfg,
+		deps:    deps,
+		log:     deps.Logger,
+		members: newMemberTable(cfg.NodeName, cfg.ForgetAfter),
+		pool:    newConnPool(cfg.Secret),
+	}
+	c.client = &Client{members: c.members, pool: c.pool}
+	c.events = &membershipEvents{
+		self: cfg.NodeName, members: c.members, pool: c.pool, log: c.log,
+		events: deps.Events, started: &c.started,
 	}
 	c.bg, c.stopBg = context.WithCancel(context.Background())
 
@@ -140,6 +145,7 @@ func New(cfg Config, deps Deps) (*Cluster, error) {
 		c.lis.Close()
 		return nil, err
 	}
+	c.stats = &localStats{http: c.httpAddr, grpc: c.grpcAddr, dirty: make(chan struct{}, 1)}
 	c.srv = c.newServer()
 
 	mc := c.memberlistConfig(bindIP, bindPort, adv)
@@ -158,6 +164,9 @@ func New(cfg Config, deps Deps) (*Cluster, error) {
 	}
 	return c, nil
 }
+
+// Client returns the client of the other members' services.
+func (c *Cluster) Client() *Client { return c.client }
 
 // memberlistConfig derives memberlist's configuration from Config.
 func (c *Cluster) memberlistConfig(bind net.IP, port int, adv net.IP) *memberlist.Config {
@@ -182,8 +191,8 @@ func (c *Cluster) memberlistConfig(bind net.IP, port int, adv net.IP) *memberlis
 	if c.cfg.Secret != "" {
 		mc.SecretKey = gossipKey(c.cfg.Secret)
 	}
-	mc.Delegate = gossipDelegate{c}
-	mc.Events = gossipDelegate{c}
+	mc.Delegate = gossipDelegate{events: c.events, stats: c.stats}
+	mc.Events = gossipDelegate{events: c.events, stats: c.stats}
 	mc.Logger = memberlistLogger(c.log)
 	return mc
 }
@@ -206,7 +215,7 @@ func (c *Cluster) Start() {
 	c.wg.Add(4)
 	go func() {
 		defer c.wg.Done()
-		c.reconnectLoop(c.bg)
+		reconnectLoop(c.bg, c.ml, c.members, c.cfg.reconnectInterval(), c.log)
 	}()
 	go func() {
 		defer c.wg.Done()
@@ -216,7 +225,7 @@ func (c *Cluster) Start() {
 	}()
 	go func() {
 		defer c.wg.Done()
-		c.announceStats(c.bg.Done())
+		c.stats.announce(c.bg.Done(), c.ml, c.cfg.StatsInterval, c.log)
 	}()
 	go func() {
 		defer c.wg.Done()

@@ -19,8 +19,8 @@
 //     snapshot.proto (Snapshots: Chunk, when Deps.Metadata is a
 //     SnapshotSource).
 //   - Calling: the same services on another member, addressed by member name
-//     (Apply, Vector, Since, Snapshot, Has, PutBlob, AppendReplica,
-//     FinishReplica), over one pooled connection per
+//     (Cluster.Client: Apply, Vector, Since, Snapshot, Has, PutBlob,
+//     AppendReplica, FinishReplica), over one pooled connection per
 //     member. Blob bytes stream in 1 MiB chunks; nothing buffers a whole
 //     blob.
 //

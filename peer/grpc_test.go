@@ -34,24 +34,24 @@ func TestMetadataRoundTrip(t *testing.T) {
 		}},
 		{Origin: "c", Seq: 1, Ops: []metalog.Op{{Key: "repo/busybox", Value: []byte("{}"), Stamp: 3, Origin: "c"}}},
 	}
-	if err := a.Apply(ctx, "b", batches); err != nil {
+	if err := a.Client().Apply(ctx, "b", batches); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	v, err := a.Vector(ctx, "b")
+	v, err := a.Client().Vector(ctx, "b")
 	if err != nil {
 		t.Fatalf("Vector: %v", err)
 	}
 	if want := (metalog.Vector{"a": 2, "c": 1}); !reflect.DeepEqual(v, want) {
 		t.Errorf("Vector = %v, want %v", v, want)
 	}
-	got, err := a.Since(ctx, "b", "a", 0, 10)
+	got, err := a.Client().Since(ctx, "b", "a", 0, 10)
 	if err != nil {
 		t.Fatalf("Since: %v", err)
 	}
 	if !reflect.DeepEqual(got, batches[:2]) {
 		t.Errorf("Since(a, 0) returned %d batches, not the two applied", len(got))
 	}
-	got, err = a.Since(ctx, "b", "a", 1, 10)
+	got, err = a.Client().Since(ctx, "b", "a", 1, 10)
 	if err != nil || len(got) != 1 || got[0].Seq != 2 {
 		t.Errorf("Since(a, 1) = %d batches, %v; want batch 2", len(got), err)
 	}
@@ -61,12 +61,12 @@ func TestMetadataRoundTrip(t *testing.T) {
 	for seq := uint64(1); seq <= 5; seq++ {
 		big = append(big, metalog.Batch{Origin: "big", Seq: seq, Ops: []metalog.Op{{Key: "manifest/" + strconv.Itoa(int(seq)), Value: bytes.Repeat([]byte{byte(seq)}, 4<<20), Stamp: seq, Origin: "big"}}})
 	}
-	if err := a.Apply(ctx, "b", big); err != nil {
+	if err := a.Client().Apply(ctx, "b", big); err != nil {
 		t.Fatalf("Apply(20 MiB): %v", err)
 	}
 	var back []metalog.Batch
 	for calls := 1; len(back) < len(big); calls++ {
-		got, err := a.Since(ctx, "b", "big", uint64(len(back)), 100)
+		got, err := a.Client().Since(ctx, "b", "big", uint64(len(back)), 100)
 		if err != nil || len(got) == 0 || calls > len(big) {
 			t.Fatalf("Since(big, %d) = %d batches, %v", len(back), len(got), err)
 		}
@@ -80,10 +80,10 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 
 	// The call goes both ways, and to oneself.
-	if v, err := b.Vector(ctx, "a"); err != nil || len(v) != 0 {
+	if v, err := b.Client().Vector(ctx, "a"); err != nil || len(v) != 0 {
 		t.Errorf("b.Vector(a) = %v, %v; want empty", v, err)
 	}
-	if _, err := a.Vector(ctx, "a"); err != nil {
+	if _, err := a.Client().Vector(ctx, "a"); err != nil {
 		t.Errorf("a.Vector(a): %v", err)
 	}
 }
@@ -97,11 +97,11 @@ func TestBlobTransfer(t *testing.T) {
 	data := make([]byte, 10<<20+123)
 	rand.Read(data)
 	d := digest.FromBytes(data)
-	if err := a.PutBlob(ctx, "b", d, int64(len(data)), bytes.NewReader(data)); err != nil {
+	if err := a.Client().PutBlob(ctx, "b", d, int64(len(data)), bytes.NewReader(data)); err != nil {
 		t.Fatalf("PutBlob: %v", err)
 	}
 	missing := digest.FromString("missing")
-	has, err := a.Has(ctx, "b", []digest.Digest{d, missing})
+	has, err := a.Client().Has(ctx, "b", []digest.Digest{d, missing})
 	if err != nil || !reflect.DeepEqual(has, []bool{true, false}) {
 		t.Fatalf("Has = %v, %v; want [true false]", has, err)
 	}
@@ -112,7 +112,7 @@ func TestBlobTransfer(t *testing.T) {
 
 	// An empty blob.
 	empty := digest.FromBytes(nil)
-	if err := a.PutBlob(ctx, "b", empty, 0, bytes.NewReader(nil)); err != nil {
+	if err := a.Client().PutBlob(ctx, "b", empty, 0, bytes.NewReader(nil)); err != nil {
 		t.Fatalf("PutBlob(empty): %v", err)
 	}
 	if back, ok := b.blobs.get(empty); !ok || len(back) != 0 {
@@ -121,20 +121,20 @@ func TestBlobTransfer(t *testing.T) {
 
 	// Domain errors come back as themselves.
 	wrong := digest.FromString("not the data")
-	err = a.PutBlob(ctx, "b", wrong, int64(len(data)), bytes.NewReader(data))
+	err = a.Client().PutBlob(ctx, "b", wrong, int64(len(data)), bytes.NewReader(data))
 	if !errors.Is(err, storage.ErrDigestMismatch) || status.Code(err) != codes.InvalidArgument {
 		t.Errorf("PutBlob(wrong digest): %v, want storage.ErrDigestMismatch", err)
 	}
 	// A reader shorter than the size aborts the transfer.
 	short := digest.FromBytes(data[:1000])
-	if err := a.PutBlob(ctx, "b", short, 2000, bytes.NewReader(data[:1000])); !errors.Is(err, io.ErrUnexpectedEOF) {
+	if err := a.Client().PutBlob(ctx, "b", short, 2000, bytes.NewReader(data[:1000])); !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Errorf("PutBlob(short reader): %v, want io.ErrUnexpectedEOF", err)
 	}
-	if has, err := a.Has(ctx, "b", []digest.Digest{wrong, short}); err != nil || has[0] || has[1] {
+	if has, err := a.Client().Has(ctx, "b", []digest.Digest{wrong, short}); err != nil || has[0] || has[1] {
 		t.Errorf("after failed puts Has = %v, %v; want nothing stored", has, err)
 	}
 	// Bad input is refused by the server, not the handler.
-	if _, err := a.Has(ctx, "b", []digest.Digest{"nonsense"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer b: has") {
+	if _, err := a.Client().Has(ctx, "b", []digest.Digest{"nonsense"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "peer b: has") {
 		t.Errorf("Has(nonsense): %v, want InvalidArgument naming the member", err)
 	}
 }

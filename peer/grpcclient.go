@@ -94,8 +94,19 @@ func (p *connPool) close() {
 	}
 }
 
+// Client calls the services of the other members, addressed by member
+// name, over one pooled connection per member: the Metadata service
+// (Apply, Vector, Since), Snapshots (Snapshot) and Blobs (Has, PutBlob,
+// AppendReplica, FinishReplica). A member must be alive and advertise a
+// gRPC address; otherwise a call fails with ErrMemberUnknown,
+// ErrMemberDown or ErrUnreachable. Its methods may be called concurrently.
+type Client struct {
+	members *memberTable
+	pool    *connPool
+}
+
 // conn returns the connection to an alive member.
-func (c *Cluster) conn(member string) (*grpc.ClientConn, error) {
+func (c *Client) conn(member string) (*grpc.ClientConn, error) {
 	m, ok := c.members.get(member)
 	switch {
 	case !ok:
@@ -110,7 +121,7 @@ func (c *Cluster) conn(member string) (*grpc.ClientConn, error) {
 
 // Apply sends batches to member, which applies them (Metadata's
 // Apply on member). Large lists go as several calls of at most about 16 MiB, in order.
-func (c *Cluster) Apply(ctx context.Context, member string, batches []metalog.Batch) error {
+func (c *Client) Apply(ctx context.Context, member string, batches []metalog.Batch) error {
 	cc, err := c.conn(member)
 	if err != nil {
 		return err
@@ -132,7 +143,7 @@ func (c *Cluster) Apply(ctx context.Context, member string, batches []metalog.Ba
 }
 
 // Vector returns what member has applied (Metadata's Vector).
-func (c *Cluster) Vector(ctx context.Context, member string) (metalog.Vector, error) {
+func (c *Client) Vector(ctx context.Context, member string) (metalog.Vector, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, err
@@ -147,7 +158,7 @@ func (c *Cluster) Vector(ctx context.Context, member string) (metalog.Vector, er
 // Since returns up to limit batches of origin with Seq > seq from member's
 // log, in order (Metadata's Since). The member may return fewer
 // to keep the response small; ask again from the last Seq received.
-func (c *Cluster) Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]metalog.Batch, error) {
+func (c *Client) Since(ctx context.Context, member, origin string, seq uint64, limit int) ([]metalog.Batch, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, err
@@ -160,7 +171,7 @@ func (c *Cluster) Since(ctx context.Context, member, origin string, seq uint64, 
 }
 
 // Has reports, for each digest in order, whether member holds the blob.
-func (c *Cluster) Has(ctx context.Context, member string, ds []digest.Digest) ([]bool, error) {
+func (c *Client) Has(ctx context.Context, member string, ds []digest.Digest) ([]bool, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, err

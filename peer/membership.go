@@ -3,10 +3,12 @@ package peer
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -191,10 +193,13 @@ func (t *memberTable) list() []Member {
 // messages (memberlist.Delegate) and membership events
 // (memberlist.EventDelegate). memberlist calls the event methods one at a
 // time, in order; NotifyMsg may run concurrently with them.
-type gossipDelegate struct{ c *Cluster }
+type gossipDelegate struct {
+	events *membershipEvents
+	stats  *localStats
+}
 
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	b := d.c.localMeta().encode()
+	b := d.stats.meta().encode()
 	if len(b) > limit { // checked in New; never send what memberlist rejects
 		return nil
 	}
@@ -207,8 +212,8 @@ func (d gossipDelegate) NodeMeta(limit int) []byte {
 const msgLeaving = 'L'
 
 func (d gossipDelegate) NotifyMsg(msg []byte) {
-	if len(msg) > 1 && msg[0] == msgLeaving && d.c.members.markLeaving(string(msg[1:])) {
-		d.c.changed()
+	if len(msg) > 1 && msg[0] == msgLeaving && d.events.members.markLeaving(string(msg[1:])) {
+		d.events.changed()
 	}
 }
 
@@ -216,42 +221,57 @@ func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-func (d gossipDelegate) NotifyJoin(n *memberlist.Node)   { d.c.observe(n, StateAlive) }
-func (d gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.c.observe(n, StateAlive) }
+func (d gossipDelegate) NotifyJoin(n *memberlist.Node)   { d.events.observe(n, StateAlive) }
+func (d gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.events.observe(n, StateAlive) }
 
 func (d gossipDelegate) NotifyLeave(n *memberlist.Node) {
 	if n.State == memberlist.StateLeft { // once memberlist fills it in
-		d.c.observe(n, StateLeft)
+		d.events.observe(n, StateLeft)
 	} else {
-		d.c.observe(n, StateDead) // or left, if it announced it
+		d.events.observe(n, StateDead) // or left, if it announced it
 	}
+}
+
+// membershipEvents records memberlist's events in the member table, drops
+// the pooled connections they make stale, and tells Events once the
+// Cluster started. Its methods may be called concurrently; Events hears
+// one call at a time.
+type membershipEvents struct {
+	self    string // this member's name
+	members *memberTable
+	pool    *connPool
+	log     *slog.Logger
+	events  Events       // may be nil
+	started *atomic.Bool // the Cluster's: set by Start
+
+	mu sync.Mutex // one Events call at a time
 }
 
 // observe records a membership event, drops the pooled connection of a
 // member that is gone or moved, and tells Events.
-func (c *Cluster) observe(n *memberlist.Node, state string) {
+func (e *membershipEvents) observe(n *memberlist.Node, state string) {
 	var meta nodeMeta
 	if len(n.Meta) > 0 {
 		if err := json.Unmarshal(n.Meta, &meta); err != nil {
-			c.log.Debug("member metadata unreadable", "member", n.Name, "err", err)
+			e.log.Debug("member metadata unreadable", "member", n.Name, "err", err)
 		}
 	}
-	prev, grpcChanged := c.members.record(n, meta, state)
+	prev, grpcChanged := e.members.record(n, meta, state)
 	if state != StateAlive || grpcChanged {
-		c.pool.drop(n.Name)
+		e.pool.drop(n.Name)
 	}
-	if now, _ := c.members.get(n.Name); prev != now.State && n.Name != c.cfg.NodeName {
-		c.log.Info("member "+now.State, "member", n.Name, "gossip", n.Address(), "http", meta.HTTP, "grpc", meta.GRPC)
+	if now, _ := e.members.get(n.Name); prev != now.State && n.Name != e.self {
+		e.log.Info("member "+now.State, "member", n.Name, "gossip", n.Address(), "http", meta.HTTP, "grpc", meta.GRPC)
 	}
-	c.changed()
+	e.changed()
 }
 
 // changed tells Events, one call at a time.
-func (c *Cluster) changed() {
-	if c.started.Load() && c.deps.Events != nil {
-		c.eventsMu.Lock()
-		defer c.eventsMu.Unlock()
-		c.deps.Events.MembershipChanged()
+func (e *membershipEvents) changed() {
+	if e.started.Load() && e.events != nil {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.events.MembershipChanged()
 	}
 }
 
@@ -294,7 +314,7 @@ func (c *Cluster) Members() []Member {
 	ms := c.members.list()
 	for i := range ms {
 		if ms[i].Self {
-			m := c.localMeta()
+			m := c.stats.meta()
 			ms[i].Blobs, ms[i].Bytes = m.Blobs, m.Bytes
 		}
 	}
@@ -304,39 +324,52 @@ func (c *Cluster) Members() []Member {
 // SetStats sets the blob count and bytes this member announces. It does not
 // block: the announcement goes out in the background, at most once per
 // Config.StatsInterval, so it may be called after every blob written.
-func (c *Cluster) SetStats(blobs, bytes int64) {
-	c.statsMu.Lock()
-	changed := c.blobs != blobs || c.bytes != bytes
-	c.blobs, c.bytes = blobs, bytes
-	c.statsMu.Unlock()
+func (c *Cluster) SetStats(blobs, bytes int64) { c.stats.set(blobs, bytes) }
+
+// localStats is what this member advertises in its node metadata: its
+// addresses and the blobs it holds. Its methods may be called concurrently.
+type localStats struct {
+	http, grpc string        // advertised addresses
+	dirty      chan struct{} // (1) an announcement is due
+
+	mu           sync.Mutex
+	blobs, bytes int64
+}
+
+// set is Cluster.SetStats.
+func (s *localStats) set(blobs, bytes int64) {
+	s.mu.Lock()
+	changed := s.blobs != blobs || s.bytes != bytes
+	s.blobs, s.bytes = blobs, bytes
+	s.mu.Unlock()
 	if changed {
 		select {
-		case c.statsDirty <- struct{}{}:
+		case s.dirty <- struct{}{}:
 		default: // an announcement is already due
 		}
 	}
 }
 
-// localMeta returns this member's node metadata.
-func (c *Cluster) localMeta() nodeMeta {
-	c.statsMu.Lock()
-	defer c.statsMu.Unlock()
-	return nodeMeta{HTTP: c.httpAddr, GRPC: c.grpcAddr, Blobs: c.blobs, Bytes: c.bytes}
+// meta returns this member's node metadata.
+func (s *localStats) meta() nodeMeta {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return nodeMeta{HTTP: s.http, GRPC: s.grpc, Blobs: s.blobs, Bytes: s.bytes}
 }
 
-// announceStats re-advertises this member whenever SetStats changed the
-// stats, at most once per StatsInterval, until done is closed.
-func (c *Cluster) announceStats(done <-chan struct{}) {
+// announce re-advertises this member through ml whenever set changed the
+// stats, at most once per every, until done is closed.
+func (s *localStats) announce(done <-chan struct{}, ml *memberlist.Memberlist, every time.Duration, log *slog.Logger) {
 	for {
 		select {
 		case <-done:
 			return
-		case <-c.statsDirty:
+		case <-s.dirty:
 		}
-		if err := c.ml.UpdateNode(time.Second); err != nil {
-			c.log.Debug("announcing stats", "err", err)
+		if err := ml.UpdateNode(time.Second); err != nil {
+			log.Debug("announcing stats", "err", err)
 		}
-		t := time.NewTimer(c.cfg.StatsInterval)
+		t := time.NewTimer(every)
 		select {
 		case <-done:
 			t.Stop()

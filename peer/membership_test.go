@@ -86,7 +86,7 @@ func TestMembership(t *testing.T) {
 	waitFor(t, 10*time.Second, "a and c to report b left", func() bool {
 		return memberState(a.Cluster, "b") == StateLeft && memberState(c.Cluster, "b") == StateLeft
 	})
-	if _, err := a.Vector(context.Background(), "b"); !errors.Is(err, ErrMemberDown) {
+	if _, err := a.Client().Vector(context.Background(), "b"); !errors.Is(err, ErrMemberDown) {
 		t.Errorf("calling b after it left: %v, want ErrMemberDown", err)
 	}
 
@@ -96,7 +96,7 @@ func TestMembership(t *testing.T) {
 	if got := len(a.Members()); got != 3 {
 		t.Errorf("a reports %d members, want 3 (itself alive, b left, c dead)", got)
 	}
-	if _, err := a.Has(context.Background(), "nobody", nil); !errors.Is(err, ErrMemberUnknown) {
+	if _, err := a.Client().Has(context.Background(), "nobody", nil); !errors.Is(err, ErrMemberUnknown) {
 		t.Errorf("calling an unknown member: %v, want ErrMemberUnknown", err)
 	}
 }

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"strconv"
 	"time"
@@ -16,8 +17,11 @@ import (
 // other dead. Like Serf's reconnect, every reconnect interval this member
 // tries to join each member it holds dead (not left, not yet forgotten);
 // a join that reaches one merges the two sides' gossip state.
-func (c *Cluster) reconnectLoop(ctx context.Context) {
-	t := time.NewTicker(c.cfg.reconnectInterval())
+//
+// It tries every interval until ctx is done, joining through ml the members
+// that members holds dead.
+func reconnectLoop(ctx context.Context, ml *memberlist.Memberlist, members *memberTable, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -25,12 +29,12 @@ func (c *Cluster) reconnectLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, n := range c.members.deadOthers() {
+		for _, n := range members.deadOthers() {
 			addr := net.JoinHostPort(net.IP(n.Addr).String(), strconv.Itoa(int(n.Port)))
-			if k, err := c.ml.Join([]string{addr}); k > 0 {
-				c.log.Info("reconnected to a member held dead", "member", n.Name, "addr", addr)
+			if k, err := ml.Join([]string{addr}); k > 0 {
+				log.Info("reconnected to a member held dead", "member", n.Name, "addr", addr)
 			} else if ctx.Err() == nil {
-				c.log.Debug("reconnect failed", "member", n.Name, "addr", addr, "err", err)
+				log.Debug("reconnect failed", "member", n.Name, "addr", addr, "err", err)
 			}
 		}
 	}

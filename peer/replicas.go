@@ -144,7 +144,7 @@ type ChunkSource interface {
 // on member, and its size. A ChunkSource's chunks go as they are, any
 // other reader's bytes in 1 MiB chunks. If r fails the call is aborted and
 // member keeps the replica as it was at state.
-func (c *Cluster) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
+func (c *Client) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, 0, err
@@ -205,7 +205,7 @@ func chunksOf(r io.Reader) func() ([]byte, error) {
 
 // FinishReplica commits member's replica id of an upload, at state, as
 // blob d, which member verifies; with d "" it discards the replica.
-func (c *Cluster) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error {
+func (c *Client) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error {
 	cc, err := c.conn(member)
 	if err != nil {
 		return err

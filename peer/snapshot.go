@@ -58,7 +58,7 @@ func (s snapshotServer) Chunk(_ context.Context, req *peerpb.ChunkRequest) (*pee
 // Snapshot returns a chunk of member's metadata snapshot: up to limit
 // entries after the key after (the Snapshots service's Chunk on member).
 // The first chunk (after "") carries the vector the snapshot covers.
-func (c *Cluster) Snapshot(ctx context.Context, member, after string, limit int) (metalog.Chunk, error) {
+func (c *Client) Snapshot(ctx context.Context, member, after string, limit int) (metalog.Chunk, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return metalog.Chunk{}, err

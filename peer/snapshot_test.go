@@ -63,27 +63,27 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		{Key: "k2", Deleted: true, Stamp: 2, Origin: "a"},
 		{Key: "k3", Value: []byte("three"), Stamp: 3, Origin: "a"},
 	}
-	if err := a.Apply(ctx, "b", []metalog.Batch{{Origin: "a", Seq: 1, Ops: ops}}); err != nil {
+	if err := a.Client().Apply(ctx, "b", []metalog.Batch{{Origin: "a", Seq: 1, Ops: ops}}); err != nil {
 		t.Fatal(err)
 	}
-	first, err := a.Snapshot(ctx, "b", "", 2)
+	first, err := a.Client().Snapshot(ctx, "b", "", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := (metalog.Vector{"a": 1}); !reflect.DeepEqual(first.Vector, want) || first.Next != "k2" || !reflect.DeepEqual(first.Entries, ops[:2]) {
 		t.Errorf("first chunk = %+v, want vector %v, the first two ops, next k2", first, want)
 	}
-	rest, err := a.Snapshot(ctx, "b", first.Next, 2)
+	rest, err := a.Client().Snapshot(ctx, "b", first.Next, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rest.Vector != nil || rest.Next != "" || !reflect.DeepEqual(rest.Entries, ops[2:]) {
 		t.Errorf("last chunk = %+v, want the third op alone, no vector, no next", rest)
 	}
-	if _, err := a.Snapshot(ctx, "b", "", 0); err == nil {
+	if _, err := a.Client().Snapshot(ctx, "b", "", 0); err == nil {
 		t.Error("a chunk of 0 entries was answered")
 	}
-	if _, err := a.Snapshot(ctx, "nobody", "", 1); !errors.Is(err, ErrMemberUnknown) {
+	if _, err := a.Client().Snapshot(ctx, "nobody", "", 1); !errors.Is(err, ErrMemberUnknown) {
 		t.Errorf("snapshot of an unknown member: %v, want ErrMemberUnknown", err)
 	}
 }
