@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -74,19 +73,9 @@ func (p *sizePolicy) AllowDelete(context.Context, string, string, digest.Digest)
 
 func newCapServer(t *testing.T, policy api.Policy) (*httptest.Server, capStores) {
 	t.Helper()
-	dir := t.TempDir()
-	fs, err := filesystem.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := metadb.Open(filepath.Join(dir, "metadata.db"), metadb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, meta := openStores(t, t.TempDir())
 	s := capStores{meta: meta, blobs: &capBlobs{Store: fs}}
-	srv := httptest.NewServer(api.New(api.Config{}, api.Deps{Blobs: s.blobs, Meta: meta, Policy: policy}))
-	t.Cleanup(func() { srv.Close(); _ = meta.Close() })
-	return srv, s
+	return serve(t, api.Config{}, api.Deps{Blobs: s.blobs, Meta: meta, Policy: policy}), s
 }
 
 // An anonymous mount finds a blob linked in another repository through the

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"reflect"
@@ -43,17 +42,8 @@ type hostileRegistry struct {
 func newHostileRegistry(t *testing.T, cfg api.Config) *hostileRegistry {
 	t.Helper()
 	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	blobs, err := filesystem.New(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := metadb.Open(filepath.Join(data, "metadata.db"), metadb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(cfg, api.Deps{Blobs: blobs, Meta: meta}))
-	t.Cleanup(func() { srv.Close(); _ = meta.Close() })
+	blobs, meta := openStores(t, filepath.Join(dir, "data"))
+	srv := serve(t, cfg, api.Deps{Blobs: blobs, Meta: meta})
 	return &hostileRegistry{base: srv.URL, dir: dir, meta: meta, fs: blobs}
 }
 

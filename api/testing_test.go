@@ -20,7 +20,13 @@ import (
 // newServer starts the API over real stores in a temporary directory.
 func newServer(t *testing.T, cfg api.Config) *httptest.Server {
 	t.Helper()
-	dir := t.TempDir()
+	blobs, meta := openStores(t, t.TempDir())
+	return serve(t, cfg, api.Deps{Blobs: blobs, Meta: meta})
+}
+
+// openStores opens real stores in dir; the metadata closes when t ends.
+func openStores(t *testing.T, dir string) (*filesystem.Store, *metadb.Store) {
+	t.Helper()
 	blobs, err := filesystem.New(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -29,8 +35,16 @@ func newServer(t *testing.T, cfg api.Config) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(cfg, api.Deps{Blobs: blobs, Meta: meta}))
-	t.Cleanup(func() { srv.Close(); _ = meta.Close() })
+	t.Cleanup(func() { _ = meta.Close() })
+	return blobs, meta
+}
+
+// serve starts the API over deps; it stops when t ends, before the stores
+// openStores opened close.
+func serve(t *testing.T, cfg api.Config, deps api.Deps) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(api.New(cfg, deps))
+	t.Cleanup(srv.Close)
 	return srv
 }
 

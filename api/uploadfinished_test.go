@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,8 +12,6 @@ import (
 
 	"github.com/atollhq/atoll/api"
 	"github.com/atollhq/atoll/storage"
-	"github.com/atollhq/atoll/storage/filesystem"
-	"github.com/atollhq/atoll/storage/metadb"
 )
 
 // slowCommits is a blob store whose commits wait for release, like a
@@ -54,18 +50,9 @@ func (w slowWriter) Commit(ctx context.Context, d digest.Digest) error {
 // runs) waits for it and gets the same 201. A retry naming another digest
 // does not succeed.
 func TestFinalPutSurvivesClientTimeout(t *testing.T) {
-	dir := t.TempDir()
-	fs, err := filesystem.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta, err := metadb.Open(filepath.Join(dir, "metadata.db"), metadb.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs, meta := openStores(t, t.TempDir())
 	blobs := slowCommits{BlobStore: fs, started: make(chan struct{}, 4), release: make(chan struct{})}
-	srv := httptest.NewServer(api.New(api.Config{}, api.Deps{Blobs: blobs, Meta: meta}))
-	t.Cleanup(func() { srv.Close(); _ = meta.Close() })
+	srv := serve(t, api.Config{}, api.Deps{Blobs: blobs, Meta: meta})
 
 	data := bytes.Repeat([]byte("layer "), 1000)
 	d := digest.FromBytes(data)
