@@ -54,6 +54,10 @@ type Config struct {
 	// ProxyTimeout bounds the wait for a member's response headers on a
 	// proxied read before the next member is tried. Default 3s.
 	ProxyTimeout time.Duration
+	// ProxyIdle cuts a proxied body the member stops sending for this
+	// long: the client sees the answer end early and the connection to the
+	// member is closed. Default 30s.
+	ProxyIdle time.Duration
 }
 
 func (c *Config) applyDefaults() {
@@ -65,6 +69,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.ProxyTimeout <= 0 {
 		c.ProxyTimeout = 3 * time.Second
+	}
+	if c.ProxyIdle <= 0 {
+		c.ProxyIdle = 30 * time.Second
 	}
 }
 
