@@ -2,22 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
-	"github.com/atollhq/atoll/storage"
-	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/test/bench/benchkit"
 )
 
@@ -138,86 +131,4 @@ func pages(ctx context.Context, c config, l *loaded) (catalog, tags latencies, e
 		return l.srv.URL + "/v2/" + repoName(rng.IntN(l.repos)) + "/tags/list?n=100"
 	})
 	return
-}
-
-// churn is the database file before and after retags, and the log's share.
-type churn struct{ before, after, log, trimmed int64 }
-
-// retags retags one tag between two 441-byte manifests c.retags times in
-// a new store (without fsync: the file's layout is the same) and
-// measures the file.
-func retags(ctx context.Context, c config, dir string) (churn, error) {
-	path := filepath.Join(dir, "metadata.db")
-	meta, err := metadb.Open(path, metadb.Options{Origin: "bench", NoSync: true})
-	if err != nil {
-		return churn{}, err
-	}
-	defer func() {
-		if meta != nil {
-			_ = meta.Close()
-		}
-	}()
-	two := [2]*storage.Manifest{}
-	for k := range two {
-		two[k] = manifestAt(k, "")
-		two[k].Content = []byte(strings.Repeat(string(rune('a'+k)), 441))
-		two[k].Descriptor.Size = 441
-		two[k].Descriptor.Digest = digestOf(two[k].Content)
-		if err := meta.PutManifest(ctx, "churn", two[k], "latest"); err != nil {
-			return churn{}, err
-		}
-	}
-	var ch churn
-	ch.before, _, err = closedSizes(meta, path)
-	if meta = nil; err != nil {
-		return ch, err
-	}
-	if meta, err = metadb.Open(path, metadb.Options{Origin: "bench", NoSync: true}); err != nil {
-		return ch, err
-	}
-	benchkit.Logf("%d retags of one tag", c.retags)
-	for k := 0; k < c.retags; k++ {
-		if err := meta.PutManifest(ctx, "churn", two[k%2], "latest"); err != nil {
-			return ch, err
-		}
-	}
-	ch.after, ch.log, err = closedSizes(meta, path)
-	if meta = nil; err != nil {
-		return ch, err
-	}
-	// What the file comes back to once replication trims the log (here:
-	// all of it, as when every member has applied it) and Open compacts.
-	if err := dropLog(path); err != nil {
-		return ch, err
-	}
-	if meta, err = metadb.Open(path, metadb.Options{Origin: "bench"}); err != nil {
-		return ch, err
-	}
-	ch.trimmed, _, err = closedSizes(meta, path)
-	meta = nil
-	return ch, err
-}
-
-// dropLog empties the replication log of the closed database at path.
-func dropLog(path string) error {
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		return err
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		if err := tx.DeleteBucket([]byte("log")); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucket([]byte("log"))
-		return err
-	})
-	return errors.Join(err, db.Close())
-}
-
-// closedSizes closes meta and measures its file.
-func closedSizes(meta *metadb.Store, path string) (file, log int64, err error) {
-	if err := meta.Close(); err != nil {
-		return 0, 0, err
-	}
-	return sizes(path)
 }
