@@ -101,7 +101,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	// The hashmap free list finds runs of free pages for the log's large
 	// values in constant time; the array one scans (bbolt's default).
-	db, err := openHandle(path, bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType})
+	db, err := openHandle(path, bolt.Options{Timeout: 5 * time.Second, NoSync: opts.NoSync, FreelistType: bolt.FreelistMapType, MmapFlags: mmapFlags})
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -31,7 +32,8 @@ type loaded struct {
 	srv  *httptest.Server
 
 	loadTime        time.Duration
-	rss, heap       int64 // anonymous RSS and Go heap in use after load, in bytes
+	loadCPU         time.Duration // CPU time (user and system) the process spent loading
+	rss, heap       int64         // anonymous RSS and Go heap in use after load, in bytes
 	dbSize, logSize int64
 }
 
@@ -72,7 +74,7 @@ func load(ctx context.Context, c config, dir string, s shape) (*loaded, error) {
 	}
 	l.meta = meta
 	benchkit.Logf("loading %d manifests into %d repositories, %d tags", s.manifests, s.repos, s.tags)
-	start, last := time.Now(), time.Now()
+	start, last, cpu0 := time.Now(), time.Now(), cpuTime()
 	batch := make([]metadb.ManifestPut, 0, c.batch)
 	var prev digest.Digest
 	for r := 0; r < s.repos; r++ {
@@ -93,11 +95,12 @@ func load(ctx context.Context, c config, dir string, s shape) (*loaded, error) {
 			}
 			if time.Since(last) > 10*time.Second {
 				last = time.Now()
-				benchkit.Logf("loaded %d of %d manifests (%.0f/s)", i+1, s.manifests, float64(i+1)/time.Since(start).Seconds())
+				benchkit.Logf("loaded %d of %d manifests (%.0f/s, CPU %v; load average %s)", i+1, s.manifests,
+					float64(i+1)/time.Since(start).Seconds(), (cpuTime() - cpu0).Round(time.Second), benchkit.Loadavg())
 			}
 		}
 	}
-	l.loadTime = time.Since(start)
+	l.loadTime, l.loadCPU = time.Since(start), cpuTime()-cpu0
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
@@ -133,18 +136,29 @@ func (l *loaded) close() {
 	}
 }
 
-// reopen closes the store, measures its file and log, and times Open.
-func (l *loaded) reopen() (time.Duration, error) {
+// reopen closes the store, measures its file and log, and times Open:
+// wall and CPU time.
+func (l *loaded) reopen() (wall, cpu time.Duration, err error) {
 	l.close()
-	var err error
 	if l.dbSize, l.logSize, err = sizes(l.path); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	if l.meta, err = metadb.Open(l.path, l.opts); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return time.Since(start), nil
+	return time.Since(start), cpuTime() - cpu0, nil
+}
+
+// cpuTime returns the CPU time, user and system, this process has used:
+// on a loaded machine, what a step costs where its wall time says how
+// long it waited for a core too.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // sizes returns the size of the closed database at path and the bytes of
