@@ -77,30 +77,22 @@ func (c *Config) applyDefaults() {
 type Exists func(ctx context.Context, d digest.Digest) bool
 
 // Fence is one member's part of the collection protocol. All methods may
-// be called concurrently.
+// be called concurrently. Its state is three parts, each a plain value
+// guarded by mu, so that a round decides over all of them at once: tells
+// (what clients were told), holds (what collections condemned or delete,
+// what writes use, what was deleted) and collections (those in progress
+// here and their write barrier).
 type Fence struct {
 	cfg    Config
 	exists Exists
 	now    func() time.Time
 
-	mu      sync.Mutex
-	told    map[digest.Digest]map[string]time.Time // blob → repository → when a client was told, until a manifest there used it
-	inUse   map[digest.Digest]int                  // writes in progress that use the blob
-	held    map[digest.Digest]map[string]bool      // blob → collection epoch → deleting (else condemned)
-	gone    map[digest.Digest]time.Time            // deleted by a collection, when
-	epochs  map[string]*epoch                      // collections in progress here
-	used    map[digest.Digest]time.Time            // blobs stored manifests referenced while a collection runs
-	changed chan struct{}                          // closed and replaced when a hold ends
-	swept   time.Time                              // when expire last forgot old entries
-	dirty   bool                                   // told changed since the last Save
-}
-
-// epoch is a collection as one member sees it.
-type epoch struct {
-	start  time.Time // when it first reached this member: its barrier is up since
-	last   time.Time // when it was last heard of
-	once   sync.Once
-	marked map[digest.Digest]bool // what this member's manifests referenced at start
+	mu          sync.Mutex
+	tells       tells
+	holds       holds
+	collections collections
+	changed     chan struct{} // closed and replaced when a hold ends
+	swept       time.Time     // when expire last forgot old entries
 }
 
 // New returns a Fence. exists may be nil on a member that holds every
@@ -108,16 +100,13 @@ type epoch struct {
 func New(cfg Config, exists Exists) *Fence {
 	cfg.applyDefaults()
 	return &Fence{
-		cfg:     cfg,
-		exists:  exists,
-		now:     time.Now,
-		told:    map[digest.Digest]map[string]time.Time{},
-		inUse:   map[digest.Digest]int{},
-		held:    map[digest.Digest]map[string]bool{},
-		gone:    map[digest.Digest]time.Time{},
-		epochs:  map[string]*epoch{},
-		used:    map[digest.Digest]time.Time{},
-		changed: make(chan struct{}),
+		cfg:         cfg,
+		exists:      exists,
+		now:         time.Now,
+		tells:       newTells(),
+		holds:       newHolds(),
+		collections: newCollections(),
+		changed:     make(chan struct{}),
 	}
 }
 
@@ -128,21 +117,11 @@ func (f *Fence) Told(repo string, d digest.Digest) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.expire()
-	if len(f.held[d]) > 0 {
+	if f.holds.condemned(d) {
 		return false
 	}
-	f.tell(repo, d)
+	f.tells.add(repo, d, f.now())
 	return true
-}
-
-func (f *Fence) tell(repo string, d digest.Digest) {
-	m := f.told[d]
-	if m == nil {
-		m = map[string]time.Time{}
-		f.told[d] = m
-	}
-	m[repo] = f.now()
-	f.dirty = true
 }
 
 // Store holds blob d while an upload's commit or a mount into repo
@@ -159,10 +138,10 @@ func (f *Fence) Store(ctx context.Context, repo string, d digest.Digest) (missin
 	return len(gone) > 0, func(acked bool) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.unhold(ds)
+		f.holds.release(ds)
 		if acked {
-			delete(f.gone, d)
-			f.tell(repo, d)
+			f.holds.found(d)
+			f.tells.add(repo, d, f.now())
 		}
 	}, nil
 }
@@ -181,22 +160,14 @@ func (f *Fence) Reference(ctx context.Context, repo string, ds []digest.Digest) 
 	return missing, func(acked bool) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		f.unhold(ds)
+		f.holds.release(ds)
 		if !acked {
 			return
 		}
 		now := f.now()
 		for _, d := range ds {
-			if len(f.epochs) > 0 {
-				f.used[d] = now // the write barrier
-			}
-			if at, ok := f.told[d][repo]; ok && !at.After(start) {
-				f.dirty = true
-				delete(f.told[d], repo)
-				if len(f.told[d]) == 0 {
-					delete(f.told, d)
-				}
-			}
+			f.collections.record(d, now) // the write barrier
+			f.tells.usedBy(repo, d, start)
 		}
 	}, nil
 }
@@ -214,7 +185,7 @@ func (f *Fence) claim(ctx context.Context, ds []digest.Digest) (missing []digest
 			continue
 		}
 		f.mu.Lock()
-		delete(f.gone, d)
+		f.holds.found(d)
 		f.mu.Unlock()
 	}
 	return missing, nil
@@ -227,7 +198,7 @@ func (f *Fence) hold(ctx context.Context, ds []digest.Digest) (recent []digest.D
 	f.mu.Lock()
 	for {
 		f.expire()
-		if !f.deleting(ds) {
+		if !f.holds.deleting(ds) {
 			break
 		}
 		wait := f.changed
@@ -244,33 +215,7 @@ func (f *Fence) hold(ctx context.Context, ds []digest.Digest) (recent []digest.D
 		f.mu.Lock()
 	}
 	defer f.mu.Unlock()
-	for _, d := range ds {
-		delete(f.held, d) // revived: the collections' commit rounds refuse it
-		f.inUse[d]++
-		if _, ok := f.gone[d]; ok {
-			recent = append(recent, d)
-		}
-	}
-	return recent, nil
-}
-
-func (f *Fence) deleting(ds []digest.Digest) bool {
-	for _, d := range ds {
-		for _, del := range f.held[d] {
-			if del {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (f *Fence) unhold(ds []digest.Digest) {
-	for _, d := range ds {
-		if f.inUse[d]--; f.inUse[d] <= 0 {
-			delete(f.inUse, d)
-		}
-	}
+	return f.holds.take(ds), nil
 }
 
 // Mark returns the blobs this member's manifests reference.
@@ -285,13 +230,7 @@ type Mark func() map[digest.Digest]bool
 func (f *Fence) Condemn(id string, ds []digest.Digest, dryRun bool, mark Mark) (refused []digest.Digest) {
 	f.mu.Lock()
 	f.expire()
-	now := f.now()
-	e := f.epochs[id]
-	if e == nil {
-		e = &epoch{start: now} // the barrier is up from here, before the mark
-		f.epochs[id] = e
-	}
-	e.last = now
+	e := f.collections.join(id, f.now()) // the barrier is up from here, before the mark
 	f.mu.Unlock()
 	e.once.Do(func() { e.marked = mark() })
 
@@ -299,28 +238,15 @@ func (f *Fence) Condemn(id string, ds []digest.Digest, dryRun bool, mark Mark) (
 	defer f.mu.Unlock()
 	cutoff := f.now().Add(-f.cfg.Window)
 	for _, d := range ds {
-		if e.marked[d] || !f.used[d].Before(e.start) || f.inUse[d] > 0 || f.toldSince(d, cutoff) {
+		if e.marked[d] || f.collections.usedSince(d, e.start) || f.holds.busy(d) || f.tells.since(d, cutoff) {
 			refused = append(refused, d)
 			continue
 		}
-		if dryRun {
-			continue
+		if !dryRun {
+			f.holds.condemn(id, d)
 		}
-		if f.held[d] == nil {
-			f.held[d] = map[string]bool{}
-		}
-		f.held[d][id] = false
 	}
 	return refused
-}
-
-func (f *Fence) toldSince(d digest.Digest, cutoff time.Time) bool {
-	for _, at := range f.told[d] {
-		if at.After(cutoff) {
-			return true
-		}
-	}
-	return false
 }
 
 // Commit is the second round: of ds, the blobs epoch still holds
@@ -329,13 +255,11 @@ func (f *Fence) Commit(epoch string, ds []digest.Digest) (refused []digest.Diges
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.expire()
-	f.heard(epoch)
+	f.collections.heard(epoch, f.now())
 	for _, d := range ds {
-		if _, ok := f.held[d][epoch]; !ok || f.inUse[d] > 0 {
+		if !f.holds.commit(epoch, d) {
 			refused = append(refused, d)
-			continue
 		}
-		f.held[d][epoch] = true
 	}
 	return refused
 }
@@ -347,12 +271,12 @@ func (f *Fence) Release(epoch string, ds, deleted []digest.Digest) {
 	defer f.mu.Unlock()
 	now := f.now()
 	for _, d := range deleted {
-		f.gone[d] = now
+		f.holds.markGone(d, now)
 	}
 	for _, d := range ds {
-		f.drop(epoch, d)
+		f.holds.drop(epoch, d)
 	}
-	f.heard(epoch)
+	f.collections.heard(epoch, f.now())
 	f.signal()
 }
 
@@ -361,21 +285,6 @@ func (f *Fence) End(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.end(map[string]bool{id: true}, false)
-}
-
-func (f *Fence) heard(id string) {
-	if e := f.epochs[id]; e != nil {
-		e.last = f.now()
-	}
-}
-
-func (f *Fence) drop(epoch string, d digest.Digest) {
-	if h := f.held[d]; h != nil {
-		delete(h, epoch)
-		if len(h) == 0 {
-			delete(f.held, d)
-		}
-	}
 }
 
 func (f *Fence) signal() {
@@ -388,25 +297,8 @@ func (f *Fence) signal() {
 // barrier. It runs under f.mu.
 func (f *Fence) end(ids map[string]bool, silent bool) {
 	now := f.now()
-	for id := range ids {
-		delete(f.epochs, id)
-	}
-	for d, h := range f.held {
-		for id, del := range h {
-			if ids[id] {
-				if del && silent {
-					f.gone[d] = now
-				}
-				delete(h, id)
-			}
-		}
-		if len(h) == 0 {
-			delete(f.held, d)
-		}
-	}
-	if len(f.epochs) == 0 {
-		clear(f.used)
-	}
+	f.collections.end(ids)
+	f.holds.end(ids, silent, now)
 	f.signal()
 }
 
@@ -414,34 +306,13 @@ func (f *Fence) end(ids map[string]bool, silent bool) {
 // tells and deletions. It runs under f.mu.
 func (f *Fence) expire() {
 	now := f.now()
-	stale := map[string]bool{}
-	for id, e := range f.epochs {
-		if now.Sub(e.last) > f.cfg.Expiry {
-			stale[id] = true
-		}
-	}
-	if len(stale) > 0 {
+	if stale := f.collections.stale(now, f.cfg.Expiry); len(stale) > 0 {
 		f.end(stale, true)
 	}
 	if now.Sub(f.swept) < time.Second {
 		return
 	}
 	f.swept = now
-	for d, at := range f.gone {
-		if now.Sub(at) > f.cfg.GoneTTL {
-			delete(f.gone, d)
-		}
-	}
-	cutoff := now.Add(-f.cfg.Window)
-	for d, m := range f.told {
-		for repo, at := range m {
-			if !at.After(cutoff) {
-				f.dirty = true
-				delete(m, repo)
-			}
-		}
-		if len(m) == 0 {
-			delete(f.told, d)
-		}
-	}
+	f.holds.forgetGone(now.Add(-f.cfg.GoneTTL))
+	f.tells.expire(now.Add(-f.cfg.Window))
 }

@@ -344,13 +344,13 @@ func TestMarkAndBarrier(t *testing.T) {
 	if got := f.Condemn("e2", []digest.Digest{config}, false, nothing); len(got) != 0 {
 		t.Fatalf("a later collection, whose mark does not hold it: refused %v", got)
 	}
-	if len(f.used) != 0 {
-		t.Errorf("the barrier kept %d blobs with a collection running", len(f.used))
+	if len(f.collections.used) != 0 {
+		t.Errorf("the barrier kept %d blobs with a collection running", len(f.collections.used))
 	}
 	f.End("e2")
 	_, done, _ = f.Reference(ctx, "app", []digest.Digest{layer})
 	done(true)
-	if len(f.used) != 0 {
+	if len(f.collections.used) != 0 {
 		t.Errorf("the barrier recorded a use with no collection running")
 	}
 }

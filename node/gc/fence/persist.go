@@ -27,22 +27,17 @@ type tell struct {
 // since the last Save.
 func (f *Fence) Save(path string) error {
 	f.mu.Lock()
-	if !f.dirty {
+	if !f.tells.dirty {
 		f.mu.Unlock()
 		return nil
 	}
-	var tells []tell
-	for d, m := range f.told {
-		for repo, at := range m {
-			tells = append(tells, tell{d, repo, at})
-		}
-	}
-	f.dirty = false
+	tells := f.tells.list()
+	f.tells.dirty = false
 	f.mu.Unlock()
 	err := writeAtomic(path, tells)
 	if err != nil {
 		f.mu.Lock()
-		f.dirty = true
+		f.tells.dirty = true
 		f.mu.Unlock()
 	}
 	return err
@@ -85,18 +80,34 @@ func (f *Fence) Load(path string) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, t := range tells {
-		if t.Blob.Validate() != nil {
-			continue
-		}
-		m := f.told[t.Blob]
-		if m == nil {
-			m = map[string]time.Time{}
-			f.told[t.Blob] = m
-		}
-		if t.At.After(m[t.Repo]) {
-			m[t.Repo] = t.At
+	f.tells.merge(tells)
+	return nil
+}
+
+// list returns the tells, for the file.
+func (t *tells) list() []tell {
+	var list []tell
+	for d, m := range t.at {
+		for repo, at := range m {
+			list = append(list, tell{d, repo, at})
 		}
 	}
-	return nil
+	return list
+}
+
+// merge adds the tells of the file, keeping the latest of each.
+func (t *tells) merge(list []tell) {
+	for _, l := range list {
+		if l.Blob.Validate() != nil {
+			continue
+		}
+		m := t.at[l.Blob]
+		if m == nil {
+			m = map[string]time.Time{}
+			t.at[l.Blob] = m
+		}
+		if l.At.After(m[l.Repo]) {
+			m[l.Repo] = l.At
+		}
+	}
 }
