@@ -1,7 +1,6 @@
 package metadb
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 
@@ -75,15 +74,28 @@ type key struct {
 	name     string
 }
 
-func parseKey(k []byte) (key, error) {
-	parts := strings.Split(string(k), sep)
-	switch {
-	case len(parts) == 2 && parts[0] == "m":
-		return key{manifest: digest.Digest(parts[1])}, nil
-	case len(parts) == 3 && parts[0] == "p":
-		return key{repo: parts[1], kind: kindPin, name: parts[2]}, nil
-	case len(parts) == 4 && parts[0] == "r" && len(parts[2]) == 1 && bytes.ContainsAny([]byte(parts[2]), "tmb"):
-		return key{repo: parts[1], kind: parts[2][0], name: parts[3]}, nil
+func parseKey(k []byte) (key, error) { return parseKeyString(string(k)) }
+
+// parseKeyString is parseKey of a string key; the parts it returns share
+// k's bytes, and it allocates nothing for a well-formed key.
+func parseKeyString(k string) (key, error) {
+	kind, rest, _ := strings.Cut(k, sep)
+	switch kind {
+	case "m":
+		if rest != "" && !strings.Contains(rest, sep) {
+			return key{manifest: digest.Digest(rest)}, nil
+		}
+	case "p":
+		repo, tag, ok := strings.Cut(rest, sep)
+		if ok && !strings.Contains(tag, sep) {
+			return key{repo: repo, kind: kindPin, name: tag}, nil
+		}
+	case "r":
+		repo, rest, ok1 := strings.Cut(rest, sep)
+		kind, name, ok2 := strings.Cut(rest, sep)
+		if ok1 && ok2 && len(kind) == 1 && strings.ContainsAny(kind, "tmb") && !strings.Contains(name, sep) {
+			return key{repo: repo, kind: kind[0], name: name}, nil
+		}
 	}
 	return key{}, fmt.Errorf("malformed metadata key %q", k)
 }

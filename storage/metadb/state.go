@@ -125,7 +125,7 @@ func (s *state) rec(d digest.Digest) *record {
 
 // apply sets or deletes one key. A repository exists while it has keys.
 func (s *state) apply(op metalog.Op) error {
-	k, err := parseKey([]byte(op.Key))
+	k, err := parseKeyString(op.Key)
 	if err != nil {
 		return err
 	}

@@ -249,7 +249,7 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 func (s *Store) applyCommitted(ops []metalog.Op) error {
 	for _, op := range ops {
 		s.clock.observe(op.Stamp)
-		if k, err := parseKey([]byte(op.Key)); err == nil && k.manifest != "" {
+		if k, err := parseKeyString(op.Key); err == nil && k.manifest != "" {
 			s.cache.forget(k.manifest)
 		}
 		if err := s.st.apply(op); err != nil {
@@ -268,7 +268,7 @@ func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
 	}
 	for _, b := range batches {
 		for _, op := range b.Ops {
-			if _, err := parseKey([]byte(op.Key)); err != nil {
+			if _, err := parseKeyString(op.Key); err != nil {
 				return fmt.Errorf("batch %s/%d: %w", b.Origin, b.Seq, err)
 			}
 		}
