@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,17 +16,21 @@ import (
 // (S3's limit); larger ones are composed from copied parts.
 const maxCopyObject = 5 << 30
 
-// The methods of this file reach keys of the bucket outside the store's
-// layout, relative to the root directory: another program's tree kept next
-// to the store (registry:2's docker/registry/v2 under the same
-// rootdirectory), read so that its blobs can be adopted by a server-side
-// copy, and the store's records (keys.record). A key that does not exist
-// is an error wrapping fs.ErrNotExist.
+// foreignKeys reaches keys of the bucket outside the store's layout,
+// relative to the root directory: another program's tree kept next to the
+// store (registry:2's docker/registry/v2 under the same rootdirectory),
+// read so that its blobs can be adopted by a server-side copy. A key that
+// does not exist is an error wrapping fs.ErrNotExist. Its methods may be
+// called concurrently.
+type foreignKeys struct {
+	*bucket
+	blobs *blobs // where AdoptObject puts what it adopts
+}
 
 // WalkKeys calls fn with every key under prefix (relative to the root
 // directory, and so is the key fn gets), in lexical order, and its size.
 // fn's error stops the walk and is returned.
-func (s *Store) WalkKeys(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
+func (s *foreignKeys) WalkKeys(ctx context.Context, prefix string, fn func(key string, size int64) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the listing if fn returns early
 	opts := minio.ListObjectsOptions{Prefix: s.keys.foreign(prefix), Recursive: true}
@@ -43,7 +46,7 @@ func (s *Store) WalkKeys(ctx context.Context, prefix string, fn func(key string,
 }
 
 // StatKey returns the size of the object at key.
-func (s *Store) StatKey(ctx context.Context, key string) (int64, error) {
+func (s *foreignKeys) StatKey(ctx context.Context, key string) (int64, error) {
 	info, err := s.client.StatObject(ctx, s.cfg.Bucket, s.keys.foreign(key), minio.StatObjectOptions{})
 	if err != nil {
 		return 0, keyErr(key, err)
@@ -52,7 +55,7 @@ func (s *Store) StatKey(ctx context.Context, key string) (int64, error) {
 }
 
 // OpenKey reads the object at key.
-func (s *Store) OpenKey(ctx context.Context, key string) (io.ReadCloser, error) {
+func (s *foreignKeys) OpenKey(ctx context.Context, key string) (io.ReadCloser, error) {
 	body, _, _, err := s.core.GetObject(ctx, s.cfg.Bucket, s.keys.foreign(key), minio.GetObjectOptions{})
 	if err != nil {
 		return nil, keyErr(key, err)
@@ -67,16 +70,16 @@ func (s *Store) OpenKey(ctx context.Context, key string) (io.ReadCloser, error) 
 // it is. The copy is atomic for objects up to 5 GiB; a larger copy cut off
 // by a crash leaves a multipart upload at the blob's key and no blob, and
 // adopting again starts over.
-func (s *Store) AdoptObject(ctx context.Context, d digest.Digest, key string, size int64) error {
+func (s *foreignKeys) AdoptObject(ctx context.Context, d digest.Digest, key string, size int64) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", d, storage.ErrBlobUnknown)
 	}
-	unlock, err := s.lockDigest(ctx, d)
+	unlock, err := s.blobs.locks.lock(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if held, err := s.exists(ctx, d); err != nil || held {
+	if held, err := s.blobs.exists(ctx, d); err != nil || held {
 		return err
 	}
 	dst := minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: s.keys.blob(d)}
@@ -90,29 +93,8 @@ func (s *Store) AdoptObject(ctx context.Context, d digest.Digest, key string, si
 	if err != nil {
 		return keyErr(key, err)
 	}
-	s.count(1, size)
+	s.blobs.usage.count(1, size)
 	return nil
-}
-
-// PutRecord stores b as the record name (keys.record), whole or not at
-// all.
-func (s *Store) PutRecord(ctx context.Context, name string, b []byte) error {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.record(name), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
-	return wrap("s3 record "+name, err)
-}
-
-// Record reads the record name.
-func (s *Store) Record(ctx context.Context, name string) ([]byte, error) {
-	body, _, _, err := s.core.GetObject(ctx, s.cfg.Bucket, s.keys.record(name), minio.GetObjectOptions{})
-	if err != nil {
-		return nil, keyErr("record "+name, err)
-	}
-	defer body.Close()
-	b, err := io.ReadAll(body)
-	if err != nil {
-		return nil, keyErr("record "+name, err)
-	}
-	return b, nil
 }
 
 // keyErr maps a missing object to fs.ErrNotExist.

@@ -20,7 +20,7 @@ const firstWindow = 1 << 20
 // blob is an open blob: storage.Blob over ranged GETs of one object. It is
 // used by one goroutine at a time.
 type blob struct {
-	s    *Store
+	bkt  *bucket
 	ctx  context.Context
 	d    digest.Digest
 	size int64
@@ -83,7 +83,7 @@ func (b *blob) fetch() error {
 	if err := opts.SetRange(b.off, end-1); err != nil {
 		return fmt.Errorf("s3 read blob %s: %w", b.d, err)
 	}
-	body, _, _, err := b.s.core.GetObject(b.ctx, b.s.cfg.Bucket, b.s.keys.blob(b.d), opts)
+	body, _, _, err := b.bkt.core.GetObject(b.ctx, b.bkt.cfg.Bucket, b.bkt.keys.blob(b.d), opts)
 	if err != nil {
 		return blobErr(b.d, err)
 	}

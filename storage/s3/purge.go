@@ -7,13 +7,19 @@ import (
 	"github.com/minio/minio-go/v7"
 )
 
+// purger removes what uploads left behind (storage.UploadPurger). Its
+// methods may be called concurrently.
+type purger struct {
+	*uploads
+}
+
 // PurgeUploads implements storage.UploadPurger. For every upload id that
 // keep does not keep, it aborts the multipart uploads started before cutoff
 // and removes the objects last written before cutoff. Upload ids are found
 // by listing multipart uploads under <root>/uploads/ (AWS) and the objects
 // there (MinIO lists multipart uploads only by exact key; the "started"
 // marker of keys makes them visible).
-func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error {
+func (s *purger) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id string) bool) error {
 	ids, err := s.uploadIDs(ctx)
 	if err != nil {
 		return err
@@ -30,7 +36,7 @@ func (s *Store) PurgeUploads(ctx context.Context, cutoff time.Time, keep func(id
 }
 
 // uploadIDs lists the ids of the uploads that left anything in the bucket.
-func (s *Store) uploadIDs(ctx context.Context) (map[string]bool, error) {
+func (s *purger) uploadIDs(ctx context.Context) (map[string]bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the listings on an early return
 	ids := map[string]bool{}
@@ -53,7 +59,7 @@ func (s *Store) uploadIDs(ctx context.Context) (map[string]bool, error) {
 	return ids, nil
 }
 
-func (s *Store) purgeUpload(ctx context.Context, id string, cutoff time.Time) error {
+func (s *purger) purgeUpload(ctx context.Context, id string, cutoff time.Time) error {
 	uploads, err := s.multipartUploads(ctx, id)
 	if err != nil {
 		return err
@@ -81,21 +87,4 @@ func (s *Store) purgeUpload(ctx context.Context, id string, cutoff time.Time) er
 		}
 	}
 	return nil
-}
-
-// multipartUploads lists the multipart uploads of upload id.
-func (s *Store) multipartUploads(ctx context.Context, id string) ([]minio.ObjectMultipartInfo, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	key := s.keys.uploadData(id)
-	var uploads []minio.ObjectMultipartInfo
-	for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, key, false) {
-		if u.Err != nil {
-			return nil, wrap("s3 list upload "+id, u.Err)
-		}
-		if u.Key == key {
-			uploads = append(uploads, u)
-		}
-	}
-	return uploads, nil
 }

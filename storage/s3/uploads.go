@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -47,18 +47,39 @@ func putOptions(b []byte) minio.PutObjectOptions {
 	}
 }
 
-func (s *Store) getBuf() []byte { return (*s.parts.Get().(*[]byte))[:0] }
+// uploads are the S3 calls of an upload's bookkeeping: its multipart
+// upload and parts, its tail objects, and the removal of what it left. All
+// methods may be called concurrently.
+type uploads struct {
+	*bucket
+	parts *partPool
+}
 
-func (s *Store) putBuf(b []byte) {
-	if cap(b) == int(s.cfg.PartSize) {
+// partPool lends buffers of one part (cap PartSize) to writers.
+type partPool struct {
+	size int64
+	pool sync.Pool // *[]byte of cap size
+}
+
+func newPartPool(size int64) *partPool {
+	p := &partPool{size: size}
+	p.pool.New = func() any { b := make([]byte, 0, size); return &b }
+	return p
+}
+
+func (p *partPool) get() []byte { return (*p.pool.Get().(*[]byte))[:0] }
+
+// put returns b if it is a part buffer; other buffers go to the collector.
+func (p *partPool) put(b []byte) {
+	if cap(b) == int(p.size) {
 		b = b[:0]
-		s.parts.Put(&b)
+		p.pool.Put(&b)
 	}
 }
 
 // newMultipart starts a multipart upload for upload id, marking it first
 // with the "started" object (see keys).
-func (s *Store) newMultipart(ctx context.Context, id string) (string, error) {
+func (s *uploads) newMultipart(ctx context.Context, id string) (string, error) {
 	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadStarted(id), bytes.NewReader(nil), 0, "", "", putOptions(nil))
 	if err != nil {
 		return "", wrap("s3 start upload "+id, err)
@@ -71,7 +92,7 @@ func (s *Store) newMultipart(ctx context.Context, id string) (string, error) {
 	return uploadID, nil
 }
 
-func (s *Store) sendPart(ctx context.Context, id, uploadID string, number int, b []byte) (part, error) {
+func (s *uploads) sendPart(ctx context.Context, id, uploadID string, number int, b []byte) (part, error) {
 	sum := crc32c(b)
 	opts := minio.PutObjectPartOptions{
 		DisableContentSha256: true,
@@ -87,7 +108,7 @@ func (s *Store) sendPart(ctx context.Context, id, uploadID string, number int, b
 	return part{Number: number, Size: int64(len(b)), ETag: p.ETag, CRC32C: sum}, nil
 }
 
-func (s *Store) completeMultipart(ctx context.Context, id string, st writerState) error {
+func (s *uploads) completeMultipart(ctx context.Context, id string, st writerState) error {
 	parts := make([]minio.CompletePart, len(st.Parts))
 	for i, p := range st.Parts {
 		parts[i] = minio.CompletePart{PartNumber: p.Number, ETag: p.ETag, ChecksumCRC32C: p.CRC32C}
@@ -97,7 +118,7 @@ func (s *Store) completeMultipart(ctx context.Context, id string, st writerState
 }
 
 // abortMultipart aborts a multipart upload; one already gone is no error.
-func (s *Store) abortMultipart(ctx context.Context, id, uploadID string) error {
+func (s *uploads) abortMultipart(ctx context.Context, id, uploadID string) error {
 	err := s.core.AbortMultipartUpload(ctx, s.cfg.Bucket, s.keys.uploadData(id), uploadID)
 	if err != nil && !isNotFound(err) {
 		return wrap("s3 abort upload "+id, err)
@@ -105,17 +126,17 @@ func (s *Store) abortMultipart(ctx context.Context, id, uploadID string) error {
 	return nil
 }
 
-func (s *Store) putTail(ctx context.Context, id string, gen int, b []byte) error {
+func (s *uploads) putTail(ctx context.Context, id string, gen int, b []byte) error {
 	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadTail(id, gen), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
 	return wrap("s3 record upload "+id, err)
 }
 
-func (s *Store) removeTail(ctx context.Context, id string, gen int) {
+func (s *uploads) removeTail(ctx context.Context, id string, gen int) {
 	_ = s.client.RemoveObject(ctx, s.cfg.Bucket, s.keys.uploadTail(id, gen), minio.RemoveObjectOptions{})
 }
 
 // readTail reads the tail st names into a buffer that writes may extend.
-func (s *Store) readTail(ctx context.Context, id string, st writerState) ([]byte, error) {
+func (s *uploads) readTail(ctx context.Context, id string, st writerState) ([]byte, error) {
 	size := st.Size
 	for _, p := range st.Parts {
 		size -= p.Size
@@ -130,23 +151,23 @@ func (s *Store) readTail(ctx context.Context, id string, st writerState) ([]byte
 	defer body.Close()
 	var b []byte
 	if size > smallTail || st.UploadID != "" {
-		b = s.getBuf()[:size]
+		b = s.parts.get()[:size]
 	} else {
 		b = make([]byte, size)
 	}
 	if _, err := io.ReadFull(body, b); err != nil {
-		s.putBuf(b)
+		s.parts.put(b)
 		return nil, wrap("s3 read upload "+id, err)
 	}
 	if n, _ := body.Read(make([]byte, 1)); n > 0 {
-		s.putBuf(b)
+		s.parts.put(b)
 		return nil, fmt.Errorf("upload %s: tail longer than its state: %w", id, storage.ErrUploadUnknown)
 	}
 	return b, nil
 }
 
 // removeUpload removes every object under the upload's prefix.
-func (s *Store) removeUpload(ctx context.Context, id string) error {
+func (s *uploads) removeUpload(ctx context.Context, id string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the listing on an early return
 	opts := minio.ListObjectsOptions{Prefix: s.keys.upload(id), Recursive: true}
@@ -161,36 +182,6 @@ func (s *Store) removeUpload(ctx context.Context, id string) error {
 	return nil
 }
 
-// putBlob stores b as blob d.
-func (s *Store) putBlob(ctx context.Context, d digest.Digest, b []byte) error {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.blob(d), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
-	return wrap("s3 store blob "+d.String(), err)
-}
-
-// copyToBlob copies the completed upload id to blob d.
-func (s *Store) copyToBlob(ctx context.Context, id string, d digest.Digest) error {
-	dst := minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: s.keys.blob(d), PartSize: copyPartSize}
-	src := minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: s.keys.uploadData(id)}
-	if _, err := s.client.ComposeObject(ctx, dst, src); err != nil {
-		return wrap("s3 store blob "+d.String(), err)
-	}
-	return nil
-}
-
-// exists reports whether blob d is stored.
-func (s *Store) exists(ctx context.Context, d digest.Digest) (bool, error) {
-	_, err := s.Stat(ctx, d)
-	if errors.Is(err, storage.ErrBlobUnknown) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-func (s *Store) getObject(ctx context.Context, key string) (io.ReadCloser, error) {
-	body, _, _, err := s.core.GetObject(ctx, s.cfg.Bucket, key, minio.GetObjectOptions{})
-	return body, err
-}
-
 // uploadErr maps a missing upload or tail to ErrUploadUnknown.
 func uploadErr(id string, err error) error {
 	if err == nil {
@@ -200,4 +191,35 @@ func uploadErr(id string, err error) error {
 		return fmt.Errorf("upload %s: %w", id, storage.ErrUploadUnknown)
 	}
 	return wrap("s3 upload "+id, err)
+}
+
+// rehashUpload hashes the completed upload with alg.
+func (s *uploads) rehashUpload(ctx context.Context, id string, alg digest.Algorithm) (digest.Digest, error) {
+	body, err := s.getObject(ctx, s.keys.uploadData(id))
+	if err != nil {
+		return "", uploadErr(id, err)
+	}
+	defer body.Close()
+	v := alg.Digester()
+	if _, err := io.Copy(v.Hash(), body); err != nil {
+		return "", wrap("s3 rehash upload "+id, err)
+	}
+	return v.Digest(), nil
+}
+
+// multipartUploads lists the multipart uploads of upload id.
+func (s *uploads) multipartUploads(ctx context.Context, id string) ([]minio.ObjectMultipartInfo, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	key := s.keys.uploadData(id)
+	var uploads []minio.ObjectMultipartInfo
+	for u := range s.client.ListIncompleteUploads(ctx, s.cfg.Bucket, key, false) {
+		if u.Err != nil {
+			return nil, wrap("s3 list upload "+id, u.Err)
+		}
+		if u.Key == key {
+			uploads = append(uploads, u)
+		}
+	}
+	return uploads, nil
 }

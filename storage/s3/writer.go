@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/opencontainers/go-digest"
 
@@ -39,7 +38,8 @@ type part struct {
 // next part on its own goroutine while the other buffer fills, so an upload
 // holds at most two parts in memory.
 type writer struct {
-	s  *Store
+	up *uploads // the upload's parts, tails and cleanup
+	bl *blobs   // where Commit stores the blob
 	id string
 	// ctx carries part uploads; Close, Cancel and Commit cancel it when
 	// done. It does not end with the request that opened the writer: a
@@ -70,16 +70,23 @@ const smallTail = 1 << 20
 
 var errReleased = errors.New("upload writer already closed")
 
+// writers open the writers of uploads: each streams to S3 as a multipart
+// upload (see writer). Its methods may be called concurrently.
+type writers struct {
+	uploads *uploads
+	blobs   *blobs
+}
+
 // Writer implements storage.BlobStore. A new upload (nil state) touches S3
 // only once it has a part to send or a State to record. A resumed one reads
 // the tail its state names: data written after that State is dropped, and a
 // cancelled or committed upload gives ErrUploadUnknown.
-func (s *Store) Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error) {
+func (ws *writers) Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error) {
 	if err := checkUploadID(id); err != nil {
 		return nil, err
 	}
 	h := sha256.New()
-	w := &writer{s: s, id: id}
+	w := &writer{up: ws.uploads, bl: ws.blobs, id: id}
 	if state != nil {
 		if err := json.Unmarshal(state, &w.st); err != nil {
 			return nil, fmt.Errorf("upload %s state: %w", id, err)
@@ -87,7 +94,7 @@ func (s *Store) Writer(ctx context.Context, id string, state []byte) (storage.Bl
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(w.st.SHA256); err != nil {
 			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
 		}
-		tail, err := s.readTail(ctx, id, w.st)
+		tail, err := ws.uploads.readTail(ctx, id, w.st)
 		if err != nil {
 			return nil, err
 		}
@@ -104,12 +111,12 @@ func (w *writer) Write(p []byte) (int, error) {
 		if w.err != nil {
 			return written, w.err
 		}
-		if len(w.buf) == int(w.s.cfg.PartSize) {
+		if len(w.buf) == int(w.up.cfg.PartSize) {
 			if err := w.flush(); err != nil {
 				return written, err
 			}
 		}
-		n := min(len(p), int(w.s.cfg.PartSize)-len(w.buf))
+		n := min(len(p), int(w.up.cfg.PartSize)-len(w.buf))
 		w.reserve(n)
 		w.buf = append(w.buf, p[:n]...)
 		w.h.Write(p[:n])
@@ -129,7 +136,7 @@ func (w *writer) reserve(n int) {
 	}
 	var b []byte
 	if need > smallTail || w.st.UploadID != "" {
-		b = w.s.getBuf()
+		b = w.up.parts.get()
 	} else {
 		b = make([]byte, 0, min(smallTail, max(need, 2*cap(w.buf), 64<<10)))
 	}
@@ -142,7 +149,7 @@ func (w *writer) flush() error {
 		return err
 	}
 	if w.st.UploadID == "" {
-		uploadID, err := w.s.newMultipart(w.ctx, w.id)
+		uploadID, err := w.up.newMultipart(w.ctx, w.id)
 		if err != nil {
 			w.err = err
 			return err
@@ -153,7 +160,7 @@ func (w *writer) flush() error {
 	ctx, id, uploadID, number := w.ctx, w.id, w.st.UploadID, len(w.st.Parts)+1
 	go func() {
 		defer close(f.done)
-		f.part, f.err = w.s.sendPart(ctx, id, uploadID, number, f.buf)
+		f.part, f.err = w.up.sendPart(ctx, id, uploadID, number, f.buf)
 	}()
 	w.flight, w.buf, w.spare = f, w.spare, nil
 	return nil
@@ -200,11 +207,11 @@ func (w *writer) State() ([]byte, error) {
 		}
 	}
 	gen := w.st.Gen + 1
-	if err := w.s.putTail(w.ctx, w.id, gen, w.buf); err != nil {
+	if err := w.up.putTail(w.ctx, w.id, gen, w.buf); err != nil {
 		return nil, err
 	}
 	if gen > 2 {
-		w.s.removeTail(w.ctx, w.id, gen-2)
+		w.up.removeTail(w.ctx, w.id, gen-2)
 	}
 	w.st.Gen = gen
 	hs, err := w.h.Hash().(encoding.BinaryMarshaler).MarshalBinary()
@@ -254,18 +261,18 @@ func (w *writer) commitSmall(ctx context.Context, d digest.Digest) error {
 			return err
 		}
 	}
-	unlock, err := w.s.lockDigest(ctx, d)
+	unlock, err := w.bl.locks.lock(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if exists, err := w.s.exists(ctx, d); exists || err != nil {
+	if exists, err := w.bl.exists(ctx, d); exists || err != nil {
 		return err
 	}
-	if err := w.s.putBlob(ctx, d, w.buf); err != nil {
+	if err := w.bl.putBlob(ctx, d, w.buf); err != nil {
 		return err
 	}
-	w.s.count(1, w.size)
+	w.bl.usage.count(1, w.size)
 	return nil
 }
 
@@ -280,11 +287,11 @@ func (w *writer) commitMultipart(ctx context.Context, d digest.Digest) error {
 	}
 	completed := false
 	if d.Algorithm() != digest.SHA256 {
-		if err := w.s.completeMultipart(ctx, w.id, w.st); err != nil {
+		if err := w.up.completeMultipart(ctx, w.id, w.st); err != nil {
 			return err
 		}
 		completed = true
-		got, err := w.s.rehashUpload(ctx, w.id, d.Algorithm())
+		got, err := w.up.rehashUpload(ctx, w.id, d.Algorithm())
 		if err != nil {
 			return err
 		}
@@ -292,23 +299,23 @@ func (w *writer) commitMultipart(ctx context.Context, d digest.Digest) error {
 			return err
 		}
 	}
-	unlock, err := w.s.lockDigest(ctx, d)
+	unlock, err := w.bl.locks.lock(ctx, d)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	if exists, err := w.s.exists(ctx, d); exists || err != nil {
+	if exists, err := w.bl.exists(ctx, d); exists || err != nil {
 		return err // content-addressed: the blob there is as good as this one
 	}
 	if !completed {
-		if err := w.s.completeMultipart(ctx, w.id, w.st); err != nil {
+		if err := w.up.completeMultipart(ctx, w.id, w.st); err != nil {
 			return err
 		}
 	}
-	if err := w.s.copyToBlob(ctx, w.id, d); err != nil {
+	if err := w.bl.copyToBlob(ctx, w.id, d); err != nil {
 		return err
 	}
-	w.s.count(1, w.size)
+	w.bl.usage.count(1, w.size)
 	return nil
 }
 
@@ -326,23 +333,23 @@ func match(got, want digest.Digest) error {
 // uploads if this fails half-way.
 func (w *writer) Cancel(ctx context.Context) error {
 	w.release()
-	uploads, err := w.s.multipartUploads(ctx, w.id)
+	uploads, err := w.up.multipartUploads(ctx, w.id)
 	if err != nil {
 		return err
 	}
 	aborted := false
 	for _, u := range uploads {
-		if err := w.s.abortMultipart(ctx, w.id, u.UploadID); err != nil {
+		if err := w.up.abortMultipart(ctx, w.id, u.UploadID); err != nil {
 			return err
 		}
 		aborted = aborted || u.UploadID == w.st.UploadID
 	}
 	if w.st.UploadID != "" && !aborted { // not listed yet
-		if err := w.s.abortMultipart(ctx, w.id, w.st.UploadID); err != nil {
+		if err := w.up.abortMultipart(ctx, w.id, w.st.UploadID); err != nil {
 			return err
 		}
 	}
-	return w.s.removeUpload(ctx, w.id)
+	return w.up.removeUpload(ctx, w.id)
 }
 
 // Close implements storage.BlobWriter. A part in flight is abandoned:
@@ -360,12 +367,12 @@ func (w *writer) release() {
 	w.cancel()
 	if w.flight != nil {
 		<-w.flight.done
-		w.s.putBuf(w.flight.buf)
+		w.up.parts.put(w.flight.buf)
 		w.flight = nil
 	}
 	w.h.Close()
-	w.s.putBuf(w.buf)
-	w.s.putBuf(w.spare)
+	w.up.parts.put(w.buf)
+	w.up.parts.put(w.spare)
 	w.buf, w.spare = nil, nil
 	w.err = errReleased
 }
@@ -376,21 +383,7 @@ func (w *writer) discard() {
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
 	if w.st.UploadID != "" {
-		_ = w.s.abortMultipart(ctx, w.id, w.st.UploadID) // gone once completed
+		_ = w.up.abortMultipart(ctx, w.id, w.st.UploadID) // gone once completed
 	}
-	_ = w.s.removeUpload(ctx, w.id)
-}
-
-// rehashUpload hashes the completed upload with alg.
-func (s *Store) rehashUpload(ctx context.Context, id string, alg digest.Algorithm) (digest.Digest, error) {
-	body, err := s.getObject(ctx, s.keys.uploadData(id))
-	if err != nil {
-		return "", uploadErr(id, err)
-	}
-	defer body.Close()
-	v := alg.Digester()
-	if _, err := io.Copy(v.Hash(), body); err != nil {
-		return "", wrap("s3 rehash upload "+id, err)
-	}
-	return v.Digest(), nil
+	_ = w.up.removeUpload(ctx, w.id)
 }
