@@ -53,7 +53,7 @@ func parseFlags() (config, error) {
 	flag.IntVar(&c.manifests, "manifests", 1_000_000, "manifests (1-4 KiB, a tenth with a subject)")
 	flag.IntVar(&c.tags, "tags", 2_000_000, "tags")
 	flag.IntVar(&c.small, "small", 1_000, "manifests of the small store the GETs are compared against")
-	flag.IntVar(&c.batch, "batch", 500, "manifests per write")
+	flag.IntVar(&c.batch, "batch", 2000, "manifests per write (one transaction, one fsync)")
 	flag.IntVar(&c.retags, "retags", 100_000, "retags of one tag between two manifests")
 	flag.IntVar(&c.requests, "requests", 40_000, "manifest GETs per measurement")
 	flag.IntVar(&c.concurrency, "concurrency", 4, "concurrent clients")

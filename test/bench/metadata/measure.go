@@ -19,16 +19,25 @@ type latencies struct {
 	n        int
 	rate     float64 // requests/s
 	p50, p99 time.Duration
+	// cost is what the process spent serving (and sending) them, when
+	// measured: it tells a slower store from a busier machine.
+	cost *usage
 }
 
 func (l latencies) String() string {
-	return fmt.Sprintf("%.0f req/s, p50 %v, p99 %v", l.rate, l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond))
+	s := fmt.Sprintf("%.0f req/s, p50 %v, p99 %v", l.rate, l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond))
+	if l.cost != nil && l.n > 0 {
+		s += fmt.Sprintf(" (CPU %v, %.1f page faults a request; %d GCs, %v of GC CPU)", (l.cost.cpu / time.Duration(l.n)).Round(time.Microsecond),
+			float64(l.cost.faults)/float64(l.n), l.cost.gcs, l.cost.gcCPU.Round(time.Millisecond))
+	}
+	return s
 }
 
 // hammer sends n requests from workers clients, the i-th to url(i) (which
 // must answer 200), and times them.
 func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string) (latencies, error) {
 	hc := benchkit.NewHTTPClient(workers, workers)
+	before := readUsage()
 	var (
 		mu   sync.Mutex
 		all  []time.Duration
@@ -76,9 +85,10 @@ func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string
 	if err := ctx.Err(); err != nil {
 		return latencies{}, err
 	}
+	cost := readUsage().since(before)
 	slices.Sort(all)
 	return latencies{n: len(all), rate: float64(len(all)) / elapsed.Seconds(),
-		p50: all[len(all)/2], p99: all[len(all)*99/100]}, nil
+		p50: all[len(all)/2], p99: all[len(all)*99/100], cost: &cost}, nil
 }
 
 // getManifests GETs manifests of the store by digest, picked uniformly

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -159,6 +160,36 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// usage is what this process has spent so far.
+type usage struct {
+	cpu    time.Duration // user and system
+	faults int64         // page faults, minor and major
+	gcs    uint32        // garbage collections completed
+	gcCPU  time.Duration // CPU the collector took (runtime/metrics)
+}
+
+func readUsage() usage {
+	var u usage
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		u.faults = ru.Minflt + ru.Majflt
+	}
+	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(m)
+	if m[0].Value.Kind() == metrics.KindUint64 {
+		u.gcs = uint32(m[0].Value.Uint64())
+	}
+	if m[1].Value.Kind() == metrics.KindFloat64 {
+		u.gcCPU = time.Duration(m[1].Value.Float64() * float64(time.Second))
+	}
+	return u
+}
+
+func (u usage) since(before usage) usage {
+	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU}
 }
 
 // sizes returns the size of the closed database at path and the bytes of
