@@ -33,7 +33,7 @@ type row struct {
 func rows(cfg config) []row {
 	size := fmt.Sprintf("%d MiB", cfg.sizeMiB)
 	many := fmt.Sprintf("%dx%d MiB, %d pullers", cfg.blobs, cfg.blobMiB, cfg.pullers)
-	return []row{
+	out := []row{
 		{scenario: "pull", key: "pull-r1-owner", title: "pull " + size + ", 3 members R=1, via owner"},
 		{scenario: "pull", key: "pull-r1-proxy", title: "  via non-owner, routing proxy", base: "pull-r1-owner", goal: 0.8, target: ">= 0.80x (hop < 20%)"},
 		{scenario: "pull", key: "pull-r1-redirect", title: "  via non-owner, routing redirect", base: "pull-r1-owner", goal: 0.95, target: ">= 0.95x (not measurable)"},
@@ -42,16 +42,16 @@ func rows(cfg config) []row {
 		{scenario: "pull", key: "pull-r2-relay-splice", title: "  via a bare TCP relay to the owner, splice", base: "pull-r2-owner", target: "the machine's one-hop bound"},
 		{scenario: "pull", key: "pull-r2-relay-copy", title: "  via a bare TCP relay to the owner, 1 MiB copies", base: "pull-r2-owner", target: "the machine's one-hop bound"},
 		{scenario: "pull", key: "pull-r2-proxy", title: "  routing proxy / the faster bare relay", base: "pull-r2-relay-splice|pull-r2-relay-copy", target: "1.00x = as good as a bare relay"},
-		{scenario: "push", key: "push-single", title: "push " + size + " monolithic, single node"},
-		{scenario: "push", key: "push-r2-owner", title: "  3 members R=2, via an owner", base: "push-single"},
-		{scenario: "push", key: "push-r2-nonowner", title: "  3 members R=2, via the non-owner", base: "push-single", goal: 0.8, target: ">= 0.80x single node"},
+	}
+	out = append(out, pushRows(size)...)
+	return append(out, []row{
 		{scenario: "finalize", key: "finalize-single", unit: "s", title: fmt.Sprintf("final PUT of a %d MiB chunked upload, single node", cfg.finalizeMiB)},
 		{scenario: "finalize", key: "finalize-r2-owner", unit: "s", title: "  3 members R=2, via an owner", atMost: 1, target: "<= 1 s"},
 		{scenario: "finalize", key: "finalize-r2-nonowner", unit: "s", title: "  3 members R=2, via the non-owner", atMost: 1, target: "<= 1 s"},
 		{scenario: "conns", key: "conns-200-gets", unit: "conns", title: "connections opened by 200 GETs via the non-owner (R=2)", atMost: 4, target: "<= 4 (pooled)"},
 		{scenario: "pullers", key: "pullers-single", title: "pullers " + many + ", single node"},
 		{scenario: "pullers", key: "pullers-cluster", title: "  3 members R=2 proxy, round-robin", base: "pullers-single"},
-	}
+	}...)
 }
 
 // printReport writes the table of medians. Targets are printed for

@@ -58,48 +58,6 @@ func (b *bench) close() {
 	}
 }
 
-// runPush times monolithic pushes of fresh blobs: to the single node, and
-// to the R=2 cluster through a member the ring names an owner of the blob
-// and through the one it does not.
-func (b *bench) runPush(ctx context.Context, round int) error {
-	type variant struct {
-		c        *cluster
-		viaOwner bool
-	}
-	for _, v := range benchkit.Ordered(round, []variant{{b.single, true}, {b.r2, true}, {b.r2, false}}) {
-		data, dgst := b.Fresh()
-		owners := v.c.predict(dgst)
-		var via *member
-		for _, m := range v.c.members {
-			if slices.Contains(owners, m.name) == v.viaOwner {
-				via = m
-				break
-			}
-		}
-		start := time.Now()
-		if err := benchkit.PushMonolithic(ctx, b.hc, via.base, repoPush, data, dgst); err != nil {
-			return fmt.Errorf("%s: push via %s: %w", v.c.label, via.name, err)
-		}
-		elapsed := time.Since(start)
-		holders, _, err := v.c.placement(dgst)
-		if err != nil {
-			return err
-		}
-		// Rows go by the ring's owners, whom the client cannot know:
-		// where the copies sit (holders chosen as bytes arrive, moved to
-		// the owners later) is logged, not a row.
-		key := "push-single"
-		if v.c != b.single {
-			key = map[bool]string{true: "push-r2-owner", false: "push-r2-nonowner"}[v.viaOwner]
-			if slices.Contains(holders, via) != v.viaOwner {
-				benchkit.Logf("push via %s (ring owner: %v): copies on %v", via.name, v.viaOwner, names(holders))
-			}
-		}
-		b.res.record(round, key, benchkit.MBps(int64(len(data)), elapsed), "MB/s", v.c.label+" via "+via.name)
-	}
-	return nil
-}
-
 // setupPullers pushes the pullers' blobs to the single node and to the R=2
 // cluster (round-robin over its members).
 func (b *bench) setupPullers(ctx context.Context) error {
