@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -16,14 +17,40 @@ import (
 	"github.com/atollhq/atoll/storage"
 )
 
+// puller copies remote repositories here for the pull rules. Its methods
+// may be called concurrently (one runPull per rule).
+type puller struct {
+	blobs pullBlobs
+	meta  pullMeta
+	owns  func(key string) bool
+	m     *metrics
+	log   *slog.Logger
+	fails *failures
+}
+
+// pullBlobs is where pulled blobs go.
+type pullBlobs interface {
+	Stat(ctx context.Context, d digest.Digest) (int64, error)
+	Writer(ctx context.Context, id string, state []byte) (storage.BlobWriter, error)
+}
+
+// pullMeta is what a pull reads and writes of the metadata.
+type pullMeta interface {
+	Tag(repo, tag string) (digest.Digest, error)
+	Manifest(repo string, d digest.Digest) (*storage.Manifest, error)
+	PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error
+	BlobLinked(repo string, d digest.Digest) bool
+	LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error
+}
+
 // runPull copies rl's remote repositories here every Interval until ctx is
 // done.
-func (r *Replicator) runPull(ctx context.Context, rl *rule) {
+func (pl *puller) runPull(ctx context.Context, rl *rule) {
 	c := &client{rule: rl}
 	every(ctx, rl.Interval, func(ctx context.Context) {
-		if err := r.pullPass(ctx, c); err != nil && ctx.Err() == nil {
-			r.failed(rl.Name, err)
-			r.log.Warn("replication pull", "rule", rl.Name, "err", err)
+		if err := pl.pullPass(ctx, c); err != nil && ctx.Err() == nil {
+			pl.fails.record(rl.Name, err)
+			pl.log.Warn("replication pull", "rule", rl.Name, "err", err)
 		}
 	})
 }
@@ -35,7 +62,7 @@ type pullProgress struct {
 }
 
 // pullPass copies every matching remote repository this member owns.
-func (r *Replicator) pullPass(ctx context.Context, c *client) error {
+func (pl *puller) pullPass(ctx context.Context, c *client) error {
 	rl := c.rule
 	opts, err := c.options(ctx)
 	if err != nil {
@@ -51,43 +78,43 @@ func (r *Replicator) pullPass(ctx context.Context, c *client) error {
 	}
 	var mine []string
 	for _, repo := range all {
-		if rl.matches(repo) && oci.ValidName(repo) && r.deps.Owns(rl.Name+"/"+repo) {
+		if rl.matches(repo) && oci.ValidName(repo) && pl.owns(rl.Name+"/"+repo) {
 			mine = append(mine, repo)
 		}
 	}
-	r.m.repos.WithLabelValues(rl.Name).Set(float64(len(mine)))
-	r.m.reposDone.WithLabelValues(rl.Name).Set(0)
+	pl.m.repos.WithLabelValues(rl.Name).Set(float64(len(mine)))
+	pl.m.reposDone.WithLabelValues(rl.Name).Set(0)
 	start, last := time.Now(), time.Now()
 	var p pullProgress
 	var errs []error
 	for i, repo := range mine {
-		if err := r.pullRepo(ctx, c, repo, &p); err != nil {
+		if err := pl.pullRepo(ctx, c, repo, &p); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			errs = append(errs, fmt.Errorf("%s: %w", repo, err))
 		}
 		p.repos++
-		r.m.reposDone.WithLabelValues(rl.Name).Set(float64(i + 1))
+		pl.m.reposDone.WithLabelValues(rl.Name).Set(float64(i + 1))
 		if time.Since(last) > 5*time.Second {
 			last = time.Now()
-			r.log.Info("replication pull in progress", "rule", rl.Name, "repositories", p.repos, "of", len(mine),
+			pl.log.Info("replication pull in progress", "rule", rl.Name, "repositories", p.repos, "of", len(mine),
 				"tags", p.tags, "manifests", p.manifests, "blobs", p.blobs, "bytes", p.bytes)
 		}
 	}
 	if p.manifests+p.blobs > 0 || len(errs) > 0 {
-		r.log.Info("replication pull pass", "rule", rl.Name, "repositories", len(mine), "tags", p.tags,
+		pl.log.Info("replication pull pass", "rule", rl.Name, "repositories", len(mine), "tags", p.tags,
 			"manifests", p.manifests, "blobs", p.blobs, "bytes", p.bytes, "failed", len(errs),
 			"took", time.Since(start).Round(time.Millisecond))
 	}
 	if len(errs) == 0 {
-		r.m.lastPass.WithLabelValues(rl.Name).SetToCurrentTime()
+		pl.m.lastPass.WithLabelValues(rl.Name).SetToCurrentTime()
 	}
 	return errors.Join(errs...)
 }
 
 // pullRepo copies every tag of remote repository repoName here.
-func (r *Replicator) pullRepo(ctx context.Context, c *client, repoName string, p *pullProgress) error {
+func (pl *puller) pullRepo(ctx context.Context, c *client, repoName string, p *pullProgress) error {
 	opts, err := c.options(ctx)
 	if err != nil {
 		return err
@@ -105,7 +132,7 @@ func (r *Replicator) pullRepo(ctx context.Context, c *client, repoName string, p
 		if !oci.ValidTag(tag) {
 			continue
 		}
-		if err := r.pullRef(ctx, c, repo, repo.Tag(tag), tag, p); err != nil {
+		if err := pl.pullRef(ctx, c, repo, repo.Tag(tag), tag, p); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -120,7 +147,7 @@ func (r *Replicator) pullRepo(ctx context.Context, c *client, repoName string, p
 // pullRef copies manifest ref of repo here with everything it references
 // and its referrers, tagged tag when not empty. A tag already pointing at
 // the remote's digest costs one HEAD.
-func (r *Replicator) pullRef(ctx context.Context, c *client, repo name.Repository, ref name.Reference, tag string, p *pullProgress) error {
+func (pl *puller) pullRef(ctx context.Context, c *client, repo name.Repository, ref name.Reference, tag string, p *pullProgress) error {
 	opts, err := c.options(ctx)
 	if err != nil {
 		return err
@@ -131,7 +158,7 @@ func (r *Replicator) pullRef(ctx context.Context, c *client, repo name.Repositor
 		if err != nil {
 			return err
 		}
-		if d, err := r.deps.Meta.Tag(local, tag); err == nil && d.String() == h.Digest.String() {
+		if d, err := pl.meta.Tag(local, tag); err == nil && d.String() == h.Digest.String() {
 			return nil
 		}
 		ref = repo.Digest(h.Digest.String()) // the tag may move meanwhile
@@ -140,10 +167,10 @@ func (r *Replicator) pullRef(ctx context.Context, c *client, repo name.Repositor
 	if err != nil {
 		return err
 	}
-	if m, err := r.deps.Meta.Manifest(local, d); err == nil {
+	if m, err := pl.meta.Manifest(local, d); err == nil {
 		// Complete already: stored after everything it references.
 		if tag != "" {
-			return r.deps.Meta.PutManifest(ctx, local, m, tag)
+			return pl.meta.PutManifest(ctx, local, m, tag)
 		}
 		return nil
 	}
@@ -159,12 +186,12 @@ func (r *Replicator) pullRef(ctx context.Context, c *client, repo name.Repositor
 		return fmt.Errorf("manifest %s: %w", d, err)
 	}
 	for _, child := range parsed.Manifests {
-		if err := r.pullRef(ctx, c, repo, repo.Digest(child.Digest.String()), "", p); err != nil {
+		if err := pl.pullRef(ctx, c, repo, repo.Digest(child.Digest.String()), "", p); err != nil {
 			return fmt.Errorf("manifest %s of index %s: %w", child.Digest, d, err)
 		}
 	}
 	for _, b := range parsed.Blobs() {
-		if err := r.pullBlob(ctx, c, repo, b.Digest, p); err != nil {
+		if err := pl.pullBlob(ctx, c, repo, b.Digest, p); err != nil {
 			return err
 		}
 	}
@@ -172,19 +199,19 @@ func (r *Replicator) pullRef(ctx context.Context, c *client, repo name.Repositor
 	if parsed.Subject != nil {
 		m.Subject = parsed.Subject.Digest
 	}
-	if err := r.deps.Meta.PutManifest(ctx, local, m, tag); err != nil {
+	if err := pl.meta.PutManifest(ctx, local, m, tag); err != nil {
 		return fmt.Errorf("store manifest %s: %w", d, err)
 	}
 	p.manifests++
-	r.m.manifests.WithLabelValues(c.rule.Name, Pull).Inc()
-	r.pullReferrers(ctx, c, repo, d, p)
+	pl.m.manifests.WithLabelValues(c.rule.Name, Pull).Inc()
+	pl.pullReferrers(ctx, c, repo, d, p)
 	return nil
 }
 
 // pullReferrers copies the referrers of manifest d. A remote without the
 // referrers API answers through go-containerregistry's tag fallback (a tag
 // the catalog pass copies anyway); errors are only logged.
-func (r *Replicator) pullReferrers(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) {
+func (pl *puller) pullReferrers(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) {
 	opts, err := c.options(ctx)
 	if err != nil {
 		return
@@ -192,7 +219,7 @@ func (r *Replicator) pullReferrers(ctx context.Context, c *client, repo name.Rep
 	idx, err := remote.Referrers(repo.Digest(d.String()), opts...)
 	if err != nil {
 		if s := remoteStatus(err); s != http.StatusNotFound {
-			r.log.Debug("replication referrers", "rule", c.rule.Name, "manifest", d, "err", err)
+			pl.log.Debug("replication referrers", "rule", c.rule.Name, "manifest", d, "err", err)
 		}
 		return
 	}
@@ -201,33 +228,33 @@ func (r *Replicator) pullReferrers(ctx context.Context, c *client, repo name.Rep
 		return
 	}
 	for _, ref := range im.Manifests {
-		if err := r.pullRef(ctx, c, repo, repo.Digest(ref.Digest.String()), "", p); err != nil {
-			r.log.Warn("replication referrer", "rule", c.rule.Name, "subject", d, "referrer", ref.Digest, "err", err)
+		if err := pl.pullRef(ctx, c, repo, repo.Digest(ref.Digest.String()), "", p); err != nil {
+			pl.log.Warn("replication referrer", "rule", c.rule.Name, "subject", d, "referrer", ref.Digest, "err", err)
 		}
 	}
 }
 
 // pullBlob stores remote blob d here and links it into the repository,
 // unless it is linked already.
-func (r *Replicator) pullBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) error {
+func (pl *puller) pullBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) error {
 	local := repo.RepositoryStr()
-	if r.deps.Meta.BlobLinked(local, d) {
+	if pl.meta.BlobLinked(local, d) {
 		return nil
 	}
-	size, err := r.deps.Blobs.Stat(ctx, d)
+	size, err := pl.blobs.Stat(ctx, d)
 	if err != nil {
-		if size, err = r.fetchBlob(ctx, c, repo, d, p); err != nil {
+		if size, err = pl.fetchBlob(ctx, c, repo, d, p); err != nil {
 			return err
 		}
 	}
-	if err := r.deps.Meta.LinkBlob(ctx, local, d, size); err != nil {
+	if err := pl.meta.LinkBlob(ctx, local, d, size); err != nil {
 		return fmt.Errorf("link blob %s: %w", d, err)
 	}
 	return nil
 }
 
 // fetchBlob stores remote blob d here and returns its size.
-func (r *Replicator) fetchBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) (int64, error) {
+func (pl *puller) fetchBlob(ctx context.Context, c *client, repo name.Repository, d digest.Digest, p *pullProgress) (int64, error) {
 	opts, err := c.options(ctx)
 	if err != nil {
 		return 0, err
@@ -241,7 +268,7 @@ func (r *Replicator) fetchBlob(ctx context.Context, c *client, repo name.Reposit
 		return 0, fmt.Errorf("blob %s: %w", d, err)
 	}
 	defer rc.Close()
-	w, err := r.deps.Blobs.Writer(ctx, "replication-"+randomID(), nil)
+	w, err := pl.blobs.Writer(ctx, "replication-"+randomID(), nil)
 	if err != nil {
 		return 0, fmt.Errorf("blob %s: %w", d, err)
 	}
@@ -256,7 +283,7 @@ func (r *Replicator) fetchBlob(ctx context.Context, c *client, repo name.Reposit
 	}
 	p.blobs++
 	p.bytes += n
-	r.m.blobs.WithLabelValues(c.rule.Name, Pull).Inc()
-	r.m.bytes.WithLabelValues(c.rule.Name, Pull).Add(float64(n))
+	pl.m.blobs.WithLabelValues(c.rule.Name, Pull).Inc()
+	pl.m.bytes.WithLabelValues(c.rule.Name, Pull).Add(float64(n))
 	return n, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -23,25 +24,48 @@ import (
 	"github.com/atollhq/atoll/storage"
 )
 
+// pusher sends local changes to the remotes of the push rules: the queued
+// events, and what the periodic check finds missing. Its methods may be
+// called concurrently (one runPush per rule).
+type pusher struct {
+	q     *queue.Queue
+	wake  map[string]chan struct{} // per rule: an event was queued
+	meta  pushMeta
+	open  func(ctx context.Context, d digest.Digest) (io.ReadCloser, int64, error)
+	owns  func(key string) bool
+	m     *metrics
+	log   *slog.Logger
+	fails *failures
+}
+
+// pushMeta is what a push reads of the metadata.
+type pushMeta interface {
+	Repositories(last string, n int) []string
+	Tags(repo, last string, n int) ([]string, error)
+	Tag(repo, tag string) (digest.Digest, error)
+	Manifest(repo string, d digest.Digest) (*storage.Manifest, error)
+	Referrers(repo string, d digest.Digest) []ocispec.Descriptor
+}
+
 // runPush sends rl's queue to its remote, and checks the remote against the
 // local tags every Interval, until ctx is done.
-func (r *Replicator) runPush(ctx context.Context, rl *rule) {
+func (ps *pusher) runPush(ctx context.Context, rl *rule) {
 	c := &client{rule: rl}
-	log := r.log.With("rule", rl.Name)
+	log := ps.log.With("rule", rl.Name)
 	d := &queue.Drainer{
-		Queue: r.q, Stream: rl.Name, Wake: r.wake[rl.Name], Batch: 16,
+		Queue: ps.q, Stream: rl.Name, Wake: ps.wake[rl.Name], Batch: 16,
 		Backoff: time.Second, MaxBackoff: time.Minute,
 		Deliver: func(ctx context.Context, items []queue.Item) (int, error) {
 			for i, it := range items {
-				if err := r.deliver(ctx, c, it.Value); err != nil {
+				if err := ps.deliver(ctx, c, it.Value); err != nil {
 					return i, err
 				}
-				r.m.queued.WithLabelValues(rl.Name).Dec()
+				ps.m.queued.WithLabelValues(rl.Name).Dec()
 			}
 			return len(items), nil
 		},
 		Failed: func(failures int, err error) {
-			r.failed(rl.Name, err)
+			ps.fails.record(rl.Name, err)
 			if failures == 1 || failures%10 == 0 {
 				log.Warn("replication push failing; retrying", "failures", failures, "err", err)
 			}
@@ -52,8 +76,8 @@ func (r *Replicator) runPush(ctx context.Context, rl *rule) {
 	wg.Go(func() { d.Run(ctx) })
 	wg.Go(func() {
 		every(ctx, rl.Interval, func(ctx context.Context) {
-			if err := r.reconcile(ctx, c); err != nil && ctx.Err() == nil {
-				r.failed(rl.Name, err)
+			if err := ps.reconcile(ctx, c); err != nil && ctx.Err() == nil {
+				ps.fails.record(rl.Name, err)
 				log.Warn("replication push check", "err", err)
 			}
 		})
@@ -64,23 +88,23 @@ func (r *Replicator) runPush(ctx context.Context, rl *rule) {
 // deliver sends one queued event. An event the remote refuses for good
 // (a 4xx: deletes disabled there, a tag delete it does not support) is
 // logged and dropped; anything else is returned to be retried.
-func (r *Replicator) deliver(ctx context.Context, c *client, item []byte) error {
+func (ps *pusher) deliver(ctx context.Context, c *client, item []byte) error {
 	var ev event
 	if err := json.Unmarshal(item, &ev); err != nil {
-		r.log.Error("replication: undecodable queued event dropped", "err", err)
+		ps.log.Error("replication: undecodable queued event dropped", "err", err)
 		return nil
 	}
 	var err error
 	switch ev.Action {
 	case api.ActionPush:
-		err = r.pushManifest(ctx, c, ev.Repo, ev.Digest, ev.Tag)
+		err = ps.pushManifest(ctx, c, ev.Repo, ev.Digest, ev.Tag)
 	case api.ActionDelete:
-		err = r.pushDelete(ctx, c, ev)
+		err = ps.pushDelete(ctx, c, ev)
 	}
 	if err != nil && permanent(err) {
-		r.log.Warn("replication: the remote refused a change; dropped", "rule", c.rule.Name, "action", ev.Action,
+		ps.log.Warn("replication: the remote refused a change; dropped", "rule", c.rule.Name, "action", ev.Action,
 			"repository", ev.Repo, "digest", ev.Digest, "tag", ev.Tag, "err", err)
-		r.failed(c.rule.Name, err)
+		ps.fails.record(c.rule.Name, err)
 		return nil
 	}
 	return err
@@ -89,7 +113,7 @@ func (r *Replicator) deliver(ctx context.Context, c *client, item []byte) error 
 // pushDelete deletes a tag, or a manifest by digest, on the remote. The
 // event of a blob delete looks like a manifest delete by digest; the remote
 // answers 404 for it, which is success: it has no such manifest.
-func (r *Replicator) pushDelete(ctx context.Context, c *client, ev event) error {
+func (ps *pusher) pushDelete(ctx context.Context, c *client, ev event) error {
 	repo, err := c.repo(ev.Repo)
 	if err != nil {
 		return err
@@ -109,16 +133,16 @@ func (r *Replicator) pushDelete(ctx context.Context, c *client, ev event) error 
 	if err != nil {
 		return fmt.Errorf("delete %s on the remote: %w", ref, err)
 	}
-	r.m.deletes.WithLabelValues(c.rule.Name).Inc()
-	r.log.Debug("replicated delete", "rule", c.rule.Name, "ref", ref.String())
+	ps.m.deletes.WithLabelValues(c.rule.Name).Inc()
+	ps.log.Debug("replicated delete", "rule", c.rule.Name, "ref", ref.String())
 	return nil
 }
 
 // pushManifest sends manifest d of repo, and everything it references, to
 // the remote, tagged tag when not empty. A manifest deleted here since is
 // skipped: its delete follows in the queue.
-func (r *Replicator) pushManifest(ctx context.Context, c *client, repoName string, d digest.Digest, tag string) error {
-	m, err := r.deps.Meta.Manifest(repoName, d)
+func (ps *pusher) pushManifest(ctx context.Context, c *client, repoName string, d digest.Digest, tag string) error {
+	m, err := ps.meta.Manifest(repoName, d)
 	if errors.Is(err, storage.ErrManifestUnknown) {
 		return nil
 	}
@@ -141,20 +165,20 @@ func (r *Replicator) pushManifest(ctx context.Context, c *client, repoName strin
 		if _, err := remote.Head(repo.Digest(child.Digest.String()), opts...); err == nil {
 			continue
 		}
-		if err := r.pushManifest(ctx, c, repoName, child.Digest, ""); err != nil {
+		if err := ps.pushManifest(ctx, c, repoName, child.Digest, ""); err != nil {
 			return err
 		}
 	}
 	for _, b := range p.Blobs() {
-		l, err := partial.CompressedToLayer(&localLayer{ctx: ctx, open: r.deps.Open, desc: b})
+		l, err := partial.CompressedToLayer(&localLayer{ctx: ctx, open: ps.open, desc: b})
 		if err != nil {
 			return err
 		}
 		if err := remote.WriteLayer(repo, l, opts...); err != nil {
 			return fmt.Errorf("blob %s of %s to the remote: %w", b.Digest, repoName, err)
 		}
-		r.m.blobs.WithLabelValues(c.rule.Name, Push).Inc()
-		r.m.bytes.WithLabelValues(c.rule.Name, Push).Add(float64(b.Size))
+		ps.m.blobs.WithLabelValues(c.rule.Name, Push).Inc()
+		ps.m.bytes.WithLabelValues(c.rule.Name, Push).Add(float64(b.Size))
 	}
 	var ref name.Reference = repo.Digest(d.String())
 	if tag != "" {
@@ -163,46 +187,46 @@ func (r *Replicator) pushManifest(ctx context.Context, c *client, repoName strin
 	if err := remote.Put(ref, rawManifest{m}, opts...); err != nil {
 		return fmt.Errorf("manifest %s to the remote: %w", ref, err)
 	}
-	r.m.manifests.WithLabelValues(c.rule.Name, Push).Inc()
-	r.log.Debug("replicated manifest", "rule", c.rule.Name, "ref", ref.String(), "digest", d)
+	ps.m.manifests.WithLabelValues(c.rule.Name, Push).Inc()
+	ps.log.Debug("replicated manifest", "rule", c.rule.Name, "ref", ref.String(), "digest", d)
 	return nil
 }
 
 // reconcile sends every tag of the matching local repositories this member
 // owns, and their referrers, that the remote lacks or has elsewhere.
-func (r *Replicator) reconcile(ctx context.Context, c *client) error {
+func (ps *pusher) reconcile(ctx context.Context, c *client) error {
 	opts, err := c.options(ctx)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	sent := 0
-	for _, repoName := range r.deps.Meta.Repositories("", 0) {
-		if !c.rule.matches(repoName) || !r.deps.Owns(c.rule.Name+"/"+repoName) {
+	for _, repoName := range ps.meta.Repositories("", 0) {
+		if !c.rule.matches(repoName) || !ps.owns(c.rule.Name+"/"+repoName) {
 			continue
 		}
 		repo, err := c.repo(repoName)
 		if err != nil {
 			return err
 		}
-		tags, _ := r.deps.Meta.Tags(repoName, "", 0)
+		tags, _ := ps.meta.Tags(repoName, "", 0)
 		for _, tag := range tags {
-			d, err := r.deps.Meta.Tag(repoName, tag)
+			d, err := ps.meta.Tag(repoName, tag)
 			if err != nil {
 				continue
 			}
 			if h, err := remote.Head(repo.Tag(tag), opts...); err != nil || h.Digest.String() != d.String() {
-				if err := r.pushManifest(ctx, c, repoName, d, tag); err != nil {
+				if err := ps.pushManifest(ctx, c, repoName, d, tag); err != nil {
 					errs = append(errs, err)
 					continue
 				}
 				sent++
 			}
-			for _, ref := range r.deps.Meta.Referrers(repoName, d) {
+			for _, ref := range ps.meta.Referrers(repoName, d) {
 				if _, err := remote.Head(repo.Digest(ref.Digest.String()), opts...); err == nil {
 					continue
 				}
-				if err := r.pushManifest(ctx, c, repoName, ref.Digest, ""); err != nil {
+				if err := ps.pushManifest(ctx, c, repoName, ref.Digest, ""); err != nil {
 					errs = append(errs, err)
 					continue
 				}
@@ -214,10 +238,10 @@ func (r *Replicator) reconcile(ctx context.Context, c *client) error {
 		}
 	}
 	if sent > 0 {
-		r.log.Info("replication push check sent what the remote lacked", "rule", c.rule.Name, "manifests", sent)
+		ps.log.Info("replication push check sent what the remote lacked", "rule", c.rule.Name, "manifests", sent)
 	}
 	if len(errs) == 0 {
-		r.m.lastPass.WithLabelValues(c.rule.Name).SetToCurrentTime()
+		ps.m.lastPass.WithLabelValues(c.rule.Name).SetToCurrentTime()
 	}
 	return errors.Join(errs...)
 }

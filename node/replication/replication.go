@@ -64,17 +64,19 @@ type Deps struct {
 	Metrics prometheus.Registerer
 }
 
-// Replicator runs the rules. Emit may be called concurrently with
-// everything; Close only after Run has returned.
+// Replicator runs the rules: it queues the events of the push rules and
+// reports every rule's status; a pusher and a puller do the work. Emit may
+// be called concurrently with everything; Close only after Run has
+// returned.
 type Replicator struct {
 	rules []*rule
-	deps  Deps
 	log   *slog.Logger
-	q     *queue.Queue // nil without push rules
-	wake  map[string]chan struct{}
+	q     *queue.Queue             // nil without push rules
+	wake  map[string]chan struct{} // per push rule: an event was queued
 	m     *metrics
-
-	lastErr lastErrors // for Status
+	fails *failures // for Status
+	push  *pusher
+	pull  *puller
 }
 
 var _ api.EventSink = (*Replicator)(nil)
@@ -86,13 +88,15 @@ func New(cfg Config, deps Deps) (*Replicator, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replicator{rules: rules, deps: deps, log: deps.Logger, wake: map[string]chan struct{}{}, m: newMetrics(deps.Metrics)}
+	r := &Replicator{rules: rules, log: deps.Logger, wake: map[string]chan struct{}{}, m: newMetrics(deps.Metrics)}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}
-	if r.deps.Owns == nil {
-		r.deps.Owns = func(string) bool { return true }
+	owns := deps.Owns
+	if owns == nil {
+		owns = func(string) bool { return true }
 	}
+	r.fails = &failures{counter: r.m.failures}
 	var streams []string
 	for _, rl := range rules {
 		if rl.Direction == Push {
@@ -112,6 +116,8 @@ func New(cfg Config, deps Deps) (*Replicator, error) {
 			}
 		}
 	}
+	r.push = &pusher{q: r.q, wake: r.wake, meta: deps.Meta, open: deps.Open, owns: owns, m: r.m, log: r.log, fails: r.fails}
+	r.pull = &puller{blobs: deps.Blobs, meta: deps.Meta, owns: owns, m: r.m, log: r.log, fails: r.fails}
 	return r, nil
 }
 
@@ -167,9 +173,9 @@ func (r *Replicator) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, rl := range r.rules {
 		if rl.Direction == Push {
-			wg.Go(func() { r.runPush(ctx, rl) })
+			wg.Go(func() { r.push.runPush(ctx, rl) })
 		} else {
-			wg.Go(func() { r.runPull(ctx, rl) })
+			wg.Go(func() { r.pull.runPull(ctx, rl) })
 		}
 	}
 	wg.Wait()

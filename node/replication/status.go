@@ -41,10 +41,13 @@ type Progress struct {
 	Done         int `json:"done"`
 }
 
-// lastErrors keeps each rule's latest failure. Safe for concurrent use.
-type lastErrors struct {
+// failures counts each rule's failures (the failures metric) and keeps
+// its latest. Safe for concurrent use.
+type failures struct {
+	counter *prometheus.CounterVec
+
 	mu   sync.Mutex
-	errs map[string]timedError
+	errs map[string]timedError // rule → latest failure
 }
 
 type timedError struct {
@@ -52,18 +55,26 @@ type timedError struct {
 	at  time.Time
 }
 
-// failed counts a failure of rule and keeps err as its latest.
-func (r *Replicator) failed(rule string, err error) {
-	r.m.failures.WithLabelValues(rule).Inc()
+// record counts a failure of rule and keeps err, if any, as its latest.
+func (f *failures) record(rule string, err error) {
+	f.counter.WithLabelValues(rule).Inc()
 	if err == nil {
 		return
 	}
-	r.lastErr.mu.Lock()
-	defer r.lastErr.mu.Unlock()
-	if r.lastErr.errs == nil {
-		r.lastErr.errs = map[string]timedError{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.errs == nil {
+		f.errs = map[string]timedError{}
 	}
-	r.lastErr.errs[rule] = timedError{msg: err.Error(), at: time.Now()}
+	f.errs[rule] = timedError{msg: err.Error(), at: time.Now()}
+}
+
+// last returns rule's latest failure.
+func (f *failures) last(rule string) (timedError, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.errs[rule]
+	return e, ok
 }
 
 // Status reports every rule, in configuration order. The counts are read
@@ -84,11 +95,9 @@ func (r *Replicator) Status() []RuleStatus {
 		if t := value(r.m.lastPass, rule); t > 0 {
 			s.LastPass = time.Unix(0, int64(t*1e9)).UTC()
 		}
-		r.lastErr.mu.Lock()
-		if e, ok := r.lastErr.errs[rl.Name]; ok {
+		if e, ok := r.fails.last(rl.Name); ok {
 			s.LastError, s.LastErrorAt = e.msg, e.at.UTC()
 		}
-		r.lastErr.mu.Unlock()
 		if rl.Direction == Push {
 			s.Deletes = int64(value(r.m.deletes, rule))
 			if r.q != nil {
