@@ -3,6 +3,8 @@ package node
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -45,7 +47,7 @@ func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 }
 
-func newMetrics() *metrics {
+func newMetrics() (*metrics, error) {
 	m := &metrics{
 		reg:      prometheus.NewRegistry(),
 		requests: counterVec("atoll_http_requests_total", "Registry API requests by route, method and status.", "route", "method", "status"),
@@ -63,16 +65,29 @@ func newMetrics() *metrics {
 		rebalances:     counter("atoll_rebalances_total", "Rebalance passes over the blobs held here."),
 		gcFreed:        counter("atoll_gc_freed_blobs_total", "Blobs deleted by garbage collection on this member."),
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.bytesIn, m.bytesOut, m.blobRoutes, m.uploadForwards,
+	err := register(m.reg, m.requests, m.duration, m.bytesIn, m.bytesOut, m.blobRoutes, m.uploadForwards,
 		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	return m, err
+}
+
+// register registers every collector with reg, or says which it could not
+// (a name registered twice).
+func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	var errs []error
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // watch exports gauges read from the member at scrape time.
-func (m *metrics) watch(n *Node) {
+func (m *metrics) watch(n *Node) error {
+	var errs []error
 	gauge := func(name, help string, f func() float64) {
-		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+		errs = append(errs, register(m.reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)))
 	}
 	gauge("atoll_blobs_stored", "Blobs held on this member.", func() float64 { b, _ := n.local.Usage(); return float64(b) })
 	gauge("atoll_blob_bytes_stored", "Bytes of the blobs held on this member.", func() float64 { _, b := n.local.Usage(); return float64(b) })
@@ -102,23 +117,23 @@ func (m *metrics) watch(n *Node) {
 			}
 			return math.NaN()
 		}
-		m.reg.MustRegister(
+		errs = append(errs, register(m.reg,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_quota_used_bytes", Help: "Distinct bytes of the blobs and manifests a quota's repositories hold, cluster-wide.", ConstLabels: labels}, used),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_quota_limit_bytes", Help: "A quota's limit in bytes.", ConstLabels: labels},
 				func() float64 { return float64(q.LimitBytes) }),
-		)
+		))
 	}
 	for name := range n.notify.Stats() {
 		labels := prometheus.Labels{"endpoint": name}
 		stat := func() notify.EndpointStats { return n.notify.Stats()[name] }
-		m.reg.MustRegister(
+		errs = append(errs, register(m.reg,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "atoll_notifications_pending", Help: "Events queued for a webhook.", ConstLabels: labels},
 				func() float64 { return float64(stat().Pending) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "atoll_notifications_delivered_total", Help: "Events delivered to a webhook.", ConstLabels: labels},
 				func() float64 { return float64(stat().Delivered) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "atoll_notifications_failures_total", Help: "Failed webhook requests.", ConstLabels: labels},
 				func() float64 { return float64(stat().Failed) }),
-		)
+		))
 	}
 	if n.cluster != nil {
 		gauge("atoll_cluster_members_alive", "Live members in this member's view.", func() float64 {
@@ -128,6 +143,7 @@ func (m *metrics) watch(n *Node) {
 			return float64(n.metasync.Lag())
 		})
 	}
+	return errors.Join(errs...)
 }
 
 // instrument counts, times and (at debug level) logs every request to h,

@@ -86,16 +86,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     log,
-		name:    cfg.Cluster.NodeName,
-		metrics: newMetrics(),
+		cfg:  cfg,
+		log:  log,
+		name: cfg.Cluster.NodeName,
+	}
+	var err error
+	if n.metrics, err = newMetrics(); err != nil {
+		return nil, err
 	}
 	n.members = &memberClient{scheme: "http", token: HTTPToken(cfg.Cluster.Secret), client: &http.Client{Transport: route.Transport(0)}, views: &n.views}
 	if cfg.TLS.Certificate != "" {
 		n.members.scheme = "https"
 	}
-	var err error
 	if cfg.Auth.Enabled() {
 		if cfg.Cluster.Enabled && cfg.Cluster.Secret == "" {
 			return nil, errors.New("a cluster with authentication needs a cluster secret: members vouch for their clients with it")
@@ -234,7 +236,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	mux.Handle("/v2/", n.instrument(registry))
 	mux.Handle("/v1/search", n.instrument(registry))
-	n.metrics.watch(n)
+	if err := n.metrics.watch(n); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
 	n.handler = api.IdleBodies(cfg.ReadIdle, mux) // a stalled body holds nothing for long
 	return n, nil
 }

@@ -61,7 +61,10 @@ var _ api.Upstream = (*Cache)(nil)
 // New returns a cache of cfg's upstreams, or an error naming the invalid
 // setting. It does not contact the upstreams.
 func New(cfg Config, deps Deps) (*Cache, error) {
-	m := newMetrics(deps.Metrics)
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("pull-through cache: %w", err)
+	}
 	routes, err := cfg.routes(m)
 	if err != nil {
 		return nil, fmt.Errorf("pull-through cache: %w", err)

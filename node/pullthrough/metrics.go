@@ -1,6 +1,11 @@
 package pullthrough
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the cache's Prometheus metrics, labelled by upstream host.
 type metrics struct {
@@ -12,7 +17,7 @@ type metrics struct {
 	limitRefusals *prometheus.CounterVec // pulls refused with 429
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	vec := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	}
@@ -27,8 +32,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		limitRefusals: vec("atoll_pullthrough_limit_refusals_total",
 			"Pulls refused with 429 while the upstream's rate limit holds.", "upstream"),
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.hits, m.misses, m.forwards, m.limitWaits, m.limitRefusals)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	var errs []error
+	for _, c := range []prometheus.Collector{m.requests, m.hits, m.misses, m.forwards, m.limitWaits, m.limitRefusals} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w", err))
+		}
+	}
+	return m, errors.Join(errs...)
 }

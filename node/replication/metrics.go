@@ -1,6 +1,11 @@
 package replication
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics are the replication metrics, labelled by rule (and direction).
 type metrics struct {
@@ -15,7 +20,7 @@ type metrics struct {
 	reposDone *prometheus.GaugeVec   // of which done
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "atoll_replication_queued",
 			Help: "Pushes and deletes queued on this member for a push rule, not yet sent."}, []string{"rule"}),
@@ -36,8 +41,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		reposDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "atoll_replication_pass_repositories_done",
 			Help: "Repositories of the current pass of a pull rule copied so far."}, []string{"rule"}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.queued, m.manifests, m.blobs, m.bytes, m.deletes, m.failures, m.lastPass, m.repos, m.reposDone)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	var errs []error
+	for _, c := range []prometheus.Collector{m.queued, m.manifests, m.blobs, m.bytes, m.deletes, m.failures, m.lastPass, m.repos, m.reposDone} {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, fmt.Errorf("metrics: %w", err))
+		}
+	}
+	return m, errors.Join(errs...)
 }

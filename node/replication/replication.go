@@ -88,7 +88,11 @@ func New(cfg Config, deps Deps) (*Replicator, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Replicator{rules: rules, log: deps.Logger, wake: map[string]chan struct{}{}, m: newMetrics(deps.Metrics)}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("replication: %w", err)
+	}
+	r := &Replicator{rules: rules, log: deps.Logger, wake: map[string]chan struct{}{}, m: m}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}

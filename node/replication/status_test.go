@@ -10,7 +10,11 @@ import (
 // TestFailures: every failure counts in the metric Status reads; only one
 // with an error replaces the rule's latest, and rules do not mix.
 func TestFailures(t *testing.T) {
-	f := &failures{counter: newMetrics(nil).failures}
+	m, err := newMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failures{counter: m.failures}
 	if _, ok := f.last("a"); ok {
 		t.Fatal("a latest failure before any")
 	}
