@@ -20,7 +20,13 @@ import (
 type state struct {
 	records map[digest.Digest]*record
 	repos   map[string]*repo
-	names   []string // sorted keys of repos
+	// names are the keys of repos, sorted, but for those created since
+	// the last sortNames, which are in added: apply leaves the sorting
+	// to one merge at the end of a commit (or of the load), as inserting
+	// each new name costs a move of all the names after it. Outside of
+	// a commit, added is empty.
+	names []string
+	added []string
 	// blobRepos lists, sorted, the repositories that link each blob.
 	blobRepos map[digest.Digest][]string
 	// pins are the digests immutable tags were first bound to, by
@@ -86,10 +92,32 @@ func (s *state) repo(name string, create bool) *repo {
 			referrers: map[digest.Digest]map[digest.Digest]struct{}{},
 		}
 		s.repos[name] = r
-		i, _ := slices.BinarySearch(s.names, name)
-		s.names = slices.Insert(s.names, i, name)
+		s.added = append(s.added, name)
 	}
 	return r
+}
+
+// sortNames merges the names of the repositories created since it last
+// ran into the sorted names.
+func (s *state) sortNames() {
+	if len(s.added) == 0 {
+		return
+	}
+	slices.Sort(s.added)
+	merged := make([]string, 0, len(s.names)+len(s.added))
+	i, j := 0, 0
+	for i < len(s.names) && j < len(s.added) {
+		if s.names[i] < s.added[j] {
+			merged = append(merged, s.names[i])
+			i++
+		} else {
+			merged = append(merged, s.added[j])
+			j++
+		}
+	}
+	merged = append(append(merged, s.names[i:]...), s.added[j:]...)
+	clear(s.added)
+	s.names, s.added = merged, s.added[:0]
 }
 
 // intern returns the index's copy of a media type, keeping the first 256.
@@ -176,6 +204,8 @@ func (s *state) apply(op metalog.Op) error {
 		delete(s.repos, k.repo)
 		if i, ok := slices.BinarySearch(s.names, k.repo); ok {
 			s.names = slices.Delete(s.names, i, i+1)
+		} else if i := slices.Index(s.added, k.repo); i >= 0 {
+			s.added = slices.Delete(s.added, i, i+1)
 		}
 	}
 	return nil

@@ -125,7 +125,7 @@ func Open(path string, opts Options) (*Store, error) {
 func (s *Store) Close() error { return errors.Join(s.db.Close(), s.reserve.close()) }
 
 func (s *Store) load() error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketLog, bucketVector, bucketUploads, bucketFinished} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -138,7 +138,7 @@ func (s *Store) load() error {
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
+		err = tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
 			e, err := decodeEntry(v)
 			if err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
@@ -150,7 +150,10 @@ func (s *Store) load() error {
 			}
 			return s.st.apply(metalog.Op{Key: string(k), Value: e.value, Stamp: e.stamp})
 		})
+		return err
 	})
+	s.st.sortNames()
+	return err
 }
 
 // write commits the ops that build derives from the current state as this
@@ -247,6 +250,7 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 // applyCommitted brings the in-memory state (clock, index, manifest cache)
 // up to ops, just committed to disk. The caller holds s.mu.
 func (s *Store) applyCommitted(ops []metalog.Op) error {
+	defer s.st.sortNames()
 	for _, op := range ops {
 		s.clock.observe(op.Stamp)
 		if k, err := parseKeyString(op.Key); err == nil && k.manifest != "" {
