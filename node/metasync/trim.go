@@ -139,7 +139,7 @@ func (r *Replicator) compact(ctx context.Context) error {
 	done, err := c.CompactIfSparse(ctx)
 	if done.Done {
 		r.slog.Info("compacted metadata.db online", "before", done.Before, "after", done.After,
-			"live", done.Live, "writesPaused", done.Paused.Round(time.Millisecond), "err", err)
+			"live", done.Live, "writesPaused", done.Paused.Round(time.Millisecond), "copiedAgain", done.Again, "err", err)
 	}
 	if err != nil {
 		return fmt.Errorf("compacting the metadata store: %w", err)

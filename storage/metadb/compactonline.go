@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,9 +18,11 @@ import (
 // every transaction goes through, so that CompactIfSparse can replace it
 // by a compacted copy while the store runs:
 //
-//   - writes pause: the store's write lock and the handle's writes lock
-//     are held from the copy to the swap, so nothing commits to the old
-//     file after the copy began (no write is lost);
+//   - writes go on while a snapshot is copied (bolt.Compact), and pause
+//     for the swap: the store's write lock and the handle's writes lock
+//     are held, and if a write committed since the snapshot began, the
+//     file is copied again first, so nothing that committed to the old
+//     file is missing from the new one (no write is lost);
 //   - reads go on: the in-memory index and the manifest cache need no
 //     disk, and a read transaction runs on the old file until the swap,
 //     which waits for the ones in flight and makes every later one read
@@ -35,10 +38,13 @@ type handle struct {
 	path string
 	opts bolt.Options
 
-	compacting sync.Mutex   // one compaction at a time
-	writes     sync.RWMutex // read-held by each Update; write-held while compacting: writes pause
-	mu         sync.RWMutex // read-held by each transaction; write-held to swap db
-	db         *bolt.DB     // nil once closed
+	compacting sync.Mutex    // one compaction at a time
+	writes     sync.RWMutex  // read-held by each Update; write-held while compacting: writes pause
+	gen        atomic.Uint64 // Updates so far, committed or not
+	mu         sync.RWMutex  // read-held by each transaction; write-held to swap db
+	db         *bolt.DB      // nil once closed
+
+	copied func() // tests: runs after the first copy, before writes pause
 }
 
 // openHandle opens the database at path.
@@ -70,6 +76,7 @@ func (h *handle) Update(fn func(*bolt.Tx) error) error {
 	if h.db == nil {
 		return bolt.ErrDatabaseNotOpen
 	}
+	defer h.gen.Add(1)
 	return h.db.Update(fn)
 }
 
@@ -94,8 +101,11 @@ type Compaction struct {
 	// Before and After are the file's sizes in bytes; Live is the bytes of
 	// pages in use before.
 	Before, After, Live int64
-	// Paused is how long writes waited: the copy and the swap.
+	// Paused is how long writes waited: the swap, and the copy if Again.
 	Paused time.Duration
+	// Again says a write committed during the first copy, so the file
+	// was copied again with writes paused.
+	Again bool
 }
 
 // CompactIfSparse compacts the database file online when that wins back
@@ -106,7 +116,9 @@ func (s *Store) CompactIfSparse(ctx context.Context) (Compaction, error) {
 }
 
 // compactOnline compacts the file if it is sparse, or in any case when
-// force is set.
+// force is set. It first copies a snapshot while writes go on, and keeps
+// that copy if no write committed since the snapshot began: writes then
+// pause only for the swap. Otherwise it copies again with writes paused.
 func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, err error) {
 	h := s.db
 	if !h.compacting.TryLock() {
@@ -125,6 +137,22 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 	if err != nil || !sparseNow && !force {
 		return c, err
 	}
+	tmp := h.path + ".compact"
+	gen := h.gen.Load()
+	h.mu.RLock()
+	var dst *bolt.DB
+	if h.db == nil {
+		err = bolt.ErrDatabaseNotOpen
+	} else {
+		dst, err = copyDB(h.db, tmp, h.opts)
+	}
+	h.mu.RUnlock()
+	if err != nil {
+		return c, fmt.Errorf("compact metadata: %w", err)
+	}
+	if h.copied != nil {
+		h.copied()
+	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	h.writes.Lock()
@@ -132,28 +160,22 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 	start := time.Now()
 	defer func() { c.Paused = time.Since(start) }()
 	if h.db == nil {
+		_ = dst.Close()
 		return c, fmt.Errorf("compact metadata: %w", bolt.ErrDatabaseNotOpen)
 	}
-	tmp := h.path + ".compact"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return c, fmt.Errorf("compact metadata: %w", err)
-	}
-	// The copy is written without fsync and synced once whole.
-	opts := h.opts
-	opts.NoSync = true
-	dst, err := bolt.Open(tmp, 0o600, &opts)
-	if err != nil {
-		return c, fmt.Errorf("compact metadata: %w", err)
-	}
-	err = bolt.Compact(dst, h.db, 64<<20)
-	if err == nil {
-		err = dst.Sync()
+	if h.gen.Load() != gen {
+		c.Again = true
+		if err = dst.Close(); err == nil {
+			dst, err = copyDB(h.db, tmp, h.opts)
+		}
 	}
 	if err == nil {
 		err = os.Rename(tmp, h.path)
 	}
 	if err != nil {
-		_ = dst.Close()
+		if dst != nil {
+			_ = dst.Close()
+		}
 		_ = os.Remove(tmp)
 		return c, fmt.Errorf("compact metadata: %w", err)
 	}
@@ -178,6 +200,29 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 		return c, fmt.Errorf("compact metadata: after the swap: %w", err)
 	}
 	return c, nil
+}
+
+// copyDB copies src, compacted, into a new database at tmp, opened with
+// opts, and syncs it. The copy is of one read transaction of src.
+func copyDB(src *bolt.DB, tmp string, opts bolt.Options) (*bolt.DB, error) {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	opts.NoSync = true // synced once whole
+	dst, err := bolt.Open(tmp, 0o600, &opts)
+	if err != nil {
+		return nil, err
+	}
+	err = bolt.Compact(dst, src, 64<<20)
+	if err == nil {
+		err = dst.Sync()
+	}
+	if err != nil {
+		_ = dst.Close()
+		_ = os.Remove(tmp)
+		return nil, err
+	}
+	return dst, nil
 }
 
 // sparse returns the size of the file at path and the bytes of its live

@@ -54,6 +54,7 @@ func TestOnlineCompactionUnderChurn(t *testing.T) {
 		errs        = make(chan error, 64)
 		reads       atomic.Int64
 		compactions atomic.Int64
+		again       atomic.Int64
 		maxSize     atomic.Int64
 		fail        = func(err error) {
 			select {
@@ -142,6 +143,9 @@ func TestOnlineCompactionUnderChurn(t *testing.T) {
 			if c.Done {
 				compactions.Add(1)
 			}
+			if c.Again {
+				again.Add(1)
+			}
 		}
 	})
 	wg.Wait()
@@ -159,8 +163,8 @@ func TestOnlineCompactionUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := fileSize(t, path)
-	t.Logf("%d retags, %d 1 MiB manifests put, deleted and collected: %d compactions during the churn, %d reads; file %d KiB before, at most %d KiB seen, %d KiB after (last compaction: %+v)",
-		retags, bigs, compactions.Load(), reads.Load(), before>>10, maxSize.Load()>>10, after>>10, c)
+	t.Logf("%d retags, %d 1 MiB manifests put, deleted and collected: %d compactions during the churn (%d copied again), %d reads; file %d KiB before, at most %d KiB seen, %d KiB after (last compaction: %+v)",
+		retags, bigs, compactions.Load(), again.Load(), reads.Load(), before>>10, maxSize.Load()>>10, after>>10, c)
 	if compactions.Load() == 0 {
 		t.Error("no compaction ran during the churn")
 	}
@@ -287,6 +291,47 @@ func TestCompactionCrash(t *testing.T) {
 		if d, err := s.Tag("r", tag); err != nil || d != m.Descriptor.Digest {
 			t.Errorf("killed after the swap: r:%s = %s, %v", tag, d, err)
 		}
+	}
+}
+
+// TestWriteDuringCopy: a write that commits while the snapshot is
+// copied, writes going on, is in the file swapped in: the file is copied
+// again with writes paused. Without one, the first copy is kept.
+func TestWriteDuringCopy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metadata.db")
+	s, err := Open(path, Options{Reserve: -1, Config: Config{CacheSize: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	m, late := manifest("early", ""), manifest(strings.Repeat("late", 1000), "")
+	if err := s.PutManifest(ctx, "r", m, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	s.db.copied = func() {
+		if err := s.PutManifest(ctx, "r", late, "v2"); err != nil {
+			t.Error(err)
+		}
+	}
+	c, err := s.compactOnline(ctx, true)
+	if err != nil || !c.Done || !c.Again {
+		t.Fatalf("compaction with a write during the copy: %+v, %v", c, err)
+	}
+	s.db.copied = nil
+	if c, err = s.compactOnline(ctx, true); err != nil || !c.Done || c.Again {
+		t.Fatalf("compaction with no write during the copy: %+v, %v", c, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path, Options{Reserve: -1, Config: Config{CacheSize: -1}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Manifest("r", late.Descriptor.Digest); err != nil || string(got.Content) != string(late.Content) {
+		t.Errorf("the write made during the copy: %v", err)
+	}
+	if d, err := s.Tag("r", "v2"); err != nil || d != late.Descriptor.Digest {
+		t.Errorf("r:v2 = %s, %v", d, err)
 	}
 }
 
