@@ -157,10 +157,13 @@ func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string)
 		vec      metalog.Vector
 		entries  int
 		installs int
+		waited   time.Duration // for chunks: the fetch is behind
 		last     = start
 	)
 	for {
+		t0 := time.Now()
 		f, ok := q.next()
+		waited += time.Since(t0)
 		if !ok {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -189,6 +192,7 @@ func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string)
 	if err := r.log.Advance(ctx, vec); err != nil {
 		return err
 	}
-	r.slog.Info("installed a metadata snapshot", "member", p, "entries", entries, "transactions", installs, "took", time.Since(start).Round(time.Millisecond))
+	r.slog.Info("installed a metadata snapshot", "member", p, "entries", entries, "transactions", installs,
+		"took", time.Since(start).Round(time.Millisecond), "waiting for chunks", waited.Round(time.Millisecond))
 	return nil
 }

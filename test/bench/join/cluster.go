@@ -3,8 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +22,7 @@ import (
 type member struct {
 	name   string
 	base   string // http://127.0.0.1:PORT
+	debug  string // http://127.0.0.1:PORT of /debug/pprof
 	gossip string
 	dir    string
 	proc   *benchkit.Proc
@@ -48,8 +52,12 @@ func (c *cluster) start(ctx context.Context, name string) (*member, error) {
 	if m.gossip, err = benchkit.FreeAddrUDP(); err != nil {
 		return nil, err
 	}
-	m.base = "http://" + addr
-	args := []string{"serve", "--addr", addr, "--data", filepath.Join(m.dir, "data"),
+	debug, err := benchkit.FreeAddr()
+	if err != nil {
+		return nil, err
+	}
+	m.base, m.debug = "http://"+addr, "http://"+debug
+	args := []string{"serve", "--addr", addr, "--data", filepath.Join(m.dir, "data"), "--debug-addr", debug,
 		"--node-name", name, "--gossip-addr", m.gossip, "--grpc-addr", grpc}
 	var join []string
 	for _, o := range c.members {
@@ -65,11 +73,37 @@ func (c *cluster) start(ctx context.Context, name string) (*member, error) {
 	return m, nil
 }
 
-// remove stops m and forgets it.
+// startReady starts member name and waits until it is ready, starting it
+// again on other ports when one it was given was taken meanwhile.
+func (c *cluster) startReady(ctx context.Context, name string, timeout time.Duration, started func(*member)) (*member, error) {
+	for try := 1; ; try++ {
+		m, err := c.start(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if started != nil {
+			started(m)
+		}
+		err = m.proc.WaitHTTP(ctx, timeout, m.base+"/readyz")
+		if err == nil {
+			return m, nil
+		}
+		c.members = slices.DeleteFunc(c.members, func(x *member) bool { return x == m })
+		if try < 3 && strings.Contains(m.proc.LogTail(4096), "address already in use") {
+			m.proc.Stop(false)
+			benchkit.Logf("%s: a port was taken meanwhile; starting it again", name)
+			continue
+		}
+		m.proc.Stop(true)
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+}
+
+// remove stops m and forgets it; its log stays.
 func (c *cluster) remove(m *member) error {
 	m.proc.Stop(false)
 	c.members = slices.DeleteFunc(c.members, func(x *member) bool { return x == m })
-	return os.RemoveAll(m.dir)
+	return os.RemoveAll(filepath.Join(m.dir, "data"))
 }
 
 func (c *cluster) stop() {
@@ -78,13 +112,30 @@ func (c *cluster) stop() {
 	}
 }
 
-// waitReady polls m's /readyz every 50ms until it answers 200.
-func (m *member) waitReady(ctx context.Context, timeout time.Duration) error {
-	err := m.proc.WaitHTTP(ctx, timeout, m.base+"/readyz")
-	if err != nil {
-		m.proc.Stop(true)
+// profile saves a CPU profile of m taken over the next d to path.
+func (m *member) profile(ctx context.Context, d time.Duration, path string) error {
+	u := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", m.debug, int(d.Seconds()))
+	var resp *http.Response
+	err := benchkit.Poll(ctx, 5*time.Second, m.proc, func(ctx context.Context) error {
+		conn, err := net.DialTimeout("tcp", strings.TrimPrefix(m.debug, "http://"), time.Second)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err
+	})
+	if err == nil {
+		resp, err = benchkit.Get(ctx, http.DefaultClient, u, nil)
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, resp.Body)
+	return errors.Join(err, f.Close())
 }
 
 // report checks that 200 tags picked at random resolve on m, and

@@ -32,12 +32,14 @@ import (
 
 type config struct {
 	shape
-	batch    int
-	rounds   int
-	atollBin string
-	workdir  string
-	keep     bool
-	timeout  time.Duration
+	batch     int
+	rounds    int
+	atollBin  string
+	workdir   string
+	keep      bool
+	timeout   time.Duration
+	profile   time.Duration
+	buildOnly bool
 }
 
 func parseFlags() (config, error) {
@@ -51,6 +53,8 @@ func parseFlags() (config, error) {
 	flag.StringVar(&c.workdir, "workdir", "", "directory for the members (default: a new one under $TMPDIR); a database built there before is reused")
 	flag.BoolVar(&c.keep, "keep", false, "keep the work directory")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long a member may take to be ready")
+	flag.DurationVar(&c.profile, "profile", 0, "take CPU profiles this long of n1 and the first fresh member as it joins, into the work directory")
+	flag.BoolVar(&c.buildOnly, "build-only", false, "build the loaded members' databases in -workdir and stop")
 	flag.Parse()
 	if c.repos <= 0 || c.manifests < c.repos || c.tags < 0 || c.batch <= 0 || c.rounds <= 0 {
 		return c, fmt.Errorf("need 0 < repos <= manifests, tags >= 0, batch > 0, rounds > 0")
@@ -80,19 +84,15 @@ func main() {
 
 func run(ctx context.Context, c config, dir string) error {
 	built, err := build(ctx, c, dir)
-	if err != nil {
+	if err != nil || c.buildOnly {
 		return err
 	}
 	cl := &cluster{bin: c.atollBin, dir: dir}
 	defer cl.stop()
 	for _, name := range []string{"n1", "n2"} {
 		start := time.Now()
-		m, err := cl.start(ctx, name)
-		if err != nil {
+		if _, err := cl.startReady(ctx, name, c.timeout, nil); err != nil {
 			return err
-		}
-		if err := m.waitReady(ctx, c.timeout); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
 		}
 		benchkit.Logf("%s (loaded) ready in %v", name, time.Since(start).Round(time.Millisecond))
 	}
@@ -102,13 +102,15 @@ func run(ctx context.Context, c config, dir string) error {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return err
 		}
-		start := time.Now()
-		m, err := cl.start(ctx, name)
+		var start time.Time
+		m, err := cl.startReady(ctx, name, c.timeout, func(m *member) {
+			start = time.Now()
+			if round == 1 && c.profile > 0 {
+				profile(ctx, c.profile, dir, cl.members[0], m)
+			}
+		})
 		if err != nil {
 			return err
-		}
-		if err := m.waitReady(ctx, c.timeout); err != nil {
-			return fmt.Errorf("%s: %w", name, err)
 		}
 		took := time.Since(start)
 		joins = append(joins, took)
@@ -124,4 +126,19 @@ func run(ctx context.Context, c config, dir string) error {
 	}
 	printReport(c, built, joins)
 	return nil
+}
+
+// profile takes CPU profiles of the members ms for d, in the background,
+// into dir/<name>.cpu.
+func profile(ctx context.Context, d time.Duration, dir string, ms ...*member) {
+	for _, m := range ms {
+		go func() {
+			path := filepath.Join(dir, m.name+".cpu")
+			if err := m.profile(ctx, d, path); err != nil {
+				benchkit.Logf("profiling %s: %v", m.name, err)
+				return
+			}
+			benchkit.Logf("CPU profile of %s: %s", m.name, path)
+		}()
+	}
 }
