@@ -159,8 +159,9 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 	defer h.writes.Unlock()
 	start := time.Now()
 	defer func() { c.Paused = time.Since(start) }()
-	if h.db == nil {
+	if h.db == nil { // closed during the copy
 		_ = dst.Close()
+		_ = os.Remove(tmp)
 		return c, fmt.Errorf("compact metadata: %w", bolt.ErrDatabaseNotOpen)
 	}
 	if h.gen.Load() != gen {
