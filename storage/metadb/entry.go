@@ -48,6 +48,19 @@ func decodeEntry(b []byte) (entry, error) {
 	}, nil
 }
 
+// peekEntry decodes entry b but its origin: what the index needs, without
+// allocating (value is b's).
+func peekEntry(b []byte) (stamp uint64, deleted bool, value []byte, err error) {
+	if len(b) < 11 {
+		return 0, false, nil, fmt.Errorf("metadata entry of %d bytes", len(b))
+	}
+	n := int(binary.BigEndian.Uint16(b[9:]))
+	if len(b) < 11+n {
+		return 0, false, nil, fmt.Errorf("metadata entry origin past its end")
+	}
+	return binary.BigEndian.Uint64(b), b[8] == 1, b[11+n:], nil
+}
+
 // wins reports whether op replaces the stored entry e: last writer wins by
 // stamp, ties broken by origin name, so every member picks the same winner.
 func wins(op metalog.Op, e entry) bool {

@@ -138,17 +138,19 @@ func (s *Store) load() error {
 		if err != nil {
 			return err
 		}
+		var latest uint64
+		defer func() { s.clock.observe(latest) }()
 		err = tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
-			e, err := decodeEntry(v)
+			stamp, deleted, value, err := peekEntry(v)
 			if err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
-			s.clock.observe(e.stamp)
-			if e.deleted {
-				s.st.unlinked(k, e.stamp)
+			latest = max(latest, stamp)
+			if deleted {
+				s.st.unlinked(k, stamp)
 				return nil
 			}
-			return s.st.apply(metalog.Op{Key: string(k), Value: e.value, Stamp: e.stamp})
+			return s.st.apply(metalog.Op{Key: string(k), Value: value, Stamp: stamp})
 		})
 		return err
 	})
