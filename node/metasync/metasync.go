@@ -68,6 +68,10 @@ type Config struct {
 	// runs at once, whatever TrimInterval says. Default 10000; negative:
 	// none.
 	TrimAfter int `yaml:"-"`
+	// TrimAfterBytes is how many bytes of ops the log may gain before a
+	// trim round runs at once (manifests are in the log with their
+	// bytes). Default 64 MiB; negative: none.
+	TrimAfterBytes int64 `yaml:"-"`
 	// SnapshotAfter is how many batches behind a member must be to
 	// install a snapshot rather than replay the log. Default 1024;
 	// negative: only when the log was trimmed past it.
@@ -95,6 +99,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.TrimAfter == 0 {
 		c.TrimAfter = 10000
+	}
+	if c.TrimAfterBytes == 0 {
+		c.TrimAfterBytes = 64 << 20
 	}
 	if c.SnapshotAfter == 0 {
 		c.SnapshotAfter = 1024
@@ -274,7 +281,7 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 		case <-r.trim.kick:
 			r.trimRound(ctx)
 		case <-t.C:
-			r.logGrew() // batches other members pushed count too
+			r.logGrew(0) // batches other members pushed count too
 			r.antiEntropy(ctx)
 		}
 	}
@@ -363,6 +370,7 @@ func (r *Replicator) pullLog(ctx context.Context, t Transport, p string, theirs 
 			if err := r.log.Apply(ctx, batches); err != nil {
 				return err
 			}
+			r.logGrew(opBytes(batches))
 			next := r.log.Vector()[origin]
 			if next == mine[origin] {
 				break // a gap p cannot fill

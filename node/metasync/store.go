@@ -7,6 +7,7 @@ import (
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metadb"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // Store is the metadata store as a cluster member serves it: metadb's
@@ -43,14 +44,18 @@ func (s *Store) replicated(ctx context.Context, before uint64, err error) error 
 	if after == before {
 		return nil
 	}
-	s.r.logGrew()
+	s.r.logGrew(0)
 	return s.r.wait(ctx, after)
 }
 
 // PutManifest implements storage.Manifests.
 func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
 	before := s.seq()
-	return s.replicated(ctx, before, s.Store.PutManifest(ctx, repo, m, tag))
+	err := s.Store.PutManifest(ctx, repo, m, tag)
+	if err == nil {
+		s.r.trim.bytes.Add(int64(len(m.Content))) // in the log when new; a retag over-counts: trims sooner
+	}
+	return s.replicated(ctx, before, err)
 }
 
 // DeleteManifest implements storage.Manifests.
@@ -75,6 +80,16 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	before := s.seq()
 	return s.replicated(ctx, before, s.Store.UnlinkBlob(ctx, repo, d))
+}
+
+// Apply is metadb's Apply, for batches other members push here: what they
+// add to the log counts towards trimming (logGrew).
+func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
+	if err := s.Store.Apply(ctx, batches); err != nil {
+		return err
+	}
+	s.r.logGrew(opBytes(batches))
+	return nil
 }
 
 // UnlinkEverywhere implements storage.Inventory.

@@ -37,8 +37,9 @@ type trimState struct {
 	candVec metalog.Vector  // what this member had applied then
 	listed  time.Time       // when tombstones were last listed
 
-	base atomic.Uint64 // the sum of the vector at the last round
-	kick chan struct{} // a round is due (buffered 1)
+	base  atomic.Uint64 // the sum of the vector at the last round
+	bytes atomic.Int64  // bytes of ops the log gained since (logGrew)
+	kick  chan struct{} // a round is due (buffered 1)
 }
 
 // compacter is the store's online compaction (storage/metadb).
@@ -46,17 +47,32 @@ type compacter interface {
 	CompactIfSparse(ctx context.Context) (metadb.Compaction, error)
 }
 
-// logGrew asks Run for a trim round when the log has gained TrimAfter
-// batches since the last one. It is cheap enough to call after every
+// logGrew notes that the log gained about bytes of ops, and asks Run for
+// a trim round when it has gained TrimAfter batches or TrimAfterBytes
+// bytes since the last one. It is cheap enough to call after every
 // write.
-func (r *Replicator) logGrew() {
-	if r.cfg.TrimAfter <= 0 || total(r.log.Vector())-r.trim.base.Load() < uint64(r.cfg.TrimAfter) {
+func (r *Replicator) logGrew(bytes int64) {
+	grown := r.trim.bytes.Add(bytes)
+	due := r.cfg.TrimAfterBytes > 0 && grown >= r.cfg.TrimAfterBytes ||
+		r.cfg.TrimAfter > 0 && total(r.log.Vector())-r.trim.base.Load() >= uint64(r.cfg.TrimAfter)
+	if !due {
 		return
 	}
 	select {
 	case r.trim.kick <- struct{}{}:
 	default: // one is due already
 	}
+}
+
+// opBytes returns the bytes of the keys and values of the ops of batches.
+func opBytes(batches []metalog.Batch) int64 {
+	var n int64
+	for _, b := range batches {
+		for _, op := range b.Ops {
+			n += int64(len(op.Key) + len(op.Value))
+		}
+	}
+	return n
 }
 
 // total returns how many batches v covers.
@@ -77,6 +93,7 @@ func (r *Replicator) Trim(ctx context.Context) error {
 	now := time.Now()
 	mine := r.log.Vector()
 	r.trim.base.Store(total(mine))
+	r.trim.bytes.Store(0)
 	floor := mine.Clone()
 	live := map[string]bool{}
 	var peers []string

@@ -2,11 +2,15 @@ package metasync
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage/metadb"
 )
@@ -69,4 +73,32 @@ func fileSize(t *testing.T, path string) int64 {
 	fi, err := os.Stat(path)
 	must(t, err)
 	return fi.Size()
+}
+
+// A log that gains TrimAfterBytes of manifests gets a round at once, few
+// as its batches are.
+func TestTrimByBytesAlone(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metadata.db")
+	s, err := metadb.Open(path, metadb.Options{Origin: "a", NoSync: true})
+	must(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	cfg := testConfig
+	cfg.TrimAfter, cfg.TrimAfterBytes, cfg.TrimInterval = -1, 1<<20, time.Hour
+	r := New(cfg, Deps{Self: "a", Log: s})
+	store := Wrap(s, r)
+	runCtx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Run(runCtx, false) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	for i := range 4 {
+		m := manifest(fmt.Sprint(i))
+		m.Content = append(m.Content[:len(m.Content)-1:len(m.Content)-1], []byte(`,"pad":"`+strings.Repeat("x", 300<<10)+`"}`)...)
+		m.Descriptor.Digest, m.Descriptor.Size = digest.FromBytes(m.Content), int64(len(m.Content))
+		must(t, store.PutManifest(ctx, "r", m, "latest"))
+	}
+	waitFor(t, "a round after 1.2 MiB of manifests", func() bool {
+		n, err := s.LogLen()
+		must(t, err)
+		return n == 0
+	})
 }
