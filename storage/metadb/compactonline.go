@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/atollhq/atoll/storage/diskspace"
 )
@@ -61,7 +62,7 @@ func (h *handle) View(fn func(*bolt.Tx) error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.db == nil {
-		return bolt.ErrDatabaseNotOpen
+		return berrors.ErrDatabaseNotOpen
 	}
 	return h.db.View(fn)
 }
@@ -74,7 +75,7 @@ func (h *handle) Update(fn func(*bolt.Tx) error) error {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if h.db == nil {
-		return bolt.ErrDatabaseNotOpen
+		return berrors.ErrDatabaseNotOpen
 	}
 	defer h.gen.Add(1)
 	return h.db.Update(fn)
@@ -142,7 +143,7 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 	h.mu.RLock()
 	var dst *bolt.DB
 	if h.db == nil {
-		err = bolt.ErrDatabaseNotOpen
+		err = berrors.ErrDatabaseNotOpen
 	} else {
 		dst, err = copyDB(h.db, tmp, h.opts)
 	}
@@ -162,7 +163,7 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 	if h.db == nil { // closed during the copy
 		_ = dst.Close()
 		_ = os.Remove(tmp)
-		return c, fmt.Errorf("compact metadata: %w", bolt.ErrDatabaseNotOpen)
+		return c, fmt.Errorf("compact metadata: %w", berrors.ErrDatabaseNotOpen)
 	}
 	if h.gen.Load() != gen {
 		c.Again = true
