@@ -30,13 +30,13 @@ type member struct {
 
 // cluster is the members started so far; each new one joins all of them.
 type cluster struct {
-	bin, dir string
-	members  []*member
+	dir     string
+	members []*member
 }
 
 // start launches member name with its data under dir/name, joined to the
 // members started before it.
-func (c *cluster) start(ctx context.Context, name string) (*member, error) {
+func (c *cluster) start(ctx context.Context, name, bin string) (*member, error) {
 	m := &member{name: name, dir: filepath.Join(c.dir, name)}
 	if err := os.MkdirAll(filepath.Join(m.dir, "data"), 0o755); err != nil {
 		return nil, err
@@ -66,7 +66,7 @@ func (c *cluster) start(ctx context.Context, name string) (*member, error) {
 	if len(join) > 0 {
 		args = append(args, "--join", strings.Join(join, ","))
 	}
-	if m.proc, err = benchkit.Start(name, filepath.Join(m.dir, "log"), c.bin, args, []string{"ATOLL_CLUSTER_FAST=true"}); err != nil {
+	if m.proc, err = benchkit.Start(name, filepath.Join(m.dir, "log"), bin, args, []string{"ATOLL_CLUSTER_FAST=true"}); err != nil {
 		return nil, err
 	}
 	c.members = append(c.members, m)
@@ -75,9 +75,9 @@ func (c *cluster) start(ctx context.Context, name string) (*member, error) {
 
 // startReady starts member name and waits until it is ready, starting it
 // again on other ports when one it was given was taken meanwhile.
-func (c *cluster) startReady(ctx context.Context, name string, timeout time.Duration, started func(*member)) (*member, error) {
+func (c *cluster) startReady(ctx context.Context, name, bin string, timeout time.Duration, started func(*member)) (*member, error) {
 	for try := 1; ; try++ {
-		m, err := c.start(ctx, name)
+		m, err := c.start(ctx, name, bin)
 		if err != nil {
 			return nil, err
 		}
@@ -211,10 +211,9 @@ func procStatus(pid int, field string) string {
 	return ""
 }
 
-// printReport prints the join times: each round, the median, min-max.
+// printReport prints the join times: each round, and the median and
+// min-max of each joiner binary's rounds.
 func printReport(c config, b built, joins []time.Duration) {
-	sorted := slices.Clone(joins)
-	slices.Sort(sorted)
 	fmt.Printf("join of a fresh member, 3-member cluster, %d manifests (%d repositories, %d tags)\n", c.manifests, c.repos, c.tags)
 	if b.load > 0 {
 		fmt.Printf("  loaded member's metadata.db: %d MiB, built in %v\n", b.dbSize>>20, b.load.Round(time.Second))
@@ -222,7 +221,14 @@ func printReport(c config, b built, joins []time.Duration) {
 		fmt.Printf("  loaded member's metadata.db: %d MiB (reused)\n", b.dbSize>>20)
 	}
 	for i, d := range joins {
-		fmt.Printf("  round %d: ready %.1f s after start\n", i+1, d.Seconds())
+		fmt.Printf("  round %d (%s): ready %.1f s after start\n", i+1, c.joinerBin(i), d.Seconds())
 	}
-	fmt.Printf("  median %.1f s, min %.1f s, max %.1f s (target <= 60 s)\n", sorted[len(sorted)/2].Seconds(), sorted[0].Seconds(), sorted[len(sorted)-1].Seconds())
+	for b, bin := range c.joinerBins {
+		var ds []time.Duration
+		for i := b; i < len(joins); i += len(c.joinerBins) {
+			ds = append(ds, joins[i])
+		}
+		slices.Sort(ds)
+		fmt.Printf("  %s: median %.1f s, min %.1f s, max %.1f s of %d (target <= 60 s)\n", bin, ds[len(ds)/2].Seconds(), ds[0].Seconds(), ds[len(ds)-1].Seconds(), len(ds))
+	}
 }

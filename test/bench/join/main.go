@@ -32,15 +32,19 @@ import (
 
 type config struct {
 	shape
-	batch     int
-	rounds    int
-	atollBin  string
-	workdir   string
-	keep      bool
-	timeout   time.Duration
-	profile   time.Duration
-	buildOnly bool
+	batch      int
+	rounds     int
+	atollBin   string
+	workdir    string
+	keep       bool
+	timeout    time.Duration
+	profile    time.Duration
+	buildOnly  bool
+	joinerBins []string // the binaries of the fresh members, round-robin
 }
+
+// joinerBin is the binary of round i's fresh member (from 0).
+func (c config) joinerBin(i int) string { return c.joinerBins[i%len(c.joinerBins)] }
 
 func parseFlags() (config, error) {
 	var c config
@@ -55,7 +59,12 @@ func parseFlags() (config, error) {
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "how long a member may take to be ready")
 	flag.DurationVar(&c.profile, "profile", 0, "take CPU profiles this long of n1 and the first fresh member as it joins, into the work directory")
 	flag.BoolVar(&c.buildOnly, "build-only", false, "build the loaded members' databases in -workdir and stop")
+	joiners := flag.String("joiner-bins", "", "comma-separated binaries the fresh members run in turn, to compare them in one run (default: -atoll-bin)")
 	flag.Parse()
+	c.joinerBins = benchkit.SplitList(*joiners)
+	if len(c.joinerBins) == 0 {
+		c.joinerBins = []string{c.atollBin}
+	}
 	if c.repos <= 0 || c.manifests < c.repos || c.tags < 0 || c.batch <= 0 || c.rounds <= 0 {
 		return c, fmt.Errorf("need 0 < repos <= manifests, tags >= 0, batch > 0, rounds > 0")
 	}
@@ -78,6 +87,11 @@ func main() {
 		if c.atollBin, err = filepath.Abs(c.atollBin); err != nil {
 			return err
 		}
+		for i, bin := range c.joinerBins {
+			if c.joinerBins[i], err = filepath.Abs(bin); err != nil {
+				return err
+			}
+		}
 		return run(ctx, c, dir)
 	})
 }
@@ -87,11 +101,11 @@ func run(ctx context.Context, c config, dir string) error {
 	if err != nil || c.buildOnly {
 		return err
 	}
-	cl := &cluster{bin: c.atollBin, dir: dir}
+	cl := &cluster{dir: dir}
 	defer cl.stop()
 	for _, name := range []string{"n1", "n2"} {
 		start := time.Now()
-		if _, err := cl.startReady(ctx, name, c.timeout, nil); err != nil {
+		if _, err := cl.startReady(ctx, name, c.atollBin, c.timeout, nil); err != nil {
 			return err
 		}
 		benchkit.Logf("%s (loaded) ready in %v", name, time.Since(start).Round(time.Millisecond))
@@ -103,7 +117,7 @@ func run(ctx context.Context, c config, dir string) error {
 			return err
 		}
 		var start time.Time
-		m, err := cl.startReady(ctx, name, c.timeout, func(m *member) {
+		m, err := cl.startReady(ctx, name, c.joinerBin(round-1), c.timeout, func(m *member) {
 			start = time.Now()
 			if round == 1 && c.profile > 0 {
 				profile(ctx, c.profile, dir, cl.members[0], m)
@@ -118,7 +132,7 @@ func run(ctx context.Context, c config, dir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		benchkit.Logf("%s joined a 3-member cluster of %d manifests: ready %v after start; %s", name, c.manifests, took.Round(time.Millisecond), r)
+		benchkit.Logf("%s (%s) joined a 3-member cluster of %d manifests: ready %v after start; %s", name, c.joinerBin(round-1), c.manifests, took.Round(time.Millisecond), r)
 		// The next round's fresh member makes three members again.
 		if err := cl.remove(m); err != nil {
 			return err
