@@ -116,10 +116,15 @@ func (s *Store) CompactIfSparse(ctx context.Context) (Compaction, error) {
 	return s.compactOnline(ctx, false)
 }
 
+// snapshotTries is how many snapshots compactOnline copies, writes going
+// on, before it copies with writes paused.
+const snapshotTries = 2
+
 // compactOnline compacts the file if it is sparse, or in any case when
 // force is set. It first copies a snapshot while writes go on, and keeps
 // that copy if no write committed since the snapshot began: writes then
-// pause only for the swap. Otherwise it copies again with writes paused.
+// pause only for the swap. Otherwise it tries again, up to snapshotTries
+// copies, and then copies with writes paused.
 func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, err error) {
 	h := s.db
 	if !h.compacting.TryLock() {
@@ -139,24 +144,33 @@ func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, er
 		return c, err
 	}
 	tmp := h.path + ".compact"
-	gen := h.gen.Load()
-	h.mu.RLock()
 	var dst *bolt.DB
-	if h.db == nil {
-		err = berrors.ErrDatabaseNotOpen
-	} else {
-		dst, err = copyDB(h.db, tmp, h.opts)
+	var gen uint64
+	for try := 1; ; try++ {
+		gen = h.gen.Load()
+		h.mu.RLock()
+		if h.db == nil {
+			err = berrors.ErrDatabaseNotOpen
+		} else {
+			dst, err = copyDB(h.db, tmp, h.opts)
+		}
+		h.mu.RUnlock()
+		if err != nil {
+			return c, fmt.Errorf("compact metadata: %w", err)
+		}
+		if h.copied != nil {
+			h.copied()
+		}
+		s.wmu.Lock()
+		h.writes.Lock()
+		if h.gen.Load() == gen || try == snapshotTries {
+			break // with writes paused
+		}
+		h.writes.Unlock()
+		s.wmu.Unlock()
+		_ = dst.Close() // and the next copyDB replaces it
 	}
-	h.mu.RUnlock()
-	if err != nil {
-		return c, fmt.Errorf("compact metadata: %w", err)
-	}
-	if h.copied != nil {
-		h.copied()
-	}
-	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	h.writes.Lock()
 	defer h.writes.Unlock()
 	start := time.Now()
 	defer func() { c.Paused = time.Since(start) }()

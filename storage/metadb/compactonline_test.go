@@ -294,12 +294,14 @@ func TestCompactionCrash(t *testing.T) {
 	}
 }
 
-// TestWriteDuringCopy: a write that commits while the snapshot is
-// copied, writes going on, is in the file swapped in: the file is copied
-// again with writes paused. Without one, the first copy is kept.
+// TestWriteDuringCopy: a write that commits while a snapshot is copied,
+// writes going on, is in the file swapped in. The snapshot is copied
+// again; after snapshotTries copies each overtaken by a write, the file
+// is copied with writes paused. Without a write, the first copy is kept.
 func TestWriteDuringCopy(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metadata.db")
-	s, err := Open(path, Options{Reserve: -1, Config: Config{CacheSize: -1}})
+	opts := Options{Reserve: -1, Config: Config{CacheSize: -1}}
+	s, err := Open(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,30 +310,40 @@ func TestWriteDuringCopy(t *testing.T) {
 	if err := s.PutManifest(ctx, "r", m, "v1"); err != nil {
 		t.Fatal(err)
 	}
-	s.db.copied = func() {
-		if err := s.PutManifest(ctx, "r", late, "v2"); err != nil {
-			t.Error(err)
+	writes := 0
+	writeDuring := func(copies int) func() {
+		return func() {
+			if copies--; copies >= 0 {
+				writes++
+				if err := s.PutManifest(ctx, "r", late, fmt.Sprintf("w%d", writes)); err != nil {
+					t.Error(err)
+				}
+			}
 		}
 	}
-	c, err := s.compactOnline(ctx, true)
-	if err != nil || !c.Done || !c.Again {
-		t.Fatalf("compaction with a write during the copy: %+v, %v", c, err)
-	}
-	s.db.copied = nil
-	if c, err = s.compactOnline(ctx, true); err != nil || !c.Done || c.Again {
-		t.Fatalf("compaction with no write during the copy: %+v, %v", c, err)
+	for _, tc := range []struct {
+		writes int // copies overtaken by a write
+		again  bool
+	}{{snapshotTries, true}, {snapshotTries - 1, false}, {0, false}} {
+		s.db.copied = writeDuring(tc.writes)
+		c, err := s.compactOnline(ctx, true)
+		if err != nil || !c.Done || c.Again != tc.again {
+			t.Fatalf("compaction with %d copies overtaken by a write: %+v, %v", tc.writes, c, err)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Open(path, Options{Reserve: -1, Config: Config{CacheSize: -1}}); err != nil {
+	if s, err = Open(path, opts); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.Manifest("r", late.Descriptor.Digest); err != nil || string(got.Content) != string(late.Content) {
-		t.Errorf("the write made during the copy: %v", err)
+		t.Errorf("the manifest written during the copies: %v", err)
 	}
-	if d, err := s.Tag("r", "v2"); err != nil || d != late.Descriptor.Digest {
-		t.Errorf("r:v2 = %s, %v", d, err)
+	for i := 1; i <= writes; i++ {
+		if d, err := s.Tag("r", fmt.Sprintf("w%d", i)); err != nil || d != late.Descriptor.Digest {
+			t.Errorf("r:w%d = %s, %v", i, d, err)
+		}
 	}
 }
 
