@@ -18,11 +18,14 @@ import (
 
 // BenchmarkOnlineCompaction: how long writes pause while the file is
 // compacted online, at about 10 MB and 1 GB of live manifests (4 KiB
-// each), a third more pushed and then deleted and collected (the file
-// is then sparse, though not always past compactFree). A writer retags and a reader reads random manifests from
-// disk all along; it reports the pause, the longest write and read, and
-// the reads served during the compaction. Run one size at a time, under
-// the benchmark lock:
+// each), a third more pushed and then deleted and collected (the file is
+// then sparse, though not always past compactFree). The file is compacted
+// twice, a reader reading random manifests from disk all along: once with
+// writes idle (the snapshot copied while writes could go on is kept),
+// once with a writer retagging all along (the file is then copied with
+// writes paused); each reports the pause, the longest write and read,
+// and the reads served during the compaction. Run one size at a time,
+// under the benchmark lock:
 //
 //	flock /tmp/bench.lock go test -run '^$' -bench 'OnlineCompaction/10MB' -benchtime 1x ./storage/metadb
 func BenchmarkOnlineCompaction(b *testing.B) {
@@ -87,6 +90,16 @@ func benchCompaction(b *testing.B, live int) {
 	}
 	b.Logf("%d manifests kept, %d pushed, deleted and collected in %v; file %d MiB", n, extra, time.Since(start).Round(time.Second), fi.Size()>>20)
 
+	for _, busy := range []bool{false, true} {
+		compactWhile(b, s, path, kept, two, busy)
+	}
+}
+
+// compactWhile compacts s while a reader reads random manifests of kept,
+// and, if busy, a writer retags between the two manifests all along (each
+// snapshot copy is then overtaken: the file is copied with writes
+// paused); else the writer writes once before.
+func compactWhile(b *testing.B, s *Store, path string, kept []digest.Digest, two [2]*storage.Manifest, busy bool) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var writes, reads, during atomic.Int64
@@ -107,8 +120,14 @@ func benchCompaction(b *testing.B, live int) {
 			}
 			maxWrite.Store(max(maxWrite.Load(), int64(time.Since(t0))))
 			writes.Add(1)
+			if !busy {
+				return
+			}
 		}
 	})
+	if !busy {
+		wg.Wait()
+	}
 	wg.Go(func() { // a reader: random manifests, mostly from disk
 		rng := rand.New(rand.NewPCG(1, 2))
 		for {
@@ -131,11 +150,13 @@ func benchCompaction(b *testing.B, live int) {
 			}
 		}
 	})
+	start := time.Now()
 	b.StartTimer()
 	compacting.Store(true)
 	c, err := s.compactOnline(ctx, true) // the pause, whether or not the file is due
 	compacting.Store(false)
 	b.StopTimer()
+	took := time.Since(start)
 	close(stop)
 	wg.Wait()
 	close(errs)
@@ -145,8 +166,11 @@ func benchCompaction(b *testing.B, live int) {
 	if err != nil || !c.Done {
 		b.Fatalf("compaction: %+v, %v", c, err)
 	}
-	b.ReportMetric(c.Paused.Seconds(), "pause-s")
-	b.Logf("file %d MiB -> %d MiB (live pages %d MiB): writes paused %v; longest write %v, longest read %v; %d writes, %d reads, %d of them during the compaction",
-		c.Before>>20, c.After>>20, c.Live>>20, c.Paused.Round(time.Millisecond),
+	mode := "writes idle"
+	if busy {
+		mode = "a writer busy"
+	}
+	b.Logf("%s: file %d MiB -> %d MiB (live pages %d MiB) in %v: writes paused %v (copied with writes paused: %v); longest write %v, longest read %v; %d writes, %d reads, %d of them during the compaction",
+		mode, c.Before>>20, c.After>>20, c.Live>>20, took.Round(time.Millisecond), c.Paused.Round(time.Millisecond), c.Again,
 		time.Duration(maxWrite.Load()).Round(time.Millisecond), time.Duration(maxRead.Load()).Round(time.Millisecond), writes.Load(), reads.Load(), during.Load())
 }
