@@ -88,6 +88,14 @@ func total(v metalog.Vector) uint64 {
 // file if it is sparse. It trims nothing when a live member does not
 // answer.
 func (r *Replicator) Trim(ctx context.Context) error {
+	if err := r.trimLog(ctx); err != nil {
+		return err
+	}
+	return r.compact(ctx)
+}
+
+// trimLog is Trim without the compaction.
+func (r *Replicator) trimLog(ctx context.Context) error {
 	r.trim.mu.Lock()
 	defer r.trim.mu.Unlock()
 	now := time.Now()
@@ -136,13 +144,17 @@ func (r *Replicator) Trim(ctx context.Context) error {
 	if n > 0 || dropped > 0 {
 		r.slog.Info("trimmed the metadata log", "batches", n, "tombstones", dropped)
 	}
-	return r.compact(ctx)
+	return nil
 }
 
-// trimRound is a round of Run.
+// trimRound is a round of Run. A round that cannot trim (a live member
+// did not answer) still compacts what collections freed.
 func (r *Replicator) trimRound(ctx context.Context) {
-	if err := r.Trim(ctx); err != nil && ctx.Err() == nil {
+	if err := r.trimLog(ctx); err != nil && ctx.Err() == nil {
 		r.slog.Debug("trimming the metadata log", "err", err)
+	}
+	if err := r.compact(ctx); err != nil && ctx.Err() == nil {
+		r.slog.Debug("compacting the metadata store", "err", err)
 	}
 }
 

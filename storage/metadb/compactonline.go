@@ -229,7 +229,11 @@ func copyDB(src *bolt.DB, tmp string, opts bolt.Options) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = bolt.Compact(dst, src, 64<<20)
+	stx, err := src.Begin(false)
+	if err == nil {
+		err = copyTx(dst, stx, 64<<20)
+		_ = stx.Rollback()
+	}
 	if err == nil {
 		err = dst.Sync()
 	}
@@ -239,6 +243,77 @@ func copyDB(src *bolt.DB, tmp string, opts bolt.Options) (*bolt.DB, error) {
 		return nil, err
 	}
 	return dst, nil
+}
+
+// copyTx copies every bucket of src into dst, pages filled, in
+// transactions of about txMax bytes. It is bolt.Compact but for one
+// thing: every transaction of dst commits while src is open. dst keeps
+// the values it is given by reference until it commits, and they live in
+// src's memory map, which a write to src may replace once src's last
+// read transaction is done; bolt.Compact commits its last transaction
+// after its read of src, which is safe only when nothing writes to src.
+func copyTx(dst *bolt.DB, src *bolt.Tx, txMax int64) error {
+	tx, err := dst.Begin(true)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var size int64
+	put := func(path [][]byte, k, v []byte, seq uint64) error {
+		if sz := int64(len(k) + len(v)); size+sz > txMax {
+			if err := tx.Commit(); err != nil {
+				return err
+			}
+			if tx, err = dst.Begin(true); err != nil {
+				return err
+			}
+			size = 0
+		}
+		size += int64(len(k) + len(v))
+		if len(path) == 0 {
+			b, err := tx.CreateBucket(k)
+			if err != nil {
+				return err
+			}
+			return b.SetSequence(seq)
+		}
+		b := tx.Bucket(path[0])
+		for _, name := range path[1:] {
+			b = b.Bucket(name)
+		}
+		b.FillPercent = 1
+		if v != nil {
+			return b.Put(k, v)
+		}
+		nb, err := b.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return nb.SetSequence(seq)
+	}
+	var walk func(path [][]byte, b *bolt.Bucket) error
+	walk = func(path [][]byte, b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error {
+			if v != nil {
+				return put(path, k, v, 0)
+			}
+			nested := b.Bucket(k)
+			if err := put(path, k, nil, nested.Sequence()); err != nil {
+				return err
+			}
+			return walk(append(path[:len(path):len(path)], k), nested)
+		})
+	}
+	err = src.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if err := put(nil, name, nil, b.Sequence()); err != nil {
+			return err
+		}
+		return walk([][]byte{name}, b)
+	})
+	if err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 // sparse returns the size of the file at path and the bytes of its live
