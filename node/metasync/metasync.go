@@ -8,8 +8,10 @@
 // members that missed pushes and fills new ones; CatchUp pulls from every
 // live peer at once, for work that must see what they had applied.
 //
-// The log is trimmed of what every member applied (trim.go); a member
-// that lacks what a peer's log no longer holds, or is more than
+// The log is trimmed of what every member applied, periodically and as
+// soon as it has grown by a bound, on a member on its own too, and each
+// round compacts the store's file online when it is sparse (trim.go); a
+// member that lacks what a peer's log no longer holds, or is more than
 // SnapshotAfter batches behind, installs that peer's snapshot, chunk by
 // chunk, and replays the log after it (snapshot.go).
 //
