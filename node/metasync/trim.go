@@ -166,6 +166,10 @@ func (r *Replicator) compact(ctx context.Context) error {
 	}
 	r.slog.Debug("checking whether metadata.db is sparse")
 	done, err := c.CompactIfSparse(ctx)
+	if done.Deferred {
+		r.slog.Info("metadata.db is sparse but too large to copy with writes paused, and writes overtook each copy made while they went on: the next round tries again, a restart compacts it",
+			"size", done.Before, "live", done.Live)
+	}
 	if done.Done {
 		r.slog.Info("compacted metadata.db online", "before", done.Before, "after", done.After,
 			"live", done.Live, "writesPaused", done.Paused.Round(time.Millisecond), "copiedAgain", done.Again, "err", err)

@@ -322,13 +322,27 @@ func TestWriteDuringCopy(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		writes int // copies overtaken by a write
-		again  bool
-	}{{snapshotTries, true}, {snapshotTries - 1, false}, {0, false}} {
-		s.db.copied = writeDuring(tc.writes)
+		writes    int // copies overtaken by a write
+		pausedMax int64
+		again     bool
+		deferred  bool
+	}{
+		{snapshotTries, pausedCopyMax, true, false},
+		{snapshotTries - 1, pausedCopyMax, false, false},
+		{0, pausedCopyMax, false, false},
+		{snapshotTries, 0, false, true}, // too large to copy with writes paused
+	} {
+		s.db.copied, s.db.pausedMax = writeDuring(tc.writes), tc.pausedMax
+		before := fileSize(t, path)
 		c, err := s.compactOnline(ctx, true)
-		if err != nil || !c.Done || c.Again != tc.again {
-			t.Fatalf("compaction with %d copies overtaken by a write: %+v, %v", tc.writes, c, err)
+		if err != nil || c.Done == tc.deferred || c.Again != tc.again || c.Deferred != tc.deferred {
+			t.Fatalf("compaction with %d copies overtaken by a write, at most %d bytes copied with writes paused: %+v, %v", tc.writes, tc.pausedMax, c, err)
+		}
+		if _, err := os.Stat(path + ".compact"); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the copy is left: %v", err)
+		}
+		if tc.deferred && fileSize(t, path) < before {
+			t.Error("a deferred compaction replaced the file")
 		}
 	}
 	if err := s.Close(); err != nil {
