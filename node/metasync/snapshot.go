@@ -36,8 +36,10 @@ const chunkTries = 3
 
 const (
 	// prefetchChunks is how many chunks are fetched ahead of the one
-	// being installed: the network and the install overlap.
-	prefetchChunks = 4
+	// being installed (a chunk is at most about 8 MiB): the fetch goes on
+	// while an install transaction commits, and what it fetched meanwhile
+	// goes into the next transaction.
+	prefetchChunks = 12
 	// installBytes is about how much of the snapshot one install
 	// transaction takes: consecutive chunks fetched meanwhile are merged
 	// into one, so the fsyncs of a commit are paid per tens of MiB.

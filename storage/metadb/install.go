@@ -2,6 +2,7 @@ package metadb
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -84,6 +85,13 @@ func installChunk(meta *bolt.Bucket, after string, c metalog.Chunk, cutoff uint6
 	// member), every put appends to the last page, which a fill of 1
 	// leaves full.
 	meta.FillPercent = 1
+	// Keys and entries are put from one buffer, which bbolt holds on to
+	// until the commit, not from an allocation each.
+	n := 0
+	for _, op := range c.Entries {
+		n += len(op.Key) + 11 + len(op.Origin) + len(op.Value)
+	}
+	buf := make([]byte, 0, n)
 	changed := make([]metalog.Op, 0, len(c.Entries))
 	for _, op := range c.Entries {
 		if e, ok := stored[op.Key]; ok {
@@ -92,7 +100,11 @@ func installChunk(meta *bolt.Bucket, after string, c metalog.Chunk, cutoff uint6
 				continue
 			}
 		}
-		if err := meta.Put([]byte(op.Key), encodeEntry(op)); err != nil {
+		start := len(buf)
+		buf = append(buf, op.Key...)
+		mid := len(buf)
+		buf = appendEntry(buf, op)
+		if err := meta.Put(buf[start:mid:mid], buf[mid:len(buf):len(buf)]); err != nil {
 			return nil, err
 		}
 		changed = append(changed, op)
@@ -109,4 +121,17 @@ func installChunk(meta *bolt.Bucket, after string, c metalog.Chunk, cutoff uint6
 		}
 	}
 	return changed, nil
+}
+
+// appendEntry appends op as encodeEntry encodes it to b.
+func appendEntry(b []byte, op metalog.Op) []byte {
+	b = binary.BigEndian.AppendUint64(b, op.Stamp)
+	deleted := byte(0)
+	if op.Deleted {
+		deleted = 1
+	}
+	b = append(b, deleted)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(op.Origin)))
+	b = append(b, op.Origin...)
+	return append(b, op.Value...)
 }

@@ -49,18 +49,35 @@ func (s *Store) SnapshotChunk(after string, limit int) (metalog.Chunk, error) {
 		if k != nil && after != "" && string(k) == after {
 			k, v = cur.Next()
 		}
-		size := 0
+		// The chunk's keys and values are copied into one buffer each,
+		// not one allocation an entry: a member serving a snapshot of
+		// millions of entries spends its time sending them, not
+		// collecting their garbage.
+		var (
+			keys, values []byte
+			spans        []int // per entry: end of its key, end of its value
+		)
 		for ; k != nil; k, v = cur.Next() {
-			if len(c.Entries) >= limit || size > snapshotBytes {
-				c.Next = c.Entries[len(c.Entries)-1].Key
-				return nil
+			if len(c.Entries) >= limit || len(keys)+len(values)+32*len(c.Entries) > snapshotBytes {
+				break
 			}
 			e, err := decodeEntry(v)
 			if err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
-			c.Entries = append(c.Entries, metalog.Op{Key: string(k), Value: bytes.Clone(e.value), Deleted: e.deleted, Stamp: e.stamp, Origin: e.origin})
-			size += len(k) + len(e.value) + 32
+			keys, values = append(keys, k...), append(values, e.value...)
+			spans = append(spans, len(keys), len(values))
+			c.Entries = append(c.Entries, metalog.Op{Deleted: e.deleted, Stamp: e.stamp, Origin: e.origin})
+		}
+		allKeys := string(keys)
+		k0, v0 := 0, 0
+		for i := range c.Entries {
+			k1, v1 := spans[2*i], spans[2*i+1]
+			c.Entries[i].Key, c.Entries[i].Value = allKeys[k0:k1], values[v0:v1:v1]
+			k0, v0 = k1, v1
+		}
+		if k != nil && len(c.Entries) > 0 {
+			c.Next = c.Entries[len(c.Entries)-1].Key
 		}
 		return nil
 	})
