@@ -82,10 +82,9 @@ func (m *frozenMember) answer(c net.Conn) {
 }
 
 // TestFrozenMemberCutsTheBody has a member freeze in the middle of a
-// proxied body, on both paths (a writer without ReadFrom: buffered copies;
-// a real HTTP/1 server: spliced). Within ProxyIdle of the last byte the
-// client's answer ends short, and the member's connection is closed, not
-// pooled.
+// proxied body, answered to a recorder and by a real HTTP/1 server.
+// Within ProxyIdle of the last byte the client's answer ends short, and
+// the member's connection is closed, not pooled.
 func TestFrozenMemberCutsTheBody(t *testing.T) {
 	const size, sent, idle = 8 << 20, 256 << 10, 200 * time.Millisecond
 	d := digest.FromString("frozen")
@@ -115,7 +114,7 @@ func TestFrozenMemberCutsTheBody(t *testing.T) {
 		}
 	}
 
-	t.Run("copied", func(t *testing.T) {
+	t.Run("recorded", func(t *testing.T) {
 		front, m := newFront(t)
 		w := &countingWriter{ResponseWriter: httptest.NewRecorder(), status: http.StatusOK}
 		r := httptest.NewRequest(http.MethodGet, "/v2/team/app/blobs/"+d.String(), nil)
@@ -132,7 +131,7 @@ func TestFrozenMemberCutsTheBody(t *testing.T) {
 		checkClosed(t, front, m)
 	})
 
-	t.Run("spliced", func(t *testing.T) {
+	t.Run("served", func(t *testing.T) {
 		front, m := newFront(t)
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := front.ServeBlob(w, r, d); err != nil {

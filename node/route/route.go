@@ -55,8 +55,7 @@ type Config struct {
 	// proxied read before the next member is tried. Default 3s.
 	ProxyTimeout time.Duration
 	// ProxyIdle cuts a proxied body the member stops sending for this
-	// long (where the body is spliced: sends less than 1 MiB in this long):
-	// the client sees the answer end early and the connection to the
+	// long: the client sees the answer end early and the connection to the
 	// member is closed. Default 30s.
 	ProxyIdle time.Duration
 }
