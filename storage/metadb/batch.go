@@ -44,7 +44,7 @@ func (s *Store) PutManifests(ctx context.Context, puts []ManifestPut) error {
 		}
 		for i, p := range puts {
 			d := p.Manifest.Descriptor.Digest
-			if r := st.records[d]; r == nil || !r.stored || len(r.repos) == 0 {
+			if k, _ := keyOf(d); st.records[k].links == 0 || !st.records[k].stored {
 				set(string(manifestKey(d)), recs[i])
 			}
 			set(string(manifestLinkKey(p.Repo, d)), nil)

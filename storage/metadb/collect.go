@@ -30,9 +30,9 @@ func (s *Store) CollectManifests(ctx context.Context, grace time.Duration, dryRu
 	var n int
 	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
-		for d, rec := range st.records {
-			if rec.stored && len(rec.repos) == 0 && rec.since>>16 <= cutoff {
-				ops = append(ops, metalog.Op{Key: string(manifestKey(d)), Deleted: true})
+		for k, rec := range st.records {
+			if rec.stored && rec.links == 0 && rec.since>>16 <= cutoff {
+				ops = append(ops, metalog.Op{Key: string(manifestKey(st.digestOf(k))), Deleted: true})
 			}
 		}
 		n = len(ops)

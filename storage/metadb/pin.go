@@ -27,8 +27,10 @@ func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (dig
 			return nil, nil
 		}
 		bound = d
-		if r := st.repo(repo, false); r != nil && r.tags[tag] != "" {
-			bound = r.tags[tag]
+		if r := st.repo(repo, false); r != nil {
+			if k, ok := r.tags[tag]; ok {
+				bound = st.digestOf(k)
+			}
 		}
 		return []metalog.Op{{Key: pinKey(repo, tag), Value: []byte(bound)}}, nil
 	}, nil)

@@ -47,9 +47,9 @@ func (s *Store) Manifest(repo string, d digest.Digest) (*storage.Manifest, error
 	s.mu.RLock()
 	known := false
 	if r := s.st.repo(repo, false); r != nil {
-		if _, ok := r.manifests[d]; ok {
-			rec := s.st.records[d]
-			known = rec != nil && rec.stored
+		k, _ := keyOf(d)
+		if _, ok := r.manifests[k]; ok {
+			known = s.st.records[k].stored
 		}
 	}
 	s.mu.RUnlock()
@@ -79,14 +79,14 @@ func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
 	if v == nil {
 		return nil, storage.ErrManifestUnknown
 	}
-	e, err := decodeEntry(v)
+	_, deleted, value, err := peekEntry(v) // no copy of the origin
 	if err != nil {
 		return nil, fmt.Errorf("manifest record %s: %w", d, err)
 	}
-	if e.deleted {
+	if deleted {
 		return nil, storage.ErrManifestUnknown
 	}
-	m, err := decodeRecord(e.value)
+	m, err := decodeRecord(value)
 	if err != nil {
 		return nil, fmt.Errorf("manifest record %s: %w", d, err)
 	}
@@ -98,8 +98,8 @@ func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.st.repo(repo, false); r != nil {
-		if d, ok := r.tags[tag]; ok {
-			return d, nil
+		if k, ok := r.tags[tag]; ok {
+			return s.st.digestOf(k), nil
 		}
 	}
 	return "", storage.ErrTagUnknown
@@ -125,12 +125,13 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 		if r == nil {
 			return nil, storage.ErrManifestUnknown
 		}
-		if _, ok := r.manifests[d]; !ok {
+		k, _ := keyOf(d)
+		if _, ok := r.manifests[k]; !ok {
 			return nil, storage.ErrManifestUnknown
 		}
 		ops := []metalog.Op{{Key: string(manifestLinkKey(repo, d)), Deleted: true}}
-		for t, td := range r.tags {
-			if td == d {
+		for t, tk := range r.tags {
+			if tk == k {
 				ops = append(ops, metalog.Op{Key: string(tagKey(repo, t)), Deleted: true})
 			}
 		}
@@ -141,7 +142,11 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 // DeleteTag implements storage.Manifests.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
-		if r := st.repo(repo, false); r == nil || r.tags[tag] == "" {
+		r := st.repo(repo, false)
+		if r == nil {
+			return nil, storage.ErrTagUnknown
+		}
+		if _, ok := r.tags[tag]; !ok {
 			return nil, storage.ErrTagUnknown
 		}
 		return []metalog.Op{{Key: string(tagKey(repo, tag)), Deleted: true}}, nil
@@ -154,9 +159,10 @@ func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	defer s.mu.RUnlock()
 	var out []v1.Descriptor
 	if r := s.st.repo(repo, false); r != nil {
-		for md := range r.referrers[d] {
-			if rec := s.st.records[md]; rec != nil && rec.desc != nil {
-				out = append(out, *rec.desc)
+		k, _ := keyOf(d)
+		for mk := range r.referrers[k] {
+			if desc := s.st.descs[mk]; desc != nil {
+				out = append(out, *desc)
 			}
 		}
 	}

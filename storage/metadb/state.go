@@ -14,12 +14,31 @@ import (
 
 // state is the in-memory index of the live (not deleted) keys of the meta
 // bucket: names, tags, links, and of each manifest record what a read
-// needs without its bytes (size, media type, subject). Manifest bytes stay
-// on disk and are read through the store's cache (cache.go). It is
-// guarded by Store.mu.
+// needs without its bytes (size, subject). Manifest bytes stay on disk and
+// are read through the store's cache (cache.go). It is guarded by
+// Store.mu.
+//
+// The big maps (records, each repository's manifests) have keys and
+// values without pointers (dkey.go), which the garbage collector does not
+// scan; what has pointers is kept aside for the few manifests that need
+// it (shared, descs, odd).
 type state struct {
-	records map[digest.Digest]*record
+	records map[dkey]record
 	repos   map[string]*repo
+	// byID holds each repository by its id; nil for a free id, which
+	// free lists for reuse.
+	byID []*repo
+	free []uint32
+	// shared lists, sorted, the repositories that link each manifest
+	// linked by more than one (record.links > 1).
+	shared map[dkey][]string
+	// descs are the descriptors of the manifests with a subject, as the
+	// referrers API lists them.
+	descs map[dkey]*v1.Descriptor
+	// odd maps the key of each digest that is not a canonical sha256 one
+	// to its text. It only grows, by the few such digests written since
+	// the store opened.
+	odd map[dkey]digest.Digest
 	// names are the keys of repos, sorted, but for those created since
 	// the last sortNames, which are in added: apply leaves the sorting
 	// to one merge at the end of a commit (or of the load), as inserting
@@ -32,47 +51,50 @@ type state struct {
 	// pins are the digests immutable tags were first bound to, by
 	// pinKey(repo, tag); they outlive the tag (pin.go).
 	pins map[string]digest.Digest
-	// mediaTypes interns media types: a million manifests share a
-	// handful of them.
+	// mediaTypes interns the media types of descs.
 	mediaTypes map[string]string
 }
 
-// A record is the index entry of manifest digest d: what its record says,
-// when there is one (stored), and the repositories that link d.
+// A record is the index entry of a manifest: what its record says, when
+// there is one (stored), and how many repositories link it. It holds no
+// pointers.
 type record struct {
-	digest    digest.Digest // the one copy the index keys share
-	stored    bool
-	size      int64  // len(Content)
-	mediaType string // interned
-	subject   digest.Digest
-	// desc is the manifest's descriptor as the referrers API lists it,
-	// kept only for a manifest with a subject.
-	desc *v1.Descriptor
-	// repos link d, sorted.
-	repos []string
+	stored     bool
+	hasSubject bool
+	// links counts the repositories that link the manifest; repo is the
+	// id of the one that does when links == 1 (else state.shared lists
+	// them).
+	links uint32
+	repo  uint32
+	size  int64 // len(Content)
 	// since is the stamp of the last write that left the record without
 	// links (its own write, or the last link's deletion): garbage
 	// collection counts its grace period from there.
-	since uint64
+	since   uint64
+	subject dkey
 }
 
 type repo struct {
 	name      string // the one copy the index shares
-	tags      map[string]digest.Digest
-	manifests map[digest.Digest]struct{}
+	id        uint32 // its index in state.byID
+	tags      map[string]dkey
+	manifests map[dkey]struct{}
 	// blobs maps each linked blob to its size in bytes, 0 when the link
 	// was made without one (before sizes were recorded, or by a cache).
 	blobs map[digest.Digest]int64
 	// referrers maps a subject to the linked manifests that refer to it.
-	referrers map[digest.Digest]map[digest.Digest]struct{}
+	referrers map[dkey]map[dkey]struct{}
 }
 
 func (r *repo) empty() bool { return len(r.tags)+len(r.manifests)+len(r.blobs) == 0 }
 
 func newState() *state {
 	return &state{
-		records:    map[digest.Digest]*record{},
+		records:    map[dkey]record{},
 		repos:      map[string]*repo{},
+		shared:     map[dkey][]string{},
+		descs:      map[dkey]*v1.Descriptor{},
+		odd:        map[dkey]digest.Digest{},
 		blobRepos:  map[digest.Digest][]string{},
 		pins:       map[string]digest.Digest{},
 		mediaTypes: map[string]string{},
@@ -86,15 +108,75 @@ func (s *state) repo(name string, create bool) *repo {
 		name = strings.Clone(name)
 		r = &repo{
 			name:      name,
-			tags:      map[string]digest.Digest{},
-			manifests: map[digest.Digest]struct{}{},
+			tags:      map[string]dkey{},
+			manifests: map[dkey]struct{}{},
 			blobs:     map[digest.Digest]int64{},
-			referrers: map[digest.Digest]map[digest.Digest]struct{}{},
+			referrers: map[dkey]map[dkey]struct{}{},
+		}
+		if n := len(s.free); n > 0 {
+			r.id, s.free = s.free[n-1], s.free[:n-1]
+			s.byID[r.id] = r
+		} else {
+			r.id = uint32(len(s.byID))
+			s.byID = append(s.byID, r)
 		}
 		s.repos[name] = r
 		s.added = append(s.added, name)
 	}
 	return r
+}
+
+// dropRepo forgets empty repository r.
+func (s *state) dropRepo(r *repo) {
+	delete(s.repos, r.name)
+	s.byID[r.id] = nil
+	s.free = append(s.free, r.id)
+	if i, ok := slices.BinarySearch(s.names, r.name); ok {
+		s.names = slices.Delete(s.names, i, i+1)
+	} else if i := slices.Index(s.added, r.name); i >= 0 {
+		s.added = slices.Delete(s.added, i, i+1)
+	}
+}
+
+// key returns the key of d, noting the text of a digest that is not a
+// canonical sha256 one. Reads use keyOf: a digest never written is not
+// in the index anyway.
+func (s *state) key(d digest.Digest) dkey {
+	k, plain := keyOf(d)
+	if !plain {
+		if _, ok := s.odd[k]; !ok {
+			s.odd[k] = digest.Digest(strings.Clone(string(d)))
+		}
+	}
+	return k
+}
+
+// digestOf returns the digest whose key is k.
+func (s *state) digestOf(k dkey) digest.Digest {
+	if len(s.odd) > 0 {
+		if d, ok := s.odd[k]; ok {
+			return d
+		}
+	}
+	return k.format()
+}
+
+// eachRepo calls fn with each repository that links the manifest of key
+// k, whose record is rec, until fn returns false; it reports whether fn
+// did.
+func (s *state) eachRepo(k dkey, rec record, fn func(*repo) bool) bool {
+	switch rec.links {
+	case 0:
+		return false
+	case 1:
+		return fn(s.byID[rec.repo])
+	}
+	for _, name := range s.shared[k] {
+		if fn(s.repos[name]) {
+			return true
+		}
+	}
+	return false
 }
 
 // sortNames merges the names of the repositories created since it last
@@ -131,26 +213,6 @@ func (s *state) intern(mt string) string {
 	return mt
 }
 
-// digest returns the index's copy of d when it has one: a million tags
-// share the digests of the records they point at.
-func (s *state) digest(d digest.Digest) digest.Digest {
-	if rec := s.records[d]; rec != nil {
-		return rec.digest
-	}
-	return d
-}
-
-// rec returns the index entry of manifest d, creating it.
-func (s *state) rec(d digest.Digest) *record {
-	rec := s.records[d]
-	if rec == nil {
-		d = digest.Digest(strings.Clone(string(d)))
-		rec = &record{digest: d}
-		s.records[d] = rec
-	}
-	return rec
-}
-
 // apply sets or deletes one key. A repository exists while it has keys.
 func (s *state) apply(op metalog.Op) error {
 	k, err := parseKeyString(op.Key)
@@ -180,7 +242,7 @@ func (s *state) apply(op metalog.Op) error {
 		if _, ok := r.tags[k.name]; !ok {
 			k.name = strings.Clone(k.name) // not the whole key
 		}
-		r.tags[k.name] = s.digest(digest.Digest(op.Value))
+		r.tags[k.name] = s.key(digest.Digest(op.Value))
 	case k.kind == kindManifest && op.Deleted:
 		s.unlinkManifest(r, d, op.Stamp)
 	case k.kind == kindManifest:
@@ -201,12 +263,7 @@ func (s *state) apply(op metalog.Op) error {
 		r.blobs[d] = linkSize(op.Value)
 	}
 	if r.empty() {
-		delete(s.repos, k.repo)
-		if i, ok := slices.BinarySearch(s.names, k.repo); ok {
-			s.names = slices.Delete(s.names, i, i+1)
-		} else if i := slices.Index(s.added, k.repo); i >= 0 {
-			s.added = slices.Delete(s.added, i, i+1)
-		}
+		s.dropRepo(r)
 	}
 	return nil
 }
@@ -214,49 +271,60 @@ func (s *state) apply(op metalog.Op) error {
 // applyRecord sets or deletes the record of manifest d.
 func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 	if op.Deleted {
-		rec := s.records[d]
-		if rec == nil {
+		k, _ := keyOf(d)
+		rec, ok := s.records[k]
+		if !ok {
 			return nil
 		}
-		s.setSubject(rec, "", nil)
-		if len(rec.repos) == 0 {
-			delete(s.records, d)
+		s.setSubject(k, &rec, "", nil)
+		if rec.links == 0 {
+			delete(s.records, k)
 			return nil
 		}
-		*rec = record{digest: rec.digest, repos: rec.repos} // links to nothing: unknown to reads
+		s.records[k] = record{links: rec.links, repo: rec.repo} // links to nothing: unknown to reads
 		return nil
 	}
 	m, err := decodeHead(op.Value)
 	if err != nil {
 		return fmt.Errorf("manifest record %s: %w", d, err)
 	}
-	rec := s.rec(d)
+	k := s.key(d)
+	rec := s.records[k]
 	rec.stored = true
 	rec.size = m.Descriptor.Size
-	rec.mediaType = s.intern(m.Descriptor.MediaType)
 	rec.since = max(rec.since, op.Stamp)
 	var desc *v1.Descriptor
 	if m.Subject != "" {
 		desc = &m.Descriptor
-		desc.MediaType = rec.mediaType
+		desc.MediaType = s.intern(desc.MediaType)
 	}
-	s.setSubject(rec, m.Subject, desc)
+	s.setSubject(k, &rec, m.Subject, desc)
+	s.records[k] = rec
 	return nil
 }
 
-// setSubject moves the referrer entries of rec's linked manifests to
-// subject.
-func (s *state) setSubject(rec *record, subject digest.Digest, desc *v1.Descriptor) {
-	for _, name := range rec.repos {
-		r := s.repos[name]
-		if rec.subject != "" {
-			r.dropReferrer(rec.subject, rec.digest)
+// setSubject moves the referrer entries of the linked manifest of key k,
+// whose record is rec, to subject ("": none), described by desc.
+func (s *state) setSubject(k dkey, rec *record, subject digest.Digest, desc *v1.Descriptor) {
+	var sk dkey
+	if subject != "" {
+		sk = s.key(subject)
+	}
+	s.eachRepo(k, *rec, func(r *repo) bool {
+		if rec.hasSubject {
+			r.dropReferrer(rec.subject, k)
 		}
 		if subject != "" {
-			r.addReferrer(subject, rec.digest)
+			r.addReferrer(sk, k)
 		}
+		return false
+	})
+	rec.subject, rec.hasSubject = sk, subject != ""
+	if desc != nil {
+		s.descs[k] = desc
+	} else {
+		delete(s.descs, k)
 	}
-	rec.subject, rec.desc = subject, desc
 }
 
 // unlinked notes a manifest link's tombstone found at load, key k stamped
@@ -266,56 +334,82 @@ func (s *state) unlinked(k []byte, stamp uint64) {
 	if err != nil || key.kind != kindManifest {
 		return
 	}
-	if rec := s.records[digest.Digest(key.name)]; rec != nil {
-		rec.since = max(rec.since, stamp)
+	dk, _ := keyOf(digest.Digest(key.name))
+	if rec, ok := s.records[dk]; ok && stamp > rec.since {
+		rec.since = stamp
+		s.records[dk] = rec
 	}
 }
 
 func (s *state) linkManifest(r *repo, d digest.Digest) {
-	if _, ok := r.manifests[d]; ok {
+	k := s.key(d)
+	if _, ok := r.manifests[k]; ok {
 		return
 	}
-	rec := s.rec(d)
-	r.manifests[rec.digest] = struct{}{}
-	rec.repos = insert(rec.repos, r.name)
-	if rec.subject != "" {
-		r.addReferrer(rec.subject, rec.digest)
+	r.manifests[k] = struct{}{}
+	rec := s.records[k]
+	switch rec.links {
+	case 0:
+		rec.repo = r.id
+	case 1:
+		s.shared[k] = insert([]string{s.byID[rec.repo].name}, r.name)
+	default:
+		s.shared[k] = insert(s.shared[k], r.name)
 	}
+	rec.links++
+	if rec.hasSubject {
+		r.addReferrer(rec.subject, k)
+	}
+	s.records[k] = rec
 }
 
 func (s *state) unlinkManifest(r *repo, d digest.Digest, stamp uint64) {
-	rec := s.records[d]
-	if rec != nil {
-		rec.since = max(rec.since, stamp)
+	k, _ := keyOf(d)
+	rec, ok := s.records[k]
+	if ok && stamp > rec.since {
+		rec.since = stamp
+		s.records[k] = rec
 	}
-	if _, ok := r.manifests[d]; !ok {
+	if _, linked := r.manifests[k]; !linked {
 		return
 	}
-	delete(r.manifests, d)
-	if rec == nil {
+	delete(r.manifests, k)
+	if !ok {
 		return
 	}
-	rec.repos = remove(rec.repos, r.name)
-	if rec.subject != "" {
-		r.dropReferrer(rec.subject, d)
+	switch rec.links {
+	case 1:
+		rec.repo = 0
+	case 2:
+		rest := remove(s.shared[k], r.name)
+		delete(s.shared, k)
+		rec.repo = s.repos[rest[0]].id
+	default:
+		s.shared[k] = remove(s.shared[k], r.name)
 	}
-	if len(rec.repos) == 0 && !rec.stored {
-		delete(s.records, d)
+	rec.links--
+	if rec.hasSubject {
+		r.dropReferrer(rec.subject, k)
 	}
+	if rec.links == 0 && !rec.stored {
+		delete(s.records, k)
+		return
+	}
+	s.records[k] = rec
 }
 
-func (r *repo) addReferrer(subject, d digest.Digest) {
+func (r *repo) addReferrer(subject, k dkey) {
 	set := r.referrers[subject]
 	if set == nil {
-		set = map[digest.Digest]struct{}{}
+		set = map[dkey]struct{}{}
 		r.referrers[subject] = set
 	}
-	set[d] = struct{}{}
+	set[k] = struct{}{}
 }
 
-func (r *repo) dropReferrer(subject, d digest.Digest) {
+func (r *repo) dropReferrer(subject, k dkey) {
 	if set := r.referrers[subject]; set != nil {
-		delete(set, d)
+		delete(set, k)
 		if len(set) == 0 {
 			delete(r.referrers, subject)
 		}

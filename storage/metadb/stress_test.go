@@ -114,22 +114,30 @@ func snapshotIndex(s *Store) indexView {
 		links: map[string][]digest.Digest{}, blobs: map[string]map[digest.Digest]int64{},
 		referrers: map[string]map[digest.Digest][]digest.Digest{}, records: map[digest.Digest]string{}, blobRepos: s.st.blobRepos}
 	for name, r := range s.st.repos {
-		v.tags[name] = r.tags
 		v.blobs[name] = r.blobs
-		for d := range r.manifests {
-			v.links[name] = append(v.links[name], d)
+		v.tags[name] = map[string]digest.Digest{}
+		for t, k := range r.tags {
+			v.tags[name][t] = s.st.digestOf(k)
+		}
+		for k := range r.manifests {
+			v.links[name] = append(v.links[name], s.st.digestOf(k))
 		}
 		sortDigests(v.links[name])
 		v.referrers[name] = map[digest.Digest][]digest.Digest{}
-		for subject, set := range r.referrers {
-			for d := range set {
-				v.referrers[name][subject] = append(v.referrers[name][subject], d)
+		for sk, set := range r.referrers {
+			subject := s.st.digestOf(sk)
+			for k := range set {
+				v.referrers[name][subject] = append(v.referrers[name][subject], s.st.digestOf(k))
 			}
 			sortDigests(v.referrers[name][subject])
 		}
 	}
-	for d, rec := range s.st.records {
-		v.records[d] = fmt.Sprintf("stored=%v size=%d type=%s subject=%s repos=%v desc=%v", rec.stored, rec.size, rec.mediaType, rec.subject, rec.repos, rec.desc != nil)
+	for k, rec := range s.st.records {
+		var repos []string
+		s.st.eachRepo(k, rec, func(r *repo) bool { repos = append(repos, r.name); return false })
+		slices.Sort(repos)
+		v.records[s.st.digestOf(k)] = fmt.Sprintf("stored=%v size=%d subject=%v/%x repos=%v desc=%v",
+			rec.stored, rec.size, rec.hasSubject, rec.subject, repos, s.st.descs[k])
 	}
 	return v
 }

@@ -24,7 +24,7 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 	defer s.mu.RUnlock()
 	repos = map[string]Usage{}
 	blobs := map[digest.Digest]bool{}
-	manifests := map[digest.Digest]bool{}
+	manifests := map[dkey]bool{}
 	for _, name := range s.st.names {
 		if !match(name) {
 			continue
@@ -40,12 +40,12 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 				total.Blobs++
 			}
 		}
-		for d := range r.manifests {
-			size := s.manifestSize(d)
+		for k := range r.manifests {
+			size := s.st.records[k].size
 			u.Bytes += size
 			u.Manifests++
-			if !manifests[d] {
-				manifests[d] = true
+			if !manifests[k] {
+				manifests[k] = true
 				total.Bytes += size
 				total.Manifests++
 			}
@@ -53,14 +53,6 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 		repos[name] = u
 	}
 	return total, repos
-}
-
-// manifestSize is the size of manifest record d; s.mu is held.
-func (s *Store) manifestSize(d digest.Digest) int64 {
-	if rec := s.st.records[d]; rec != nil {
-		return rec.size
-	}
-	return 0
 }
 
 // Holds reports whether some repository match accepts links blob or
@@ -71,8 +63,8 @@ func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
 	if slices.ContainsFunc(s.st.blobRepos[d], match) {
 		return true
 	}
-	rec := s.st.records[d]
-	return rec != nil && slices.ContainsFunc(rec.repos, match)
+	k, _ := keyOf(d)
+	return s.st.eachRepo(k, s.st.records[k], func(r *repo) bool { return match(r.name) })
 }
 
 // BlobSize returns the size recorded with any link of blob d.

@@ -1,0 +1,68 @@
+package metadb
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/metrics"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// BenchmarkIndexGC measures what the garbage collector spends marking the
+// in-memory index of n manifests (a tenth with a subject), n/10
+// repositories and 2n tags, as bench-metadata loads it: the GC CPU of one
+// full collection with the index live, reported as gc-ms/op (mark CPU,
+// from runtime/metrics), and the heap the index holds.
+func BenchmarkIndexGC(b *testing.B) {
+	for _, n := range []int{250_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			st := newState()
+			var subject digest.Digest
+			for i := range n {
+				content := fmt.Appendf(nil, `{"schemaVersion":2,"n":%d}`, i)
+				m := &storage.Manifest{Content: content, Descriptor: v1.Descriptor{
+					MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))}}
+				if i%10 == 1 {
+					m.Subject = subject
+				}
+				subject = m.Descriptor.Digest
+				rec, err := encodeRecord(m)
+				if err != nil {
+					b.Fatal(err)
+				}
+				repo := fmt.Sprintf("org%d/repo%d", i%(n/10)%100, i%(n/10))
+				d := m.Descriptor.Digest
+				for _, op := range []metalog.Op{
+					{Key: string(manifestKey(d)), Value: rec, Stamp: uint64(i + 1)},
+					{Key: string(manifestLinkKey(repo, d))},
+					{Key: string(tagKey(repo, fmt.Sprint("v", i))), Value: []byte(d)},
+					{Key: string(tagKey(repo, fmt.Sprint("w", i))), Value: []byte(d)},
+				} {
+					if err := st.apply(op); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			st.sortNames()
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			samples := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+			metrics.Read(samples)
+			before := samples[0].Value.Float64()
+			b.ResetTimer()
+			for b.Loop() {
+				runtime.GC()
+			}
+			metrics.Read(samples)
+			b.ReportMetric((samples[0].Value.Float64()-before)*1000/float64(b.N), "gc-ms/op")
+			b.ReportMetric(float64(ms.HeapAlloc)/(1<<20), "heap-MiB")
+			runtime.KeepAlive(st)
+		})
+	}
+}
