@@ -199,8 +199,11 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // handle makes h an http.Handler that writes h's error as OCI error JSON,
 // logged to log.
 func handle(log *slog.Logger, h handlerFunc) http.Handler {
+	// One value for every response, where Set would allocate one each: its
+	// capacity of 1 makes an Add copy it rather than write into it.
+	version := []string{"registry/2.0"}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		w.Header()["Docker-Distribution-API-Version"] = version
 		if err := h(w, r); err != nil {
 			WriteError(log, w, r, err)
 		}

@@ -87,11 +87,7 @@ func (h *manifestHandler) getManifest(w http.ResponseWriter, r *http.Request) er
 		return newError(http.StatusNotFound, codeManifestUnknown,
 			"manifest %s is %s, which the Accept header does not allow", m.Descriptor.Digest, mt)
 	}
-	hdr := w.Header()
-	hdr.Set("Content-Type", mt)
-	hdr.Set("Content-Length", strconv.Itoa(len(m.Content)))
-	hdr.Set("Docker-Content-Digest", m.Descriptor.Digest.String())
-	hdr.Set("ETag", `"`+m.Descriptor.Digest.String()+`"`)
+	setManifestHeaders(w.Header(), mt, len(m.Content), m.Descriptor.Digest)
 	if r.Method == http.MethodHead {
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -109,15 +105,40 @@ func (h *manifestHandler) getManifest(w http.ResponseWriter, r *http.Request) er
 	return nil
 }
 
+// setManifestHeaders sets the headers of a manifest response: media type
+// mt, size n, digest d. It is on the path of every pull, so it allocates
+// twice (the values, and one string the length and the ETag share), where
+// Header.Set allocates for each value and canonicalizes the keys (given
+// here in canonical form).
+func setManifestHeaders(hdr http.Header, mt string, n int, d digest.Digest) {
+	var room [96]byte // a sha256 digest's: no allocation but the string
+	buf := strconv.AppendInt(room[:0], int64(n), 10)
+	digits := len(buf)
+	buf = append(append(append(buf, '"'), d...), '"')
+	s := string(buf)
+	vals := []string{mt, s[:digits], string(d), s[digits:]}
+	hdr["Content-Type"] = vals[0:1:1]
+	hdr["Content-Length"] = vals[1:2:2]
+	hdr["Docker-Content-Digest"] = vals[2:3:3]
+	hdr["Etag"] = vals[3:4:4]
+}
+
 // accepts reports whether the Accept header values allow media type mt.
-// No Accept header allows anything.
+// No Accept header allows anything. A value naming mt exactly, the common
+// case, is taken without parsing.
 func accepts(values []string, mt string) bool {
 	if len(values) == 0 {
 		return true
 	}
 	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			switch t := oci.BaseMediaType(strings.TrimSpace(part)); t {
+		for v != "" {
+			var part string
+			part, v, _ = strings.Cut(v, ",")
+			part = strings.TrimSpace(part)
+			if part == mt {
+				return true
+			}
+			switch t := oci.BaseMediaType(part); t {
 			case mt, "*/*", "application/*", "":
 				return true
 			}
