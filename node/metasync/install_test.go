@@ -31,10 +31,11 @@ func (n *cutNetwork) Snapshot(ctx context.Context, member, after string, limit i
 }
 
 // A join cut in the middle of installing a snapshot leaves the member
-// behind (its vector is not raised, so it is not caught up), whether it
-// goes on or restarts; the next pull installs the snapshot again and it
-// converges, deletes and newer writes made meanwhile included, and the
-// entries it installed before the cut do not override newer ones.
+// behind (its vector is not raised, so it is not caught up); after a
+// restart the install resumes where it stopped (its progress is on disk)
+// and the member converges, deletes and newer writes made meanwhile
+// included, and the entries it installed before the cut do not override
+// newer ones.
 func TestInterruptedInstallRestarts(t *testing.T) {
 	net := NewNetwork()
 	cfg := trimConfig()
@@ -66,8 +67,14 @@ func TestInterruptedInstallRestarts(t *testing.T) {
 	must(t, a.store.DeleteTag(ctx, "r", "t1"))
 	must(t, e.store.Close())
 	e = openMember(t, net, path, "e", cfg)
+	count := &cutNetwork{Network: net}
+	count.ok.Store(1000)
+	e.r.Connect(count)
 	e.followOnly(t, "a")
 	must(t, e.r.CatchUp(ctx))
+	if asked := 1000 - count.ok.Load(); asked > 10 {
+		t.Errorf("the install resumed after the restart asked for %d chunks; it had 5 of 30 left", asked)
+	}
 	converged(t, a, e)
 	if got, _ := e.store.Tag("r", "t0"); got != manifest("later").Descriptor.Digest {
 		t.Errorf("t0 = %s on e, want the later write %s", got, manifest("later").Descriptor.Digest)

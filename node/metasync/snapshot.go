@@ -20,7 +20,10 @@ type Snapshots interface {
 	// writer wins, and stored keys of its range that it lacks and that
 	// are stamped before cutoff are deleted. The vector is left alone.
 	Install(ctx context.Context, after string, c metalog.Chunk, cutoff uint64) error
-	// Advance raises the vector to at least v.
+	// InstallProgress says how far an install begun and not finished
+	// (Advance) got: the vector it covers and the last key installed.
+	InstallProgress() (metadb.InstallProgress, bool, error)
+	// Advance raises the vector to at least v and ends the install.
 	Advance(ctx context.Context, v metalog.Vector) error
 	// Trim deletes the batches at or below floor from the log.
 	Trim(ctx context.Context, floor metalog.Vector) (int, error)
@@ -53,12 +56,13 @@ type fetched struct {
 	err   error
 }
 
-// fetchSnapshot sends member p's snapshot to out, chunk after chunk, each
+// fetchSnapshot sends member p's snapshot after the key from ("": all of
+// it) to out, chunk after chunk, each
 // asked again on failure from where it stopped, until the last chunk or an
 // error (sent last) or ctx is done. It closes out.
-func (r *Replicator) fetchSnapshot(ctx context.Context, t Transport, p string, out chan<- fetched) {
+func (r *Replicator) fetchSnapshot(ctx context.Context, t Transport, p, from string, out chan<- fetched) {
 	defer close(out)
-	after := ""
+	after := from
 	for {
 		c, err := t.Snapshot(ctx, p, after, r.cfg.SnapshotChunk)
 		for try := 1; err != nil && try < chunkTries && ctx.Err() == nil; try++ {
@@ -146,17 +150,23 @@ func (q *chunkQueue) next() (f fetched, ok bool) {
 //
 // The vector is raised only once every chunk is in: an install cut short
 // (an error, ctx, a crash) leaves the member behind, and the next pull
-// installs a snapshot again, merging what is already there for free.
+// resumes it (resumePoint).
 func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string) error {
 	start := time.Now()
 	cutoff := metadb.StampAt(start.Add(-r.cfg.Horizon))
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the fetcher when the install fails
+	from, vec, resumed, err := r.resumePoint(ctx, t, p)
+	if err != nil {
+		return err
+	}
+	if resumed && from == "" {
+		return r.log.Advance(ctx, vec) // every chunk was in
+	}
 	in := make(chan fetched, prefetchChunks)
-	go r.fetchSnapshot(ctx, t, p, in)
+	go r.fetchSnapshot(ctx, t, p, from, in)
 	q := chunkQueue{in: in}
 	var (
-		vec      metalog.Vector
 		entries  int
 		installs int
 		waited   time.Duration // for chunks: the fetch is behind
@@ -175,8 +185,11 @@ func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string)
 		if f.err != nil {
 			return f.err
 		}
-		if f.after == "" {
+		switch {
+		case f.after == "":
 			vec = f.c.Vector
+		case resumed && installs == 0:
+			f.c.Vector = vec // recorded with the progress
 		}
 		if err := r.log.Install(ctx, f.after, f.c, cutoff); err != nil {
 			return err
@@ -197,4 +210,37 @@ func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string)
 	r.slog.Info("installed a metadata snapshot", "member", p, "entries", entries, "transactions", installs,
 		"took", time.Since(start).Round(time.Millisecond), "waiting for chunks", waited.Round(time.Millisecond))
 	return nil
+}
+
+// resumePoint returns where an install from member p starts: after the
+// last key an install cut short got to, when there is one begun less than
+// half the horizon ago, covering what both it and p cover; otherwise
+// from the first key (from "", vec nil).
+//
+// Resuming is safe with any member: the keys installed hold at least
+// what the earlier install's vector says, and p's keys fetched from now
+// on at least what p has applied now, so the snapshot as a whole holds
+// at least their minimum. A key p deleted is still deleted here: its
+// tombstone stays until every member has it, and one older than the
+// horizon is trusted only if the install began within it.
+func (r *Replicator) resumePoint(ctx context.Context, t Transport, p string) (from string, vec metalog.Vector, resumed bool, err error) {
+	prog, ok, err := r.log.InstallProgress()
+	if err != nil || !ok || time.Since(prog.Began) > r.cfg.Horizon/2 {
+		return "", nil, false, err
+	}
+	if prog.After == "" {
+		return "", prog.Vector, true, nil
+	}
+	theirs, err := t.Vector(ctx, p) // before the chunks: they hold at least this
+	if err != nil {
+		return "", nil, false, err
+	}
+	vec = metalog.Vector{}
+	for origin, seq := range prog.Vector {
+		if n := min(seq, theirs[origin]); n > 0 {
+			vec[origin] = n
+		}
+	}
+	r.slog.Info("resuming a metadata snapshot install", "member", p, "after", prog.After)
+	return prog.After, vec, true, nil
 }

@@ -3,7 +3,9 @@ package metadb
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -45,8 +47,10 @@ func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cuto
 	var changed []metalog.Op
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var err error
-		changed, err = installChunk(tx.Bucket(bucketMeta), after, c, cutoff)
-		return err
+		if changed, err = installChunk(tx.Bucket(bucketMeta), after, c, cutoff); err != nil {
+			return err
+		}
+		return saveProgress(tx, after, c)
 	})
 	if err != nil {
 		return diskspace.Classify(fmt.Errorf("installing metadata snapshot: %w", err))
@@ -54,6 +58,91 @@ func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cuto
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.applyCommitted(changed)
+}
+
+// bucketInstall holds the progress of the snapshot being installed, local
+// to this member: the vector it will cover, the key installed up to, and
+// when it began (InstallProgress). Advance empties it.
+var bucketInstall = []byte("install")
+
+var (
+	progressVector = []byte("vector") // JSON metalog.Vector
+	progressNext   = []byte("next")   // the last key installed
+	progressBegan  = []byte("began")  // unix milliseconds, 8 bytes
+)
+
+// saveProgress records in tx that chunk c, asked for after the key after,
+// is installed. The first chunk (after "") begins an install; a chunk
+// carrying a vector past the first (a resumed install's, see
+// node/metasync) replaces the vector it will cover.
+func saveProgress(tx *bolt.Tx, after string, c metalog.Chunk) error {
+	b, err := tx.CreateBucketIfNotExists(bucketInstall)
+	if err != nil {
+		return err
+	}
+	if after == "" {
+		if err := b.Put(progressBegan, binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixMilli()))); err != nil {
+			return err
+		}
+	}
+	if c.Vector != nil {
+		v, err := json.Marshal(c.Vector)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(progressVector, v); err != nil {
+			return err
+		}
+	}
+	if b.Get(progressVector) == nil {
+		return nil // a chunk of no install begun here: nothing to resume
+	}
+	return b.Put(progressNext, []byte(c.Next))
+}
+
+// InstallProgress is how far a snapshot install got.
+type InstallProgress struct {
+	// Vector is what the snapshot covers once every chunk is in.
+	Vector metalog.Vector
+	// After is the last key installed: the install resumes after it; ""
+	// once the last chunk is in.
+	After string
+	// Began is when the install began.
+	Began time.Time
+}
+
+// InstallProgress says how far the snapshot being installed got, when one
+// was begun and not finished (Advance): the vector it covers, the key to
+// resume after ("" once every chunk is in) and when it began. An install
+// cut short, by an error or a crash, resumes from there.
+func (s *Store) InstallProgress() (p InstallProgress, ok bool, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketInstall)
+		if b == nil || b.Get(progressVector) == nil || b.Get(progressNext) == nil {
+			return nil
+		}
+		if err := json.Unmarshal(b.Get(progressVector), &p.Vector); err != nil {
+			return err
+		}
+		p.After = string(b.Get(progressNext))
+		if v := b.Get(progressBegan); len(v) == 8 {
+			p.Began = time.UnixMilli(int64(binary.BigEndian.Uint64(v)))
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return InstallProgress{}, false, fmt.Errorf("reading the snapshot install's progress: %w", err)
+	}
+	return p, ok, nil
+}
+
+// dropProgress forgets the install in progress, in tx.
+func dropProgress(tx *bolt.Tx) error {
+	if tx.Bucket(bucketInstall) == nil {
+		return nil
+	}
+	return tx.DeleteBucket(bucketInstall)
 }
 
 // held is what Install needs of a stored entry: whether it wins, and

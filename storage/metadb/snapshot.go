@@ -89,6 +89,7 @@ func (s *Store) SnapshotChunk(after string, limit int) (metalog.Chunk, error) {
 
 // Advance raises what the store says it has applied to at least v, once
 // a snapshot covering v is installed: the log after v is what it lacks.
+// The install's progress (InstallProgress) goes in the same transaction.
 func (s *Store) Advance(ctx context.Context, v metalog.Vector) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -99,6 +100,9 @@ func (s *Store) Advance(ctx context.Context, v metalog.Vector) error {
 	vec := s.vec.Clone()
 	s.mu.RUnlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := dropProgress(tx); err != nil {
+			return err
+		}
 		vb := tx.Bucket(bucketVector)
 		for origin, seq := range v {
 			if seq <= vec[origin] {

@@ -167,8 +167,8 @@ func (m *member) report(ctx context.Context, s shape) (string, error) {
 	if line := grepLog(m.proc.LogPath, "installed a metadata snapshot"); line != "" {
 		out += "; " + line
 	}
-	if rss := procStatus(m.proc.Pid(), "VmRSS:"); rss != "" {
-		out += "; RSS " + rss
+	if rss := procStatus(m.proc.Pid(), "RssAnon:"); rss != "" {
+		out += "; anonymous RSS " + rss
 	}
 	if fi, err := os.Stat(filepath.Join(m.dir, "data", "metadata.db")); err == nil {
 		out += fmt.Sprintf("; metadata.db %d MiB", fi.Size()>>20)
