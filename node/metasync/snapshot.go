@@ -16,9 +16,11 @@ type Snapshots interface {
 	// tombstones included) with keys after after; the first chunk carries
 	// the vector the state covers.
 	SnapshotChunk(after string, limit int) (metalog.Chunk, error)
-	// Install merges the chunk asked for after after: entries by last
+	// Install merges the chunk asked for after after (entries in key
+	// order; consecutive chunks may be merged into one): entries by last
 	// writer wins, and stored keys of its range that it lacks and that
-	// are stamped before cutoff are deleted. The vector is left alone.
+	// are stamped before cutoff are deleted. The vector is left alone;
+	// the install's progress is recorded (InstallProgress).
 	Install(ctx context.Context, after string, c metalog.Chunk, cutoff uint64) error
 	// InstallProgress says how far an install begun and not finished
 	// (Advance) got: the vector it covers and the last key installed.
@@ -34,7 +36,7 @@ type Snapshots interface {
 }
 
 // chunkTries is how often a chunk is asked for before the snapshot is
-// given up (the next pull starts it again).
+// given up (the next pull resumes it: resumePoint).
 const chunkTries = 3
 
 const (
