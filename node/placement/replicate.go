@@ -17,8 +17,9 @@ import (
 // holders besides this member, chosen when the session writes its first
 // bytes (its digest is not known yet, so they cannot be the blob's
 // owners): Replicas-1 live members from a ring walk keyed by the session.
-// Every byte the client sends is written here and passed on at once to
-// each holder's replica (replicas.go), which hashes and writes it too; the
+// Every byte the client sends is written here and passed on, in 1 MiB
+// chunks through a bounded queue per holder (replicastream.go), to each
+// holder's replica (replicas.go), which hashes and writes it too; the
 // session's state records each replica's. The final PUT then verifies and
 // commits here and has every holder commit its replica, which costs what a
 // commit costs on one member; rebalancing later moves the copies to the
@@ -26,7 +27,10 @@ import (
 // member). A holder that failed on the way (it died, it refused a write)
 // is dropped from the session, and the commit falls back to Place, which
 // copies the blob until Replicas members hold it: the 201 always means
-// Replicas durable copies.
+// Replicas durable copies. A blob whose digest is known from the start
+// goes to its owners instead (newOwnersWriter); a member that is none of
+// them keeps its bytes only as the spare that fallback needs, and drops
+// them unsynced once the owners confirmed their copies.
 
 // ReplicaTransport is the optional capability of a Transport that keeps
 // replicas of uploads on other members (peer.Cluster has it).
