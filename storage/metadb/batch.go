@@ -44,7 +44,7 @@ func (s *Store) PutManifests(ctx context.Context, puts []ManifestPut) error {
 		}
 		for i, p := range puts {
 			d := p.Manifest.Descriptor.Digest
-			if k, _ := keyOf(d); st.records[k].links == 0 || !st.records[k].stored {
+			if k, _ := keyOf(d); st.records[k].n == 0 || !st.records[k].stored {
 				set(string(manifestKey(d)), recs[i])
 			}
 			set(string(manifestLinkKey(p.Repo, d)), nil)

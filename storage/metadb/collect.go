@@ -31,7 +31,7 @@ func (s *Store) CollectManifests(ctx context.Context, grace time.Duration, dryRu
 	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
 		for k, rec := range st.records {
-			if rec.stored && rec.links == 0 && rec.since>>16 <= cutoff {
+			if rec.stored && rec.n == 0 && rec.since>>16 <= cutoff {
 				ops = append(ops, metalog.Op{Key: string(manifestKey(st.digestOf(k))), Deleted: true})
 			}
 		}

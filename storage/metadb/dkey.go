@@ -59,3 +59,9 @@ func (k dkey) format() digest.Digest {
 	}
 	return digest.Digest(b)
 }
+
+// dkeyOf returns the key of d.
+func dkeyOf(d digest.Digest) dkey {
+	k, _ := keyOf(d)
+	return k
+}

@@ -8,11 +8,6 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-func mustKey(d digest.Digest) dkey {
-	k, _ := keyOf(d)
-	return k
-}
-
 func TestKeyOf(t *testing.T) {
 	plain := digest.FromString("x")
 	k, ok := keyOf(plain)
@@ -28,14 +23,14 @@ func TestKeyOf(t *testing.T) {
 	s := newState()
 	for _, d := range odd {
 		k, ok := keyOf(d)
-		if ok || k == mustKey(plain) {
+		if ok || k == dkeyOf(plain) {
 			t.Errorf("keyOf(%s) = %x, %v: want the hash of the text", d, k, ok)
 		}
 		if got := s.digestOf(s.key(d)); got != d {
 			t.Errorf("digestOf(key(%s)) = %s", d, got)
 		}
 	}
-	if got := s.digestOf(mustKey(plain)); got != plain {
+	if got := s.digestOf(dkeyOf(plain)); got != plain {
 		t.Errorf("digestOf(key(%s)) = %s", plain, got)
 	}
 }
@@ -51,7 +46,7 @@ func TestSharedLinks(t *testing.T) {
 	}
 	names := func() []string {
 		var out []string
-		k := mustKey(d)
+		k := dkeyOf(d)
 		s.eachRepo(k, s.records[k], func(r *repo) bool { out = append(out, r.name); return false })
 		return out
 	}
@@ -64,7 +59,7 @@ func TestSharedLinks(t *testing.T) {
 			t.Fatalf("after %d unlinks, linked by %q, want %q", i+1, got, want)
 		}
 	}
-	if _, ok := s.records[mustKey(d)]; ok {
+	if _, ok := s.records[dkeyOf(d)]; ok {
 		t.Errorf("an unstored record linked by none is kept")
 	}
 	if len(s.shared) != 0 {

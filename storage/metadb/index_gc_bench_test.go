@@ -15,7 +15,8 @@ import (
 
 // BenchmarkIndexGC measures what the garbage collector spends marking the
 // in-memory index of n manifests (a tenth with a subject), n/10
-// repositories and 2n tags, as bench-metadata loads it: the GC CPU of one
+// repositories, 2n tags (as bench-metadata loads them) and 2n blob links
+// (one blob of its own per manifest, one of 100 shared): the GC CPU of one
 // full collection with the index live, reported as gc-ms/op (mark CPU,
 // from runtime/metrics), and the heap the index holds.
 func BenchmarkIndexGC(b *testing.B) {
@@ -42,6 +43,8 @@ func BenchmarkIndexGC(b *testing.B) {
 					{Key: string(manifestLinkKey(repo, d))},
 					{Key: string(tagKey(repo, fmt.Sprint("v", i))), Value: []byte(d)},
 					{Key: string(tagKey(repo, fmt.Sprint("w", i))), Value: []byte(d)},
+					{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("layer", i)))), Value: []byte("1234")},
+					{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("base", i%100)))), Value: []byte("5678")},
 				} {
 					if err := st.apply(op); err != nil {
 						b.Fatal(err)

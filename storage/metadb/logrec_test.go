@@ -117,7 +117,7 @@ func TestLogStoresRecordOnce(t *testing.T) {
 		if _, err := s.Manifest("r", big.Descriptor.Digest); !errors.Is(err, storage.ErrManifestUnknown) {
 			t.Errorf("%s: Manifest after collection: %v", s.origin, err)
 		}
-		if _, ok := s.st.records[mustKey(big.Descriptor.Digest)]; ok {
+		if _, ok := s.st.records[dkeyOf(big.Descriptor.Digest)]; ok {
 			t.Errorf("%s still indexes the record", s.origin)
 		}
 	}

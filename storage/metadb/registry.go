@@ -181,7 +181,7 @@ func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 // linkOps returns the op linking blob d (size bytes, 0 if unknown) into
 // repo, or none when it is linked with its size already.
 func linkOps(st *state, repo string, d digest.Digest, size int64) []metalog.Op {
-	if linked(st, repo, d) && (size <= 0 || st.repos[repo].blobs[d] == size) {
+	if linked(st, repo, d) && (size <= 0 || st.repos[repo].blobs[dkeyOf(d)] == size) {
 		return nil
 	}
 	op := metalog.Op{Key: string(blobLinkKey(repo, d))}
@@ -193,7 +193,7 @@ func linkOps(st *state, repo string, d digest.Digest, size int64) []metalog.Op {
 
 func linked(st *state, repo string, d digest.Digest) bool {
 	if r := st.repo(repo, false); r != nil {
-		_, ok := r.blobs[d]
+		_, ok := r.blobs[dkeyOf(d)]
 		return ok
 	}
 	return false
@@ -213,7 +213,7 @@ func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.st.repo(repo, false); r != nil {
-		_, ok := r.blobs[d]
+		_, ok := r.blobs[dkeyOf(d)]
 		return ok
 	}
 	return false
@@ -234,9 +234,11 @@ func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error 
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
 		for _, d := range ds {
-			for _, name := range st.blobRepos[d] {
-				ops = append(ops, metalog.Op{Key: string(blobLinkKey(name, d)), Deleted: true})
-			}
+			k, _ := keyOf(d)
+			st.eachHolder(st.blobs[k], st.blobShared, k, func(r *repo) bool {
+				ops = append(ops, metalog.Op{Key: string(blobLinkKey(r.name, d)), Deleted: true})
+				return false
+			})
 		}
 		return ops, nil
 	}, nil)
@@ -274,7 +276,13 @@ func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
 func (s *Store) BlobRepos(d digest.Digest) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Clone(s.st.blobRepos[d])
+	k, _ := keyOf(d)
+	var names []string
+	s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
+		names = append(names, r.name)
+		return false
+	})
+	return names
 }
 
 // Written returns when the live entry of a tag (tag != "") or of a

@@ -30,7 +30,7 @@ type state struct {
 	byID []*repo
 	free []uint32
 	// shared lists, sorted, the repositories that link each manifest
-	// linked by more than one (record.links > 1).
+	// linked by more than one (record.n > 1).
 	shared map[dkey][]string
 	// descs are the descriptors of the manifests with a subject, as the
 	// referrers API lists them.
@@ -46,8 +46,10 @@ type state struct {
 	// a commit, added is empty.
 	names []string
 	added []string
-	// blobRepos lists, sorted, the repositories that link each blob.
-	blobRepos map[digest.Digest][]string
+	// blobs holds the repositories that link each blob; blobShared
+	// lists them, sorted, for a blob more than one links.
+	blobs      map[dkey]holders
+	blobShared map[dkey][]string
 	// pins are the digests immutable tags were first bound to, by
 	// pinKey(repo, tag); they outlive the tag (pin.go).
 	pins map[string]digest.Digest
@@ -61,17 +63,70 @@ type state struct {
 type record struct {
 	stored     bool
 	hasSubject bool
-	// links counts the repositories that link the manifest; repo is the
-	// id of the one that does when links == 1 (else state.shared lists
-	// them).
-	links uint32
-	repo  uint32
-	size  int64 // len(Content)
+	// holders are the repositories that link the manifest (state.shared).
+	holders
+	size int64 // len(Content)
 	// since is the stamp of the last write that left the record without
 	// links (its own write, or the last link's deletion): garbage
 	// collection counts its grace period from there.
 	since   uint64
 	subject dkey
+}
+
+// holders are the repositories that link a digest: n counts them, repo
+// is the id of the one when n == 1, and a map beside (state.shared,
+// state.blobShared) lists them, sorted, when n > 1.
+type holders struct {
+	n    uint32
+	repo uint32
+}
+
+// hold adds r to the holders h of key k, whose list when shared is in
+// shared; r must not hold k yet.
+func (s *state) hold(h holders, shared map[dkey][]string, k dkey, r *repo) holders {
+	switch h.n {
+	case 0:
+		h.repo = r.id
+	case 1:
+		shared[k] = insert([]string{s.byID[h.repo].name}, r.name)
+	default:
+		shared[k] = insert(shared[k], r.name)
+	}
+	h.n++
+	return h
+}
+
+// release drops r from the holders h of key k, which it is one of.
+func (s *state) release(h holders, shared map[dkey][]string, k dkey, r *repo) holders {
+	switch h.n {
+	case 1:
+		h.repo = 0
+	case 2:
+		rest := remove(shared[k], r.name)
+		delete(shared, k)
+		h.repo = s.repos[rest[0]].id
+	default:
+		shared[k] = remove(shared[k], r.name)
+	}
+	h.n--
+	return h
+}
+
+// eachHolder calls fn with each of the holders h of key k until fn
+// returns true; it reports whether fn did.
+func (s *state) eachHolder(h holders, shared map[dkey][]string, k dkey, fn func(*repo) bool) bool {
+	switch h.n {
+	case 0:
+		return false
+	case 1:
+		return fn(s.byID[h.repo])
+	}
+	for _, name := range shared[k] {
+		if fn(s.repos[name]) {
+			return true
+		}
+	}
+	return false
 }
 
 type repo struct {
@@ -81,7 +136,7 @@ type repo struct {
 	manifests map[dkey]struct{}
 	// blobs maps each linked blob to its size in bytes, 0 when the link
 	// was made without one (before sizes were recorded, or by a cache).
-	blobs map[digest.Digest]int64
+	blobs map[dkey]int64
 	// referrers maps a subject to the linked manifests that refer to it.
 	referrers map[dkey]map[dkey]struct{}
 }
@@ -95,7 +150,8 @@ func newState() *state {
 		shared:     map[dkey][]string{},
 		descs:      map[dkey]*v1.Descriptor{},
 		odd:        map[dkey]digest.Digest{},
-		blobRepos:  map[digest.Digest][]string{},
+		blobs:      map[dkey]holders{},
+		blobShared: map[dkey][]string{},
 		pins:       map[string]digest.Digest{},
 		mediaTypes: map[string]string{},
 	}
@@ -110,7 +166,7 @@ func (s *state) repo(name string, create bool) *repo {
 			name:      name,
 			tags:      map[string]dkey{},
 			manifests: map[dkey]struct{}{},
-			blobs:     map[digest.Digest]int64{},
+			blobs:     map[dkey]int64{},
 			referrers: map[dkey]map[dkey]struct{}{},
 		}
 		if n := len(s.free); n > 0 {
@@ -162,21 +218,10 @@ func (s *state) digestOf(k dkey) digest.Digest {
 }
 
 // eachRepo calls fn with each repository that links the manifest of key
-// k, whose record is rec, until fn returns false; it reports whether fn
+// k, whose record is rec, until fn returns true; it reports whether fn
 // did.
 func (s *state) eachRepo(k dkey, rec record, fn func(*repo) bool) bool {
-	switch rec.links {
-	case 0:
-		return false
-	case 1:
-		return fn(s.byID[rec.repo])
-	}
-	for _, name := range s.shared[k] {
-		if fn(s.repos[name]) {
-			return true
-		}
-	}
-	return false
+	return s.eachHolder(rec.holders, s.shared, k, fn)
 }
 
 // sortNames merges the names of the repositories created since it last
@@ -248,19 +293,21 @@ func (s *state) apply(op metalog.Op) error {
 	case k.kind == kindManifest:
 		s.linkManifest(r, d)
 	case k.kind == kindBlob && op.Deleted:
-		if _, ok := r.blobs[d]; ok {
-			delete(r.blobs, d)
-			s.blobRepos[d] = remove(s.blobRepos[d], r.name)
-			if len(s.blobRepos[d]) == 0 {
-				delete(s.blobRepos, d)
+		bk, _ := keyOf(d)
+		if _, ok := r.blobs[bk]; ok {
+			delete(r.blobs, bk)
+			if h := s.release(s.blobs[bk], s.blobShared, bk, r); h.n > 0 {
+				s.blobs[bk] = h
+			} else {
+				delete(s.blobs, bk)
 			}
 		}
 	case k.kind == kindBlob:
-		if _, ok := r.blobs[d]; !ok {
-			d = digest.Digest(strings.Clone(string(d)))
-			s.blobRepos[d] = insert(s.blobRepos[d], r.name)
+		bk := s.key(d)
+		if _, ok := r.blobs[bk]; !ok {
+			s.blobs[bk] = s.hold(s.blobs[bk], s.blobShared, bk, r)
 		}
-		r.blobs[d] = linkSize(op.Value)
+		r.blobs[bk] = linkSize(op.Value)
 	}
 	if r.empty() {
 		s.dropRepo(r)
@@ -277,11 +324,11 @@ func (s *state) applyRecord(d digest.Digest, op metalog.Op) error {
 			return nil
 		}
 		s.setSubject(k, &rec, "", nil)
-		if rec.links == 0 {
+		if rec.n == 0 {
 			delete(s.records, k)
 			return nil
 		}
-		s.records[k] = record{links: rec.links, repo: rec.repo} // links to nothing: unknown to reads
+		s.records[k] = record{holders: rec.holders} // links to nothing: unknown to reads
 		return nil
 	}
 	m, err := decodeHead(op.Value)
@@ -348,15 +395,7 @@ func (s *state) linkManifest(r *repo, d digest.Digest) {
 	}
 	r.manifests[k] = struct{}{}
 	rec := s.records[k]
-	switch rec.links {
-	case 0:
-		rec.repo = r.id
-	case 1:
-		s.shared[k] = insert([]string{s.byID[rec.repo].name}, r.name)
-	default:
-		s.shared[k] = insert(s.shared[k], r.name)
-	}
-	rec.links++
+	rec.holders = s.hold(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
 		r.addReferrer(rec.subject, k)
 	}
@@ -377,21 +416,11 @@ func (s *state) unlinkManifest(r *repo, d digest.Digest, stamp uint64) {
 	if !ok {
 		return
 	}
-	switch rec.links {
-	case 1:
-		rec.repo = 0
-	case 2:
-		rest := remove(s.shared[k], r.name)
-		delete(s.shared, k)
-		rec.repo = s.repos[rest[0]].id
-	default:
-		s.shared[k] = remove(s.shared[k], r.name)
-	}
-	rec.links--
+	rec.holders = s.release(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
 		r.dropReferrer(rec.subject, k)
 	}
-	if rec.links == 0 && !rec.stored {
+	if rec.n == 0 && !rec.stored {
 		delete(s.records, k)
 		return
 	}

@@ -112,9 +112,14 @@ func snapshotIndex(s *Store) indexView {
 	defer s.mu.RUnlock()
 	v := indexView{names: append([]string(nil), s.st.names...), tags: map[string]map[string]digest.Digest{},
 		links: map[string][]digest.Digest{}, blobs: map[string]map[digest.Digest]int64{},
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, records: map[digest.Digest]string{}, blobRepos: s.st.blobRepos}
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, records: map[digest.Digest]string{}, blobRepos: map[digest.Digest][]string{}}
 	for name, r := range s.st.repos {
-		v.blobs[name] = r.blobs
+		v.blobs[name] = map[digest.Digest]int64{}
+		for k, size := range r.blobs {
+			d := s.st.digestOf(k)
+			v.blobs[name][d] = size
+			v.blobRepos[d] = append(v.blobRepos[d], name)
+		}
 		v.tags[name] = map[string]digest.Digest{}
 		for t, k := range r.tags {
 			v.tags[name][t] = s.st.digestOf(k)
@@ -131,6 +136,9 @@ func snapshotIndex(s *Store) indexView {
 			}
 			sortDigests(v.referrers[name][subject])
 		}
+	}
+	for _, names := range v.blobRepos {
+		slices.Sort(names)
 	}
 	for k, rec := range s.st.records {
 		var repos []string

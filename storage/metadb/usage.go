@@ -1,8 +1,6 @@
 package metadb
 
 import (
-	"slices"
-
 	"github.com/opencontainers/go-digest"
 )
 
@@ -23,7 +21,7 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	repos = map[string]Usage{}
-	blobs := map[digest.Digest]bool{}
+	blobs := map[dkey]bool{}
 	manifests := map[dkey]bool{}
 	for _, name := range s.st.names {
 		if !match(name) {
@@ -60,10 +58,10 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if slices.ContainsFunc(s.st.blobRepos[d], match) {
+	k, _ := keyOf(d)
+	if s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool { return match(r.name) }) {
 		return true
 	}
-	k, _ := keyOf(d)
 	return s.st.eachRepo(k, s.st.records[k], func(r *repo) bool { return match(r.name) })
 }
 
@@ -71,10 +69,11 @@ func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
 func (s *Store) BlobSize(d digest.Digest) (int64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, name := range s.st.blobRepos[d] {
-		if size := s.st.repos[name].blobs[d]; size > 0 {
-			return size, true
-		}
-	}
-	return 0, false
+	k, _ := keyOf(d)
+	var size int64
+	found := s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
+		size = r.blobs[k]
+		return size > 0
+	})
+	return size, found
 }
