@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/oci"
 )
 
 func TestKeyOf(t *testing.T) {
@@ -64,5 +66,19 @@ func TestSharedLinks(t *testing.T) {
 	}
 	if len(s.shared) != 0 {
 		t.Errorf("shared left: %v", s.shared)
+	}
+}
+
+// A record's media type reads back the same, common or not, without an
+// allocation for the common ones.
+func TestMediaTypeString(t *testing.T) {
+	for _, mt := range []string{"application/vnd.oci.image.manifest.v1+json", oci.MediaTypeDockerList, "application/x-other"} {
+		if got := mediaTypeString([]byte(mt)); got != mt {
+			t.Errorf("mediaTypeString(%q) = %q", mt, got)
+		}
+	}
+	b := []byte(oci.MediaTypeDockerManifest)
+	if n := testing.AllocsPerRun(10, func() { _ = mediaTypeString(b) }); n != 0 {
+		t.Errorf("mediaTypeString allocates %v times for a common type", n)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/atollhq/atoll/oci"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -113,10 +114,27 @@ func decodeBinary(v []byte) (h recordHead, content []byte, err error) {
 			return h, nil, fmt.Errorf("manifest descriptor: %w", err)
 		}
 	} else {
-		h.Descriptor = v1.Descriptor{MediaType: string(mediaType), Digest: digest.Digest(dg), Size: int64(size), ArtifactType: string(artifactType)}
+		h.Descriptor = v1.Descriptor{MediaType: mediaTypeString(mediaType), Digest: digest.Digest(dg), Size: int64(size), ArtifactType: string(artifactType)}
 	}
 	h.Subject = digest.Digest(subject)
 	return h, r.b, nil
+}
+
+// mediaTypeString returns media type b as a string: for the common ones a
+// constant, so that a read of a record (and the index's load, of each)
+// does not allocate one.
+func mediaTypeString(b []byte) string {
+	switch string(b) { // compared without a conversion
+	case oci.MediaTypeImageManifest:
+		return oci.MediaTypeImageManifest
+	case oci.MediaTypeImageIndex:
+		return oci.MediaTypeImageIndex
+	case oci.MediaTypeDockerManifest:
+		return oci.MediaTypeDockerManifest
+	case oci.MediaTypeDockerList:
+		return oci.MediaTypeDockerList
+	}
+	return string(b)
 }
 
 // contentField starts the last field of a JSON record as json.Marshal
