@@ -55,6 +55,22 @@ func TestFullDisk(t *testing.T) {
 		}
 		return int64(sp.Total - sp.Free)
 	}
+	// settled is used once the member's writes from earlier requests
+	// (the metadata log, the fence's record of what clients were told)
+	// have reached the disk: two readings 100 ms apart agree.
+	settled := func() int64 {
+		t.Helper()
+		last := used()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			now := used()
+			if now == last {
+				return now
+			}
+			last = now
+		}
+		return last
+	}
 	// refused checks a write the full disk refused: 507 (or 503) with the
 	// spec's error JSON, and the disk as it was before the write.
 	refused := func(what string, r *response, err error, before int64) {
@@ -71,7 +87,7 @@ func TestFullDisk(t *testing.T) {
 		} else if json.Unmarshal(r.body, &body) != nil || len(body.Errors) == 0 || body.Errors[0].Code == "" {
 			t.Errorf("%s on a full disk: %d with body %q, want the OCI error JSON", what, r.status, r.body)
 		}
-		if after := used(); after != before {
+		if after := settled(); after != before {
 			t.Errorf("%s on a full disk: %d bytes in use before, %d after: the failed write left bytes", what, before, after)
 		}
 	}
@@ -99,8 +115,7 @@ func TestFullDisk(t *testing.T) {
 	var images []fullImage
 	refusals := 0
 	for size := 2 << 20; size >= 4<<10; {
-		before := used()
-		img, what, r, err := pushFullImage(ctx, t, c, repo, fmt.Sprintf("v%d", len(images)), size)
+		img, what, r, before, err := pushFullImage(ctx, t, c, repo, fmt.Sprintf("v%d", len(images)), size, settled)
 		if err == nil {
 			images = append(images, img)
 			continue
@@ -126,7 +141,7 @@ func TestFullDisk(t *testing.T) {
 
 	// The failed-chunk case: a chunk of the session is refused whole, and
 	// the session keeps its durable chunk.
-	before := used()
+	before := settled()
 	h := octetStream.Clone()
 	h.Set("Content-Range", fmt.Sprintf("%d-%d", half, len(session)-1))
 	r, err := c.do(ctx, "PATCH", loc, h, session[half:], http.StatusAccepted)
@@ -134,7 +149,7 @@ func TestFullDisk(t *testing.T) {
 	if got, err := c.uploadStatus(ctx, loc); err != nil || got != half {
 		t.Errorf("session after the refused chunk holds %d bytes (%v), want %d", got, err, half)
 	}
-	before = used()
+	before = settled()
 	h.Set("Content-Range", fmt.Sprintf("%d-%d", half, len(last)-1))
 	r, err = c.do(ctx, "PUT", withDigest(lastLoc, digest.FromBytes(last)), h, last[half:], http.StatusCreated)
 	refused("PUT with a last chunk of 1 MiB", r, err, before)
@@ -190,7 +205,7 @@ func TestFullDisk(t *testing.T) {
 	}
 
 	// A collection frees their blobs.
-	before = used()
+	before = settled()
 	reports := fullCollect(ctx, t, c)
 	freed := before - used()
 	t.Logf("gc: %+v; %d bytes in use before, %d freed; %d bytes of deleted images", reports, before, freed, deletedBytes)
@@ -202,7 +217,7 @@ func TestFullDisk(t *testing.T) {
 	}
 
 	// Pushes work again, and the session that failed half-way resumes.
-	img, _, _, err := pushFullImage(ctx, t, c, repo, "after", 2<<20)
+	img, _, _, _, err := pushFullImage(ctx, t, c, repo, "after", 2<<20, used)
 	if err != nil {
 		t.Fatalf("push after gc: %v", err)
 	}
@@ -244,22 +259,25 @@ func TestFullDisk(t *testing.T) {
 	}
 }
 
-// pushFullImage pushes an image of one layer of size bytes tagged tag. On
+// pushFullImage pushes an image of one layer of size bytes tagged tag,
+// reading the disk's use with used before each write. On
 // failure it says which request failed and returns its response.
-func pushFullImage(ctx context.Context, t *testing.T, c *client, repo, tag string, size int) (fullImage, string, *response, error) {
+func pushFullImage(ctx context.Context, t *testing.T, c *client, repo, tag string, size int, used func() int64) (fullImage, string, *response, int64, error) {
 	img := fullImage{tag: tag, layer: fullRandom(t, size)}
+	var before int64 // the disk in use before the write that failed
 	post := func(data []byte) (*response, error) {
+		before = used()
 		return c.do(ctx, "POST", "/v2/"+repo+"/blobs/uploads/?digest="+digest.FromBytes(data).String(), octetStream, data, http.StatusCreated)
 	}
 	if r, err := post(img.layer); err != nil {
-		return img, fmt.Sprintf("POST of a %d-byte blob", size), r, err
+		return img, fmt.Sprintf("POST of a %d-byte blob", size), r, before, err
 	}
 	img.config, _ = json.Marshal(v1.Image{
 		Platform: v1.Platform{Architecture: "amd64", OS: "linux"},
 		RootFS:   v1.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromBytes(img.layer)}},
 	})
 	if r, err := post(img.config); err != nil {
-		return img, "POST of a config blob", r, err
+		return img, "POST of a config blob", r, before, err
 	}
 	img.body, _ = json.Marshal(v1.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
@@ -268,11 +286,12 @@ func pushFullImage(ctx context.Context, t *testing.T, c *client, repo, tag strin
 		Layers:    []v1.Descriptor{{MediaType: v1.MediaTypeImageLayer, Digest: digest.FromBytes(img.layer), Size: int64(size)}},
 	})
 	img.manifest = digest.FromBytes(img.body)
+	before = used()
 	r, err := c.do(ctx, "PUT", "/v2/"+repo+"/manifests/"+tag, http.Header{"Content-Type": {ociManifest}}, img.body, http.StatusCreated)
 	if err != nil {
-		return img, "PUT of a manifest", r, err
+		return img, "PUT of a manifest", r, before, err
 	}
-	return img, "", nil, nil
+	return img, "", nil, 0, nil
 }
 
 // checkFullImage fetches an image by tag and each of its blobs, checking
