@@ -20,7 +20,7 @@ type ManifestPut struct {
 // bulk (imports, benchmarks). The batch is replicated like any other, but
 // node/metasync's Store does not override this method: through it, a
 // PutManifests returns before another member holds the batch.
-func (s *Store) PutManifests(ctx context.Context, puts []ManifestPut) error {
+func (s *manifests) PutManifests(ctx context.Context, puts []ManifestPut) error {
 	recs := make([][]byte, len(puts))
 	for i, p := range puts {
 		rec, err := encodeRecord(p.Manifest)

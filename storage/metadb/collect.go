@@ -23,7 +23,7 @@ import (
 // writes the record again whenever no repository links it, so this takes
 // a push racing the collection within the replication delay of a record
 // unlinked for the whole grace period.
-func (s *Store) CollectManifests(ctx context.Context, grace time.Duration, dryRun bool) (int, error) {
+func (s *collector) CollectManifests(ctx context.Context, grace time.Duration, dryRun bool) (int, error) {
 	// Stamps hold milliseconds above a 16-bit counter: a record unlinked
 	// in the cutoff's millisecond counts, so grace 0 takes every one.
 	cutoff := uint64(time.Now().Add(-grace).UnixMilli())
@@ -49,7 +49,7 @@ func (s *Store) CollectManifests(ctx context.Context, grace time.Duration, dryRu
 // origin, deleted), in key order, from one read transaction: a consistent
 // view of the state as of one commit, with the Vector of that commit. It
 // stops when fn returns false. For snapshots of the live state.
-func (s *Store) Entries(fn func(op metalog.Op) bool) (metalog.Vector, error) {
+func (s *collector) Entries(fn func(op metalog.Op) bool) (metalog.Vector, error) {
 	vec := metalog.Vector{}
 	err := s.db.View(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketVector).ForEach(func(k, v []byte) error {

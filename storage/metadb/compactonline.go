@@ -117,7 +117,7 @@ type Compaction struct {
 // CompactIfSparse compacts the database file online when that wins back
 // at least compactMin bytes and compactFree percent of it (see sparse and
 // the top of this file).
-func (s *Store) CompactIfSparse(ctx context.Context) (Compaction, error) {
+func (s *compacter) CompactIfSparse(ctx context.Context) (Compaction, error) {
 	return s.compactOnline(ctx, false)
 }
 
@@ -138,7 +138,7 @@ const (
 // pause only for the swap. Otherwise it tries again, up to snapshotTries
 // copies, and then copies with writes paused, or gives up if that would
 // pause them long (pausedCopyMax).
-func (s *Store) compactOnline(ctx context.Context, force bool) (c Compaction, err error) {
+func (s *compacter) compactOnline(ctx context.Context, force bool) (c Compaction, err error) {
 	h := s.db
 	if !h.compacting.TryLock() {
 		return Compaction{}, nil // one is running: it does the work

@@ -118,11 +118,11 @@ func (c *clock) observe(stamp uint64) {
 
 // Stamp returns a reading of the store's clock, past every stamp it has
 // given or seen.
-func (s *Store) Stamp() uint64 { return s.clock.now() }
+func (s *stamps) Stamp() uint64 { return s.clock.now() }
 
 // Observe moves the store's clock past stamp, so that this member's next
 // writes win over the writes another member stamped before it.
-func (s *Store) Observe(stamp uint64) { s.clock.observe(stamp) }
+func (s *stamps) Observe(stamp uint64) { s.clock.observe(stamp) }
 
 // logKey orders an origin's batches by sequence number.
 func logKey(origin string, seq uint64) []byte {

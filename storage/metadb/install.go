@@ -27,7 +27,7 @@ import (
 // chunks may be installed as one (entries concatenated, Next the last
 // one's). Sorted keys go into full pages: a fresh member's file ends up
 // as dense as a compacted one, in one pass over the chunk's range.
-func (s *Store) Install(ctx context.Context, after string, c metalog.Chunk, cutoff uint64) error {
+func (s *snapshots) Install(ctx context.Context, after string, c metalog.Chunk, cutoff uint64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ type InstallProgress struct {
 // was begun and not finished (Advance): the vector it covers, the key to
 // resume after ("" once every chunk is in) and when it began. An install
 // cut short, by an error or a crash, resumes from there.
-func (s *Store) InstallProgress() (p InstallProgress, ok bool, err error) {
+func (s *snapshots) InstallProgress() (p InstallProgress, ok bool, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketInstall)
 		if b == nil || b.Get(progressVector) == nil || b.Get(progressNext) == nil {

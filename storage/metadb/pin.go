@@ -19,7 +19,7 @@ func pinKey(repo, tag string) string { return string(pinKeyBytes(repo, tag)) }
 // tag points at if it exists, else to d; it returns the digest the tag is
 // bound to after the call. The check and the write are one step under
 // the store's write lock, applied here before Pin returns.
-func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
+func (s *pins) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
 	var bound digest.Digest
 	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		if cur, ok := st.pins[pinKey(repo, tag)]; ok {
@@ -38,7 +38,7 @@ func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (dig
 }
 
 // Pinned returns the digest tag of repo is bound to, if it is.
-func (s *Store) Pinned(repo, tag string) (digest.Digest, bool) {
+func (s *pins) Pinned(repo, tag string) (digest.Digest, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	d, ok := s.st.pins[pinKey(repo, tag)]

@@ -19,14 +19,14 @@ import (
 )
 
 // Repositories implements storage.Catalog.
-func (s *Store) Repositories(last string, n int) []string {
+func (s *manifests) Repositories(last string, n int) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return page(s.st.names, last, n)
 }
 
 // Tags implements storage.Catalog.
-func (s *Store) Tags(repo, last string, n int) ([]string, error) {
+func (s *manifests) Tags(repo, last string, n int) ([]string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	r := s.st.repo(repo, false)
@@ -43,7 +43,7 @@ func (s *Store) Tags(repo, last string, n int) ([]string, error) {
 
 // Manifest implements storage.Manifests. The index says whether repo
 // links d; the record comes from the cache or, on a miss, from disk.
-func (s *Store) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
+func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
 	s.mu.RLock()
 	known := false
 	if r := s.st.repo(repo, false); r != nil {
@@ -94,7 +94,7 @@ func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
 }
 
 // Tag implements storage.Manifests.
-func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
+func (s *manifests) Tag(repo, tag string) (digest.Digest, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.st.repo(repo, false); r != nil {
@@ -110,7 +110,7 @@ func (s *Store) Tag(repo, tag string) (digest.Digest, error) {
 // links it (so a retag logs a link and a tag, not the manifest's bytes
 // again, and a push of an unlinked record renews it against collection);
 // CollectManifests drops records no repository links.
-func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
+func (s *manifests) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
 	put := ManifestPut{Repo: repo, Manifest: m}
 	if tag != "" {
 		put.Tags = []string{tag}
@@ -119,7 +119,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifes
 }
 
 // DeleteManifest implements storage.Manifests.
-func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
+func (s *manifests) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		r := st.repo(repo, false)
 		if r == nil {
@@ -140,7 +140,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest
 }
 
 // DeleteTag implements storage.Manifests.
-func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+func (s *manifests) DeleteTag(ctx context.Context, repo, tag string) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		r := st.repo(repo, false)
 		if r == nil {
@@ -154,7 +154,7 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 }
 
 // Referrers implements storage.Manifests, from the index.
-func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
+func (s *manifests) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []v1.Descriptor
@@ -172,7 +172,7 @@ func (s *Store) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 
 // LinkBlob implements storage.Links; size 0 records none, and a link
 // without a size gets one.
-func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
+func (s *links) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		return linkOps(st, repo, d, size), nil
 	}, nil)
@@ -209,7 +209,7 @@ func linkSize(v []byte) int64 {
 }
 
 // BlobLinked implements storage.Links.
-func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
+func (s *links) BlobLinked(repo string, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.st.repo(repo, false); r != nil {
@@ -220,7 +220,7 @@ func (s *Store) BlobLinked(repo string, d digest.Digest) bool {
 }
 
 // UnlinkBlob implements storage.Links.
-func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
+func (s *links) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		if !linked(st, repo, d) {
 			return nil, storage.ErrBlobUnknown
@@ -230,7 +230,7 @@ func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) er
 }
 
 // UnlinkEverywhere implements storage.Inventory: one write.
-func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
+func (s *links) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		var ops []metalog.Op
 		for _, d := range ds {
@@ -248,7 +248,7 @@ func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error 
 // repository, read from disk in one read transaction (a consistent view
 // that holds no lock of the store and leaves the cache alone). It is for
 // housekeeping, not the request path.
-func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
+func (s *manifests) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketMeta).Cursor()
 		prefix := []byte("r" + sep)
@@ -273,7 +273,7 @@ func (s *Store) EachManifest(fn func(repo string, m *storage.Manifest) bool) {
 }
 
 // BlobRepos implements storage.Inventory, from the index.
-func (s *Store) BlobRepos(d digest.Digest) []string {
+func (s *links) BlobRepos(d digest.Digest) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
@@ -289,7 +289,7 @@ func (s *Store) BlobRepos(d digest.Digest) []string {
 // manifest link (tag == "") was last written, from its stamp; ok is false
 // when there is no such entry. It reads the database: for housekeeping,
 // not for the request path.
-func (s *Store) Written(repo, tag string, d digest.Digest) (at time.Time, ok bool) {
+func (s *manifests) Written(repo, tag string, d digest.Digest) (at time.Time, ok bool) {
 	key := tagKey(repo, tag)
 	if tag == "" {
 		key = manifestLinkKey(repo, d)

@@ -94,7 +94,7 @@ func (r *reserve) admit(dataEnd int64, adds bool) error {
 
 // admit is the store's reserve check for a write that adds metadata or
 // only deletes it.
-func (s *Store) admit(adds bool) error {
+func (s *core) admit(adds bool) error {
 	if s.reserve == nil {
 		return nil
 	}

@@ -31,7 +31,7 @@ const snapshotBytes = 8 << 20
 // keys after after ("" for the first chunk, which also carries the vector,
 // read in the same transaction). Chunks are read in separate transactions,
 // so the snapshot is fuzzy (see metalog.Chunk).
-func (s *Store) SnapshotChunk(after string, limit int) (metalog.Chunk, error) {
+func (s *snapshots) SnapshotChunk(after string, limit int) (metalog.Chunk, error) {
 	var c metalog.Chunk
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if after == "" {
@@ -90,7 +90,7 @@ func (s *Store) SnapshotChunk(after string, limit int) (metalog.Chunk, error) {
 // Advance raises what the store says it has applied to at least v, once
 // a snapshot covering v is installed: the log after v is what it lacks.
 // The install's progress (InstallProgress) goes in the same transaction.
-func (s *Store) Advance(ctx context.Context, v metalog.Vector) error {
+func (s *snapshots) Advance(ctx context.Context, v metalog.Vector) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ const trimStep = 10000
 // Trim deletes from the log every batch at or below floor (each origin's
 // Seq every member has applied) and returns how many went. Since then
 // starts an origin's log past the floor.
-func (s *Store) Trim(ctx context.Context, floor metalog.Vector) (int, error) {
+func (s *snapshots) Trim(ctx context.Context, floor metalog.Vector) (int, error) {
 	total := 0
 	for origin, seq := range floor {
 		for {
@@ -163,7 +163,7 @@ func (s *Store) Trim(ctx context.Context, floor metalog.Vector) (int, error) {
 }
 
 // LogLen returns how many batches the log holds.
-func (s *Store) LogLen() (int, error) {
+func (s *snapshots) LogLen() (int, error) {
 	var n int
 	err := s.db.View(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketLog).Stats().KeyN
@@ -173,7 +173,7 @@ func (s *Store) LogLen() (int, error) {
 }
 
 // Tombstones returns the deleted entries stamped before cutoff.
-func (s *Store) Tombstones(cutoff uint64) ([]metalog.Op, error) {
+func (s *snapshots) Tombstones(cutoff uint64) ([]metalog.Op, error) {
 	var out []metalog.Op
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).ForEach(func(k, v []byte) error {
@@ -192,7 +192,7 @@ func (s *Store) Tombstones(cutoff uint64) ([]metalog.Op, error) {
 
 // DropTombstones deletes the tombstones ts (from Tombstones) that no op
 // replaced since, and returns how many went.
-func (s *Store) DropTombstones(ctx context.Context, ts []metalog.Op) (int, error) {
+func (s *snapshots) DropTombstones(ctx context.Context, ts []metalog.Op) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}

@@ -65,8 +65,28 @@ type Options struct {
 }
 
 // Store implements storage.Metadata and the replicated log (Apply,
-// Vector, Since).
+// Vector, Since). It is composed of parts split by capability (parts.go),
+// each a view of the one core they share: promoted, their methods are the
+// Store's.
 type Store struct {
+	*core
+	*replicaLog
+	*manifests
+	*links
+	*pins
+	*uploadRecords
+	*usageIndex
+	*snapshots
+	*collector
+	*compacter
+	*stamps
+}
+
+// core is the state every part shares, held once: the database, the
+// clock, the in-memory index and the vector, under the one pair of locks.
+// Parts write through write and commit, or, for the log's own upkeep
+// (snapshot.go, install.go, compactonline.go), under wmu as those do.
+type core struct {
 	db      *handle // replaced by online compaction (compactonline.go)
 	origin  string
 	clock   clock
@@ -105,7 +125,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}, cache: newCache(opts.CacheSize)}
+	s := newStore(&core{db: db, origin: opts.Origin, st: newState(), vec: metalog.Vector{}, cache: newCache(opts.CacheSize)})
 	if s.reserve, err = openReserve(path, opts.Reserve); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -124,7 +144,7 @@ func Open(path string, opts Options) (*Store, error) {
 // Close closes the database.
 func (s *Store) Close() error { return errors.Join(s.db.Close(), s.reserve.close()) }
 
-func (s *Store) load() error {
+func (s *core) load() error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketLog, bucketVector, bucketUploads, bucketFinished} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -162,13 +182,13 @@ func (s *Store) load() error {
 // member's next batch. extra runs in the same transaction, for local-only
 // buckets. Sending the batch to other members is not the store's business:
 // node/metasync decorates the store for that.
-func (s *Store) write(ctx context.Context, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
+func (s *core) write(ctx context.Context, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
 	return s.writeReserved(ctx, false, build, extra)
 }
 
 // writeReserved is write; reserved lets a write that adds metadata use the
 // whole reserve, for one that finishes what the disk already holds.
-func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
+func (s *core) writeReserved(ctx context.Context, reserved bool, build func(st *state) ([]metalog.Op, error), extra func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -202,7 +222,7 @@ func (s *Store) writeReserved(ctx context.Context, reserved bool, build func(st 
 // commit stores each batch that continues its origin's log, keeping every
 // op that wins over the stored entry, and then updates memory. The caller
 // holds wmu.
-func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) error {
+func (s *core) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	vec := s.vec.Clone()
 	s.mu.RUnlock()
@@ -251,7 +271,7 @@ func (s *Store) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) e
 
 // applyCommitted brings the in-memory state (clock, index, manifest cache)
 // up to ops, just committed to disk. The caller holds s.mu.
-func (s *Store) applyCommitted(ops []metalog.Op) error {
+func (s *core) applyCommitted(ops []metalog.Op) error {
 	defer s.st.sortNames()
 	for _, op := range ops {
 		s.clock.observe(op.Stamp)
@@ -268,7 +288,7 @@ func (s *Store) applyCommitted(ops []metalog.Op) error {
 // Apply applies batches of other members durably. A batch already
 // applied is skipped; a batch past a gap in its origin's log is skipped
 // too, to be fetched again by anti-entropy.
-func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
+func (s *replicaLog) Apply(ctx context.Context, batches []metalog.Batch) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -288,14 +308,14 @@ func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
 }
 
 // Vector returns what this store has applied.
-func (s *Store) Vector() metalog.Vector {
+func (s *replicaLog) Vector() metalog.Vector {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.vec.Clone()
 }
 
 // Since returns up to limit batches of origin with Seq > seq, in order.
-func (s *Store) Since(origin string, seq uint64, limit int) ([]metalog.Batch, error) {
+func (s *replicaLog) Since(origin string, seq uint64, limit int) ([]metalog.Batch, error) {
 	var out []metalog.Batch
 	prefix := logKey(origin, 0)[:len(origin)+1]
 	err := s.db.View(func(tx *bolt.Tx) error {

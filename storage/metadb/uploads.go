@@ -15,7 +15,7 @@ import (
 )
 
 // PutUpload implements storage.Uploads.
-func (s *Store) PutUpload(ctx context.Context, u *storage.Upload) error {
+func (s *uploadRecords) PutUpload(ctx context.Context, u *storage.Upload) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func (s *Store) PutUpload(ctx context.Context, u *storage.Upload) error {
 }
 
 // Upload implements storage.Uploads.
-func (s *Store) Upload(id string) (*storage.Upload, error) {
+func (s *uploadRecords) Upload(id string) (*storage.Upload, error) {
 	var u *storage.Upload
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rec := tx.Bucket(bucketUploads).Get([]byte(id))
@@ -50,7 +50,7 @@ func (s *Store) Upload(id string) (*storage.Upload, error) {
 }
 
 // ListUploads implements storage.Uploads.
-func (s *Store) ListUploads() ([]*storage.Upload, error) {
+func (s *uploadRecords) ListUploads() ([]*storage.Upload, error) {
 	var out []*storage.Upload
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketUploads).ForEach(func(_, rec []byte) error {
@@ -66,7 +66,7 @@ func (s *Store) ListUploads() ([]*storage.Upload, error) {
 }
 
 // DeleteUpload implements storage.Uploads.
-func (s *Store) DeleteUpload(ctx context.Context, id string) error {
+func (s *uploadRecords) DeleteUpload(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 }
 
 // CompleteUpload implements storage.Uploads; size 0 records none.
-func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
+func (s *uploadRecords) CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
 	u, err := s.Upload(id)
 	if err != nil {
 		return err
@@ -105,7 +105,7 @@ func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, 
 }
 
 // FinishedUpload implements storage.Uploads.
-func (s *Store) FinishedUpload(id string) (storage.FinishedUpload, error) {
+func (s *uploadRecords) FinishedUpload(id string) (storage.FinishedUpload, error) {
 	var f storage.FinishedUpload
 	err := s.db.View(func(tx *bolt.Tx) error {
 		rec := tx.Bucket(bucketFinished).Get([]byte(id))
@@ -118,7 +118,7 @@ func (s *Store) FinishedUpload(id string) (storage.FinishedUpload, error) {
 }
 
 // ForgetFinishedUploads implements storage.Uploads.
-func (s *Store) ForgetFinishedUploads(ctx context.Context, cutoff time.Time) error {
+func (s *uploadRecords) ForgetFinishedUploads(ctx context.Context, cutoff time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

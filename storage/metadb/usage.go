@@ -17,7 +17,7 @@ type Usage struct {
 // Usage returns what the repositories match accepts hold together, and
 // what each of them holds on its own. Blob links made without a size
 // count 0 bytes. It reads memory only.
-func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[string]Usage) {
+func (s *usageIndex) Usage(match func(repo string) bool) (total Usage, repos map[string]Usage) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	repos = map[string]Usage{}
@@ -55,7 +55,7 @@ func (s *Store) Usage(match func(repo string) bool) (total Usage, repos map[stri
 
 // Holds reports whether some repository match accepts links blob or
 // manifest d: adding it there again takes no room.
-func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
+func (s *usageIndex) Holds(match func(repo string) bool, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
@@ -66,7 +66,7 @@ func (s *Store) Holds(match func(repo string) bool, d digest.Digest) bool {
 }
 
 // BlobSize returns the size recorded with any link of blob d.
-func (s *Store) BlobSize(d digest.Digest) (int64, bool) {
+func (s *usageIndex) BlobSize(d digest.Digest) (int64, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
