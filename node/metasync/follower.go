@@ -23,7 +23,7 @@ type follower struct {
 
 // push runs f until ctx is done: it sends what the peer lacks whenever a
 // write kicks it, and every SyncInterval in case a push failed.
-func (r *Replicator) push(ctx context.Context, f *follower) {
+func (r *pusher) push(ctx context.Context, f *follower) {
 	t := r.conn()
 	if t == nil {
 		return
@@ -82,7 +82,7 @@ func capBytes(batches []metalog.Batch) []metalog.Batch {
 }
 
 // kickAll wakes every follower and returns them.
-func (r *Replicator) kickAll() []*follower {
+func (r *pusher) kickAll() []*follower {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]*follower, 0, len(r.followers))
@@ -98,7 +98,7 @@ func (r *Replicator) kickAll() []*follower {
 
 // Lag returns how many of this member's batches the slowest follower has
 // not acknowledged.
-func (r *Replicator) Lag() uint64 {
+func (r *pusher) Lag() uint64 {
 	seq := r.log.Vector()[r.self]
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -111,14 +111,14 @@ func (r *Replicator) Lag() uint64 {
 	return worst
 }
 
-func (r *Replicator) advanced() {
+func (r *pusher) advanced() {
 	r.progress.Lock()
 	close(r.changed)
 	r.changed = make(chan struct{})
 	r.progress.Unlock()
 }
 
-func (r *Replicator) waitChange() <-chan struct{} {
+func (r *pusher) waitChange() <-chan struct{} {
 	r.progress.Lock()
 	defer r.progress.Unlock()
 	return r.changed
@@ -129,7 +129,7 @@ func (r *Replicator) waitChange() <-chan struct{} {
 // sees the write. With no live peer the local commit suffices. It fails
 // with storage.ErrUnavailable when no peer acknowledged within
 // WriteTimeout.
-func (r *Replicator) wait(ctx context.Context, seq uint64) error {
+func (r *pusher) wait(ctx context.Context, seq uint64) error {
 	fs := r.kickAll()
 	if len(fs) == 0 {
 		return nil

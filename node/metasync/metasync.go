@@ -41,7 +41,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/atollhq/atoll/storage/metalog"
@@ -155,8 +154,20 @@ type Deps struct {
 
 // Replicator runs the followers, anti-entropy and catch-up of one member.
 // Until Connect, it is a member on its own: writes return at once and
-// there is nobody to pull from.
+// there is nobody to pull from. It is composed of parts split by
+// capability (parts.go) over the one replicaCore they share; promoted,
+// their methods are the Replicator's.
 type Replicator struct {
+	*replicaCore
+	*pusher
+	*puller
+	*snapshotter
+	*trimmer
+}
+
+// replicaCore is what every part shares: the member, its log and the
+// peers it follows, with the transport to reach them.
+type replicaCore struct {
 	cfg  Config
 	self string
 	log  Log
@@ -165,13 +176,6 @@ type Replicator struct {
 	mu        sync.Mutex
 	transport Transport
 	followers map[string]*follower
-
-	progress sync.Mutex
-	changed  chan struct{} // closed and replaced whenever a follower advances
-
-	caughtUp atomic.Bool // it has applied what its peers had when it joined
-
-	trim trimState // trim.go
 }
 
 // New returns a Replicator over deps.Log.
@@ -180,22 +184,27 @@ func New(cfg Config, deps Deps) *Replicator {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
+	c := &replicaCore{cfg: cfg, self: deps.Self, log: deps.Log, slog: deps.Logger, followers: map[string]*follower{}}
+	trims := &trimmer{replicaCore: c, trim: trimState{known: map[string]seen{}, kick: make(chan struct{}, 1)}}
+	snaps := &snapshotter{replicaCore: c}
 	return &Replicator{
-		cfg: cfg, self: deps.Self, log: deps.Log, slog: deps.Logger,
-		followers: map[string]*follower{}, changed: make(chan struct{}),
-		trim: trimState{known: map[string]seen{}, kick: make(chan struct{}, 1)},
+		replicaCore: c,
+		pusher:      &pusher{replicaCore: c, changed: make(chan struct{})},
+		puller:      &puller{replicaCore: c, trims: trims, snaps: snaps},
+		snapshotter: snaps,
+		trimmer:     trims,
 	}
 }
 
 // Connect gives the Replicator its transport to the other members. Call it
 // once, before Follow, Run and CatchUp.
-func (r *Replicator) Connect(t Transport) {
+func (r *replicaCore) Connect(t Transport) {
 	r.mu.Lock()
 	r.transport = t
 	r.mu.Unlock()
 }
 
-func (r *Replicator) conn() Transport {
+func (r *replicaCore) conn() Transport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.transport
@@ -205,7 +214,7 @@ func (r *Replicator) conn() Transport {
 // peers (the live members other than this one) that has none, and stops
 // those of members no longer listed. Followers run until ctx is done.
 // Anti-entropy and CatchUp pull from the members last listed.
-func (r *Replicator) Follow(ctx context.Context, peers []string) {
+func (r *pusher) Follow(ctx context.Context, peers []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	keep := map[string]bool{}
@@ -227,7 +236,7 @@ func (r *Replicator) Follow(ctx context.Context, peers []string) {
 }
 
 // peers returns the members followed now.
-func (r *Replicator) peers() []string {
+func (r *replicaCore) peers() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]string, 0, len(r.followers))
@@ -241,7 +250,7 @@ func (r *Replicator) peers() []string {
 // reached had applied when it joined: until then it is not ready (a
 // metadata read could miss what exists). A member with no peer to reach
 // is caught up.
-func (r *Replicator) CaughtUp() bool { return r.caughtUp.Load() }
+func (r *puller) CaughtUp() bool { return r.caughtUp.Load() }
 
 // Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
 // what a random peer has applied and this member has not; and it runs the
@@ -290,7 +299,7 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 }
 
 // antiEntropy pulls from a random peer what it has and this member lacks.
-func (r *Replicator) antiEntropy(ctx context.Context) {
+func (r *puller) antiEntropy(ctx context.Context) {
 	peers := r.peers()
 	if len(peers) == 0 {
 		return
@@ -303,7 +312,7 @@ func (r *Replicator) antiEntropy(ctx context.Context) {
 
 // CatchUp pulls from every live peer what it had applied when asked and
 // this member lacks. Its error names each peer it could not pull from.
-func (r *Replicator) CatchUp(ctx context.Context) error {
+func (r *puller) CatchUp(ctx context.Context) error {
 	var errs []error
 	for _, p := range r.peers() {
 		if err := r.pullFrom(ctx, p); err != nil {
@@ -320,7 +329,7 @@ const pullLimit = 64
 // installs p's snapshot first when this member is more than SnapshotAfter
 // batches behind or p's log no longer holds what it lacks (trimmed). It
 // stops at a gap p cannot fill, leaving it to the next pull.
-func (r *Replicator) pullFrom(ctx context.Context, p string) error {
+func (r *puller) pullFrom(ctx context.Context, p string) error {
 	t := r.conn()
 	if t == nil {
 		return nil
@@ -335,7 +344,7 @@ func (r *Replicator) pullFrom(ctx context.Context, p string) error {
 			return err
 		}
 	}
-	if err := r.installSnapshot(ctx, t, p); err != nil {
+	if err := r.snaps.installSnapshot(ctx, t, p); err != nil {
 		return err
 	}
 	return r.pullLog(ctx, t, p, theirs)
@@ -358,7 +367,7 @@ func behind(theirs, mine metalog.Vector) uint64 {
 
 // pullLog applies the batches of member p's log up to theirs that this
 // member lacks. It fails with errTrimmed when p's log starts past them.
-func (r *Replicator) pullLog(ctx context.Context, t Transport, p string, theirs metalog.Vector) error {
+func (r *puller) pullLog(ctx context.Context, t Transport, p string, theirs metalog.Vector) error {
 	mine := r.log.Vector()
 	for origin, seq := range theirs {
 		for mine[origin] < seq {
@@ -372,7 +381,7 @@ func (r *Replicator) pullLog(ctx context.Context, t Transport, p string, theirs 
 			if err := r.log.Apply(ctx, batches); err != nil {
 				return err
 			}
-			r.logGrew(opBytes(batches))
+			r.trims.logGrew(opBytes(batches))
 			next := r.log.Vector()[origin]
 			if next == mine[origin] {
 				break // a gap p cannot fill

@@ -62,7 +62,7 @@ type fetched struct {
 // it) to out, chunk after chunk, each
 // asked again on failure from where it stopped, until the last chunk or an
 // error (sent last) or ctx is done. It closes out.
-func (r *Replicator) fetchSnapshot(ctx context.Context, t Transport, p, from string, out chan<- fetched) {
+func (r *snapshotter) fetchSnapshot(ctx context.Context, t Transport, p, from string, out chan<- fetched) {
 	defer close(out)
 	after := from
 	for {
@@ -153,7 +153,7 @@ func (q *chunkQueue) next() (f fetched, ok bool) {
 // The vector is raised only once every chunk is in: an install cut short
 // (an error, ctx, a crash) leaves the member behind, and the next pull
 // resumes it (resumePoint).
-func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string) error {
+func (r *snapshotter) installSnapshot(ctx context.Context, t Transport, p string) error {
 	start := time.Now()
 	cutoff := metadb.StampAt(start.Add(-r.cfg.Horizon))
 	ctx, cancel := context.WithCancel(ctx)
@@ -225,7 +225,7 @@ func (r *Replicator) installSnapshot(ctx context.Context, t Transport, p string)
 // at least their minimum. A key p deleted is still deleted here: its
 // tombstone stays until every member has it, and one older than the
 // horizon is trusted only if the install began within it.
-func (r *Replicator) resumePoint(ctx context.Context, t Transport, p string) (from string, vec metalog.Vector, resumed bool, err error) {
+func (r *snapshotter) resumePoint(ctx context.Context, t Transport, p string) (from string, vec metalog.Vector, resumed bool, err error) {
 	prog, ok, err := r.log.InstallProgress()
 	if err != nil || !ok || time.Since(prog.Began) > r.cfg.Horizon/2 {
 		return "", nil, false, err

@@ -51,7 +51,7 @@ type compacter interface {
 // a trim round when it has gained TrimAfter batches or TrimAfterBytes
 // bytes since the last one. It is cheap enough to call after every
 // write.
-func (r *Replicator) logGrew(bytes int64) {
+func (r *trimmer) logGrew(bytes int64) {
 	grown := r.trim.bytes.Add(bytes)
 	due := r.cfg.TrimAfterBytes > 0 && grown >= r.cfg.TrimAfterBytes ||
 		r.cfg.TrimAfter > 0 && total(r.log.Vector())-r.trim.base.Load() >= uint64(r.cfg.TrimAfter)
@@ -87,7 +87,7 @@ func total(v metalog.Vector) uint64 {
 // Trim runs one round of trimming (see above), then compacts the store's
 // file if it is sparse. It trims nothing when a live member does not
 // answer.
-func (r *Replicator) Trim(ctx context.Context) error {
+func (r *trimmer) Trim(ctx context.Context) error {
 	if err := r.trimLog(ctx); err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func (r *Replicator) Trim(ctx context.Context) error {
 }
 
 // trimLog is Trim without the compaction.
-func (r *Replicator) trimLog(ctx context.Context) error {
+func (r *trimmer) trimLog(ctx context.Context) error {
 	r.trim.mu.Lock()
 	defer r.trim.mu.Unlock()
 	now := time.Now()
@@ -149,7 +149,7 @@ func (r *Replicator) trimLog(ctx context.Context) error {
 
 // trimRound is a round of Run. A round that cannot trim (a live member
 // did not answer) still compacts what collections freed.
-func (r *Replicator) trimRound(ctx context.Context) {
+func (r *trimmer) trimRound(ctx context.Context) {
 	if err := r.trimLog(ctx); err != nil && ctx.Err() == nil {
 		r.slog.Debug("trimming the metadata log", "err", err)
 	}
@@ -159,7 +159,7 @@ func (r *Replicator) trimRound(ctx context.Context) {
 }
 
 // compact compacts the store's file online if it is sparse, and logs it.
-func (r *Replicator) compact(ctx context.Context) error {
+func (r *trimmer) compact(ctx context.Context) error {
 	c, ok := r.log.(compacter)
 	if !ok {
 		return nil
