@@ -84,8 +84,9 @@ type Store struct {
 
 // core is the state every part shares, held once: the database, the
 // clock, the in-memory index and the vector, under the one pair of locks.
-// Parts write through write and commit, or, for the log's own upkeep
-// (snapshot.go, install.go, compactonline.go), under wmu as those do.
+// Parts change the replicated state through write and commit, or under
+// wmu as those do (snapshot.go, install.go, compactonline.go); uploads
+// write their local buckets directly (uploads.go).
 type core struct {
 	db      *handle // replaced by online compaction (compactonline.go)
 	origin  string
