@@ -2,20 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/test/bench/benchkit"
 )
@@ -24,62 +19,11 @@ import (
 // repos, tags evenly over manifests.
 type shape struct{ repos, manifests, tags int }
 
-// repoName is repository r.
-func repoName(r int) string { return fmt.Sprintf("org%02d/app-%06d", r%100, r) }
-
 // repoOf is the repository of manifest i.
 func (s shape) repoOf(i int) int { return int(int64(i) * int64(s.repos) / int64(s.manifests)) }
 
 // tagsOf returns the tags of manifest i.
-func (s shape) tagsOf(i int) []string {
-	from, to := int64(i)*int64(s.tags)/int64(s.manifests), int64(i+1)*int64(s.tags)/int64(s.manifests)
-	tags := make([]string, 0, to-from)
-	for t := from; t < to; t++ {
-		tags = append(tags, fmt.Sprintf("1.%d.%d", i, t-from))
-	}
-	return tags
-}
-
-// manifestAt builds manifest i: an OCI image manifest of 1-4 KiB, unique
-// to i, referring to subject when it is set.
-func manifestAt(i int, subject digest.Digest) *storage.Manifest {
-	size := 1024 + int(uint32(i)*2654435761%3072)
-	var b strings.Builder
-	b.Grow(size + 512)
-	b.WriteString(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`)
-	b.WriteString(`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + fakeDigest(i, 0) + `","size":1470},"layers":[`)
-	for l := 1; l <= 3; l++ {
-		if l > 1 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"%s","size":%d}`, fakeDigest(i, l), 1000*l+i%1000)
-	}
-	b.WriteString(`]`)
-	if subject != "" {
-		b.WriteString(`,"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + subject.String() + `","size":1024}`)
-	}
-	fmt.Fprintf(&b, `,"annotations":{"org.opencontainers.image.revision":"%d","pad":"`, i)
-	for b.Len() < size-2 {
-		b.WriteByte('x')
-	}
-	b.WriteString(`"}}`)
-	content := []byte(b.String())
-	m := &storage.Manifest{
-		Descriptor: v1.Descriptor{MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))},
-		Subject:    subject,
-		Content:    content,
-	}
-	if subject != "" {
-		m.Descriptor.ArtifactType = "application/vnd.example.signature"
-	}
-	return m
-}
-
-// fakeDigest names blob l of manifest i, which nobody stores.
-func fakeDigest(i, l int) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%d/%d", i, l))
-	return "sha256:" + hex.EncodeToString(h[:])
-}
+func (s shape) tagsOf(i int) []string { return benchkit.Tags(i, s.manifests, s.tags) }
 
 // built is what building the loaded members took.
 type built struct {
@@ -135,9 +79,9 @@ func load(ctx context.Context, c config, path string) error {
 		if i%10 == 9 && c.repoOf(i-1) == c.repoOf(i) {
 			subject = prev
 		}
-		m := manifestAt(i, subject)
+		m := benchkit.ManifestAt(i, subject)
 		prev = m.Descriptor.Digest
-		puts = append(puts, metadb.ManifestPut{Repo: repoName(c.repoOf(i)), Manifest: m, Tags: c.tagsOf(i)})
+		puts = append(puts, metadb.ManifestPut{Repo: benchkit.RepoName(c.repoOf(i)), Manifest: m, Tags: c.tagsOf(i)})
 		if len(puts) == c.batch || i == c.manifests-1 {
 			if err := meta.PutManifests(ctx, puts); err != nil {
 				_ = meta.Close()

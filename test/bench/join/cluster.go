@@ -148,7 +148,7 @@ func (m *member) report(ctx context.Context, s shape) (string, error) {
 		if len(tags) == 0 {
 			continue
 		}
-		u := fmt.Sprintf("%s/v2/%s/manifests/%s", m.base, repoName(s.repoOf(i)), tags[0])
+		u := fmt.Sprintf("%s/v2/%s/manifests/%s", m.base, benchkit.RepoName(s.repoOf(i)), tags[0])
 		req, err := http.NewRequestWithContext(ctx, http.MethodHead, u, nil)
 		if err != nil {
 			return "", err

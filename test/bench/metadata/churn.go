@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/atollhq/atoll/node/metasync"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metadb"
@@ -57,10 +59,10 @@ func retags(ctx context.Context, c config, dir string) (ch churn, err error) {
 
 	two := [2]*storage.Manifest{}
 	for k := range two {
-		two[k] = manifestAt(k, "")
+		two[k] = benchkit.ManifestAt(k, "")
 		two[k].Content = []byte(strings.Repeat(string(rune('a'+k)), 441))
 		two[k].Descriptor.Size = 441
-		two[k].Descriptor.Digest = digestOf(two[k].Content)
+		two[k].Descriptor.Digest = digest.FromBytes(two[k].Content)
 		if err := meta.PutManifest(ctx, "churn", two[k], "latest"); err != nil {
 			return ch, err
 		}

@@ -132,13 +132,13 @@ func pages(ctx context.Context, c config, l *loaded) (catalog, tags latencies, e
 	n := min(c.requests/10, 4000)
 	benchkit.Logf("catalog and tag-list pages, %d each", n)
 	catalog, err = hammer(ctx, c.concurrency, n, func(rng *rand.Rand) string {
-		return l.srv.URL + "/v2/_catalog?n=100&last=" + repoName(rng.IntN(l.repos))
+		return l.srv.URL + "/v2/_catalog?n=100&last=" + benchkit.RepoName(rng.IntN(l.repos))
 	})
 	if err != nil {
 		return
 	}
 	tags, err = hammer(ctx, c.concurrency, n, func(rng *rand.Rand) string {
-		return l.srv.URL + "/v2/" + repoName(rng.IntN(l.repos)) + "/tags/list?n=100"
+		return l.srv.URL + "/v2/" + benchkit.RepoName(rng.IntN(l.repos)) + "/tags/list?n=100"
 	})
 	return
 }

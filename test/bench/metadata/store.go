@@ -61,9 +61,9 @@ func (s shape) hasSubject(i int) bool { return i%10 == 9 && i > s.start(s.repoOf
 func (s shape) manifest(i int) (repo string, d digest.Digest) {
 	var subject digest.Digest
 	if s.hasSubject(i) {
-		subject = manifestAt(i-1, "").Descriptor.Digest // i-1 has none: i%10 == 8
+		subject = benchkit.ManifestAt(i-1, "").Descriptor.Digest // i-1 has none: i%10 == 8
 	}
-	return repoName(s.repoOf(i)), manifestAt(i, subject).Descriptor.Digest
+	return benchkit.RepoName(s.repoOf(i)), benchkit.ManifestAt(i, subject).Descriptor.Digest
 }
 
 // load fills a new store at dir through PutManifests and serves it.
@@ -84,9 +84,9 @@ func load(ctx context.Context, c config, dir string, s shape) (*loaded, error) {
 			if s.hasSubject(i) {
 				subject = prev
 			}
-			m := manifestAt(i, subject)
+			m := benchkit.ManifestAt(i, subject)
 			prev = m.Descriptor.Digest
-			batch = append(batch, metadb.ManifestPut{Repo: repoName(r), Manifest: m, Tags: s.tagsOf(i)})
+			batch = append(batch, metadb.ManifestPut{Repo: benchkit.RepoName(r), Manifest: m, Tags: s.tagsOf(i)})
 			if len(batch) == c.batch || i == s.manifests-1 {
 				if err := meta.PutManifests(ctx, batch); err != nil {
 					l.close()
