@@ -34,7 +34,8 @@ var importRules = map[string][]string{
 	"api/auth":         {"api", "oci"},                                   // writes its refusals through api's one error table
 	"oci/...":          {},                                               // the OCI data model: a leaf
 	"storage/...":      {"storage/..."},
-	"storage/metalog":  {}, // the metadata log\'s records: a leaf
+	"storage/metadb":   {"oci", "storage/..."}, // the index decodes manifests' media types through the OCI data model, a leaf
+	"storage/metalog":  {},                     // the metadata log\'s records: a leaf
 	"ring/...":         {},
 	"peer/...":         {"ring/...", "storage", "storage/metalog"},
 	"test/...":         {"..."},
