@@ -35,11 +35,7 @@ type blobHandler struct {
 // blobs", "Checking if content exists"): Range requests get 206 with
 // Content-Range. A blob is readable only through a repository linking it.
 func (h *blobHandler) getBlob(w http.ResponseWriter, r *http.Request) error {
-	repo, err := repoName(r)
-	if err != nil {
-		return err
-	}
-	d, err := pathDigest(r, "digest")
+	repo, d, err := repoAndDigest(r)
 	if err != nil {
 		return err
 	}
@@ -129,11 +125,7 @@ type writeOnly struct{ io.Writer }
 // blobs"): the repository's link goes at once; the bytes go with garbage
 // collection once no repository links them.
 func (h *blobHandler) deleteBlob(w http.ResponseWriter, r *http.Request) error {
-	repo, err := repoName(r)
-	if err != nil {
-		return err
-	}
-	d, err := pathDigest(r, "digest")
+	repo, d, err := repoAndDigest(r)
 	if err != nil {
 		return err
 	}

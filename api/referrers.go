@@ -26,11 +26,7 @@ type referrerHandler struct {
 // referrers"): an image index of the manifests whose subject is digest,
 // filtered by ?artifactType=; empty when there are none.
 func (h referrerHandler) referrers(w http.ResponseWriter, r *http.Request) error {
-	repo, err := repoName(r)
-	if err != nil {
-		return err
-	}
-	d, err := pathDigest(r, "digest")
+	repo, d, err := repoAndDigest(r)
 	if err != nil {
 		return err
 	}

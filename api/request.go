@@ -29,6 +29,17 @@ func repoName(r *http.Request) (string, error) {
 }
 
 // pathDigest returns the validated digest in the path variable v.
+// repoAndDigest returns the repository and the {digest} of a request
+// naming both, or the error for the first that is invalid.
+func repoAndDigest(r *http.Request) (string, digest.Digest, error) {
+	repo, err := repoName(r)
+	if err != nil {
+		return "", "", err
+	}
+	d, err := pathDigest(r, "digest")
+	return repo, d, err
+}
+
 func pathDigest(r *http.Request, v string) (digest.Digest, error) {
 	return parseDigest(mux.Vars(r)[v])
 }
