@@ -130,14 +130,16 @@ func (s *Server) start() {
 	}
 }
 
-// waitLive polls the liveness endpoint, then the readiness one (MinIO is
-// live before it serves requests), until both answer 200, the process
-// exits, or startTimeout passes.
+// waitLive polls the liveness endpoint, then the cluster one, until both
+// answer 200, the process exits, or startTimeout passes. MinIO is live, and
+// its readiness probe answers 200, before its object layer is initialized;
+// S3 requests then fail with "Server not initialized yet". The cluster probe
+// answers 503 until the object layer has write quorum.
 func (s *Server) waitLive() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	probes := []string{"/minio/health/live", "/minio/health/ready"}
+	probes := []string{"/minio/health/live", "/minio/health/cluster"}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {

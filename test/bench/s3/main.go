@@ -153,7 +153,7 @@ func (b *bench) startMinio(ctx context.Context) error {
 	}
 	b.minioAddr = addrs[0]
 	base := "http://" + addrs[0]
-	if err := b.minio.WaitHTTP(ctx, b.cfg.startTimeout, base+"/minio/health/live", base+"/minio/health/ready"); err != nil {
+	if err := b.minio.WaitHTTP(ctx, b.cfg.startTimeout, base+"/minio/health/live", base+"/minio/health/cluster"); err != nil {
 		return fmt.Errorf("minio: %w", err)
 	}
 	b.mc, err = minio.New(addrs[0], &minio.Options{Creds: credentials.NewStaticV4(accessKey, secretKey, ""), Region: region})
