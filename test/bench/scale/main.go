@@ -16,8 +16,12 @@
 // it: the time from the last byte sent to the 201.
 //
 // It prints one row per size with the ratio to one member and to N times
-// one member (1.00 is perfect linear scaling). It needs root; numbers are
-// reported, never asserted.
+// one member (1.00 is perfect linear scaling). Then (ratios.go) issue 16's
+// two cluster ratios, push through a non-owner against a single node and
+// pulls through a non-owner against the owner, for one client and large
+// blobs, with the link's own bound measured beside them. -scenarios picks
+// among scale, slow, big and ratios. It needs root; numbers are reported,
+// never asserted.
 //
 // Usually invoked through test/bench/scale/run.sh (make bench-scale).
 package main
@@ -33,6 +37,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -53,6 +58,12 @@ type config struct {
 	bigMiB   int
 	bigMbit  int
 	slowMbit int
+
+	scenarios   []string
+	ratioMbit   []int // the ratios scenario's link caps
+	ratioMiB    []int // and blob sizes
+	ratioRounds int
+	finalizeMiB int
 }
 
 func main() {
@@ -69,8 +80,57 @@ func main() {
 	flag.IntVar(&cfg.bigMiB, "big-mib", 2048, "size of the layer pushed through a non-owner, MiB (0: skip)")
 	flag.IntVar(&cfg.bigMbit, "big-mbit", 1000, "cap of every link for the big push, Mbit/s")
 	flag.IntVar(&cfg.slowMbit, "slow-mbit", 40, "cap of one member's link in the slow-link run, Mbit/s (0: skip)")
+	scenarios := flag.String("scenarios", "scale,slow,big,ratios", "what to run: scale (1..N members), slow (one slow link), big (a big layer via a non-owner), ratios (issue 16's)")
+	ratioMbit := flag.String("ratio-mbit", "1000,2500", "ratios: link caps, Mbit/s each way")
+	ratioMiB := flag.String("ratio-mib", "256,1024", "ratios: blob sizes, MiB")
+	flag.IntVar(&cfg.ratioRounds, "ratio-rounds", 3, "ratios: alternating rounds")
+	flag.IntVar(&cfg.finalizeMiB, "finalize-mib", 1024, "ratios: size of the chunked upload whose final PUT is timed, MiB (0: skip)")
+	sink := flag.String("link-sink", "", "internal: serve the link bound's transfers on this address (ratios starts it)")
 	flag.Parse()
+	if *sink != "" {
+		if err := runSink(*sink); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	var err error
+	cfg.scenarios = strings.Split(*scenarios, ",")
+	if cfg.ratioMbit, err = ints(*ratioMbit); err == nil {
+		cfg.ratioMiB, err = ints(*ratioMiB)
+	}
+	if err != nil || cfg.ratioRounds < 1 {
+		fmt.Fprintf(os.Stderr, "bench-scale: bad -ratio-mbit, -ratio-mib or -ratio-rounds: %v\n", err)
+		os.Exit(2)
+	}
+	if cfg.has("scale") || cfg.has("slow") {
+		scale(cfg)
+	}
+	if cfg.has("big") && cfg.bigMiB > 0 {
+		bigPush(cfg, int64(cfg.bigMiB)<<20, cfg.bigMbit)
+	}
+	if cfg.has("ratios") {
+		ratios(cfg)
+	}
+}
 
+func (c config) has(s string) bool { return slices.Contains(c.scenarios, s) }
+
+// ints parses a comma-separated list of positive integers.
+func ints(list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive integers", list)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// scale measures 1..N members (the table), then the slow link.
+func scale(cfg config) {
 	blobs := make([][]byte, cfg.blobs)
 	for i := range blobs {
 		blobs[i] = make([]byte, cfg.blobMiB<<20)
@@ -82,6 +142,9 @@ func main() {
 	}
 	var rows []row
 	for _, f := range strings.Split(cfg.members, ",") {
+		if !cfg.has("scale") {
+			break
+		}
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 1 {
 			fmt.Fprintf(os.Stderr, "bench-scale: bad -members %q\n", cfg.members)
@@ -108,21 +171,20 @@ func main() {
 		rows = append(rows, row{n, push, pull})
 	}
 
-	fmt.Printf("\natoll scale-out: each member on its own host, link capped at %d Mbit/s each way; R=%d, routing %s;\n",
-		cfg.mbit, cfg.replicas, cfg.routing)
-	fmt.Printf("%d clients outside, %d blobs of %d MiB; pull = every blob %d times from a member picked at random\n\n",
-		cfg.clients, cfg.blobs, cfg.blobMiB, cfg.passes)
-	fmt.Printf("| members | pull MB/s | pull vs 1 | pull / (N x 1) | push MB/s | push vs 1 |\n")
-	fmt.Printf("|--------:|----------:|----------:|---------------:|----------:|----------:|\n")
-	for _, r := range rows {
-		fmt.Printf("| %7d | %9.1f | %8.2fx | %14.2f | %9.1f | %8.2fx |\n",
-			r.n, r.pull, r.pull/rows[0].pull, r.pull/rows[0].pull/float64(r.n), r.push, r.push/rows[0].push)
+	if len(rows) > 0 {
+		fmt.Printf("\natoll scale-out: each member on its own host, link capped at %d Mbit/s each way; R=%d, routing %s;\n",
+			cfg.mbit, cfg.replicas, cfg.routing)
+		fmt.Printf("%d clients outside, %d blobs of %d MiB; pull = every blob %d times from a member picked at random\n\n",
+			cfg.clients, cfg.blobs, cfg.blobMiB, cfg.passes)
+		fmt.Printf("| members | pull MB/s | pull vs 1 | pull / (N x 1) | push MB/s | push vs 1 |\n")
+		fmt.Printf("|--------:|----------:|----------:|---------------:|----------:|----------:|\n")
+		for _, r := range rows {
+			fmt.Printf("| %7d | %9.1f | %8.2fx | %14.2f | %9.1f | %8.2fx |\n",
+				r.n, r.pull, r.pull/rows[0].pull, r.pull/rows[0].pull/float64(r.n), r.push, r.push/rows[0].push)
+		}
 	}
-	if cfg.slowMbit > 0 {
+	if cfg.has("slow") && cfg.slowMbit > 0 {
 		slowLink(cfg, blobs, cfg.slowMbit)
-	}
-	if cfg.bigMiB > 0 {
-		bigPush(cfg, int64(cfg.bigMiB)<<20, cfg.bigMbit)
 	}
 }
 

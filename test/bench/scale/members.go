@@ -44,6 +44,7 @@ func (t *runT) done() {
 type member struct {
 	name string
 	host *hosts.Host
+	data string // its --data directory
 	cmd  *exec.Cmd
 }
 
@@ -58,39 +59,62 @@ func startCluster(t *runT, cfg config, n int) []*member {
 		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	ms := addMembers(t, net, dir, cfg.atollBin, "s", n, cfg.mbit, cfg.replicas, cfg.routing)
+	waitFormed(t, ms)
+	return ms
+}
+
+// addMembers adds n hosts named prefix1..prefixn to net, each link capped
+// at mbit, and starts a member of one cluster on each (data and logs under
+// dir), the others joining the first; it does not wait for them.
+func addMembers(t *runT, net *hosts.Net, dir, bin, prefix string, n, mbit, replicas int, routing string) []*member {
 	var ms []*member
 	for i := range n {
-		h := net.Add(fmt.Sprintf("s%d", i+1))
-		h.Limit(cfg.mbit)
+		h := net.Add(fmt.Sprintf("%s%d", prefix, i+1))
+		h.Limit(mbit)
 		ip := h.IP.String()
-		args := []string{"serve", "--addr", ip + ":5000", "--data", filepath.Join(dir, h.Name),
-			"--node-name", h.Name, "--gossip-addr", ip + ":7946", "--grpc-addr", ip + ":7947",
-			"--advertise-addr", ip, "--replicas", strconv.Itoa(cfg.replicas), "--routing", cfg.routing}
+		args := []string{"--node-name", h.Name, "--gossip-addr", ip + ":7946", "--grpc-addr", ip + ":7947",
+			"--advertise-addr", ip, "--replicas", strconv.Itoa(replicas), "--routing", routing}
 		if i > 0 {
 			args = append(args, "--join", ms[0].host.IP.String()+":7946")
 		}
-		cmd := exec.Command(h.Wrap()[0], append(append(h.Wrap()[1:], cfg.atollBin), args...)...)
-		cmd.Env = append(os.Environ(), "ATOLL_CLUSTER_FAST=true")
-		logf, err := os.Create(filepath.Join(dir, h.Name+".log"))
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", h.Name, err)
-		}
-		m := &member{name: h.Name, host: h, cmd: cmd}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
-		ms = append(ms, m)
+		ms = append(ms, startMember(t, h, dir, bin, args))
 	}
+	return ms
+}
+
+// startMember starts atoll serve on h, its data in dir/<host>, its log in
+// dir/<host>.log, with the extra (cluster) arguments; none makes it a
+// single node.
+func startMember(t *runT, h *hosts.Host, dir, bin string, extra []string) *member {
+	ip := h.IP.String()
+	data := filepath.Join(dir, h.Name)
+	args := append([]string{"serve", "--addr", ip + ":5000", "--data", data}, extra...)
+	cmd := exec.Command(h.Wrap()[0], append(append(h.Wrap()[1:], bin), args...)...)
+	cmd.Env = append(os.Environ(), "ATOLL_CLUSTER_FAST=true")
+	logf, err := os.Create(filepath.Join(dir, h.Name+".log"))
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", h.Name, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() })
+	return &member{name: h.Name, host: h, data: data, cmd: cmd}
+}
+
+// waitFormed waits until every member of ms sees all of them alive (a
+// single node: until it answers).
+func waitFormed(t *runT, ms []*member) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := formed(ms)
 		if err == nil {
-			return ms
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cluster of %d not formed within 60s: %v", n, err)
+			t.Fatalf("cluster of %d not formed within 60s: %v", len(ms), err)
 		}
 		time.Sleep(200 * time.Millisecond) // poll interval inside the deadline loop
 	}
