@@ -43,7 +43,9 @@ type config struct {
 	cacheSize              int64
 	workdir                string
 	keep                   bool
+	reuse                  bool // open the stores a -keep run left in -workdir instead of loading them
 	cpuProfile             string
+	getProfile             string // CPU profile of the big store's uniform GETs only
 }
 
 func parseFlags() (config, error) {
@@ -60,13 +62,18 @@ func parseFlags() (config, error) {
 	flag.StringVar(&cache, "cachesize", "64MiB", "metadata.cachesize: manifest bytes kept in memory")
 	flag.StringVar(&c.workdir, "workdir", "", "directory for the databases (default: a new one under $TMPDIR)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases")
+	flag.BoolVar(&c.reuse, "reuse", false, "with -workdir: open the stores a -keep run left there instead of loading them (load rate and RSS then mean nothing)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&c.getProfile, "getprofile", "", "write a CPU profile of the measured uniform manifest GETs at the big store to this file")
 	flag.Parse()
 	n, err := diskspace.ParseSize(cache)
 	if err != nil {
 		return c, fmt.Errorf("-cachesize: %w", err)
 	}
 	c.cacheSize = n
+	if c.reuse && c.workdir == "" {
+		return c, fmt.Errorf("-reuse needs -workdir")
+	}
 	if c.repos <= 0 || c.manifests < c.repos || c.tags < 0 || c.batch <= 0 {
 		return c, fmt.Errorf("need 0 < repos <= manifests, tags >= 0, batch > 0")
 	}
@@ -109,7 +116,7 @@ func run(ctx context.Context, c config, dir string) error {
 	if err != nil {
 		return fmt.Errorf("small store: %w", err)
 	}
-	smallGet, smallZipf, err := getManifests(ctx, c, small)
+	smallGet, smallZipf, err := getManifests(ctx, c, small, "")
 	small.close()
 	if err != nil {
 		return fmt.Errorf("small store: %w", err)
@@ -120,7 +127,7 @@ func run(ctx context.Context, c config, dir string) error {
 		return err
 	}
 	defer big.close()
-	bigGet, bigZipf, err := getManifests(ctx, c, big)
+	bigGet, bigZipf, err := getManifests(ctx, c, big, c.getProfile)
 	if err != nil {
 		return err
 	}
@@ -136,6 +143,11 @@ func run(ctx context.Context, c config, dir string) error {
 		return err
 	}
 	benchkit.Logf("reopened in %v (CPU %v); file %s, log %s", reopen.Round(time.Millisecond), reopenCPU.Round(time.Millisecond), mib(float64(big.dbSize)), mib(float64(big.logSize)))
+	if c.reuse { // the churn starts from an empty store
+		if err := os.RemoveAll(filepath.Join(dir, "churn")); err != nil {
+			return err
+		}
+	}
 	churn, err := retags(ctx, c, filepath.Join(dir, "churn"))
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -94,8 +96,9 @@ func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string
 // getManifests GETs manifests of the store by digest, picked uniformly
 // (at a million nearly every one misses the cache) and skewed (Zipf,
 // s=1.1, as pulls of popular images are). The URLs are computed before
-// the clock starts.
-func getManifests(ctx context.Context, c config, l *loaded) (uniform, skewed latencies, err error) {
+// the clock starts. A non-empty profile is where a CPU profile of the
+// measured uniform GETs goes (-cpuprofile must be off: one at a time).
+func getManifests(ctx context.Context, c config, l *loaded, profile string) (uniform, skewed latencies, err error) {
 	rng := rand.New(rand.NewPCG(7, 7))
 	zipf := rand.NewZipf(rng, 1.1, 1, uint64(l.manifests-1))
 	for k, pick := range []func() int{
@@ -113,7 +116,14 @@ func getManifests(ctx context.Context, c config, l *loaded) (uniform, skewed lat
 		if _, err := hammer(ctx, c.concurrency, min(c.requests, 2000), url); err != nil {
 			return uniform, skewed, err
 		}
+		stop := func() {}
+		if k == 0 && profile != "" {
+			if stop, err = startProfile(profile); err != nil {
+				return uniform, skewed, err
+			}
+		}
 		lat, err := hammer(ctx, c.concurrency, c.requests, url)
+		stop()
 		if err != nil {
 			return uniform, skewed, err
 		}
@@ -141,4 +151,21 @@ func pages(ctx context.Context, c config, l *loaded) (catalog, tags latencies, e
 		return l.srv.URL + "/v2/" + benchkit.RepoName(rng.IntN(l.repos)) + "/tags/list?n=100"
 	})
 	return
+}
+
+// startProfile starts a CPU profile into file path and returns what stops
+// it.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

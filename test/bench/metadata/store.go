@@ -74,6 +74,10 @@ func load(ctx context.Context, c config, dir string, s shape) (*loaded, error) {
 		return nil, err
 	}
 	l.meta = meta
+	if c.reuse && len(meta.Repositories("", 1)) > 0 {
+		benchkit.Logf("reusing the %d manifests loaded in %s", s.manifests, dir)
+		return l, l.serve(dir)
+	}
 	benchkit.Logf("loading %d manifests into %d repositories, %d tags", s.manifests, s.repos, s.tags)
 	start, last, cpu0 := time.Now(), time.Now(), cpuTime()
 	batch := make([]metadb.ManifestPut, 0, c.batch)
