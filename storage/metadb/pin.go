@@ -28,7 +28,7 @@ func (s *pins) Pin(ctx context.Context, repo, tag string, d digest.Digest) (dige
 		}
 		bound = d
 		if r := st.repo(repo, false); r != nil {
-			if k, ok := r.tags[tag]; ok {
+			if k, ok := r.tags.get(tag); ok {
 				bound = st.digestOf(k)
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"time"
 
@@ -33,12 +32,7 @@ func (s *manifests) Tags(repo, last string, n int) ([]string, error) {
 	if r == nil {
 		return nil, storage.ErrNameUnknown
 	}
-	tags := make([]string, 0, len(r.tags))
-	for t := range r.tags {
-		tags = append(tags, t)
-	}
-	sort.Strings(tags)
-	return page(tags, last, n), nil
+	return r.tags.names(last, n), nil
 }
 
 // Manifest implements storage.Manifests. The index says whether repo
@@ -98,7 +92,7 @@ func (s *manifests) Tag(repo, tag string) (digest.Digest, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.st.repo(repo, false); r != nil {
-		if k, ok := r.tags[tag]; ok {
+		if k, ok := r.tags.get(tag); ok {
 			return s.st.digestOf(k), nil
 		}
 	}
@@ -130,11 +124,12 @@ func (s *manifests) DeleteManifest(ctx context.Context, repo string, d digest.Di
 			return nil, storage.ErrManifestUnknown
 		}
 		ops := []metalog.Op{{Key: string(manifestLinkKey(repo, d)), Deleted: true}}
-		for t, tk := range r.tags {
+		r.tags.each(func(t []byte, tk dkey) bool {
 			if tk == k {
-				ops = append(ops, metalog.Op{Key: string(tagKey(repo, t)), Deleted: true})
+				ops = append(ops, metalog.Op{Key: string(tagKey(repo, string(t))), Deleted: true})
 			}
-		}
+			return true
+		})
 		return ops, nil
 	}, nil)
 }
@@ -146,7 +141,7 @@ func (s *manifests) DeleteTag(ctx context.Context, repo, tag string) error {
 		if r == nil {
 			return nil, storage.ErrTagUnknown
 		}
-		if _, ok := r.tags[tag]; !ok {
+		if _, ok := r.tags.get(tag); !ok {
 			return nil, storage.ErrTagUnknown
 		}
 		return []metalog.Op{{Key: string(tagKey(repo, tag)), Deleted: true}}, nil

@@ -132,7 +132,7 @@ func (s *state) eachHolder(h holders, shared map[dkey][]string, k dkey, fn func(
 type repo struct {
 	name      string // the one copy the index shares
 	id        uint32 // its index in state.byID
-	tags      map[string]dkey
+	tags      tagSet
 	manifests map[dkey]struct{}
 	// blobs maps each linked blob to its size in bytes, 0 when the link
 	// was made without one (before sizes were recorded, or by a cache).
@@ -141,7 +141,7 @@ type repo struct {
 	referrers map[dkey]map[dkey]struct{}
 }
 
-func (r *repo) empty() bool { return len(r.tags)+len(r.manifests)+len(r.blobs) == 0 }
+func (r *repo) empty() bool { return r.tags.len()+len(r.manifests)+len(r.blobs) == 0 }
 
 func newState() *state {
 	return &state{
@@ -164,7 +164,6 @@ func (s *state) repo(name string, create bool) *repo {
 		name = strings.Clone(name)
 		r = &repo{
 			name:      name,
-			tags:      map[string]dkey{},
 			manifests: map[dkey]struct{}{},
 			blobs:     map[dkey]int64{},
 			referrers: map[dkey]map[dkey]struct{}{},
@@ -282,12 +281,9 @@ func (s *state) apply(op metalog.Op) error {
 	d := digest.Digest(k.name)
 	switch {
 	case k.kind == kindTag && op.Deleted:
-		delete(r.tags, k.name)
+		r.tags.remove(k.name)
 	case k.kind == kindTag:
-		if _, ok := r.tags[k.name]; !ok {
-			k.name = strings.Clone(k.name) // not the whole key
-		}
-		r.tags[k.name] = s.key(digest.Digest(op.Value))
+		r.tags.set(k.name, s.key(digest.Digest(op.Value)))
 	case k.kind == kindManifest && op.Deleted:
 		s.unlinkManifest(r, d, op.Stamp)
 	case k.kind == kindManifest:

@@ -121,9 +121,10 @@ func snapshotIndex(s *Store) indexView {
 			v.blobRepos[d] = append(v.blobRepos[d], name)
 		}
 		v.tags[name] = map[string]digest.Digest{}
-		for t, k := range r.tags {
-			v.tags[name][t] = s.st.digestOf(k)
-		}
+		r.tags.each(func(t []byte, k dkey) bool {
+			v.tags[name][string(t)] = s.st.digestOf(k)
+			return true
+		})
 		for k := range r.manifests {
 			v.links[name] = append(v.links[name], s.st.digestOf(k))
 		}
