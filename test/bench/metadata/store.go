@@ -170,6 +170,7 @@ func cpuTime() time.Duration {
 type usage struct {
 	cpu    time.Duration // user and system
 	faults int64         // page faults, minor and major
+	major  int64         // page faults that read from disk
 	gcs    uint32        // garbage collections completed
 	gcCPU  time.Duration // CPU the collector took (runtime/metrics)
 }
@@ -179,7 +180,7 @@ func readUsage() usage {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		u.faults = ru.Minflt + ru.Majflt
+		u.faults, u.major = ru.Minflt+ru.Majflt, ru.Majflt
 	}
 	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(m)
@@ -193,7 +194,7 @@ func readUsage() usage {
 }
 
 func (u usage) since(before usage) usage {
-	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU}
+	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, major: u.major - before.major, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU}
 }
 
 // sizes returns the size of the closed database at path and the bytes of
