@@ -1,10 +1,7 @@
 package metadb
 
 import (
-	"container/list"
 	"sync"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
 )
@@ -20,62 +17,84 @@ const cacheOverhead = 512
 // A cache keeps recently read manifest records in memory, least recently
 // used first out, up to a byte budget. It is safe for concurrent use; the
 // records it returns are shared and must not be modified.
+//
+// Entries are keyed by the index's digest keys and linked through
+// themselves: a put allocates one entry, where container/list and digest
+// strings as keys cost another allocation and a longer hash on every read
+// that misses at a million manifests.
 type cache struct {
 	mu    sync.Mutex
 	max   int64
 	used  int64
-	order *list.List // front: most recently used; values *cached
-	items map[digest.Digest]*list.Element
+	lru   cached // sentinel: lru.next is the most recently used, lru.prev the least
+	items map[dkey]*cached
 }
 
 type cached struct {
-	d    digest.Digest
-	m    *storage.Manifest
-	cost int64
+	prev, next *cached
+	k          dkey
+	m          *storage.Manifest
+	cost       int64
 }
 
 // newCache returns a cache of max bytes; max <= 0 caches nothing.
 func newCache(max int64) *cache {
-	return &cache{max: max, order: list.New(), items: map[digest.Digest]*list.Element{}}
+	c := &cache{max: max, items: map[dkey]*cached{}}
+	c.lru.prev, c.lru.next = &c.lru, &c.lru
+	return c
 }
 
-func (c *cache) get(d digest.Digest) *storage.Manifest {
+func (c *cache) get(k dkey) *storage.Manifest {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.items[d]; e != nil {
-		c.order.MoveToFront(e)
-		return e.Value.(*cached).m
+	if e := c.items[k]; e != nil {
+		c.unlink(e)
+		c.pushFront(e)
+		return e.m
 	}
 	return nil
 }
 
-func (c *cache) put(d digest.Digest, m *storage.Manifest) {
+func (c *cache) put(k dkey, m *storage.Manifest) {
 	cost := int64(len(m.Content)) + cacheOverhead
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cost > c.max/8 { // one large manifest must not flush the rest
 		return
 	}
-	if e := c.items[d]; e != nil {
+	if e := c.items[k]; e != nil {
 		c.drop(e)
 	}
-	c.items[d] = c.order.PushFront(&cached{d: d, m: m, cost: cost})
+	e := &cached{k: k, m: m, cost: cost}
+	c.items[k] = e
+	c.pushFront(e)
 	c.used += cost
 	for c.used > c.max {
-		c.drop(c.order.Back())
+		c.drop(c.lru.prev)
 	}
 }
 
-func (c *cache) forget(d digest.Digest) {
+func (c *cache) forget(k dkey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.items[d]; e != nil {
+	if e := c.items[k]; e != nil {
 		c.drop(e)
 	}
 }
 
-func (c *cache) drop(e *list.Element) {
-	it := c.order.Remove(e).(*cached)
-	delete(c.items, it.d)
-	c.used -= it.cost
+func (c *cache) pushFront(e *cached) {
+	e.prev, e.next = &c.lru, c.lru.next
+	e.next.prev = e
+	c.lru.next = e
+}
+
+func (c *cache) unlink(e *cached) {
+	e.prev.next, e.next.prev = e.next, e.prev
+	e.prev, e.next = nil, nil
+}
+
+func (c *cache) drop(e *cached) {
+	c.unlink(e)
+	delete(c.items, e.k)
+	c.used -= e.cost
 }

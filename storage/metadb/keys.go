@@ -47,7 +47,13 @@ const (
 	kindPin      = 'p' // not a repository key: p/<repo>/<tag>
 )
 
-func manifestKey(d digest.Digest) []byte { return []byte("m" + sep + d.String()) }
+func manifestKey(d digest.Digest) []byte { return appendManifestKey(nil, d) }
+
+// appendManifestKey appends the key of manifest d's record to b: a read
+// builds it in a buffer on its stack.
+func appendManifestKey(b []byte, d digest.Digest) []byte {
+	return append(append(b, 'm', sep[0]), d...)
+}
 
 // isRecordKey reports whether k is a manifest record's, m/<digest>.
 func isRecordKey(k string) bool { return len(k) > 2 && k[0] == 'm' && k[1] == sep[0] }

@@ -100,8 +100,9 @@ func (r *reader) bytes() []byte {
 }
 
 // decodeBinary decodes a binary record's head; the rest of v is its
-// content.
-func decodeBinary(v []byte) (h recordHead, content []byte, err error) {
+// content. A record of digest known takes that string rather than a copy
+// of its own.
+func decodeBinary(v []byte, known digest.Digest) (h recordHead, content []byte, err error) {
 	r := reader{b: v[1:]}
 	mediaType, dg := r.bytes(), r.bytes()
 	size := r.uvarint()
@@ -114,7 +115,11 @@ func decodeBinary(v []byte) (h recordHead, content []byte, err error) {
 			return h, nil, fmt.Errorf("manifest descriptor: %w", err)
 		}
 	} else {
-		h.Descriptor = v1.Descriptor{MediaType: mediaTypeString(mediaType), Digest: digest.Digest(dg), Size: int64(size), ArtifactType: string(artifactType)}
+		d := known
+		if string(dg) != string(known) {
+			d = digest.Digest(dg)
+		}
+		h.Descriptor = v1.Descriptor{MediaType: mediaTypeString(mediaType), Digest: d, Size: int64(size), ArtifactType: string(artifactType)}
 	}
 	h.Subject = digest.Digest(subject)
 	return h, r.b, nil
@@ -156,7 +161,7 @@ func splitRecord(v []byte) (head, content []byte, ok bool) {
 // decodeHead decodes the head of record v without its content.
 func decodeHead(v []byte) (recordHead, error) {
 	if len(v) > 0 && v[0] == recordV1 {
-		h, _, err := decodeBinary(v)
+		h, _, err := decodeBinary(v, "")
 		return h, err
 	}
 	var h recordHead
@@ -171,9 +176,13 @@ func decodeHead(v []byte) (recordHead, error) {
 
 // decodeRecord decodes record v into a manifest that owns its bytes (v
 // may be a page of the database, valid only in its transaction).
-func decodeRecord(v []byte) (*storage.Manifest, error) {
+func decodeRecord(v []byte) (*storage.Manifest, error) { return decodeRecordOf(v, "") }
+
+// decodeRecordOf is decodeRecord of the record of digest d, which the
+// manifest shares rather than copy it.
+func decodeRecordOf(v []byte, d digest.Digest) (*storage.Manifest, error) {
 	if len(v) > 0 && v[0] == recordV1 {
-		h, content, err := decodeBinary(v)
+		h, content, err := decodeBinary(v, d)
 		if err != nil {
 			return nil, err
 		}

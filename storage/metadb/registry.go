@@ -38,10 +38,10 @@ func (s *manifests) Tags(repo, last string, n int) ([]string, error) {
 // Manifest implements storage.Manifests. The index says whether repo
 // links d; the record comes from the cache or, on a miss, from disk.
 func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
+	k, _ := keyOf(d)
 	s.mu.RLock()
 	known := false
 	if r := s.st.repo(repo, false); r != nil {
-		k, _ := keyOf(d)
 		if _, ok := r.manifests[k]; ok {
 			known = s.st.records[k].stored
 		}
@@ -50,7 +50,7 @@ func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, e
 	if !known {
 		return nil, storage.ErrManifestUnknown
 	}
-	if m := s.cache.get(d); m != nil {
+	if m := s.cache.get(k); m != nil {
 		return m, nil
 	}
 	var m *storage.Manifest
@@ -62,14 +62,15 @@ func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, e
 	if err != nil {
 		return nil, err
 	}
-	s.cache.put(d, m)
+	s.cache.put(k, m)
 	return m, nil
 }
 
 // readRecord reads the record of manifest d; storage.ErrManifestUnknown
 // when it has none.
 func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
-	v := tx.Bucket(bucketMeta).Get(manifestKey(d))
+	var room [80]byte // a sha256 digest's key, on the stack
+	v := tx.Bucket(bucketMeta).Get(appendManifestKey(room[:0], d))
 	if v == nil {
 		return nil, storage.ErrManifestUnknown
 	}
@@ -80,7 +81,7 @@ func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
 	if deleted {
 		return nil, storage.ErrManifestUnknown
 	}
-	m, err := decodeRecord(value)
+	m, err := decodeRecordOf(value, d)
 	if err != nil {
 		return nil, fmt.Errorf("manifest record %s: %w", d, err)
 	}

@@ -277,7 +277,8 @@ func (s *core) applyCommitted(ops []metalog.Op) error {
 	for _, op := range ops {
 		s.clock.observe(op.Stamp)
 		if k, err := parseKeyString(op.Key); err == nil && k.manifest != "" {
-			s.cache.forget(k.manifest)
+			dk, _ := keyOf(k.manifest)
+			s.cache.forget(dk)
 		}
 		if err := s.st.apply(op); err != nil {
 			return err // keys are checked before commit; this is corruption

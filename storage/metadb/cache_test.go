@@ -1,0 +1,59 @@
+package metadb
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// TestCacheEvictsLeastRecentlyUsed fills a cache past its budget and
+// checks what stays: the most recently used, read or put, within budget.
+func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	const size, n = 1000, 10 // each entry costs size + cacheOverhead; the budget is n of them
+	c := newCache(n * (size + cacheOverhead))
+	m := func(i byte) *storage.Manifest { return &storage.Manifest{Content: bytes.Repeat([]byte{i}, size)} }
+	for i := range byte(n) {
+		c.put(dkey{i}, m(i))
+	}
+	if c.get(dkey{0}) == nil { // 0 becomes the most recently used
+		t.Fatal("entry 0 gone before the budget was exceeded")
+	}
+	c.put(dkey{n}, m(n)) // evicts 1, the least recently used
+	for i := range n + 1 {
+		want := i != 1
+		got := c.get(dkey{byte(i)})
+		if (got != nil) != want {
+			t.Errorf("entry %d cached: %v, want %v", i, got != nil, want)
+		}
+		if got != nil && got.Content[0] != byte(i) {
+			t.Errorf("entry %d holds manifest %d", i, got.Content[0])
+		}
+	}
+	if c.used != n*(size+cacheOverhead) || len(c.items) != n {
+		t.Errorf("used %d bytes in %d entries", c.used, len(c.items))
+	}
+	c.forget(dkey{3})
+	c.put(dkey{2}, m(9)) // replaces
+	if got := c.get(dkey{2}); got == nil || got.Content[0] != 9 {
+		t.Errorf("entry 2 not replaced")
+	}
+	if c.get(dkey{3}) != nil || c.used != (n-1)*(size+cacheOverhead) || len(c.items) != n-1 {
+		t.Errorf("after forget and replace: used %d bytes in %d entries", c.used, len(c.items))
+	}
+	c.put(dkey{99}, &storage.Manifest{Content: make([]byte, 2*size)}) // over an eighth: not cached
+	if c.get(dkey{99}) != nil {
+		t.Error("a manifest of over an eighth of the budget was cached")
+	}
+	// Walk the list both ways: it links every entry, in order.
+	linked := 0
+	for e := c.lru.next; e != &c.lru; e = e.next {
+		if e.next.prev != e {
+			t.Fatal("list links broken")
+		}
+		linked++
+	}
+	if linked != len(c.items) {
+		t.Errorf("list holds %d entries, the map %d", linked, len(c.items))
+	}
+}
