@@ -214,15 +214,31 @@ func memberState(c *Cluster, name string) string {
 	return ""
 }
 
+// noFalseDeaths is how often the members of a pair probe each other: about
+// once a day, so neither declares the other dead while a test runs. The
+// tests of a pair test its calls, not the failure detector (membership
+// tests do); with Fast's timings (a 100 ms probe timeout, 600 ms of
+// suspicion) a test process starved of CPU for 600 ms, as on a loaded
+// 2-core CI machine under -race, declared its live peer dead and closed the
+// connection under the call (TestMetadataRoundTrip: "member is not alive:
+// dead", "the client connection is closing").
+const noFalseDeaths = 24 * time.Hour
+
 // joinPair creates and starts two members, b joining a, and waits until
-// each sees the other.
+// each sees the other. They do not probe each other (noFalseDeaths).
 func joinPair(t *testing.T, edit func(*Config)) (a, b *member) {
 	t.Helper()
 	log := testLogger(t)
-	a = newMember(t, log, "a", freePort(t), edit)
+	a = newMember(t, log, "a", freePort(t), func(c *Config) {
+		c.ProbeInterval = noFalseDeaths
+		if edit != nil {
+			edit(c)
+		}
+	})
 	a.Start()
 	b = newMember(t, log, "b", freePort(t), func(c *Config) {
 		c.Join = []string{a.gossip}
+		c.ProbeInterval = noFalseDeaths
 		if edit != nil {
 			edit(c)
 		}
