@@ -116,9 +116,16 @@ func run(ctx context.Context, c config, dir string) error {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return err
 		}
-		var start time.Time
+		var (
+			start time.Time
+			peak  *peakRSS
+		)
 		m, err := cl.startReady(ctx, name, c.joinerBin(round-1), c.timeout, func(m *member) {
 			start = time.Now()
+			if peak != nil {
+				peak.Stop() // a start on ports taken meanwhile
+			}
+			peak = samplePeakRSS(ctx, m.proc.Pid(), 100*time.Millisecond)
 			if round == 1 && c.profile > 0 {
 				profile(ctx, c.profile, dir, cl.members[0], m)
 			}
@@ -127,12 +134,13 @@ func run(ctx context.Context, c config, dir string) error {
 			return err
 		}
 		took := time.Since(start)
+		peakMiB := peak.Stop()
 		joins = append(joins, took)
 		r, err := m.report(ctx, c.shape)
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		benchkit.Logf("%s (%s) joined a 3-member cluster of %d manifests: ready %v after start; %s", name, c.joinerBin(round-1), c.manifests, took.Round(time.Millisecond), r)
+		benchkit.Logf("%s (%s) joined a 3-member cluster of %d manifests: ready %v after start; %s; peak anonymous RSS until ready %d MiB", name, c.joinerBin(round-1), c.manifests, took.Round(time.Millisecond), r, peakMiB)
 		// The next round's fresh member makes three members again.
 		if err := cl.remove(m); err != nil {
 			return err
