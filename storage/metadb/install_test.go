@@ -81,3 +81,54 @@ func TestSnapshotInstallRoundTrip(t *testing.T) {
 		t.Errorf("repositories %v after install, want %v", got, want)
 	}
 }
+
+// A snapshot chunk gives each entry its own origin and value where
+// entries of several origins interleave (the chunk shares one origin
+// string among consecutive entries of the same one).
+func TestSnapshotChunkOrigins(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "metadata.db"), Options{Origin: "a", Reserve: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := map[string]metalog.Op{}
+	var seq uint64
+	for i := range 12 {
+		d := digest.FromString(fmt.Sprint(i))
+		if i%3 == 0 {
+			if err := s.LinkBlob(ctx, "r", d, int64(i+1)); err != nil {
+				t.Fatal(err)
+			}
+			want[string(blobLinkKey("r", d))] = metalog.Op{Origin: "a", Value: []byte(fmt.Sprint(i + 1))}
+			continue
+		}
+		seq++
+		op := metalog.Op{Key: string(blobLinkKey("r", d)), Value: []byte(fmt.Sprint(100 + i)), Stamp: uint64(1000 + i), Origin: "c"}
+		if err := s.Apply(ctx, []metalog.Batch{{Origin: "c", Seq: seq, Ops: []metalog.Op{op}}}); err != nil {
+			t.Fatal(err)
+		}
+		want[op.Key] = op
+	}
+	var got []metalog.Op
+	for after := ""; ; {
+		c, err := s.SnapshotChunk(after, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, c.Entries...)
+		if c.Next == "" {
+			break
+		}
+		after = c.Next
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for _, g := range got {
+		w := want[g.Key]
+		if g.Origin != w.Origin || !bytes.Equal(g.Value, w.Value) {
+			t.Errorf("%q: origin %q value %q, want %q %q", g.Key, g.Origin, g.Value, w.Origin, w.Value)
+		}
+	}
+}
