@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -96,5 +97,50 @@ func TestInstallRefusesUnsortedChunk(t *testing.T) {
 	}}
 	if err := e.store.Install(ctx, "", c, 0); err == nil {
 		t.Fatal("an unsorted chunk was installed")
+	}
+}
+
+// The prefetch budget bounds the MiB of chunks fetched and not installed:
+// a take past it waits until an install gives some back, a chunk larger
+// than the whole budget takes all of it, and a take cut short by its
+// context gives back what it took.
+func TestPrefetchBudget(t *testing.T) {
+	b := newBudget()
+	all := prefetchBytes >> 20
+	if n, err := b.take(ctx, all+10); err != nil || n != all {
+		t.Fatalf("take past the budget: %d, %v; want %d", n, err, all)
+	}
+	b.give(all)
+	if n, err := b.take(ctx, all-1); err != nil || n != all-1 {
+		t.Fatalf("take %d: %d, %v", all-1, n, err)
+	}
+	short, cancel := context.WithCancel(ctx)
+	took := make(chan error, 1)
+	go func() {
+		_, err := b.take(short, 2) // one is free, the second waits
+		took <- err
+	}()
+	select {
+	case err := <-took:
+		t.Fatalf("a take past the budget returned (%v) before anything was given back", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	if err := <-took; err == nil {
+		t.Fatal("a take cut short by its context: no error")
+	}
+	if len(b) != all-1 {
+		t.Fatalf("after a take cut short: %d MiB taken, want %d", len(b), all-1)
+	}
+	go func() {
+		_, err := b.take(ctx, 2)
+		took <- err
+	}()
+	b.give(1)
+	if err := <-took; err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != all {
+		t.Fatalf("%d MiB taken, want %d", len(b), all)
 	}
 }

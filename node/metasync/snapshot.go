@@ -40,11 +40,12 @@ type Snapshots interface {
 const chunkTries = 3
 
 const (
-	// prefetchChunks is how many chunks are fetched ahead of the one
-	// being installed (a chunk is at most about 8 MiB): the fetch goes on
-	// while an install transaction commits, and what it fetched meanwhile
-	// goes into the next transaction.
-	prefetchChunks = 12
+	// prefetchBytes bounds the chunks fetched and not installed yet, the
+	// ones being installed included (chunkBytes, in MiB): the fetch goes
+	// on while an install transaction commits, and what it fetched
+	// meanwhile goes into the next transaction, but a joining member's
+	// memory does not grow with how far the fetch runs ahead.
+	prefetchBytes = 64 << 20
 	// installBytes is about how much of the snapshot one install
 	// transaction takes: consecutive chunks fetched meanwhile are merged
 	// into one, so the fsyncs of a commit are paid per tens of MiB.
@@ -56,13 +57,42 @@ type fetched struct {
 	after string
 	c     metalog.Chunk
 	err   error
+	mib   int // of the prefetch budget it holds
+}
+
+// budget is the prefetch budget: a token a MiB of chunks fetched and not
+// installed yet.
+type budget chan struct{}
+
+func newBudget() budget { return make(budget, prefetchBytes>>20) }
+
+// take waits until n MiB (at most the whole budget) are free and takes
+// them; it returns how many it took, or ctx's error.
+func (b budget) take(ctx context.Context, n int) (int, error) {
+	n = min(max(n, 1), cap(b))
+	for i := range n {
+		select {
+		case b <- struct{}{}:
+		case <-ctx.Done():
+			b.give(i)
+			return 0, ctx.Err()
+		}
+	}
+	return n, nil
+}
+
+// give frees n MiB taken.
+func (b budget) give(n int) {
+	for range n {
+		<-b
+	}
 }
 
 // fetchSnapshot sends member p's snapshot after the key from ("": all of
 // it) to out, chunk after chunk, each
 // asked again on failure from where it stopped, until the last chunk or an
 // error (sent last) or ctx is done. It closes out.
-func (r *snapshotter) fetchSnapshot(ctx context.Context, t Transport, p, from string, out chan<- fetched) {
+func (r *snapshotter) fetchSnapshot(ctx context.Context, t Transport, p, from string, b budget, out chan<- fetched) {
 	defer close(out)
 	after := from
 	for {
@@ -73,8 +103,16 @@ func (r *snapshotter) fetchSnapshot(ctx context.Context, t Transport, p, from st
 		if err != nil {
 			err = fmt.Errorf("snapshot of %s after %q: %w", p, after, err)
 		}
+		f := fetched{after: after, c: c, err: err}
+		if err == nil {
+			// Taken once the chunk is here: the fetch runs at most one
+			// chunk past the budget.
+			if f.mib, err = b.take(ctx, (chunkBytes(c)+1<<20-1)>>20); err != nil {
+				return
+			}
+		}
 		select {
-		case out <- fetched{after: after, c: c, err: err}:
+		case out <- f:
 		case <-ctx.Done():
 			return
 		}
@@ -131,6 +169,7 @@ func (q *chunkQueue) next() (f fetched, ok bool) {
 			}
 			f.c.Entries = append(f.c.Entries, g.c.Entries...)
 			f.c.Next = g.c.Next
+			f.mib += g.mib
 			size += chunkBytes(g.c)
 		default:
 			return f, true
@@ -165,8 +204,9 @@ func (r *snapshotter) installSnapshot(ctx context.Context, t Transport, p string
 	if resumed && from == "" {
 		return r.log.Advance(ctx, vec) // every chunk was in
 	}
-	in := make(chan fetched, prefetchChunks)
-	go r.fetchSnapshot(ctx, t, p, from, in)
+	in := make(chan fetched, prefetchBytes>>20) // the budget bounds it
+	b := newBudget()
+	go r.fetchSnapshot(ctx, t, p, from, b, in)
 	q := chunkQueue{in: in}
 	var (
 		entries  int
@@ -196,6 +236,7 @@ func (r *snapshotter) installSnapshot(ctx context.Context, t Transport, p string
 		if err := r.log.Install(ctx, f.after, f.c, cutoff); err != nil {
 			return err
 		}
+		b.give(f.mib)
 		entries += len(f.c.Entries)
 		installs++
 		if time.Since(last) > 5*time.Second {
