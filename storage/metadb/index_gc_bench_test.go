@@ -51,7 +51,7 @@ func BenchmarkIndexGC(b *testing.B) {
 					}
 				}
 			}
-			st.sortNames()
+			st.settle()
 			runtime.GC()
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)

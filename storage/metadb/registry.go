@@ -156,8 +156,8 @@ func (s *manifests) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	var out []v1.Descriptor
 	if r := s.st.repo(repo, false); r != nil {
 		k, _ := keyOf(d)
-		for mk := range r.referrers[k] {
-			if desc := s.st.descs[mk]; desc != nil {
+		for _, ref := range r.referrersOf(k) {
+			if desc := s.st.descs[ref.manifest]; desc != nil {
 				out = append(out, *desc)
 			}
 		}

@@ -46,6 +46,9 @@ type state struct {
 	// a commit, added is empty.
 	names []string
 	added []string
+	// unsorted are the repositories whose referrers apply appended to
+	// since the last settle.
+	unsorted []*repo
 	// blobs holds the repositories that link each blob; blobShared
 	// lists them, sorted, for a blob more than one links.
 	blobs      map[dkey]holders
@@ -137,8 +140,11 @@ type repo struct {
 	// blobs maps each linked blob to its size in bytes, 0 when the link
 	// was made without one (before sizes were recorded, or by a cache).
 	blobs map[dkey]int64
-	// referrers maps a subject to the linked manifests that refer to it.
-	referrers map[dkey]map[dkey]struct{}
+	// referrers are the linked manifests that refer to a subject, sorted
+	// but for those appended since the last settle, when unsorted is set
+	// (referrers.go).
+	referrers []referrer
+	unsorted  bool
 }
 
 func (r *repo) empty() bool { return r.tags.len()+len(r.manifests)+len(r.blobs) == 0 }
@@ -166,7 +172,6 @@ func (s *state) repo(name string, create bool) *repo {
 			name:      name,
 			manifests: map[dkey]struct{}{},
 			blobs:     map[dkey]int64{},
-			referrers: map[dkey]map[dkey]struct{}{},
 		}
 		if n := len(s.free); n > 0 {
 			r.id, s.free = s.free[n-1], s.free[:n-1]
@@ -221,6 +226,13 @@ func (s *state) digestOf(k dkey) digest.Digest {
 // did.
 func (s *state) eachRepo(k dkey, rec record, fn func(*repo) bool) bool {
 	return s.eachHolder(rec.holders, s.shared, k, fn)
+}
+
+// settle sorts what apply left unsorted: names and referrers. Every
+// load, commit and install ends with it, before readers see the state.
+func (s *state) settle() {
+	s.sortNames()
+	s.sortReferrers()
 }
 
 // sortNames merges the names of the repositories created since it last
@@ -355,10 +367,10 @@ func (s *state) setSubject(k dkey, rec *record, subject digest.Digest, desc *v1.
 	}
 	s.eachRepo(k, *rec, func(r *repo) bool {
 		if rec.hasSubject {
-			r.dropReferrer(rec.subject, k)
+			s.dropReferrer(r, rec.subject, k)
 		}
 		if subject != "" {
-			r.addReferrer(sk, k)
+			s.addReferrer(r, sk, k)
 		}
 		return false
 	})
@@ -393,7 +405,7 @@ func (s *state) linkManifest(r *repo, d digest.Digest) {
 	rec := s.records[k]
 	rec.holders = s.hold(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
-		r.addReferrer(rec.subject, k)
+		s.addReferrer(r, rec.subject, k)
 	}
 	s.records[k] = rec
 }
@@ -414,31 +426,13 @@ func (s *state) unlinkManifest(r *repo, d digest.Digest, stamp uint64) {
 	}
 	rec.holders = s.release(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
-		r.dropReferrer(rec.subject, k)
+		s.dropReferrer(r, rec.subject, k)
 	}
 	if rec.n == 0 && !rec.stored {
 		delete(s.records, k)
 		return
 	}
 	s.records[k] = rec
-}
-
-func (r *repo) addReferrer(subject, k dkey) {
-	set := r.referrers[subject]
-	if set == nil {
-		set = map[dkey]struct{}{}
-		r.referrers[subject] = set
-	}
-	set[k] = struct{}{}
-}
-
-func (r *repo) dropReferrer(subject, k dkey) {
-	if set := r.referrers[subject]; set != nil {
-		delete(set, k)
-		if len(set) == 0 {
-			delete(r.referrers, subject)
-		}
-	}
 }
 
 // insert adds name to the sorted list, once.

@@ -175,7 +175,7 @@ func (s *core) load() error {
 		})
 		return err
 	})
-	s.st.sortNames()
+	s.st.settle()
 	return err
 }
 
@@ -273,7 +273,7 @@ func (s *core) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) er
 // applyCommitted brings the in-memory state (clock, index, manifest cache)
 // up to ops, just committed to disk. The caller holds s.mu.
 func (s *core) applyCommitted(ops []metalog.Op) error {
-	defer s.st.sortNames()
+	defer s.st.settle()
 	for _, op := range ops {
 		s.clock.observe(op.Stamp)
 		if k, err := parseKeyString(op.Key); err == nil && k.manifest != "" {

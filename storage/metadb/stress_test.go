@@ -130,11 +130,11 @@ func snapshotIndex(s *Store) indexView {
 		}
 		sortDigests(v.links[name])
 		v.referrers[name] = map[digest.Digest][]digest.Digest{}
-		for sk, set := range r.referrers {
-			subject := s.st.digestOf(sk)
-			for k := range set {
-				v.referrers[name][subject] = append(v.referrers[name][subject], s.st.digestOf(k))
-			}
+		for _, ref := range r.referrers {
+			subject := s.st.digestOf(ref.subject)
+			v.referrers[name][subject] = append(v.referrers[name][subject], s.st.digestOf(ref.manifest))
+		}
+		for subject := range v.referrers[name] {
 			sortDigests(v.referrers[name][subject])
 		}
 	}
