@@ -24,6 +24,28 @@ type latencies struct {
 	// cost is what the process spent serving (and sending) them, when
 	// measured: it tells a slower store from a busier machine.
 	cost *usage
+	// all are the requests' times, sorted, over elapsed: what pooling
+	// rounds needs.
+	all     []time.Duration
+	elapsed time.Duration
+}
+
+// pool returns the measurements of l and m as one: rate over their
+// summed time, percentiles over all their requests, costs summed.
+func (l latencies) pool(m latencies) latencies {
+	if l.n == 0 {
+		return m
+	}
+	all := slices.Concat(l.all, m.all)
+	slices.Sort(all)
+	out := latencies{n: len(all), all: all, elapsed: l.elapsed + m.elapsed}
+	out.rate = float64(out.n) / out.elapsed.Seconds()
+	out.p50, out.p99 = all[len(all)/2], all[len(all)*99/100]
+	if l.cost != nil && m.cost != nil {
+		c := l.cost.plus(*m.cost)
+		out.cost = &c
+	}
+	return out
 }
 
 func (l latencies) String() string {
@@ -90,7 +112,7 @@ func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string
 	cost := readUsage().since(before)
 	slices.Sort(all)
 	return latencies{n: len(all), rate: float64(len(all)) / elapsed.Seconds(),
-		p50: all[len(all)/2], p99: all[len(all)*99/100], cost: &cost}, nil
+		p50: all[len(all)/2], p99: all[len(all)*99/100], cost: &cost, all: all, elapsed: elapsed}, nil
 }
 
 // getManifests GETs manifests of the store by digest, picked uniformly

@@ -193,6 +193,10 @@ func readUsage() usage {
 	return u
 }
 
+func (u usage) plus(v usage) usage {
+	return usage{cpu: u.cpu + v.cpu, faults: u.faults + v.faults, major: u.major + v.major, gcs: u.gcs + v.gcs, gcCPU: u.gcCPU + v.gcCPU}
+}
+
 func (u usage) since(before usage) usage {
 	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, major: u.major - before.major, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU}
 }
