@@ -27,7 +27,7 @@ func (c *Client) PutBlob(ctx context.Context, member string, d digest.Digest, si
 	op := "put blob " + d.String()
 	stream, err := peerpb.NewBlobsClient(cc).Put(ctx)
 	if err != nil {
-		return fromStatus(member, op, err)
+		return fromStatus(ctx, member, op, err)
 	}
 	for sent := int64(0); ; {
 		buf := make([]byte, min(chunkSize, size-sent)) // gRPC may hold a sent message: never reuse
@@ -42,14 +42,14 @@ func (c *Client) PutBlob(ctx context.Context, member string, d digest.Digest, si
 		if err := stream.Send(msg); err == io.EOF {
 			break // member ended the call early; CloseAndRecv has its status
 		} else if err != nil {
-			return fromStatus(member, op, err)
+			return fromStatus(ctx, member, op, err)
 		}
 		if sent += int64(n); sent == size {
 			break
 		}
 	}
 	if _, err := stream.CloseAndRecv(); err != nil {
-		return fromStatus(member, op, err)
+		return fromStatus(ctx, member, op, err)
 	}
 	return nil
 }

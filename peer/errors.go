@@ -77,7 +77,8 @@ func toStatus(err error) error {
 
 // remoteError is the error of a call to another member: the gRPC status,
 // unwrapping to the matching error (a storage domain error, ErrUnreachable,
-// ErrUnauthenticated, or a context error). status.Code works on it too.
+// ErrUnauthenticated, or the error of the caller's context, only when that
+// context ended). status.Code works on it too.
 type remoteError struct {
 	member, op string
 	st         *status.Status
@@ -94,9 +95,9 @@ func (e *remoteError) Error() string {
 func (e *remoteError) Unwrap() error              { return e.err }
 func (e *remoteError) GRPCStatus() *status.Status { return e.st }
 
-// fromStatus converts the error of call op to member into a remoteError,
-// or wraps it if it is no gRPC status.
-func fromStatus(member, op string, err error) error {
+// fromStatus converts the error of call op to member, made with ctx, into
+// a remoteError, or wraps it if it is no gRPC status.
+func fromStatus(ctx context.Context, member, op string, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -122,10 +123,16 @@ func fromStatus(member, op string, err error) error {
 			e.err = ErrUnauthenticated
 		case codes.Unavailable:
 			e.err = ErrUnreachable
-		case codes.Canceled:
-			e.err = context.Canceled
-		case codes.DeadlineExceeded:
-			e.err = context.DeadlineExceeded
+		case codes.Canceled, codes.DeadlineExceeded:
+			// The caller's context error only if its context ended. gRPC
+			// also says Canceled when the connection is closed under the
+			// call (connPool.drop: the member died, left or moved), and
+			// the member may give up on its side: it did not answer.
+			if cerr := ctx.Err(); cerr != nil {
+				e.err = cerr
+			} else {
+				e.err = ErrUnreachable
+			}
 		}
 	}
 	return e

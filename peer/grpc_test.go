@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
 	"github.com/atollhq/atoll/storage"
@@ -142,25 +143,39 @@ func TestBlobTransfer(t *testing.T) {
 func TestWireErrors(t *testing.T) {
 	t.Parallel()
 	for _, w := range wireErrors {
-		err := fromStatus("m", "op", toStatus(errorsWrap(w.err)))
+		err := fromStatus(context.Background(), "m", "op", toStatus(errorsWrap(w.err)))
 		if !errors.Is(err, w.err) || status.Code(err) != w.code {
 			t.Errorf("%v crossed the wire as %v (code %v)", w.err, err, status.Code(err))
 		}
 	}
+	live := context.Background()
+	cancelled, cancel := context.WithCancel(live)
+	cancel()
+	expired, cancel := context.WithDeadline(live, time.Now().Add(-time.Second))
+	defer cancel()
 	for _, tc := range []struct {
+		ctx  context.Context // the caller's
 		in   error
 		want error
 	}{
-		{context.Canceled, context.Canceled},
-		{context.DeadlineExceeded, context.DeadlineExceeded},
-		{status.Error(codes.Unavailable, "connection refused"), ErrUnreachable},
-		{status.Error(codes.Unauthenticated, "no"), ErrUnauthenticated},
+		{cancelled, context.Canceled, context.Canceled},
+		{expired, context.DeadlineExceeded, context.DeadlineExceeded},
+		// The caller's context is live: the call failed on the member's
+		// side or its connection was closed under it.
+		{live, status.Error(codes.Canceled, "grpc: the client connection is closing"), ErrUnreachable},
+		{live, context.DeadlineExceeded, ErrUnreachable},
+		{live, status.Error(codes.Unavailable, "connection refused"), ErrUnreachable},
+		{live, status.Error(codes.Unauthenticated, "no"), ErrUnauthenticated},
 	} {
-		if err := fromStatus("m", "op", toStatus(tc.in)); !errors.Is(err, tc.want) {
+		err := fromStatus(tc.ctx, "m", "op", toStatus(tc.in))
+		if !errors.Is(err, tc.want) {
 			t.Errorf("%v crossed the wire as %v, want %v", tc.in, err, tc.want)
 		}
+		if tc.ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			t.Errorf("%v crossed the wire as %v: a context error while the caller's context is live", tc.in, err)
+		}
 	}
-	if err := fromStatus("m", "op", toStatus(errors.New("disk on fire"))); status.Code(err) != codes.Internal {
+	if err := fromStatus(context.Background(), "m", "op", toStatus(errors.New("disk on fire"))); status.Code(err) != codes.Internal {
 		t.Errorf("an unknown error crossed the wire as %v, want Internal", err)
 	}
 }
@@ -171,3 +186,38 @@ type wrapped struct{ err error }
 
 func (w *wrapped) Error() string { return "handler: " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
+
+// A call in flight when its member's connection is dropped (the member
+// died, left or moved) fails as ErrUnreachable, not as a context error:
+// the caller's context is live. gRPC reports it as Canceled ("the client
+// connection is closing"), which read as context.Canceled.
+func TestDroppedConnection(t *testing.T) {
+	t.Parallel()
+	a, b := joinPair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cc, err := a.Client().conn("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 2*chunkSize)
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- a.Client().PutBlob(ctx, "b", digest.FromBytes(data), int64(len(data)), pr) }()
+	if _, err := pw.Write(data[:1]); err != nil { // read: the stream is open
+		t.Fatal(err)
+	}
+	a.pool.drop("b")
+	waitFor(t, 10*time.Second, "the dropped connection to shut down", func() bool {
+		return cc.GetState() == connectivity.Shutdown
+	})
+	go func() { _, _ = pw.Write(data[1:]); _ = pw.Close() }() // the call may stop reading
+	err = <-done
+	_ = pr.Close()
+	if !errors.Is(err, ErrUnreachable) || errors.Is(err, context.Canceled) {
+		t.Errorf("PutBlob over a dropped connection: %v, want ErrUnreachable and no context error", err)
+	}
+	if _, ok := b.blobs.get(digest.FromBytes(data)); ok {
+		t.Error("b stored the blob of the call cut off")
+	}
+}

@@ -135,7 +135,7 @@ func (c *Client) Apply(ctx context.Context, member string, batches []metalog.Bat
 			n++
 		}
 		if _, err := client.Apply(ctx, &peerpb.ApplyRequest{Batches: pbs[:n]}); err != nil {
-			return fromStatus(member, "apply", err)
+			return fromStatus(ctx, member, "apply", err)
 		}
 		pbs = pbs[n:]
 	}
@@ -150,7 +150,7 @@ func (c *Client) Vector(ctx context.Context, member string) (metalog.Vector, err
 	}
 	v, err := peerpb.NewMetadataClient(cc).GetVector(ctx, &peerpb.Empty{})
 	if err != nil {
-		return nil, fromStatus(member, "vector", err)
+		return nil, fromStatus(ctx, member, "vector", err)
 	}
 	return vectorFromPB(v), nil
 }
@@ -165,7 +165,7 @@ func (c *Client) Since(ctx context.Context, member, origin string, seq uint64, l
 	}
 	resp, err := peerpb.NewMetadataClient(cc).Since(ctx, &peerpb.SinceRequest{Origin: origin, Seq: seq, Limit: int64(limit)})
 	if err != nil {
-		return nil, fromStatus(member, "since", err)
+		return nil, fromStatus(ctx, member, "since", err)
 	}
 	return batchesFromPB(resp.GetBatches()), nil
 }
@@ -182,7 +182,7 @@ func (c *Client) Has(ctx context.Context, member string, ds []digest.Digest) ([]
 	}
 	resp, err := peerpb.NewBlobsClient(cc).Has(ctx, req)
 	if err != nil {
-		return nil, fromStatus(member, "has", err)
+		return nil, fromStatus(ctx, member, "has", err)
 	}
 	if len(resp.GetPresent()) != len(ds) {
 		return nil, fmt.Errorf("peer %s: has: answered %d of %d digests", member, len(resp.GetPresent()), len(ds))

@@ -154,7 +154,7 @@ func (c *Client) AppendReplica(ctx context.Context, member, id string, state []b
 	op := "append to upload " + id
 	stream, err := peerpb.NewBlobsClient(cc).Append(ctx)
 	if err != nil {
-		return nil, 0, fromStatus(member, op, err)
+		return nil, 0, fromStatus(ctx, member, op, err)
 	}
 	next := chunksOf(r)
 	first := &peerpb.AppendChunk{Id: id, State: state}
@@ -171,7 +171,7 @@ func (c *Client) AppendReplica(ctx context.Context, member, id string, state []b
 			if err := stream.Send(msg); err == io.EOF {
 				break // member ended the call early; CloseAndRecv has its status
 			} else if err != nil {
-				return nil, 0, fromStatus(member, op, err)
+				return nil, 0, fromStatus(ctx, member, op, err)
 			}
 			sent += int64(len(buf))
 		}
@@ -181,7 +181,7 @@ func (c *Client) AppendReplica(ctx context.Context, member, id string, state []b
 	}
 	resp, err := stream.CloseAndRecv()
 	if err != nil {
-		return nil, 0, fromStatus(member, op, err)
+		return nil, 0, fromStatus(ctx, member, op, err)
 	}
 	return resp.GetState(), resp.GetSize(), nil
 }
@@ -212,7 +212,7 @@ func (c *Client) FinishReplica(ctx context.Context, member, id string, state []b
 	}
 	req := &peerpb.FinishRequest{Id: id, State: state, Digest: d.String()}
 	if _, err := peerpb.NewBlobsClient(cc).Finish(ctx, req); err != nil {
-		return fromStatus(member, "finish upload "+id, err)
+		return fromStatus(ctx, member, "finish upload "+id, err)
 	}
 	return nil
 }

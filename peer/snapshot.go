@@ -65,7 +65,7 @@ func (c *Client) Snapshot(ctx context.Context, member, after string, limit int) 
 	}
 	resp, err := peerpb.NewSnapshotsClient(cc).Chunk(ctx, &peerpb.ChunkRequest{After: after, Limit: int64(limit)})
 	if err != nil {
-		return metalog.Chunk{}, fromStatus(member, "snapshot", err)
+		return metalog.Chunk{}, fromStatus(ctx, member, "snapshot", err)
 	}
 	out := metalog.Chunk{Entries: opsFromPB(resp.GetEntries()), Next: resp.GetNext()}
 	if resp.GetVector() != nil {
