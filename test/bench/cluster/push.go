@@ -33,9 +33,7 @@ import (
 //   - bound R=2 via an owner: to a relay that writes its copy the same way
 //     and passes the bytes on over loopback TCP to one other writer;
 //   - bound R=2 via the non-owner: to a relay that keeps no copy and
-//     passes the bytes on to two writers (the shape of a push through a
-//     non-owner that streams to both owners; atoll's non-owner keeps one
-//     copy and streams to one owner, the relay-writing-1-copy bound).
+//     passes the bytes on to two writers.
 //
 // The clock stops when the last writer's fsync returned. Everything runs
 // in this process (goroutines, real sockets, real files in the work dir).
@@ -330,11 +328,11 @@ func pushRows(size string) []row {
 		{scenario: "push", key: "push-r2-known-nonowner", title: "  3 members R=2, POST ?digest= via the non-owner", base: "push-single"},
 		{scenario: "push", key: "push-bound-single", title: "bound: bare writer, 1 copy (sha256, write, fsync)"},
 		{scenario: "push", key: "push-bound-owner", title: "  bare relay writing 1 copy + 1 writer (R=2 via an owner)", base: "push-bound-single"},
-		{scenario: "push", key: "push-bound-nonowner", title: "  bare relay to 2 writers (R=2 via a non-owner keeping no copy)", base: "push-bound-single"},
+		{scenario: "push", key: "push-bound-nonowner", title: "  bare relay to 2 writers (R=2 via the non-owner)", base: "push-bound-single"},
 		{scenario: "push", key: "push-single-of-bound", unit: "x", title: "single node push / its bound, per round"},
 		{scenario: "push", key: "push-r2-owner-of-bound", unit: "x", title: "R=2 via an owner / its bound, per round"},
 		{scenario: "push", key: "push-r2-nonowner-of-bound", unit: "x", title: "R=2 via the non-owner / relay writing 1 copy + 1 writer, per round"},
-		{scenario: "push", key: "push-r2-known-nonowner-of-bound", unit: "x", title: "R=2 POST ?digest= via the non-owner / relay writing 1 copy + 1 writer, per round"},
+		{scenario: "push", key: "push-r2-known-nonowner-of-bound", unit: "x", title: "R=2 POST ?digest= via the non-owner / relay to 2 writers, per round"},
 	}
 }
 
@@ -344,8 +342,8 @@ func (b *bench) recordPushFractions(round int) {
 	for _, k := range []struct{ push, bound string }{
 		{"push-single", "push-bound-single"},
 		{"push-r2-owner", "push-bound-owner"},
-		{"push-r2-nonowner", "push-bound-owner"},       // a session: here + 1 holder
-		{"push-r2-known-nonowner", "push-bound-owner"}, // here + the first owner
+		{"push-r2-nonowner", "push-bound-owner"}, // a session: here + 1 holder
+		{"push-r2-known-nonowner", "push-bound-nonowner"},
 	} {
 		vs, bs := b.res[k.push], b.res[k.bound]
 		if len(vs) == 0 || len(bs) == 0 {
