@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -29,15 +28,9 @@ import (
 // is dropped from the session, and the commit falls back to Place, which
 // copies the blob until Replicas members hold it: the 201 always means
 // Replicas durable copies. A blob whose digest is known from the start
-// goes to its owners instead (newOwnersWriter). A member that is none of
-// them keeps one of the Replicas copies itself and passes the bytes on to
-// the first Replicas-1 live owners only, rebalancing moving its copy to
-// the remaining owner after the 201: passing them to every owner instead
-// (keeping a spare here for the fallback) sent each byte out of this
-// member Replicas times and wrote it Replicas+1 times before the 201,
-// which halved such a push where the member's link or the disks are the
-// limit (bench-scale's ratios: 0.48x a single node's push at 1 Gbit/s,
-// where a session through the same member ran at 0.84x).
+// goes to its owners instead (newOwnersWriter); a member that is none of
+// them keeps its bytes only as the spare that fallback needs, and drops
+// them unsynced once the owners confirmed their copies.
 
 // ReplicaTransport is the optional capability of a Transport that keeps
 // replicas of uploads on other members (peer.Cluster has it).
@@ -79,10 +72,9 @@ type replicatingWriter struct {
 	// dropped says a holder failed since the session began: the commit
 	// falls back to Place.
 	dropped bool
-	// owners says this member and the holders are the blob's owners (its
-	// digest was known from the start), so the commit leaves nothing for
-	// rebalancing to move.
-	owners bool
+	// owners says the holders are the blob's owners (its digest was known
+	// from the start); surplus, that this member is not one of them.
+	owners, surplus bool
 }
 
 // newReplicatingWriter returns the writer of session id over local, its
@@ -285,6 +277,9 @@ func (w *replicatingWriter) Cancel(ctx context.Context) error {
 // The holders make their bytes durable while this member commits its own.
 func (w *replicatingWriter) Commit(ctx context.Context, d digest.Digest) error {
 	size := w.endStreams()
+	if w.surplus {
+		return w.commitSurplus(ctx, d, size)
+	}
 	err := w.BlobWriter.Commit(ctx, d)
 	w.collect(size)
 	if err != nil {
@@ -303,6 +298,27 @@ func (w *replicatingWriter) Commit(ctx context.Context, d digest.Digest) error {
 	return nil
 }
 
+// commitSurplus commits blob d, known from the start, on its owners, this
+// member being none of them. When every owner confirmed its copy, durable
+// and verified there, this member's bytes were only a spare: they are
+// dropped without ever being made durable here. Otherwise this member
+// commits them (verifying them) and Place copies the blob on.
+func (w *replicatingWriter) commitSurplus(ctx context.Context, d digest.Digest, size int64) error {
+	w.collect(size)
+	held := w.finishReplicas(ctx, d)
+	if !w.dropped && held == len(w.replicas) && held >= w.need() {
+		if err := w.BlobWriter.Cancel(ctx); err != nil {
+			w.p.log.Warn("dropping surplus upload", "upload", w.id, "blob", d, "err", err)
+		}
+		return nil
+	}
+	if err := w.BlobWriter.Commit(ctx, d); err != nil {
+		// On a mismatch the holders, which verified d too, kept nothing.
+		return err
+	}
+	return w.p.Place(ctx, d)
+}
+
 // need is how many copies a commit must leave: Replicas, or every live
 // member if fewer.
 func (w *replicatingWriter) need() int {
@@ -310,30 +326,16 @@ func (w *replicatingWriter) need() int {
 }
 
 // newOwnersWriter returns the writer of new upload id of blob d, whose
-// bytes go to d's owners as they arrive. An owner passes them on to the
-// other live owners. A member that is not an owner keeps its copy and
-// passes them on to the first Replicas-1 live members of d's preference
-// list (its owners, unless some are down), so its link carries each byte
-// once; the commit then kicks rebalancing, which moves its copy to the
-// remaining owner.
+// bytes go to d's owners as they arrive; this member keeps its copy only
+// if it is one of them.
 func (p *Placer) newOwnersWriter(rt ReplicaTransport, local storage.BlobWriter, id string, d digest.Digest) *replicatingWriter {
-	w := &replicatingWriter{BlobWriter: local, p: p, rt: rt, id: id}
+	w := &replicatingWriter{BlobWriter: local, p: p, rt: rt, id: id, owners: true, surplus: true}
 	r := p.deps.Members.Ring()
-	need := w.need()
-	owners := r.Owners(d, need)
-	if w.owners = slices.Contains(owners, p.deps.Self); w.owners {
-		for _, m := range owners {
-			if m != p.deps.Self && p.liveOther(m) {
-				w.replicas = append(w.replicas, &replicaStream{replicaState: replicaState{Member: m}})
-			}
-		}
-		return w
-	}
-	for _, m := range r.Owners(d, r.Len()) {
-		if len(w.replicas) == need-1 {
-			break
-		}
-		if p.liveOther(m) {
+	for _, m := range r.Owners(d, min(p.cfg.Replicas, r.Len())) {
+		switch {
+		case m == p.deps.Self:
+			w.surplus = false
+		case p.liveOther(m):
 			w.replicas = append(w.replicas, &replicaStream{replicaState: replicaState{Member: m}})
 		}
 	}
