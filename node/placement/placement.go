@@ -92,7 +92,7 @@ type LocalStore interface {
 	Check(ctx context.Context) error
 }
 
-// Transport reaches the other members' blob services; peer.Cluster
+// Transport reaches the other members' blob services; peer.Client
 // implements it. Its methods may be called concurrently.
 type Transport interface {
 	// Has reports, for each digest in order, whether member holds the blob.

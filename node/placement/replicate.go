@@ -33,7 +33,7 @@ import (
 // them unsynced once the owners confirmed their copies.
 
 // ReplicaTransport is the optional capability of a Transport that keeps
-// replicas of uploads on other members (peer.Cluster has it).
+// replicas of uploads on other members (peer.Client has it).
 type ReplicaTransport interface {
 	// AppendReplica streams what r yields to member's replica id, resumed
 	// from state, and returns the state after those bytes, durable there.
