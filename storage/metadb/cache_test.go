@@ -2,9 +2,13 @@ package metadb
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"path/filepath"
 	"testing"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // TestCacheEvictsLeastRecentlyUsed fills a cache past its budget and
@@ -55,5 +59,41 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	if linked != len(c.items) {
 		t.Errorf("list holds %d entries, the map %d", linked, len(c.items))
+	}
+}
+
+// TestManifestLinkedBeforeItsRecord: a member may apply another's link to
+// a manifest before the manifest's record; the read answers unknown, not
+// an error or a stale cache entry, until the record comes.
+func TestManifestLinkedBeforeItsRecord(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "m.db"), Options{Origin: "a", Reserve: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := manifest(`{"schemaVersion":2}`, "")
+	d := m.Descriptor.Digest
+	rec, err := encodeRecord(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := metalog.Batch{Origin: "b", Seq: 1, Ops: []metalog.Op{{Key: string(manifestLinkKey("r", d)), Stamp: 1, Origin: "b"}}}
+	record := metalog.Batch{Origin: "c", Seq: 1, Ops: []metalog.Op{{Key: string(manifestKey(d)), Value: rec, Stamp: 1, Origin: "c"}}}
+	if err := s.Apply(ctx, []metalog.Batch{link}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Manifest("r", d); !errors.Is(err, storage.ErrManifestUnknown) {
+		t.Fatalf("Manifest before the record: %v, want ErrManifestUnknown", err)
+	}
+	if err := s.Apply(ctx, []metalog.Batch{record}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Manifest("r", d)
+	if err != nil || !bytes.Equal(got.Content, m.Content) {
+		t.Fatalf("Manifest after the record: %v, %v", got, err)
+	}
+	if _, err := s.Manifest("other", d); !errors.Is(err, storage.ErrManifestUnknown) {
+		t.Errorf("Manifest of a repository that does not link it: %v", err)
 	}
 }
