@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/atollhq/atoll/test/bench/benchkit"
@@ -208,6 +209,11 @@ func runScenario(ctx context.Context, b *bench, sc scenario, regs []*registry, r
 			if r.name == nameReference && !sc.reference {
 				run = runRef
 			}
+			// What the previous measurement left dirty in the page cache
+			// is written back now, untimed: otherwise the next one pays
+			// for it (Distribution does not fsync its blobs, so the
+			// reference that followed it ran at a quarter of its speed).
+			syscall.Sync()
 			m, err := run(ctx, b, r)
 			if err != nil {
 				return r.annotate(fmt.Errorf("%s: %s round %d: %w", r.name, sc.key, round, err))
