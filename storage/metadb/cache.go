@@ -11,7 +11,7 @@ import (
 const DefaultCacheSize = 64 << 20
 
 // cacheOverhead is what one cached manifest costs besides its content:
-// the decoded record, its list element and map entry.
+// the decoded record, its entry and its slot in the map.
 const cacheOverhead = 512
 
 // A cache keeps recently read manifest records in memory, least recently

@@ -61,6 +61,12 @@ func peekEntry(b []byte) (stamp uint64, deleted bool, value []byte, err error) {
 	return binary.BigEndian.Uint64(b), b[8] == 1, b[11+n:], nil
 }
 
+// peekOrigin returns the origin of entry b, which peekEntry read without
+// error: b's own bytes, not a copy.
+func peekOrigin(b []byte) []byte {
+	return b[11 : 11+int(binary.BigEndian.Uint16(b[9:]))]
+}
+
 // wins reports whether op replaces the stored entry e: last writer wins by
 // stamp, ties broken by origin name, so every member picks the same winner.
 func wins(op metalog.Op, e entry) bool {

@@ -70,7 +70,7 @@ func (s *snapshots) SnapshotChunk(after string, limit int) (metalog.Chunk, error
 			if err != nil {
 				return fmt.Errorf("key %q: %w", k, err)
 			}
-			if o := v[11 : len(v)-len(value)]; string(o) != origin {
+			if o := peekOrigin(v); string(o) != origin {
 				origin = string(o)
 			}
 			spans = append(spans, span{k, value})
