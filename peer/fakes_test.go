@@ -61,8 +61,12 @@ func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]metalog.Bat
 
 // memBlobs is an in-memory Blobs that verifies digests like a real store.
 type memBlobs struct {
-	mu    sync.Mutex
-	blobs map[digest.Digest][]byte
+	mu       sync.Mutex
+	blobs    map[digest.Digest][]byte
+	replicas map[string]*memReplica
+	// copies is what FinishReplica answers: 0 as a member from before
+	// chains does.
+	copies int
 }
 
 func newMemBlobs() *memBlobs { return &memBlobs{blobs: make(map[digest.Digest][]byte)} }
@@ -90,6 +94,64 @@ func (m *memBlobs) Put(_ context.Context, d digest.Digest, size int64, r io.Read
 	defer m.mu.Unlock()
 	m.blobs[d] = buf.Bytes()
 	return nil
+}
+
+// memReplica is a replica a memBlobs keeps: its bytes and the members it
+// was asked to forward them to.
+type memReplica struct {
+	data    []byte
+	forward []string
+}
+
+// AppendReplica implements Replicas: it records the bytes and forward.
+func (m *memBlobs) AppendReplica(_ context.Context, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, 0, fmt.Errorf("fake store: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.replicas == nil {
+		m.replicas = map[string]*memReplica{}
+	}
+	rep, ok := m.replicas[id]
+	if !ok || state == nil {
+		rep = &memReplica{forward: forward}
+		m.replicas[id] = rep
+	}
+	rep.data = append(rep.data, data...)
+	return []byte(id), int64(len(rep.data)), nil
+}
+
+// FinishReplica implements Replicas: it commits replica id and answers
+// m.copies.
+func (m *memBlobs) FinishReplica(_ context.Context, id string, _ []byte, d digest.Digest) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rep, ok := m.replicas[id]
+	if !ok {
+		return 0, fmt.Errorf("fake store: replica %s: %w", id, storage.ErrUploadUnknown)
+	}
+	delete(m.replicas, id)
+	if d == "" {
+		return 0, nil
+	}
+	if digest.FromBytes(rep.data) != d {
+		return 0, fmt.Errorf("fake store: replica %s: %w", id, storage.ErrDigestMismatch)
+	}
+	m.blobs[d] = rep.data
+	return m.copies, nil
+}
+
+// replica returns replica id, if kept.
+func (m *memBlobs) replica(id string) (memReplica, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rep, ok := m.replicas[id]
+	if !ok {
+		return memReplica{}, false
+	}
+	return *rep, true
 }
 
 // get returns the bytes of blob d, if held.

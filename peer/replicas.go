@@ -21,12 +21,17 @@ import (
 type Replicas interface {
 	// AppendReplica appends what r yields to replica id, resumed from
 	// state (nil when new), and returns the state after those bytes,
-	// durable, and the replica's size.
-	AppendReplica(ctx context.Context, id string, state []byte, r io.Reader) (next []byte, size int64, err error)
+	// durable, and the replica's size. With forward non-empty the bytes
+	// also go on, as they arrive, to a replica on each of those members (a
+	// chain), and the state covers those replicas too; an implementation
+	// that cannot forward keeps its own replica only, and its
+	// FinishReplica then answers 1.
+	AppendReplica(ctx context.Context, id string, state []byte, forward []string, r io.Reader) (next []byte, size int64, err error)
 	// FinishReplica commits replica id, at state, as blob d after
 	// verifying it (storage.ErrDigestMismatch if it does not hash to d),
-	// or discards it when d is "".
-	FinishReplica(ctx context.Context, id string, state []byte, d digest.Digest) error
+	// or discards it when d is "". It returns how many members hold blob
+	// d durably after a commit: 1, or more when the replica forwarded.
+	FinishReplica(ctx context.Context, id string, state []byte, d digest.Digest) (copies int, err error)
 }
 
 var errNoReplicas = status.Error(codes.Unimplemented, "this member keeps no upload replicas")
@@ -51,7 +56,7 @@ func (s blobServer) Append(stream grpc.ClientStreamingServer[peerpb.AppendChunk,
 		return status.Error(codes.InvalidArgument, "append without an upload id")
 	}
 	r := &appendReader{stream: stream, buf: first.GetData()}
-	next, size, err := reps.AppendReplica(stream.Context(), first.GetId(), first.GetState(), r)
+	next, size, err := reps.AppendReplica(stream.Context(), first.GetId(), first.GetState(), first.GetForward(), r)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -70,10 +75,11 @@ func (s blobServer) Finish(ctx context.Context, req *peerpb.FinishRequest) (*pee
 			return nil, err
 		}
 	}
-	if err := reps.FinishReplica(ctx, req.GetId(), req.GetState(), d); err != nil {
+	copies, err := reps.FinishReplica(ctx, req.GetId(), req.GetState(), d)
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &peerpb.FinishResponse{}, nil
+	return &peerpb.FinishResponse{Copies: int32(copies)}, nil
 }
 
 // appendReader reads the data of an Append stream until its sender closes
@@ -141,10 +147,11 @@ type ChunkSource interface {
 
 // AppendReplica streams what r yields to member's replica id of an upload,
 // resumed from state, and returns the replica's state after them, durable
-// on member, and its size. A ChunkSource's chunks go as they are, any
-// other reader's bytes in 1 MiB chunks. If r fails the call is aborted and
+// on member, and its size; member passes them on to the members of
+// forward (see Replicas). A ChunkSource's chunks go as they are, any other
+// reader's bytes in 1 MiB chunks. If r fails the call is aborted and
 // member keeps the replica as it was at state.
-func (c *Client) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
+func (c *Client) AppendReplica(ctx context.Context, member, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error) {
 	cc, err := c.conn(member)
 	if err != nil {
 		return nil, 0, err
@@ -157,7 +164,7 @@ func (c *Client) AppendReplica(ctx context.Context, member, id string, state []b
 		return nil, 0, fromStatus(ctx, member, op, err)
 	}
 	next := chunksOf(r)
-	first := &peerpb.AppendChunk{Id: id, State: state}
+	first := &peerpb.AppendChunk{Id: id, State: state, Forward: forward}
 	for sent := int64(0); ; {
 		buf, rerr := next()
 		if rerr != nil && rerr != io.EOF {
@@ -204,17 +211,21 @@ func chunksOf(r io.Reader) func() ([]byte, error) {
 }
 
 // FinishReplica commits member's replica id of an upload, at state, as
-// blob d, which member verifies; with d "" it discards the replica.
-func (c *Client) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error {
+// blob d, which member verifies; with d "" it discards the replica. It
+// returns how many members hold d durably after the commit, as member
+// counts them: at least 1 (a member that predates the count answers 0, and
+// it kept its own copy only).
+func (c *Client) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) (int, error) {
 	cc, err := c.conn(member)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req := &peerpb.FinishRequest{Id: id, State: state, Digest: d.String()}
-	if _, err := peerpb.NewBlobsClient(cc).Finish(ctx, req); err != nil {
-		return fromStatus(ctx, member, "finish upload "+id, err)
+	resp, err := peerpb.NewBlobsClient(cc).Finish(ctx, req)
+	if err != nil {
+		return 0, fromStatus(ctx, member, "finish upload "+id, err)
 	}
-	return nil
+	return max(1, int(resp.GetCopies())), nil
 }
 
 // ServedBlobs returns the Blobs this member serves the others.

@@ -191,7 +191,7 @@ func New(cfg Config, deps Deps) (*Placer, error) {
 	discard(&deps.Metrics.Rebalances)
 	p := &Placer{cfg: cfg, deps: deps, log: deps.Logger, kick: make(chan struct{}, 1), limits: replicaLimits{stall: replicaStall, durable: replicaDurable}}
 	if deps.Peer.hook != nil {
-		deps.Peer.hook.set(p.Kick)
+		deps.Peer.hook.set(p)
 	}
 	return p, nil
 }

@@ -86,7 +86,7 @@ func (w *replicatingWriter) open(r *replicaStream) {
 	r.done, r.res = make(chan appendResult, 1), nil
 	src := &chunkReader{q: r.q, stop: r.stop}
 	go func(state []byte) {
-		next, size, err := w.rt.AppendReplica(ctx, r.Member, w.id, state, src)
+		next, size, err := w.rt.AppendReplica(ctx, r.Member, w.id, state, r.Forward, src)
 		r.done <- appendResult{next, size, err}
 	}(r.State)
 }

@@ -20,14 +20,14 @@ type holderNet struct {
 	wrap map[string]func(ctx context.Context, r io.Reader) io.Reader
 }
 
-func (n *holderNet) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
+func (n *holderNet) AppendReplica(ctx context.Context, member, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error) {
 	n.mu.Lock()
 	wrap := n.wrap[member]
 	n.mu.Unlock()
 	if wrap != nil {
 		r = wrap(ctx, r)
 	}
-	return n.replicaNet.AppendReplica(ctx, member, id, state, r)
+	return n.replicaNet.AppendReplica(ctx, member, id, state, forward, r)
 }
 
 // newHolderCluster is a cluster of a, b and c with Replicas 3, whose

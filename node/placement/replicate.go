@@ -28,19 +28,26 @@ import (
 // is dropped from the session, and the commit falls back to Place, which
 // copies the blob until Replicas members hold it: the 201 always means
 // Replicas durable copies. A blob whose digest is known from the start
-// goes to its owners instead (newOwnersWriter); a member that is none of
-// them keeps its bytes only as the spare that fallback needs, and drops
-// them unsynced once the owners confirmed their copies.
+// goes to its owners instead (newOwnersWriter), through a chain: this
+// member streams the bytes to the first owner only, which passes them on
+// to the next as they arrive (replicas.go), so this member's link carries
+// each byte once; the first owner's commit answers how many copies the
+// chain left. A member that is none of the owners keeps its bytes only as
+// the spare that fallback needs, and drops them unsynced once the owners
+// confirmed Replicas copies.
 
 // ReplicaTransport is the optional capability of a Transport that keeps
 // replicas of uploads on other members (peer.Client has it).
 type ReplicaTransport interface {
 	// AppendReplica streams what r yields to member's replica id, resumed
-	// from state, and returns the state after those bytes, durable there.
-	AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error)
+	// from state, and returns the state after those bytes, durable there;
+	// member passes them on to the members of forward (a chain).
+	AppendReplica(ctx context.Context, member, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error)
 	// FinishReplica commits member's replica id, at state, as blob d
-	// after member verified it, or discards it when d is "".
-	FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error
+	// after member verified it, or discards it when d is "". It returns
+	// how many members hold d durably after the commit, as member counts
+	// them: at least 1 (a member that cannot forward counts its own).
+	FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) (int, error)
 }
 
 // sessionState is the state of a replicated upload: this member's
@@ -51,11 +58,32 @@ type sessionState struct {
 }
 
 // replicaState is one holder's replica: its member, the state of its
-// writer there and its size. A replica that failed is dropped.
+// writer there and its size, and the members it passes the bytes on to
+// (the rest of a chain). A replica that failed is dropped.
 type replicaState struct {
-	Member string `json:"member"`
-	State  []byte `json:"state,omitempty"`
-	Size   int64  `json:"size"`
+	Member  string   `json:"member"`
+	State   []byte   `json:"state,omitempty"`
+	Size    int64    `json:"size"`
+	Forward []string `json:"forward,omitempty"`
+}
+
+// parseSessionState returns state as a sessionState, if it is one (the
+// state of a local writer alone is not).
+func parseSessionState(state []byte) (sessionState, bool) {
+	var st sessionState
+	if state == nil || json.Unmarshal(state, &st) != nil || st.Local == nil {
+		return sessionState{}, false
+	}
+	return st, true
+}
+
+// chain returns the replica that passes the bytes to members in a chain:
+// the first receives them and forwards them to the rest, each to the next.
+func chain(members []string) []*replicaStream {
+	if len(members) == 0 {
+		return nil
+	}
+	return []*replicaStream{{replicaState: replicaState{Member: members[0], Forward: members[1:]}}}
 }
 
 // replicatingWriter is a client's upload on this member, passed on to the
@@ -81,27 +109,57 @@ type replicatingWriter struct {
 // copy here, resumed from state (nil for a new session, which chooses its
 // holders now).
 func (p *Placer) newReplicatingWriter(rt ReplicaTransport, local func(state []byte) (storage.BlobWriter, error), id string, state []byte) (storage.BlobWriter, error) {
-	w := &replicatingWriter{p: p, rt: rt, id: id}
-	var localState []byte
+	var w *replicatingWriter
+	var err error
+	st, ok := parseSessionState(state)
 	switch {
 	case state == nil:
+		w = &replicatingWriter{p: p, rt: rt, id: id}
 		for _, m := range p.holders(id) {
 			w.replicas = append(w.replicas, &replicaStream{replicaState: replicaState{Member: m}})
 		}
+		w, err = w.openLocal(local, nil)
+	case !ok:
+		// A session begun before replication: committed and placed as it
+		// always was.
+		w = &replicatingWriter{p: p, rt: rt, id: id, dropped: true}
+		w, err = w.openLocal(local, state)
 	default:
-		var st sessionState
-		if err := json.Unmarshal(state, &st); err != nil || st.Local == nil {
-			// A session begun before replication: committed and placed
-			// as it always was.
-			localState, w.dropped = state, true
-			break
-		}
-		localState = st.Local
-		for _, r := range st.Replicas {
-			w.replicas = append(w.replicas, &replicaStream{replicaState: r})
+		w, err = p.resumeWriter(rt, local, id, st)
+	}
+	if err != nil {
+		return nil, err // not a nil *replicatingWriter in the interface
+	}
+	return w, nil
+}
+
+// resumeWriter returns the writer of session id resumed from st.
+func (p *Placer) resumeWriter(rt ReplicaTransport, local func(state []byte) (storage.BlobWriter, error), id string, st sessionState) (*replicatingWriter, error) {
+	w := &replicatingWriter{p: p, rt: rt, id: id}
+	for _, r := range st.Replicas {
+		w.replicas = append(w.replicas, &replicaStream{replicaState: r})
+	}
+	return w.openLocal(local, st.Local)
+}
+
+// newChainWriter returns the writer of a new replica of session id that
+// heads a chain: its bytes go on to the live members of forward. A member
+// of forward that is not live is left out, and the commit then places.
+func (p *Placer) newChainWriter(rt ReplicaTransport, local func(state []byte) (storage.BlobWriter, error), id string, forward []string) (*replicatingWriter, error) {
+	w := &replicatingWriter{p: p, rt: rt, id: id, owners: true}
+	var live []string
+	for _, m := range forward {
+		if p.liveOther(m) {
+			live = append(live, m)
 		}
 	}
-	bw, err := local(localState)
+	w.replicas, w.dropped = chain(live), len(live) < len(forward)
+	return w.openLocal(local, nil)
+}
+
+// openLocal opens w's copy here, at state.
+func (w *replicatingWriter) openLocal(local func(state []byte) (storage.BlobWriter, error), state []byte) (*replicatingWriter, error) {
+	bw, err := local(state)
 	if err != nil {
 		return nil, err
 	}
@@ -178,12 +236,16 @@ func (w *replicatingWriter) drop(r *replicaStream, err error) {
 	}
 	w.p.log.Warn("upload replica dropped", "upload", w.id, "member", r.Member, "err", err)
 	// Its bytes are of no use now: discard them if the holder answers
-	// (else its upload purge does, after the upload TTL).
-	go func(member string, state []byte) {
+	// (else its upload purge does, after the upload TTL). The members a
+	// chain's head forwarded to are asked too: a head that is gone cannot.
+	go func(r replicaState) {
 		ctx, cancel := context.WithTimeout(context.Background(), w.p.limits.durable)
 		defer cancel()
-		_ = w.rt.FinishReplica(ctx, member, w.id, state, "")
-	}(r.Member, r.State)
+		_, _ = w.rt.FinishReplica(ctx, r.Member, w.id, r.State, "")
+		for _, m := range r.Forward {
+			_, _ = w.rt.FinishReplica(ctx, m, w.id, nil, "")
+		}
+	}(r.replicaState)
 	r.Member, w.dropped = "", true
 }
 
@@ -205,6 +267,11 @@ func (w *replicatingWriter) compact() {
 func (w *replicatingWriter) endStreams() (size int64) {
 	w.push()
 	for _, r := range w.replicas {
+		if r.q == nil && r.State == nil && len(r.Forward) > 0 {
+			// No bytes came (an empty blob): the chain is still set up,
+			// so that its head's commit passes on.
+			w.open(r)
+		}
 		if r.q != nil {
 			r.end()
 		}
@@ -276,47 +343,69 @@ func (w *replicatingWriter) Cancel(ctx context.Context) error {
 // same. With fewer than Replicas copies that way, Place copies the blob on.
 // The holders make their bytes durable while this member commits its own.
 func (w *replicatingWriter) Commit(ctx context.Context, d digest.Digest) error {
+	_, err := w.commit(ctx, d, false)
+	return err
+}
+
+// commit is Commit, which returns how many members hold d durably after
+// it. With held, this member holds d already: its upload is discarded.
+func (w *replicatingWriter) commit(ctx context.Context, d digest.Digest, held bool) (int, error) {
 	size := w.endStreams()
 	if w.surplus {
 		return w.commitSurplus(ctx, d, size)
 	}
-	err := w.BlobWriter.Commit(ctx, d)
+	var err error
+	if held {
+		if cerr := w.BlobWriter.Cancel(ctx); cerr != nil {
+			w.p.log.Warn("dropping upload of a held blob", "upload", w.id, "blob", d, "err", cerr)
+		}
+	} else {
+		err = w.BlobWriter.Commit(ctx, d)
+	}
 	w.collect(size)
 	if err != nil {
 		if errors.Is(err, storage.ErrDigestMismatch) {
 			w.finishReplicas(ctx, "")
 		}
-		return err
+		return 0, err
 	}
-	held := w.finishReplicas(ctx, d) + 1
+	_, copies := w.finishReplicas(ctx, d)
+	copies++
 	switch {
-	case w.dropped || held < w.need():
-		return w.p.Place(ctx, d)
+	case w.dropped || copies < w.need():
+		if err := w.p.Place(ctx, d); err != nil {
+			return 0, err
+		}
+		return w.need(), nil
 	case !w.owners:
 		w.p.Kick() // the copies move to the ring's owners
 	}
-	return nil
+	return copies, nil
 }
 
 // commitSurplus commits blob d, known from the start, on its owners, this
-// member being none of them. When every owner confirmed its copy, durable
-// and verified there, this member's bytes were only a spare: they are
-// dropped without ever being made durable here. Otherwise this member
-// commits them (verifying them) and Place copies the blob on.
-func (w *replicatingWriter) commitSurplus(ctx context.Context, d digest.Digest, size int64) error {
+// member being none of them. When the owners confirmed Replicas copies,
+// durable and verified there (a chain's head counts those it forwarded
+// to), this member's bytes were only a spare: they are dropped without
+// ever being made durable here. Otherwise this member commits them
+// (verifying them) and Place copies the blob on.
+func (w *replicatingWriter) commitSurplus(ctx context.Context, d digest.Digest, size int64) (int, error) {
 	w.collect(size)
-	held := w.finishReplicas(ctx, d)
-	if !w.dropped && held == len(w.replicas) && held >= w.need() {
+	ok, copies := w.finishReplicas(ctx, d)
+	if !w.dropped && ok == len(w.replicas) && copies >= w.need() {
 		if err := w.BlobWriter.Cancel(ctx); err != nil {
 			w.p.log.Warn("dropping surplus upload", "upload", w.id, "blob", d, "err", err)
 		}
-		return nil
+		return copies, nil
 	}
 	if err := w.BlobWriter.Commit(ctx, d); err != nil {
 		// On a mismatch the holders, which verified d too, kept nothing.
-		return err
+		return 0, err
 	}
-	return w.p.Place(ctx, d)
+	if err := w.p.Place(ctx, d); err != nil {
+		return 0, err
+	}
+	return w.need(), nil
 }
 
 // need is how many copies a commit must leave: Replicas, or every live
@@ -326,44 +415,47 @@ func (w *replicatingWriter) need() int {
 }
 
 // newOwnersWriter returns the writer of new upload id of blob d, whose
-// bytes go to d's owners as they arrive; this member keeps its copy only
-// if it is one of them.
+// bytes go to d's other live owners as they arrive, in a chain; this
+// member keeps its copy only if it is one of them.
 func (p *Placer) newOwnersWriter(rt ReplicaTransport, local storage.BlobWriter, id string, d digest.Digest) *replicatingWriter {
 	w := &replicatingWriter{BlobWriter: local, p: p, rt: rt, id: id, owners: true, surplus: true}
 	r := p.deps.Members.Ring()
+	var others []string
 	for _, m := range r.Owners(d, min(p.cfg.Replicas, r.Len())) {
 		switch {
 		case m == p.deps.Self:
 			w.surplus = false
 		case p.liveOther(m):
-			w.replicas = append(w.replicas, &replicaStream{replicaState: replicaState{Member: m}})
+			others = append(others, m)
 		}
 	}
+	w.replicas = chain(others)
 	return w
 }
 
 // finishReplicas commits every replica as blob d, or discards them when d
-// is "", in parallel, and returns how many committed.
-func (w *replicatingWriter) finishReplicas(ctx context.Context, d digest.Digest) int {
+// is "", in parallel, and returns how many did and how many copies of d
+// their members counted.
+func (w *replicatingWriter) finishReplicas(ctx context.Context, d digest.Digest) (ok, copies int) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(w.replicas))
+	counts := make([]int, len(w.replicas))
 	for i, r := range w.replicas {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(ctx, w.p.limits.durable)
 			defer cancel()
-			errs[i] = w.rt.FinishReplica(ctx, r.Member, w.id, r.State, d)
+			counts[i], errs[i] = w.rt.FinishReplica(ctx, r.Member, w.id, r.State, d)
 		}()
 	}
 	wg.Wait()
-	ok := 0
 	for i, err := range errs {
 		if err != nil {
 			w.p.log.Warn("finishing upload replica", "upload", w.id, "member", w.replicas[i].Member, "blob", d, "err", err)
 			continue
 		}
-		ok++
+		ok, copies = ok+1, copies+counts[i]
 	}
-	return ok
+	return ok, copies
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,13 +19,45 @@ import (
 
 // replicaNet is the fake transport with replicas of uploads: the calls
 // go straight to each member's PeerBlobs, and a member marked down fails
-// them.
+// them. Each member's placer reaches it through a sender, which counts the
+// bytes that member streams to replicas.
 type replicaNet struct {
 	*peer.FakeBlobTransport
 	mu    sync.Mutex
 	peers map[string]PeerBlobs
 	down  map[string]bool
+	sent  map[string]*atomic.Int64 // by sending member
 }
+
+// sender is the transport of one member: it counts the bytes that member
+// sends to replicas and as blobs.
+type sender struct {
+	*replicaNet
+	from string
+}
+
+func (s sender) AppendReplica(ctx context.Context, member, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error) {
+	return s.replicaNet.AppendReplica(ctx, member, id, state, forward, countingReader{r, s.sent[s.from]})
+}
+
+func (s sender) PutBlob(ctx context.Context, member string, d digest.Digest, size int64, r io.Reader) error {
+	return s.replicaNet.PutBlob(ctx, member, d, size, countingReader{r, s.sent[s.from]})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// sentBy returns how many bytes member sent to replicas and as blobs.
+func (n *replicaNet) sentBy(member string) int64 { return n.sent[member].Load() }
 
 func (n *replicaNet) peer(member string) (PeerBlobs, error) {
 	n.mu.Lock()
@@ -46,18 +79,18 @@ func (n *replicaNet) setDown(member string, down bool) {
 	n.Fail(member, err)
 }
 
-func (n *replicaNet) AppendReplica(ctx context.Context, member, id string, state []byte, r io.Reader) ([]byte, int64, error) {
+func (n *replicaNet) AppendReplica(ctx context.Context, member, id string, state []byte, forward []string, r io.Reader) ([]byte, int64, error) {
 	pb, err := n.peer(member)
 	if err != nil {
 		return nil, 0, err
 	}
-	return pb.AppendReplica(ctx, id, state, r)
+	return pb.AppendReplica(ctx, id, state, forward, r)
 }
 
-func (n *replicaNet) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) error {
+func (n *replicaNet) FinishReplica(ctx context.Context, member, id string, state []byte, d digest.Digest) (int, error) {
 	pb, err := n.peer(member)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	return pb.FinishReplica(ctx, id, state, d)
 }
@@ -65,15 +98,17 @@ func (n *replicaNet) FinishReplica(ctx context.Context, member, id string, state
 // newReplicatingCluster is newFakeCluster over a transport with replicas.
 func newReplicatingCluster(t *testing.T, replicas int, names ...string) (*fakeCluster, *replicaNet) {
 	t.Helper()
-	net := &replicaNet{FakeBlobTransport: peer.NewFakeBlobTransport(), peers: map[string]PeerBlobs{}, down: map[string]bool{}}
+	net := &replicaNet{FakeBlobTransport: peer.NewFakeBlobTransport(), peers: map[string]PeerBlobs{},
+		down: map[string]bool{}, sent: map[string]*atomic.Int64{}}
 	c := &fakeCluster{net: net.FakeBlobTransport, stores: map[string]*MemoryStore{},
 		members: map[string]*FakeMembers{}, placers: map[string]*Placer{}}
 	for _, name := range names {
 		store := NewMemoryStore()
 		pb := NewPeerBlobs(name, store)
 		members := NewFakeMembers(name, names...)
+		net.sent[name] = &atomic.Int64{}
 		p, err := New(Config{Replicas: replicas, Settle: time.Millisecond},
-			Deps{Self: name, Local: store, Transport: net, Members: members, Peer: pb})
+			Deps{Self: name, Local: store, Transport: sender{net, name}, Members: members, Peer: pb})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -614,10 +614,15 @@ func (*PutResponse) Descriptor() ([]byte, []int) {
 
 type AppendChunk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// id and state are set on the first chunk only.
-	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	State         []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
-	Data          []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// id, state and forward are set on the first chunk only.
+	Id    string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	State []byte `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Data  []byte `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	// forward names the members the receiver passes the bytes on to, each
+	// keeping a replica of its own: the rest of the chain. A member that
+	// predates the field ignores it and keeps its replica only; its Finish
+	// then answers copies 0 and the sender counts one copy.
+	Forward       []string `protobuf:"bytes,4,rep,name=forward,proto3" json:"forward,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -669,6 +674,13 @@ func (x *AppendChunk) GetState() []byte {
 func (x *AppendChunk) GetData() []byte {
 	if x != nil {
 		return x.Data
+	}
+	return nil
+}
+
+func (x *AppendChunk) GetForward() []string {
+	if x != nil {
+		return x.Forward
 	}
 	return nil
 }
@@ -786,7 +798,11 @@ func (x *FinishRequest) GetDigest() string {
 }
 
 type FinishResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// copies is how many members hold the blob durably after the commit:
+	// the receiver and the members it forwarded to (or placed the blob on).
+	// 0 from a member that predates the field: one copy, its own.
+	Copies        int32 `protobuf:"varint,1,opt,name=copies,proto3" json:"copies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -819,6 +835,13 @@ func (x *FinishResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use FinishResponse.ProtoReflect.Descriptor instead.
 func (*FinishResponse) Descriptor() ([]byte, []int) {
 	return file_peer_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FinishResponse) GetCopies() int32 {
+	if x != nil {
+		return x.Copies
+	}
+	return 0
 }
 
 var File_peer_proto protoreflect.FileDescriptor
@@ -861,19 +884,21 @@ const file_peer_proto_rawDesc = "" +
 	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\"\r\n" +
-	"\vPutResponse\"G\n" +
+	"\vPutResponse\"a\n" +
 	"\vAppendChunk\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\":\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x18\n" +
+	"\aforward\x18\x04 \x03(\tR\aforward\":\n" +
 	"\x0eAppendResponse\x12\x14\n" +
 	"\x05state\x18\x01 \x01(\fR\x05state\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x03R\x04size\"M\n" +
 	"\rFinishRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\fR\x05state\x12\x16\n" +
-	"\x06digest\x18\x03 \x01(\tR\x06digest\"\x10\n" +
-	"\x0eFinishResponse2\xcc\x01\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\"(\n" +
+	"\x0eFinishResponse\x12\x16\n" +
+	"\x06copies\x18\x01 \x01(\x05R\x06copies2\xcc\x01\n" +
 	"\bMetadata\x12B\n" +
 	"\x05Apply\x12\x1b.atoll.peer.v1.ApplyRequest\x1a\x1c.atoll.peer.v1.ApplyResponse\x128\n" +
 	"\tGetVector\x12\x14.atoll.peer.v1.Empty\x1a\x15.atoll.peer.v1.Vector\x12B\n" +

@@ -234,10 +234,13 @@ type BlobsClient interface {
 	// Append adds bytes to a replica of an upload that another member
 	// receives from a client and passes on as they arrive. The first chunk
 	// names the replica and carries its state (empty when new); the answer
-	// carries the state after the bytes, durable.
+	// carries the state after the bytes, durable. With forward set, the
+	// member passes the bytes on to those members as they arrive (a chain);
+	// its state then covers their replicas too.
 	Append(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendChunk, AppendResponse], error)
 	// Finish commits a replica of an upload as blob digest, verifying it,
-	// or discards the replica when digest is empty.
+	// or discards the replica when digest is empty. The answer says how many
+	// durable copies the commit stands for (the chain's).
 	Finish(ctx context.Context, in *FinishRequest, opts ...grpc.CallOption) (*FinishResponse, error)
 }
 
@@ -309,10 +312,13 @@ type BlobsServer interface {
 	// Append adds bytes to a replica of an upload that another member
 	// receives from a client and passes on as they arrive. The first chunk
 	// names the replica and carries its state (empty when new); the answer
-	// carries the state after the bytes, durable.
+	// carries the state after the bytes, durable. With forward set, the
+	// member passes the bytes on to those members as they arrive (a chain);
+	// its state then covers their replicas too.
 	Append(grpc.ClientStreamingServer[AppendChunk, AppendResponse]) error
 	// Finish commits a replica of an upload as blob digest, verifying it,
-	// or discards the replica when digest is empty.
+	// or discards the replica when digest is empty. The answer says how many
+	// durable copies the commit stands for (the chain's).
 	Finish(context.Context, *FinishRequest) (*FinishResponse, error)
 	mustEmbedUnimplementedBlobsServer()
 }
