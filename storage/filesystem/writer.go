@@ -12,13 +12,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
-	"github.com/atollhq/atoll/storage/internal/hashing"
 )
 
 // writerState is what survives between writers of one upload: the durable
@@ -31,11 +31,9 @@ type writerState struct {
 type writer struct {
 	s    *Store
 	path string
-	f    *os.File
-	h    *hashing.Async
+	f    *uploadFile
+	p    *pipeline
 	size int64
-	// flushed is where writeback was last started.
-	flushed int64
 	// durable is the size a later Writer resumes from: the size given by
 	// the state this writer was opened with, or by its last State call.
 	// resumable says whether there is such a state; without one a later
@@ -47,8 +45,39 @@ type writer struct {
 	failed error
 }
 
-// writebackStep is how many written bytes start writeback.
-const writebackStep = 4 << 20
+// uploadFile is an upload's open file.
+type uploadFile struct {
+	*os.File
+	// direct says the file is open for direct I/O. Once the pipeline
+	// runs, only its store goroutine reads or changes it.
+	direct bool
+}
+
+// writeAt writes b at off, both multiples of align. A filesystem that
+// took O_DIRECT at open but refuses a direct write gets it buffered.
+func (f *uploadFile) writeAt(b []byte, off int64) error {
+	_, err := f.WriteAt(b, off)
+	if err != nil && f.direct && errors.Is(err, syscall.EINVAL) && f.buffered() == nil {
+		_, err = f.WriteAt(b, off)
+	}
+	if err == nil && !f.direct {
+		startWriteback(f.File, off, int64(len(b)))
+	}
+	return err
+}
+
+// readHead reads len(b) bytes at off into b, reading a whole aligned
+// block (b's capacity holds one) as direct I/O requires.
+func (f *uploadFile) readHead(b []byte, off int64) error {
+	n, err := f.ReadAt(b[:align], off)
+	if n >= len(b) && (err == nil || errors.Is(err, io.EOF)) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("read the upload's last block: %w", err)
+}
 
 // Writer implements storage.BlobStore. A new upload (nil state) starts
 // empty; a resumed one is truncated to the size recorded in state, dropping
@@ -69,10 +98,10 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.SHA256); err != nil {
 			return nil, fmt.Errorf("upload %s hash state: %w", id, err)
 		}
-		w.size, w.flushed, w.durable, w.resumable = st.Size, st.Size, st.Size, true
+		w.size, w.durable, w.resumable = st.Size, st.Size, true
 		flags = os.O_RDWR
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
+	f, err := openUpload(path, flags)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("upload %s: %w", id, storage.ErrUploadUnknown)
 	}
@@ -83,33 +112,69 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	if _, err := f.Seek(w.size, io.SeekStart); err != nil {
+	p, err := newPipeline(h, w.size, f.readHead, f.writeAt, &s.chunks)
+	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	w.f, w.h = f, hashing.NewAsync(h)
+	w.f, w.p = f, p
 	return w, nil
 }
 
-// Write implements io.Writer. When the disk is full it drops what was
-// written since the upload was last durable and returns an error matching
-// storage.ErrNoSpace; the upload resumes from its last state once there is
-// space again.
+// Write implements io.Writer. The bytes are stored and hashed behind it,
+// so a failure to store them is returned by a later Write, ReadFrom,
+// State or Commit. When the disk is full the writer drops what was
+// written since the upload was last durable and returns an error
+// matching storage.ErrNoSpace; the upload resumes from its last state
+// once there is space again.
 func (w *writer) Write(p []byte) (int, error) {
 	if w.failed != nil {
 		return 0, w.failed
 	}
-	n, err := w.f.Write(p)
-	if err = diskspace.Classify(err); errors.Is(err, storage.ErrNoSpace) {
-		return 0, w.fail(err)
+	if err := w.p.write(p); err != nil {
+		return 0, w.storeFailed(err)
 	}
-	w.h.Write(p[:n])
-	w.size += int64(n)
-	if w.size-w.flushed >= writebackStep {
-		startWriteback(w.f, w.flushed, w.size-w.flushed)
-		w.flushed = w.size
+	w.size += int64(len(p))
+	return len(p), nil
+}
+
+// ReadFrom implements io.ReaderFrom, which io.Copy prefers to Write: r is
+// read straight into the buffers that are hashed and stored, so the bytes
+// are not copied once more. r's error is returned as it is; failures to
+// store are as for Write.
+func (w *writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.failed != nil {
+		return 0, w.failed
+	}
+	n, err := w.p.readFrom(r)
+	w.size += n
+	if ferr := w.p.failure(); ferr != nil {
+		return n, w.storeFailed(ferr)
 	}
 	return n, err
+}
+
+// storeFailed handles err, a failure to store the upload's bytes.
+func (w *writer) storeFailed(err error) error {
+	err = diskspace.Classify(fmt.Errorf("write upload: %w", err))
+	if errors.Is(err, storage.ErrNoSpace) {
+		return w.fail(err)
+	}
+	return err
+}
+
+// flush stores and hashes everything written, and trims the padding of
+// the last block off the file.
+func (w *writer) flush() error {
+	if err := w.p.flush(); err != nil {
+		return fmt.Errorf("write upload: %w", err)
+	}
+	if w.size%align != 0 {
+		if err := w.f.Truncate(w.size); err != nil {
+			return fmt.Errorf("write upload: %w", err)
+		}
+	}
+	return nil
 }
 
 func (w *writer) Size() int64 { return w.size }
@@ -118,14 +183,18 @@ func (w *writer) State() ([]byte, error) {
 	if w.failed != nil {
 		return nil, w.failed
 	}
-	if err := w.f.Sync(); err != nil {
+	err := w.flush()
+	if err == nil {
+		err = w.f.Sync()
+	}
+	if err != nil {
 		err = diskspace.Classify(fmt.Errorf("sync upload: %w", err))
 		if errors.Is(err, storage.ErrNoSpace) {
 			return nil, w.fail(err)
 		}
 		return nil, err
 	}
-	hs, err := w.h.Hash().(encoding.BinaryMarshaler).MarshalBinary()
+	hs, err := w.p.hash().(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return nil, fmt.Errorf("hash state: %w", err)
 	}
@@ -143,6 +212,7 @@ func (w *writer) State() ([]byte, error) {
 // again. The file is emptied before it is unlinked, since an unlinked file
 // keeps its blocks while it is open.
 func (w *writer) fail(err error) error {
+	w.p.close() // no write may land after the truncation
 	w.failed, w.size = err, w.durable
 	size := w.durable
 	if !w.resumable {
@@ -165,12 +235,13 @@ func (w *writer) fail(err error) error {
 // bytes, as after a failed Write, so it can be finished later; any other
 // failure discards it.
 func (w *writer) Commit(_ context.Context, d digest.Digest) error {
-	defer w.h.Close()
 	if w.failed != nil {
 		_ = w.f.Close()
 		return w.failed
 	}
-	if err := diskspace.Classify(w.commit(d)); err != nil {
+	err := w.commit(d)
+	w.p.close() // before the file is closed: nothing is written after
+	if err = diskspace.Classify(err); err != nil {
 		_ = w.f.Close()
 		if errors.Is(err, storage.ErrNoSpace) {
 			return w.fail(err)
@@ -185,13 +256,15 @@ func (w *writer) commit(d digest.Digest) error {
 	if err := d.Validate(); err != nil {
 		return fmt.Errorf("%s: %w", d, storage.ErrDigestMismatch)
 	}
-	got := digest.NewDigest(digest.SHA256, w.h.Hash())
+	if err := w.flush(); err != nil {
+		return err
+	}
+	got := digest.NewDigest(digest.SHA256, w.p.hash())
 	if d.Algorithm() != digest.SHA256 {
-		v := d.Algorithm().Digester()
-		if _, err := io.Copy(v.Hash(), io.NewSectionReader(w.f, 0, w.size)); err != nil {
+		var err error
+		if got, err = w.rehash(d.Algorithm()); err != nil {
 			return fmt.Errorf("rehash upload: %w", err)
 		}
-		got = v.Digest()
 	}
 	if got != d {
 		return fmt.Errorf("got %s, want %s: %w", got, d, storage.ErrDigestMismatch)
@@ -221,8 +294,23 @@ func (w *writer) commit(d digest.Digest) error {
 	return syncDir(dir)
 }
 
+// rehash reads the upload file once more to hash it with a. It opens the
+// file again: direct I/O would refuse the reads of an unaligned buffer.
+func (w *writer) rehash(a digest.Algorithm) (digest.Digest, error) {
+	f, err := os.Open(w.path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	v := a.Digester()
+	if _, err := io.Copy(v.Hash(), io.LimitReader(f, w.size)); err != nil {
+		return "", err
+	}
+	return v.Digest(), nil
+}
+
 func (w *writer) Cancel(context.Context) error {
-	w.h.Close()
+	w.p.close()
 	_ = w.f.Close()
 	if err := os.Remove(w.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("cancel upload: %w", err)
@@ -231,7 +319,7 @@ func (w *writer) Cancel(context.Context) error {
 }
 
 func (w *writer) Close() error {
-	w.h.Close()
+	w.p.close()
 	return w.f.Close()
 }
 
