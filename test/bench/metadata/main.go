@@ -46,6 +46,7 @@ type config struct {
 	reuse                  bool // open the stores a -keep run left in -workdir instead of loading them
 	cpuProfile             string
 	getProfile             string // CPU profile of the big store's uniform GETs only
+	getsOnly               bool   // stop after the manifest GETs
 	getRounds              int    // GET measurements of each store, alternated and pooled
 }
 
@@ -67,6 +68,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.reuse, "reuse", false, "with -workdir: open the stores a -keep run left there instead of loading them (load rate and RSS then mean nothing)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.StringVar(&c.getProfile, "getprofile", "", "write a CPU profile of the measured uniform manifest GETs at the big store to this file")
+	flag.BoolVar(&c.getsOnly, "getsonly", false, "stop after the manifest GETs (with -reuse: a quick comparison of two builds)")
 	flag.Parse()
 	n, err := diskspace.ParseSize(cache)
 	if err != nil {
@@ -152,6 +154,12 @@ func run(ctx context.Context, c config, dir string) error {
 	}
 	// Each result goes to the log as it comes, in case the run is cut short.
 	benchkit.Logf("GET at %d: uniform %v, Zipf %v; at %d: uniform %v, Zipf %v", c.small, smallGet, smallZipf, c.manifests, bigGet, bigZipf)
+	if c.getsOnly {
+		benchkit.Logf("GET at %d against %d: uniform req/s %+.1f %%, p99 %+.1f %%, CPU a GET %+.1f %%, the store's CPU a read %+.1f %%; Zipf req/s %+.1f %%, p99 %+.1f %%, CPU a GET %+.1f %%, the store's %+.1f %%", c.manifests, c.small,
+			pct(bigGet.rate, smallGet.rate), pct(float64(bigGet.p99), float64(smallGet.p99)), pct(cpuPer(bigGet), cpuPer(smallGet)), pct(storeCPUPer(bigGet), storeCPUPer(smallGet)),
+			pct(bigZipf.rate, smallZipf.rate), pct(float64(bigZipf.p99), float64(smallZipf.p99)), pct(cpuPer(bigZipf), cpuPer(smallZipf)), pct(storeCPUPer(bigZipf), storeCPUPer(smallZipf)))
+		return nil
+	}
 	catalog, tagList, err := pages(ctx, c, big)
 	if err != nil {
 		return err
@@ -197,6 +205,12 @@ func run(ctx context.Context, c config, dir string) error {
 }
 
 func pct(v, base float64) float64 { return (v/base - 1) * 100 }
+
+// cpuPer is the process's CPU time a request of l.
+func cpuPer(l latencies) float64 { return float64(l.cost.cpu) / float64(l.n) }
+
+// storeCPUPer is the CPU time a read from the store alone took.
+func storeCPUPer(l latencies) float64 { return float64(l.store.cpu) / float64(l.store.n) }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 

@@ -28,6 +28,8 @@ type latencies struct {
 	// rounds needs.
 	all     []time.Duration
 	elapsed time.Duration
+	// store is what the same reads cost the metadata store alone.
+	store storeReads
 }
 
 // pool returns the measurements of l and m as one: rate over their
@@ -45,6 +47,7 @@ func (l latencies) pool(m latencies) latencies {
 		c := l.cost.plus(*m.cost)
 		out.cost = &c
 	}
+	out.store = l.store.plus(m.store)
 	return out
 }
 
@@ -53,6 +56,9 @@ func (l latencies) String() string {
 	if l.cost != nil && l.n > 0 {
 		s += fmt.Sprintf(" (CPU %v, %.1f page faults a request, %.2f major; %d GCs, %v of GC CPU)", (l.cost.cpu / time.Duration(l.n)).Round(time.Microsecond),
 			float64(l.cost.faults)/float64(l.n), float64(l.cost.major)/float64(l.n), l.cost.gcs, l.cost.gcCPU.Round(time.Millisecond))
+	}
+	if l.store.n > 0 {
+		s += fmt.Sprintf("; the store alone: %v", l.store)
 	}
 	return s
 }
@@ -117,8 +123,9 @@ func hammer(ctx context.Context, workers, n int, url func(rng *rand.Rand) string
 
 // getManifests GETs manifests of the store by digest, picked uniformly
 // (at a million nearly every one misses the cache) and skewed (Zipf,
-// s=1.1, as pulls of popular images are). The URLs are computed before
-// the clock starts. A non-empty profile is where a CPU profile of the
+// s=1.1, as pulls of popular images are), then reads the same manifests
+// straight from the store (readStore). The URLs are computed before the
+// clock starts. A non-empty profile is where a CPU profile of the
 // measured uniform GETs goes (-cpuprofile must be off: one at a time).
 func getManifests(ctx context.Context, c config, l *loaded, profile string) (uniform, skewed latencies, err error) {
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -128,9 +135,11 @@ func getManifests(ctx context.Context, c config, l *loaded, profile string) (uni
 		func() int { return int(zipf.Uint64() * 2654435761 % uint64(l.manifests)) },
 	} {
 		urls := make([]string, 0, c.requests)
+		refs := make([]ref, 0, c.requests)
 		for range c.requests {
 			repo, d := l.manifest(pick())
 			urls = append(urls, l.srv.URL+"/v2/"+repo+"/manifests/"+d.String())
+			refs = append(refs, ref{repo, d})
 		}
 		var next atomic.Int64
 		url := func(*rand.Rand) string { return urls[int(next.Add(1))%len(urls)] }
@@ -147,6 +156,10 @@ func getManifests(ctx context.Context, c config, l *loaded, profile string) (uni
 		lat, err := hammer(ctx, c.concurrency, c.requests, url)
 		stop()
 		if err != nil {
+			return uniform, skewed, err
+		}
+		// The same reads again, straight from the store.
+		if lat.store, err = readStore(ctx, l, c.concurrency, refs); err != nil {
 			return uniform, skewed, err
 		}
 		if k == 0 {
