@@ -25,19 +25,21 @@ type storeReads struct {
 	n             int
 	cpu           time.Duration
 	allocs, bytes uint64
+	faults, major int64 // page faults, and of those the ones that read the disk
 	gcs           uint32
 }
 
 func (r storeReads) plus(s storeReads) storeReads {
-	return storeReads{n: r.n + s.n, cpu: r.cpu + s.cpu, allocs: r.allocs + s.allocs, bytes: r.bytes + s.bytes, gcs: r.gcs + s.gcs}
+	return storeReads{n: r.n + s.n, cpu: r.cpu + s.cpu, allocs: r.allocs + s.allocs, bytes: r.bytes + s.bytes,
+		faults: r.faults + s.faults, major: r.major + s.major, gcs: r.gcs + s.gcs}
 }
 
 func (r storeReads) String() string {
 	if r.n == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%v CPU, %.1f allocations (%.0f B) a read; %d GCs", (r.cpu / time.Duration(r.n)).Round(100*time.Nanosecond),
-		float64(r.allocs)/float64(r.n), float64(r.bytes)/float64(r.n), r.gcs)
+	return fmt.Sprintf("%v CPU, %.1f allocations (%.0f B), %.2f page faults (%.3f major) a read; %d GCs", (r.cpu / time.Duration(r.n)).Round(100*time.Nanosecond),
+		float64(r.allocs)/float64(r.n), float64(r.bytes)/float64(r.n), float64(r.faults)/float64(r.n), float64(r.major)/float64(r.n), r.gcs)
 }
 
 // readStore reads refs from l's store with workers goroutines, each ref
@@ -80,7 +82,8 @@ func readStore(ctx context.Context, l *loaded, workers int, refs []ref) (storeRe
 	if err := ctx.Err(); err != nil {
 		return storeReads{}, err
 	}
-	return storeReads{n: len(refs), cpu: cost.cpu, allocs: ms.Mallocs - allocs, bytes: ms.TotalAlloc - bytes, gcs: cost.gcs}, nil
+	return storeReads{n: len(refs), cpu: cost.cpu, allocs: ms.Mallocs - allocs, bytes: ms.TotalAlloc - bytes,
+		faults: cost.faults, major: cost.major, gcs: cost.gcs}, nil
 }
 
 func cmpOr(a, b error) error {
