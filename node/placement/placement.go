@@ -3,10 +3,11 @@
 //
 //   - Replicate while receiving: a client's upload reaches Replicas
 //     members as its bytes arrive: the blob's owners when its digest is
-//     known from the start (monolithic), else holders chosen for the
-//     session, whose copies rebalancing moves to the owners later; the
-//     final PUT commits on every holder at once (replicate.go, and the
-//     holders' side in replicas.go).
+//     known from the start (monolithic), in a chain (each owner passes the
+//     bytes on to the next), else holders chosen for the session, whose
+//     copies rebalancing moves to the owners later; the final PUT commits
+//     on every holder at once (replicate.go, and the holders' side in
+//     replicas.go).
 //   - Place: when holders failed on the way (or the transport keeps no
 //     replicas), a committed upload is copied to the first Replicas live
 //     members of the blob's preference list (its owners first, then the
