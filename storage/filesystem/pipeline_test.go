@@ -135,3 +135,32 @@ func TestReadFromBodyError(t *testing.T) {
 		t.Fatalf("Commit after the resumed upload: %v", err)
 	}
 }
+
+// TestCommitSHA512 commits uploads whose digest is not SHA-256, so the
+// file is read once more, at lengths that are not multiples of a block:
+// a direct-I/O file would refuse those reads.
+func TestCommitSHA512(t *testing.T) {
+	ctx := context.Background()
+	s, err := New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{3, align + 5, chunkSize + 1} {
+		data := make([]byte, n)
+		_, _ = rand.Read(data)
+		w, err := s.Writer(ctx, "u", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		d := digest.SHA512.FromBytes(data)
+		if err := w.Commit(ctx, d); err != nil {
+			t.Fatalf("%d bytes: Commit(%s): %v", n, d, err)
+		}
+		if size, err := s.Stat(ctx, d); err != nil || size != int64(n) {
+			t.Fatalf("%d bytes: Stat = %d, %v", n, size, err)
+		}
+	}
+}
