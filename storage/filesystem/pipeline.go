@@ -158,9 +158,14 @@ func (p *pipeline) failure() error {
 
 // submit hands the current chunk to the hash and the store. Unless keep is
 // set, the current chunk is full and a free one, starting where it ends,
-// replaces it.
+// replaces it; a full chunk that a flush already stored is not stored
+// again, it starts over where it ended.
 func (p *pipeline) submit(keep bool) error {
 	c := p.cur
+	if !keep && c.hashed == c.n {
+		c.off, c.n, c.hashed = c.off+int64(c.n), 0, 0
+		return p.failure()
+	}
 	clear(c.buf[c.n:roundUp(c.n)]) // the padding of a last chunk
 	c.keep, c.pending = keep, 2
 	p.busy.Add(1)

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
+	"sync"
 	"testing"
 	"testing/iotest"
 
@@ -161,6 +163,31 @@ func TestCommitSHA512(t *testing.T) {
 		}
 		if size, err := s.Stat(ctx, d); err != nil || size != int64(n) {
 			t.Fatalf("%d bytes: Stat = %d, %v", n, size, err)
+		}
+	}
+}
+
+// TestFlushAtChunkEnd: a flush that falls where a chunk ends stores that
+// chunk once; the writes after it go to the next chunk, not over it again.
+func TestFlushAtChunkEnd(t *testing.T) {
+	var stored int64
+	store := func(b []byte, _ int64) error { stored += int64(len(b)); return nil }
+	bufs := &sync.Pool{New: newChunkBuf}
+	p, err := newPipeline(sha256.New(), 0, nil, store, bufs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.close()
+	data := make([]byte, chunkSize)
+	for i := range 3 {
+		if err := p.write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if want := int64(i+1) * chunkSize; stored != want {
+			t.Fatalf("after %d chunk(s) and flushes: %d bytes stored, want %d", i+1, stored, want)
 		}
 	}
 }
