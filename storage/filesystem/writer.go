@@ -67,9 +67,13 @@ func (f *uploadFile) writeAt(b []byte, off int64) error {
 }
 
 // readHead reads len(b) bytes at off into b, reading a whole aligned
-// block (b's capacity holds one) as direct I/O requires.
+// block (b's capacity holds one) as direct I/O requires; where the
+// filesystem refuses even that, the file goes buffered.
 func (f *uploadFile) readHead(b []byte, off int64) error {
 	n, err := f.ReadAt(b[:align], off)
+	if err != nil && f.direct && errors.Is(err, syscall.EINVAL) && f.buffered() == nil {
+		n, err = f.ReadAt(b[:align], off)
+	}
 	if n >= len(b) && (err == nil || errors.Is(err, io.EOF)) {
 		return nil
 	}
