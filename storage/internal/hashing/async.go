@@ -7,7 +7,8 @@ import (
 )
 
 // Async feeds a hash on its own goroutine, so hashing an upload overlaps
-// receiving it and storing it (on disk, or as parts sent to S3): on a push,
+// receiving it and storing it (as parts sent to S3; the filesystem store
+// hashes the chunks it writes from, without this copy): on a push,
 // SHA-256 is the largest CPU cost and would otherwise run in series with
 // both. Write copies its input; Hash returns once everything written is
 // hashed.
