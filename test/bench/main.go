@@ -58,7 +58,7 @@ func parseFlags() config {
 	flag.StringVar(&c.distBin, "distribution-bin", "docker-registry", "path to CNCF Distribution (Debian docker-registry)")
 	flag.StringVar(&c.wrkBin, "wrk-bin", "wrk", "path to wrk")
 	flag.StringVar(&c.only, "only", "", "run a single registry: atoll or distribution")
-	flag.StringVar(&c.scenarios, "scenarios", strings.Join(scenarioKeys(), ","), "comma-separated scenarios to run")
+	flag.StringVar(&c.scenarios, "scenarios", strings.Join(defaultScenarioKeys(), ","), "comma-separated scenarios to run")
 	flag.StringVar(&c.workdir, "workdir", "", "parent directory for the registries' temp dirs (default: system temp dir)")
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds per scenario and registry (medians are reported)")
 	flag.IntVar(&c.sizeMiB, "size-mib", 1024, "blob size for push/pull scenarios, MiB")

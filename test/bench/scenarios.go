@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/atollhq/atoll/test/bench/benchkit"
@@ -42,6 +43,9 @@ type scenario struct {
 	versus string
 	target string
 	goal   float64
+	// root says the scenario needs root (it drops the page cache); it is
+	// left out of the default list otherwise.
+	root bool
 	// setup is optional and runs once per registry before the rounds.
 	setup func(ctx context.Context, b *bench, r *registry) error
 	run   func(ctx context.Context, b *bench, r *registry) (measurement, error)
@@ -55,6 +59,7 @@ var allScenarios = []scenario{
 	{key: "push", title: "push monolithic", unit: "MB/s", versus: refFsync, target: ">= 0.9x fsync'd write", goal: 0.9, run: runPushMonolithic},
 	{key: "push-chunked", title: "push chunked", unit: "MB/s", versus: refFsync, target: ">= 0.9x fsync'd write", goal: 0.9, run: runPushChunked},
 	{key: "pull", title: "pull", unit: "MB/s", target: ">= 1.1x distribution", goal: 1.1, setup: setupPull, run: runPull},
+	{key: "pull-cold", title: "pull, page cache dropped", unit: "MB/s", target: ">= 1.1x distribution", goal: 1.1, root: true, setup: setupPull, run: runPullCold},
 	{key: "manifest-get", title: "manifest GET", unit: "req/s", target: ">= 15x distribution", goal: 15, setup: setupManifest, run: runManifestGet},
 }
 
@@ -62,6 +67,17 @@ func scenarioKeys() []string {
 	keys := make([]string, len(allScenarios))
 	for i, s := range allScenarios {
 		keys[i] = s.key
+	}
+	return keys
+}
+
+// defaultScenarioKeys is every scenario this user can run.
+func defaultScenarioKeys() []string {
+	var keys []string
+	for _, s := range allScenarios {
+		if !s.root || os.Geteuid() == 0 {
+			keys = append(keys, s.key)
+		}
 	}
 	return keys
 }
@@ -188,6 +204,18 @@ func runPull(ctx context.Context, b *bench, r *registry) (measurement, error) {
 		return measurement{}, err
 	}
 	return measurement{value: benchkit.MBps(b.blob.Size(), time.Since(start))}, nil
+}
+
+// runPullCold times a full GET of the pull blob with nothing of it in
+// the page cache, as after a restart, an eviction, or a push that did not
+// go through the page cache (atoll's uploads do not): dropping the cache
+// is untimed.
+func runPullCold(ctx context.Context, b *bench, r *registry) (measurement, error) {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("1"), 0); err != nil {
+		return measurement{}, fmt.Errorf("dropping the page cache (pull-cold needs root): %w", err)
+	}
+	return runPull(ctx, b, r)
 }
 
 // setupManifest pushes a config blob, one small layer and an OCI image
