@@ -45,3 +45,13 @@ func (f *uploadFile) buffered() error {
 func startWriteback(f *os.File, off, n int64) {
 	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// adviseSequential tells the kernel that blob f is read from start to
+// end, which doubles its readahead window: a blob that is not in the page
+// cache (uploads bypass it, see pipeline.go; or evicted, or read after a
+// restart) then streams at the disk's speed rather than at what the
+// default window keeps in flight (here 1.49 GB/s against 0.33-0.42 GB/s
+// for a 1 GiB blob). Failure only loses the hint.
+func adviseSequential(f *os.File) {
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_SEQUENTIAL)
+}

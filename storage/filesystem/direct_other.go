@@ -21,3 +21,6 @@ func (f *uploadFile) buffered() error { return errors.New("no direct I/O to turn
 
 // startWriteback is a no-op where sync_file_range does not exist.
 func startWriteback(*os.File, int64, int64) {}
+
+// adviseSequential is a no-op where posix_fadvise is not used.
+func adviseSequential(*os.File) {}

@@ -107,6 +107,7 @@ func (s *Store) Open(_ context.Context, d digest.Digest) (storage.Blob, error) {
 	if err != nil {
 		return nil, notFound(d, err)
 	}
+	adviseSequential(f)
 	fi, err := f.Stat()
 	if err != nil {
 		_ = f.Close()
