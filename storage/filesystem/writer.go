@@ -57,7 +57,7 @@ type uploadFile struct {
 // took O_DIRECT at open but refuses a direct write gets it buffered.
 func (f *uploadFile) writeAt(b []byte, off int64) error {
 	_, err := f.WriteAt(b, off)
-	if err != nil && f.direct && errors.Is(err, syscall.EINVAL) && f.buffered() == nil {
+	if f.fallBack(err) {
 		_, err = f.WriteAt(b, off)
 	}
 	if err == nil && !f.direct {
@@ -66,12 +66,18 @@ func (f *uploadFile) writeAt(b []byte, off int64) error {
 	return err
 }
 
+// fallBack turns direct I/O off when err is the filesystem refusing it
+// (EINVAL), and says whether the caller should try again, buffered.
+func (f *uploadFile) fallBack(err error) bool {
+	return err != nil && f.direct && errors.Is(err, syscall.EINVAL) && f.buffered() == nil
+}
+
 // readHead reads len(b) bytes at off into b, reading a whole aligned
 // block (b's capacity holds one) as direct I/O requires; where the
 // filesystem refuses even that, the file goes buffered.
 func (f *uploadFile) readHead(b []byte, off int64) error {
 	n, err := f.ReadAt(b[:align], off)
-	if err != nil && f.direct && errors.Is(err, syscall.EINVAL) && f.buffered() == nil {
+	if f.fallBack(err) {
 		n, err = f.ReadAt(b[:align], off)
 	}
 	if n >= len(b) && (err == nil || errors.Is(err, io.EOF)) {
