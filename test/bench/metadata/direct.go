@@ -27,19 +27,22 @@ type storeReads struct {
 	allocs, bytes uint64
 	faults, major int64 // page faults, and of those the ones that read the disk
 	gcs           uint32
+	ivcsw         int64   // involuntary context switches
+	mach          machine // what the whole machine did meanwhile
 }
 
 func (r storeReads) plus(s storeReads) storeReads {
 	return storeReads{n: r.n + s.n, cpu: r.cpu + s.cpu, allocs: r.allocs + s.allocs, bytes: r.bytes + s.bytes,
-		faults: r.faults + s.faults, major: r.major + s.major, gcs: r.gcs + s.gcs}
+		faults: r.faults + s.faults, major: r.major + s.major, gcs: r.gcs + s.gcs, ivcsw: r.ivcsw + s.ivcsw, mach: r.mach.plus(s.mach)}
 }
 
 func (r storeReads) String() string {
 	if r.n == 0 {
 		return "none"
 	}
-	return fmt.Sprintf("%v CPU, %.1f allocations (%.0f B), %.2f page faults (%.3f major) a read; %d GCs", (r.cpu / time.Duration(r.n)).Round(100*time.Nanosecond),
-		float64(r.allocs)/float64(r.n), float64(r.bytes)/float64(r.n), float64(r.faults)/float64(r.n), float64(r.major)/float64(r.n), r.gcs)
+	return fmt.Sprintf("%v CPU, %.1f allocations (%.0f B), %.2f page faults (%.3f major) a read; %d GCs; %d involuntary switches, %s", (r.cpu / time.Duration(r.n)).Round(100*time.Nanosecond),
+		float64(r.allocs)/float64(r.n), float64(r.bytes)/float64(r.n), float64(r.faults)/float64(r.n), float64(r.major)/float64(r.n), r.gcs,
+		r.ivcsw, r.mach.others(r.cpu))
 }
 
 // readStore reads refs from l's store with workers goroutines, each ref
@@ -83,7 +86,7 @@ func readStore(ctx context.Context, l *loaded, workers int, refs []ref) (storeRe
 		return storeReads{}, err
 	}
 	return storeReads{n: len(refs), cpu: cost.cpu, allocs: ms.Mallocs - allocs, bytes: ms.TotalAlloc - bytes,
-		faults: cost.faults, major: cost.major, gcs: cost.gcs}, nil
+		faults: cost.faults, major: cost.major, gcs: cost.gcs, ivcsw: cost.ivcsw, mach: cost.mach}, nil
 }
 
 func cmpOr(a, b error) error {

@@ -67,7 +67,7 @@ func parseFlags() (config, error) {
 	flag.BoolVar(&c.keep, "keep", false, "keep the databases")
 	flag.BoolVar(&c.reuse, "reuse", false, "with -workdir: open the stores a -keep run left there instead of loading them (load rate and RSS then mean nothing)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
-	flag.StringVar(&c.getProfile, "getprofile", "", "write a CPU profile of the measured uniform manifest GETs at the big store to this file")
+	flag.StringVar(&c.getProfile, "getprofile", "", "write a CPU profile of the measured uniform manifest GETs at the big store to this file (of the first round), and of the small store's to this file.small")
 	flag.BoolVar(&c.getsOnly, "getsonly", false, "stop after the manifest GETs (with -reuse: a quick comparison of two builds)")
 	flag.Parse()
 	n, err := diskspace.ParseSize(cache)
@@ -126,7 +126,11 @@ func run(ctx context.Context, c config, dir string) error {
 	// requests would pay that index's collections too.
 	var smallGet, smallZipf, bigGet, bigZipf latencies
 	for round := range c.getRounds {
-		su, sz, err := getManifests(ctx, c, small, "")
+		profile := ""
+		if round == 0 && c.getProfile != "" {
+			profile = c.getProfile + ".small"
+		}
+		su, sz, err := getManifests(ctx, c, small, profile)
 		if err != nil {
 			small.close()
 			return fmt.Errorf("small store: %w", err)
@@ -140,6 +144,7 @@ func run(ctx context.Context, c config, dir string) error {
 		return err
 	}
 	defer big.close()
+	benchkit.Logf("at %d: %s", c.manifests, residency(big.path))
 	for round := range c.getRounds {
 		profile := ""
 		if round == 0 {

@@ -54,8 +54,9 @@ func (l latencies) pool(m latencies) latencies {
 func (l latencies) String() string {
 	s := fmt.Sprintf("%.0f req/s, p50 %v, p99 %v", l.rate, l.p50.Round(time.Microsecond), l.p99.Round(time.Microsecond))
 	if l.cost != nil && l.n > 0 {
-		s += fmt.Sprintf(" (CPU %v, %.1f page faults a request, %.2f major; %d GCs, %v of GC CPU)", (l.cost.cpu / time.Duration(l.n)).Round(time.Microsecond),
-			float64(l.cost.faults)/float64(l.n), float64(l.cost.major)/float64(l.n), l.cost.gcs, l.cost.gcCPU.Round(time.Millisecond))
+		s += fmt.Sprintf(" (CPU %v, %.1f page faults a request, %.2f major; %d GCs, %v of GC CPU; %.2f involuntary switches a request, %s)", (l.cost.cpu / time.Duration(l.n)).Round(time.Microsecond),
+			float64(l.cost.faults)/float64(l.n), float64(l.cost.major)/float64(l.n), l.cost.gcs, l.cost.gcCPU.Round(time.Millisecond),
+			float64(l.cost.ivcsw)/float64(l.n), l.cost.mach.others(l.cost.cpu))
 	}
 	if l.store.n > 0 {
 		s += fmt.Sprintf("; the store alone: %v", l.store)

@@ -173,6 +173,8 @@ type usage struct {
 	major  int64         // page faults that read from disk
 	gcs    uint32        // garbage collections completed
 	gcCPU  time.Duration // CPU the collector took (runtime/metrics)
+	ivcsw  int64         // times the kernel took a core from a thread of ours to run another
+	mach   machine       // what the whole machine did meanwhile
 }
 
 func readUsage() usage {
@@ -181,7 +183,9 @@ func readUsage() usage {
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		u.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		u.faults, u.major = ru.Minflt+ru.Majflt, ru.Majflt
+		u.ivcsw = ru.Nivcsw
 	}
+	u.mach = readMachine()
 	m := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	metrics.Read(m)
 	if m[0].Value.Kind() == metrics.KindUint64 {
@@ -194,11 +198,13 @@ func readUsage() usage {
 }
 
 func (u usage) plus(v usage) usage {
-	return usage{cpu: u.cpu + v.cpu, faults: u.faults + v.faults, major: u.major + v.major, gcs: u.gcs + v.gcs, gcCPU: u.gcCPU + v.gcCPU}
+	return usage{cpu: u.cpu + v.cpu, faults: u.faults + v.faults, major: u.major + v.major, gcs: u.gcs + v.gcs, gcCPU: u.gcCPU + v.gcCPU,
+		ivcsw: u.ivcsw + v.ivcsw, mach: u.mach.plus(v.mach)}
 }
 
 func (u usage) since(before usage) usage {
-	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, major: u.major - before.major, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU}
+	return usage{cpu: u.cpu - before.cpu, faults: u.faults - before.faults, major: u.major - before.major, gcs: u.gcs - before.gcs, gcCPU: u.gcCPU - before.gcCPU,
+		ivcsw: u.ivcsw - before.ivcsw, mach: u.mach.since(before.mach)}
 }
 
 // sizes returns the size of the closed database at path and the bytes of
