@@ -44,6 +44,7 @@ type handle struct {
 	gen        atomic.Uint64 // Updates so far, committed or not
 	mu         sync.RWMutex  // read-held by each transaction; write-held to swap db
 	db         *bolt.DB      // nil once closed
+	reads      readTxs       // kept open for manifest reads (readtx.go); paused by writes, the swap and Close
 
 	pausedMax int64  // pausedCopyMax; tests lower it
 	copied    func() // tests: runs after each snapshot copy, before writes pause
@@ -79,6 +80,8 @@ func (h *handle) Update(fn func(*bolt.Tx) error) error {
 		return berrors.ErrDatabaseNotOpen
 	}
 	defer h.gen.Add(1)
+	h.reads.pause()
+	defer h.reads.resume()
 	return h.db.Update(fn)
 }
 
@@ -86,6 +89,8 @@ func (h *handle) Update(fn func(*bolt.Tx) error) error {
 func (h *handle) Close() error {
 	h.writes.Lock()
 	defer h.writes.Unlock()
+	h.reads.pause()
+	defer h.reads.resume()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.db == nil {
@@ -223,10 +228,12 @@ func (s *compacter) compactOnline(ctx context.Context, force bool) (c Compaction
 	// durable, or a crash could lose them with the copy.
 	err = syncDir(h.path)
 	dst.NoSync = h.opts.NoSync
+	h.reads.pause()
 	h.mu.Lock()
 	old := h.db
 	h.db = dst
 	h.mu.Unlock()
+	h.reads.resume()
 	c.Done = true
 	resume()
 	// No transaction can reach old now: the swap waited for those in

@@ -111,9 +111,13 @@ func decodeBinary(v []byte, known digest.Digest) (h recordHead, content []byte, 
 		return h, nil, r.err
 	}
 	if len(extra) > 0 {
-		if err := json.Unmarshal(extra, &h.Descriptor); err != nil {
+		// Unmarshalled into a descriptor of its own: taking &h.Descriptor
+		// would move h to the heap on every read, extra or not.
+		desc := new(v1.Descriptor)
+		if err := json.Unmarshal(extra, desc); err != nil {
 			return h, nil, fmt.Errorf("manifest descriptor: %w", err)
 		}
+		h.Descriptor = *desc
 	} else {
 		d := known
 		if string(dg) != string(known) {

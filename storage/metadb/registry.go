@@ -55,9 +55,10 @@ func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, e
 		return m, nil
 	}
 	var m *storage.Manifest
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.db.readMeta(func(meta *bolt.Cursor) error {
+		var room [80]byte // a sha256 digest's key, on the stack
 		var err error
-		m, err = readRecord(tx, d)
+		m, err = recordOf(seek(meta, appendManifestKey(room[:0], d)), d)
 		return err
 	})
 	if err != nil {
@@ -70,8 +71,13 @@ func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, e
 // readRecord reads the record of manifest d; storage.ErrManifestUnknown
 // when it has none.
 func readRecord(tx *bolt.Tx, d digest.Digest) (*storage.Manifest, error) {
-	var room [80]byte // a sha256 digest's key, on the stack
-	v := tx.Bucket(bucketMeta).Get(appendManifestKey(room[:0], d))
+	var room [80]byte
+	return recordOf(tx.Bucket(bucketMeta).Get(appendManifestKey(room[:0], d)), d)
+}
+
+// recordOf decodes v, the stored entry of manifest d's record (nil: none);
+// storage.ErrManifestUnknown when there is no record.
+func recordOf(v []byte, d digest.Digest) (*storage.Manifest, error) {
 	if v == nil {
 		return nil, storage.ErrManifestUnknown
 	}
