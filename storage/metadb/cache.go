@@ -65,13 +65,20 @@ func (c *cache) put(k dkey, m *storage.Manifest) {
 	if e := c.items[k]; e != nil {
 		c.drop(e)
 	}
-	e := &cached{k: k, m: m, cost: cost}
+	// Room is made first, so that the entry of the last record out
+	// holds the new one: a full cache allocates none.
+	var e *cached
+	for c.used+cost > c.max && c.lru.prev != &c.lru {
+		e = c.lru.prev
+		c.drop(e)
+	}
+	if e == nil {
+		e = new(cached)
+	}
+	*e = cached{k: k, m: m, cost: cost}
 	c.items[k] = e
 	c.pushFront(e)
 	c.used += cost
-	for c.used > c.max {
-		c.drop(c.lru.prev)
-	}
 }
 
 func (c *cache) forget(k dkey) {

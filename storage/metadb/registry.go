@@ -40,13 +40,7 @@ func (s *manifests) Tags(repo, last string, n int) ([]string, error) {
 func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, error) {
 	k, _ := keyOf(d)
 	s.mu.RLock()
-	// Whether the record is stored is not looked up: a link whose record
-	// has not arrived yet finds none on disk either, and at a million
-	// manifests the lookup was one more cache miss on every read.
-	linked := false
-	if r := s.st.repo(repo, false); r != nil {
-		_, linked = r.manifests[k]
-	}
+	linked := s.st.links(repo, k)
 	s.mu.RUnlock()
 	if !linked {
 		return nil, storage.ErrManifestUnknown
