@@ -158,8 +158,8 @@ func (s *manifests) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	if r := s.st.repo(repo, false); r != nil {
 		k, _ := keyOf(d)
 		for _, ref := range r.referrersOf(k) {
-			if desc := s.st.descs[ref.manifest]; desc != nil {
-				out = append(out, *desc)
+			if desc, ok := s.st.descOf(ref.manifest); ok {
+				out = append(out, desc)
 			}
 		}
 	}

@@ -146,9 +146,19 @@ func snapshotIndex(s *Store) indexView {
 		s.st.eachRepo(k, rec, func(r *repo) bool { repos = append(repos, r.name); return false })
 		slices.Sort(repos)
 		v.records[s.st.digestOf(k)] = fmt.Sprintf("stored=%v size=%d subject=%v/%x repos=%v desc=%v",
-			rec.stored, rec.size, rec.hasSubject, rec.subject, repos, s.st.descs[k])
+			rec.stored, rec.size, rec.hasSubject, rec.subject, repos, descString(s.st, k))
 	}
 	return v
 }
 
 func sortDigests(ds []digest.Digest) { slices.Sort(ds) }
+
+// descString is what the index holds of the descriptor of the manifest of
+// key k.
+func descString(st *state, k dkey) string {
+	d, ok := st.descOf(k)
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprintf("%+v", d)
+}
