@@ -1,10 +1,19 @@
 package metadb
 
 import (
+	"context"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/atollhq/atoll/storage"
 )
 
 // TestReferrersMatchSets adds and drops random referrers, settling at
@@ -45,5 +54,47 @@ func TestReferrersMatchSets(t *testing.T) {
 				t.Fatalf("step %d: referrers of %v = %v, want %v", step, subject[0], got, ks)
 			}
 		}
+	}
+}
+
+// TestReferrersDescriptors: the referrers API lists each referrer's
+// descriptor as it was pushed, whether the index keeps it as type numbers
+// (no fields but media type, digest, size, artifact type) or whole
+// (annotations, a digest that is not canonical), before and after a
+// reopen rebuilds the index from disk.
+func TestReferrersDescriptors(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "metadata.db")
+	s, err := Open(path, Options{Reserve: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := manifest("subject", "")
+	plain := manifest("plain", subject.Descriptor.Digest)
+	plain.Descriptor.ArtifactType = "application/example.sig"
+	rich := manifest("rich", subject.Descriptor.Digest)
+	rich.Descriptor.ArtifactType = "application/example.sbom"
+	rich.Descriptor.Annotations = map[string]string{"k": "v"}
+	odd := manifest("odd", subject.Descriptor.Digest)
+	odd.Descriptor.Digest = digest.Digest("sha256:" + strings.ToUpper(odd.Descriptor.Digest.Encoded()))
+	for _, m := range []*storage.Manifest{subject, plain, rich, odd} {
+		if err := s.PutManifest(context.Background(), "a/b", m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []v1.Descriptor{plain.Descriptor, rich.Descriptor, odd.Descriptor}
+	slices.SortFunc(want, func(a, b v1.Descriptor) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+	for _, when := range []string{"written", "reopened"} {
+		if got := s.Referrers("a/b", subject.Descriptor.Digest); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: referrers\n%+v\nwant\n%+v", when, got, want)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = Open(path, Options{Reserve: -1, NoSync: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
