@@ -36,6 +36,7 @@ type loaded struct {
 	loadCPU         time.Duration // CPU time (user and system) the process spent loading
 	rss, heap       int64         // anonymous RSS and Go heap in use after load, in bytes
 	dbSize, logSize int64
+	allocsServed    uint64 // heap bytes the process had allocated when the store was served
 }
 
 // start of repository r's manifests: repository r holds manifests
@@ -128,6 +129,7 @@ func (l *loaded) serve(dir string) error {
 		return err
 	}
 	l.srv = httptest.NewServer(api.New(api.Config{}, api.Deps{Blobs: blobs, Meta: l.meta}))
+	l.allocsServed, _ = heapAllocsGoal()
 	return nil
 }
 
