@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"path/filepath"
 	"testing"
 
@@ -11,19 +12,21 @@ import (
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
-// TestCacheEvictsLeastRecentlyUsed fills a cache past its budget and
-// checks what stays: the most recently used, read or put, within budget.
-func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
+// TestCacheEvictsUnreadFirst fills a cache past its budget and checks
+// what stays: the clock passes over a record read since it was put and
+// evicts the first one that was not, within budget; then that the slots
+// and the map agree.
+func TestCacheEvictsUnreadFirst(t *testing.T) {
 	const size, n = 1000, 10 // each entry costs size + cacheOverhead; the budget is n of them
 	c := newCache(n * (size + cacheOverhead))
 	m := func(i byte) *storage.Manifest { return &storage.Manifest{Content: bytes.Repeat([]byte{i}, size)} }
 	for i := range byte(n) {
 		c.put(dkey{i}, m(i))
 	}
-	if c.get(dkey{0}) == nil { // 0 becomes the most recently used
+	if c.get(dkey{0}) == nil { // 0 is read
 		t.Fatal("entry 0 gone before the budget was exceeded")
 	}
-	c.put(dkey{n}, m(n)) // evicts 1, the least recently used
+	c.put(dkey{n}, m(n)) // evicts 1, the first not read
 	for i := range n + 1 {
 		want := i != 1
 		got := c.get(dkey{byte(i)})
@@ -49,16 +52,44 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if c.get(dkey{99}) != nil {
 		t.Error("a manifest of over an eighth of the budget was cached")
 	}
-	// Walk the list both ways: it links every entry, in order.
-	linked := 0
-	for e := c.lru.next; e != &c.lru; e = e.next {
-		if e.next.prev != e {
-			t.Fatal("list links broken")
+	// Every full slot is in the map at its index, and only those; the
+	// bytes used are the full slots' costs.
+	full, used := 0, int64(0)
+	for i, sl := range c.slots {
+		if sl.m == nil {
+			continue
 		}
-		linked++
+		full++
+		used += sl.cost
+		if j, ok := c.items[sl.k]; !ok || int(j) != i {
+			t.Fatalf("slot %d holds %v, which the map has at %d (%v)", i, sl.k[0], j, ok)
+		}
 	}
-	if linked != len(c.items) {
-		t.Errorf("list holds %d entries, the map %d", linked, len(c.items))
+	if full != len(c.items) || used != c.used || full+len(c.free) != len(c.slots) {
+		t.Errorf("%d full slots (%d bytes), %d free of %d; the map has %d, %d bytes used", full, used, len(c.free), len(c.slots), len(c.items), c.used)
+	}
+}
+
+// TestCacheStaysWithinBudget puts and reads records of random sizes and
+// checks, after each, that the cache holds no more than its budget and
+// that a record just put is there.
+func TestCacheStaysWithinBudget(t *testing.T) {
+	const budget = 64 << 10
+	c := newCache(budget)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for step := range 20000 {
+		k := dkey{byte(rng.IntN(256)), byte(rng.IntN(4))}
+		if rng.IntN(3) == 0 {
+			c.get(k)
+			continue
+		}
+		c.put(k, &storage.Manifest{Content: make([]byte, rng.IntN(budget/8-cacheOverhead))})
+		if c.used > budget {
+			t.Fatalf("step %d: %d bytes used of %d", step, c.used, budget)
+		}
+		if c.get(k) == nil {
+			t.Fatalf("step %d: a record just put is not cached", step)
+		}
 	}
 }
 
