@@ -18,7 +18,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +31,9 @@ type Store struct {
 	root  string
 	blobs atomic.Int64 // blobs held
 	bytes atomic.Int64 // their total size
-	// chunks are the uploads' buffers (pipeline.go), reused across them.
-	chunks sync.Pool
+	// chunks are the uploads' buffers (pipeline.go, chunks.go), reused
+	// across them.
+	chunks *chunkPool
 }
 
 var (
@@ -45,7 +45,7 @@ var (
 // New returns a store rooted at dir, creating its directories, and counts
 // the blobs already there.
 func New(dir string) (*Store, error) {
-	s := &Store{root: dir, chunks: sync.Pool{New: newChunkBuf}}
+	s := &Store{root: dir, chunks: newChunkPool(chunkBudget)}
 	for _, d := range []string{s.blobsDir(), s.uploadsDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("blob store: %w", err)

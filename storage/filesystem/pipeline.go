@@ -4,7 +4,6 @@ import (
 	"hash"
 	"io"
 	"sync"
-	"unsafe"
 )
 
 // An upload's bytes land once in memory, in a chunk: copied there by
@@ -14,7 +13,7 @@ import (
 // offsets that are multiples of align and are written whole (the last
 // one padded, then the file truncated), so the file can be opened with
 // O_DIRECT: the bytes go from the chunk to the disk without the page
-// cache's copy, which cost a push more CPU than SHA-256 did (perf over a
+// cache's copy (chunks.go says when an upload goes through it anyway), which cost a push more CPU than SHA-256 did (perf over a
 // 1 GiB push: copy_folio_from_iter_atomic 23 % of the machine's samples,
 // SHA-256 5.5 %).
 const (
@@ -54,7 +53,10 @@ type storeFunc func(b []byte, off int64) error
 type pipeline struct {
 	h     hash.Hash
 	store storeFunc
-	bufs  *sync.Pool // aligned chunk buffers, shared by a Store's uploads
+	pool  *chunkPool // chunk buffers, shared by a Store's uploads
+	// direct says the chunks are for direct I/O; otherwise they are small
+	// and the file must be written through the page cache.
+	direct bool
 
 	cur    *chunk
 	free   chan *chunk
@@ -73,17 +75,22 @@ type pipeline struct {
 // fills it with the file's bytes from there to size (already hashed and
 // stored), reading len(b) bytes at off into b, whose capacity holds a
 // whole aligned block for a direct read. It is not called when size is a
-// multiple of align.
-func newPipeline(h hash.Hash, size int64, readHead func(b []byte, off int64) error, store storeFunc, bufs *sync.Pool) (*pipeline, error) {
+// multiple of align. The chunks are for direct I/O if the pool's budget
+// has one left.
+func newPipeline(h hash.Hash, size int64, readHead func(b []byte, off int64) error, store storeFunc, pool *chunkPool) (*pipeline, error) {
 	p := &pipeline{
 		h:      h,
 		store:  store,
-		bufs:   bufs,
+		pool:   pool,
+		direct: true,
 		free:   make(chan *chunk, maxChunks),
 		hashq:  make(chan *chunk, maxChunks),
 		storeq: make(chan *chunk, maxChunks),
 	}
-	p.cur = p.newChunk()
+	if p.cur = p.newChunk(); p.cur == nil {
+		p.direct = false
+		p.cur = p.newChunk()
+	}
 	p.cur.off = size &^ (align - 1)
 	p.cur.n = int(size - p.cur.off)
 	p.cur.hashed = p.cur.n
@@ -99,18 +106,16 @@ func newPipeline(h hash.Hash, size int64, readHead func(b []byte, off int64) err
 	return p, nil
 }
 
+// newChunk adds a chunk to the pipeline's; nil when the pool's budget for
+// direct-I/O chunks is spent.
 func (p *pipeline) newChunk() *chunk {
-	c := &chunk{buf: *p.bufs.Get().(*[]byte)}
+	buf := p.pool.get(p.direct)
+	if buf == nil {
+		return nil
+	}
+	c := &chunk{buf: buf}
 	p.chunks = append(p.chunks, c)
 	return c
-}
-
-// newChunkBuf allocates a chunk buffer aligned to align (sync.Pool.New).
-func newChunkBuf() any {
-	b := make([]byte, chunkSize+align)
-	skip := (align - int(uintptr(unsafe.Pointer(&b[0]))%align)) % align
-	b = b[skip : skip+chunkSize : skip+chunkSize]
-	return &b
 }
 
 func (p *pipeline) hashing() {
@@ -180,8 +185,9 @@ func (p *pipeline) submit(keep bool) error {
 	default:
 		if len(p.chunks) < maxChunks {
 			next = p.newChunk()
-		} else {
-			next = <-p.free
+		}
+		if next == nil {
+			next = <-p.free // c comes back once stored
 		}
 	}
 	next.off, next.n, next.hashed = c.off+int64(c.n), 0, 0
@@ -256,7 +262,7 @@ func (p *pipeline) close() {
 
 func (p *pipeline) release() {
 	for _, c := range p.chunks {
-		p.bufs.Put(&c.buf)
+		p.pool.put(c.buf, p.direct)
 	}
 	p.chunks = nil
 }

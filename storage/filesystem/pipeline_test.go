@@ -8,7 +8,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"sync"
 	"testing"
 	"testing/iotest"
 
@@ -172,8 +171,7 @@ func TestCommitSHA512(t *testing.T) {
 func TestFlushAtChunkEnd(t *testing.T) {
 	var stored int64
 	store := func(b []byte, _ int64) error { stored += int64(len(b)); return nil }
-	bufs := &sync.Pool{New: newChunkBuf}
-	p, err := newPipeline(sha256.New(), 0, nil, store, bufs)
+	p, err := newPipeline(sha256.New(), 0, nil, store, newChunkPool(chunkBudget))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -122,7 +122,12 @@ func (s *Store) Writer(_ context.Context, id string, state []byte) (storage.Blob
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)
 	}
-	p, err := newPipeline(h, w.size, f.readHead, f.writeAt, &s.chunks)
+	p, err := newPipeline(h, w.size, f.readHead, f.writeAt, s.chunks)
+	if err == nil && !p.direct && f.direct {
+		if err = f.buffered(); err != nil {
+			p.close()
+		}
+	}
 	if err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("upload %s: %w", id, err)

@@ -1,0 +1,159 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// TestSlowUploadsBoundMemory: uploads whose clients send 2 MB and then
+// stall do not hold the registry's memory without bound. Uploads written
+// with direct I/O hold a 2 MiB buffer from their first byte to their last;
+// 400 such clients held 825 MB of a member's memory before those buffers
+// shared a budget (256 MiB), past which uploads go through the page cache.
+// The test waits until the member has read every byte the clients sent
+// (nothing left in its sockets' receive queues), so a member that keeps
+// them gets measured with them. Two of the stalled uploads then finish,
+// one from either side of the budget, and read back whole.
+func TestSlowUploadsBoundMemory(t *testing.T) {
+	const (
+		uploads = 300
+		sent    = 2_000_000
+		// budget is the chunk budget plus, for each upload, its small
+		// chunks (four of 64 KiB) and what its connection costs; 299 MiB
+		// were seen. Without a budget the uploads hold 600 MiB.
+		budget = 256<<20 + uploads*384<<10
+	)
+	n := startNode(t, t.TempDir())
+	c := newClient(n.URL())
+	defer c.close()
+	ctx := context.Background()
+	pid := n.cmd.Process.Pid
+	before, err := rss(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	data := randomBytes(sent + 1000)
+	bodies := make([]*slowBody, uploads)
+	for i := range bodies {
+		loc, err := c.startUpload(ctx, "slow/memory")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[i] = startSlowBody(t, "PATCH", n.URL()+loc)
+		if err := bodies[i].send(data[:sent]); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	port, err := strconv.Atoi(n.addr[strings.LastIndex(n.addr, ":")+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued int64
+	deadline := time.Now().Add(30 * time.Second)
+	for queued, err = receiveQueued(port); err == nil && queued > 0; queued, err = receiveQueued(port) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s the member still has %d bytes of %d uploads unread", queued, uploads)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := rss(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grown := after - before
+	t.Logf("%d uploads stalled after %d bytes each: the member's RSS grew %d MiB (%d to %d MiB), bound %d MiB", uploads, sent, grown>>20, before>>20, after>>20, budget>>20)
+	if grown > budget {
+		t.Errorf("the member's RSS grew %d MiB for %d stalled uploads, more than %d MiB", grown>>20, uploads, budget>>20)
+	}
+
+	whole := data[:sent+1000]
+	d := digest.FromBytes(whole)
+	for _, i := range []int{0, uploads - 1} {
+		if err := bodies[i].send(whole[sent:]); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		resp, err := bodies[i].finish(30 * time.Second)
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("upload %d: PATCH answered %s", i, resp.Status)
+		}
+		if err := c.finishUpload(ctx, resp.Header.Get("Location"), d, nil, int64(len(whole))); err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+	}
+	if err := c.getBlob(ctx, "slow/memory", d, int64(len(whole))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rss is process pid's resident memory in bytes.
+func rss(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// receiveQueued sums the receive queues of the TCP sockets bound to local
+// port: bytes that arrived but the process has not read.
+func receiveQueued(port int) (int64, error) {
+	var total int64
+	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(name)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue
+			}
+			return 0, err
+		}
+		sc := bufio.NewScanner(f)
+		sc.Scan() // the header
+		for sc.Scan() {
+			// sl local_address rem_address st tx_queue:rx_queue ...
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 5 {
+				continue
+			}
+			local := fields[1]
+			p, err := strconv.ParseInt(local[strings.LastIndex(local, ":")+1:], 16, 32)
+			if err != nil || int(p) != port {
+				continue
+			}
+			_, rx, _ := strings.Cut(fields[4], ":")
+			q, err := strconv.ParseInt(rx, 16, 64)
+			if err != nil {
+				_ = f.Close()
+				return 0, fmt.Errorf("%s: rx_queue %q: %w", name, fields[4], err)
+			}
+			total += q
+		}
+		err = sc.Err()
+		_ = f.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}
