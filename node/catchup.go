@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/storage"
 )
 
@@ -25,8 +26,9 @@ import (
 // catchUpHeader marks a request one member passed to another while
 // catching up: a member that is itself catching up answers it with 503
 // instead of passing it on, so two joining members never bounce a request
-// between them.
-const catchUpHeader = "X-Atoll-Catching-Up"
+// between them, and a serving member streams its blob rather than
+// redirect the client, maybe back to the member catching up.
+const catchUpHeader = route.PassedOnHeader
 
 // catchUpRetry is the Retry-After, in seconds, of a 503 while catching up.
 const catchUpRetry = 1

@@ -23,6 +23,13 @@ import (
 // TokenHeader carries the member token on member-to-member HTTP requests.
 const TokenHeader = "Atoll-Cluster-Token"
 
+// PassedOnHeader names the member that passed a client's request on whole
+// to this one, as a member that is catching up does (package node). Such
+// a request's blob is streamed from a holder, never redirected to it: the
+// holder may be the member catching up, which would pass the client's
+// request on again, in a loop.
+const PassedOnHeader = "X-Atoll-Catching-Up"
+
 // identityHeader carries the identity of a forwarded request's client,
 // vouched for by the member token; the receiving member checks that
 // identity's access again before serving it (MemberIdentity).

@@ -163,7 +163,7 @@ func (rt *Router) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Dig
 		if name == rt.cfg.Self || !live {
 			continue
 		}
-		if rt.cfg.Mode == ModeRedirect {
+		if rt.cfg.Mode == ModeRedirect && r.Header.Get(PassedOnHeader) == "" {
 			has, err := ms.Has(r.Context(), name, []digest.Digest{d})
 			if err != nil || len(has) == 0 || !has[0] {
 				rt.log.Debug("redirect: member lacks the blob", "member", name, "blob", d, "err", err)

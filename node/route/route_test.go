@@ -307,6 +307,14 @@ func TestRoutes(t *testing.T) {
 			t.Fatalf("%d Location %q", resp.StatusCode, loc)
 		}
 	})
+	t.Run("passed on by a member catching up: streamed, not redirected", func(t *testing.T) {
+		// A 307 would send the client to a holder that may be the member
+		// catching up, which would pass it on here again.
+		resp, body := get(t, noRedirect, "GET", signed.srv.URL+path, PassedOnHeader, "front-2")
+		if resp.StatusCode != 200 || body != string(blob) {
+			t.Fatalf("%d Location %q body %q", resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+	})
 	t.Run("upload forwarded with its client", func(t *testing.T) {
 		ctx := auth.ContextWithIdentity(context.Background(), auth.Identity{User: "alice"})
 		req := httptest.NewRequest("PATCH", "/v2/team/app/blobs/uploads/owner-7.abc", strings.NewReader("chunk")).WithContext(ctx)
