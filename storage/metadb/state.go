@@ -21,7 +21,7 @@ import (
 // The big maps (records, each repository's manifests) have keys and
 // values without pointers (dkey.go), which the garbage collector does not
 // scan; what has pointers is kept aside for the few manifests that need
-// it (shared, descs, odd).
+// it (shared, descs.whole, odd).
 type state struct {
 	records map[dkey]record
 	repos   map[string]*repo
@@ -32,12 +32,9 @@ type state struct {
 	// shared lists, sorted, the repositories that link each manifest
 	// linked by more than one (record.n > 1).
 	shared map[dkey][]string
-	// plain and descs are the descriptors of the manifests with a
-	// subject, as the referrers API lists them (descOf): plain those with
-	// no fields but media type, digest, size and artifact type (nearly
-	// all), in a map without pointers; descs the others.
-	plain map[dkey]plainDesc
-	descs map[dkey]*v1.Descriptor
+	// descs are the descriptors of the manifests with a subject, as the
+	// referrers API lists them (descs.go).
+	descs subjectDescs
 	// odd maps the key of each digest that is not a canonical sha256 one
 	// to its text. It only grows, by the few such digests written since
 	// the store opened.
@@ -59,23 +56,7 @@ type state struct {
 	// pins are the digests immutable tags were first bound to, by
 	// pinKey(repo, tag); they outlive the tag (pin.go).
 	pins map[string]digest.Digest
-	// types and typeIDs intern the media and artifact types of plain;
-	// types[0] is "".
-	types   []string
-	typeIDs map[string]uint16
 }
-
-// A plainDesc is the descriptor of a manifest with a subject whose
-// digest is its key's, size its record's, and that has no fields besides
-// them and its types, indexes into state.types. At a million manifests,
-// a tenth with a subject, keeping each descriptor whole (with its digest
-// and the record's head it came in) was 300,000 of the 1.4 million
-// objects each garbage collection marks.
-type plainDesc struct{ mediaType, artifactType uint16 }
-
-// maxTypes bounds the media and artifact types interned; descriptors of
-// others are kept whole.
-const maxTypes = 4096
 
 // A record is the index entry of a manifest: what its record says, when
 // there is one (stored), and how many repositories link it. It holds no
@@ -171,14 +152,11 @@ func newState() *state {
 		records:    map[dkey]record{},
 		repos:      map[string]*repo{},
 		shared:     map[dkey][]string{},
-		plain:      map[dkey]plainDesc{},
-		descs:      map[dkey]*v1.Descriptor{},
+		descs:      newSubjectDescs(),
 		odd:        map[dkey]digest.Digest{},
 		blobs:      map[dkey]holders{},
 		blobShared: map[dkey][]string{},
 		pins:       map[string]digest.Digest{},
-		types:      []string{""},
-		typeIDs:    map[string]uint16{"": 0},
 	}
 }
 
@@ -301,50 +279,10 @@ func (s *state) sortNames() {
 	s.names, s.added = merged, s.added[:0]
 }
 
-// typeID returns the index of media or artifact type t in s.types,
-// adding it; ok is false when maxTypes are there already.
-func (s *state) typeID(t string) (id uint16, ok bool) {
-	if id, ok := s.typeIDs[t]; ok {
-		return id, true
-	}
-	if len(s.types) >= maxTypes {
-		return 0, false
-	}
-	t = strings.Clone(t)
-	id = uint16(len(s.types))
-	s.types = append(s.types, t)
-	s.typeIDs[t] = id
-	return id, true
-}
-
-// describe keeps desc, the descriptor of the manifest of key k whose
-// record is rec, for the referrers API.
-func (s *state) describe(k dkey, rec record, desc *v1.Descriptor) {
-	dk, canonical := keyOf(desc.Digest)
-	if canonical && dk == k && desc.Size == rec.size && len(desc.Annotations) == 0 && len(desc.URLs) == 0 &&
-		desc.Platform == nil && len(desc.Data) == 0 {
-		mt, ok1 := s.typeID(desc.MediaType)
-		at, ok2 := s.typeID(desc.ArtifactType)
-		if ok1 && ok2 {
-			s.plain[k] = plainDesc{mediaType: mt, artifactType: at}
-			return
-		}
-	}
-	d := *desc // not the record's head it points into
-	s.descs[k] = &d
-}
-
 // descOf returns the descriptor of the manifest of key k, if it has a
 // subject.
 func (s *state) descOf(k dkey) (v1.Descriptor, bool) {
-	if p, ok := s.plain[k]; ok {
-		return v1.Descriptor{MediaType: s.types[p.mediaType], Digest: s.digestOf(k), Size: s.records[k].size,
-			ArtifactType: s.types[p.artifactType]}, true
-	}
-	if d := s.descs[k]; d != nil {
-		return *d, true
-	}
-	return v1.Descriptor{}, false
+	return s.descs.get(k, s.digestOf, s.records[k].size)
 }
 
 // apply sets or deletes one key. A repository exists while it has keys.
@@ -452,10 +390,9 @@ func (s *state) setSubject(k dkey, rec *record, subject digest.Digest, desc *v1.
 		return false
 	})
 	rec.subject, rec.hasSubject = sk, subject != ""
-	delete(s.plain, k)
-	delete(s.descs, k)
+	s.descs.drop(k)
 	if desc != nil {
-		s.describe(k, *rec, desc)
+		s.descs.put(k, rec.size, desc)
 	}
 }
 
