@@ -211,8 +211,9 @@ func (m *metrics) debugHandler() http.Handler {
 }
 
 // statusWriter records the status code and counts body bytes. It forwards
-// ReadFrom, so a copy into it still reaches the connection's own ReadFrom
-// (blob bytes do not take it: api/blobs.go writes them in 1 MiB writes).
+// ReadFrom, so a copy into it still reaches the connection's own ReadFrom:
+// a blob's bytes leave through sendfile (api.ServeBlobContent) and are
+// counted here.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
