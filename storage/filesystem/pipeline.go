@@ -13,9 +13,10 @@ import (
 // offsets that are multiples of align and are written whole (the last
 // one padded, then the file truncated), so the file can be opened with
 // O_DIRECT: the bytes go from the chunk to the disk without the page
-// cache's copy (chunks.go says when an upload goes through it anyway), which cost a push more CPU than SHA-256 did (perf over a
+// cache's copy, which cost a push more CPU than SHA-256 did (perf over a
 // 1 GiB push: copy_folio_from_iter_atomic 23 % of the machine's samples,
-// SHA-256 5.5 %).
+// SHA-256 5.5 %). chunks.go says when an upload goes through the page
+// cache anyway.
 const (
 	// align is the alignment direct I/O asks of file offsets, lengths
 	// and memory (4096 covers disks with 512- and 4096-byte sectors).
