@@ -233,28 +233,39 @@ func addrPort(t *testing.T, addr string) int {
 // /proc/net/tcp: each is a connection some client opened to that port.
 func loopbackConns(t *testing.T, ports map[int]bool) map[string]bool {
 	t.Helper()
+	out := map[string]bool{}
+	tcpSockets(t, ports, func(fields []string) {
+		if fields[3] != "0A" { // LISTEN
+			out[fields[1]+" "+fields[2]] = true
+		}
+	})
+	return out
+}
+
+// tcpSockets calls fn with the fields of each line of /proc/net/tcp (IPv4
+// TCP sockets: sl, local and remote address, state, tx_queue:rx_queue, ...)
+// whose local port is one of ports.
+func tcpSockets(t *testing.T, ports map[int]bool, fn func(fields []string)) {
+	t.Helper()
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
-		t.Skipf("counting connections needs Linux's /proc/net/tcp: %v", err)
+		t.Skipf("reading sockets needs Linux's /proc/net/tcp: %v", err)
 	}
 	defer f.Close()
-	out := map[string]bool{}
 	sc := bufio.NewScanner(f)
 	sc.Scan() // header
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 4 || fields[3] == "0A" { // LISTEN
+		if len(fields) < 5 {
 			continue
 		}
 		local := fields[1]
-		i := strings.LastIndexByte(local, ':')
-		port, err := strconv.ParseInt(local[i+1:], 16, 32)
+		port, err := strconv.ParseInt(local[strings.LastIndexByte(local, ':')+1:], 16, 32)
 		if err == nil && ports[int(port)] {
-			out[fields[1]+" "+fields[2]] = true
+			fn(fields)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return out
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -54,20 +53,13 @@ func TestSlowUploadsBoundMemory(t *testing.T) {
 			t.Fatalf("upload %d: %v", i, err)
 		}
 	}
-	port, err := strconv.Atoi(n.addr[strings.LastIndex(n.addr, ":")+1:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var queued int64
+	port := addrPort(t, n.Addr())
 	deadline := time.Now().Add(30 * time.Second)
-	for queued, err = receiveQueued(port); err == nil && queued > 0; queued, err = receiveQueued(port) {
+	for queued := receiveQueued(t, port); queued > 0; queued = receiveQueued(t, port) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 30s the member still has %d bytes of %d uploads unread", queued, uploads)
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	after, err := rss(pid)
 	if err != nil {
@@ -118,42 +110,16 @@ func rss(pid int) (int64, error) {
 
 // receiveQueued sums the receive queues of the TCP sockets bound to local
 // port: bytes that arrived but the process has not read.
-func receiveQueued(port int) (int64, error) {
+func receiveQueued(t *testing.T, port int) int64 {
+	t.Helper()
 	var total int64
-	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(name)
+	tcpSockets(t, map[int]bool{port: true}, func(fields []string) {
+		_, rx, _ := strings.Cut(fields[4], ":")
+		q, err := strconv.ParseInt(rx, 16, 64)
 		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
-			return 0, err
+			t.Fatalf("/proc/net/tcp: rx_queue %q: %v", fields[4], err)
 		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // the header
-		for sc.Scan() {
-			// sl local_address rem_address st tx_queue:rx_queue ...
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 5 {
-				continue
-			}
-			local := fields[1]
-			p, err := strconv.ParseInt(local[strings.LastIndex(local, ":")+1:], 16, 32)
-			if err != nil || int(p) != port {
-				continue
-			}
-			_, rx, _ := strings.Cut(fields[4], ":")
-			q, err := strconv.ParseInt(rx, 16, 64)
-			if err != nil {
-				_ = f.Close()
-				return 0, fmt.Errorf("%s: rx_queue %q: %w", name, fields[4], err)
-			}
-			total += q
-		}
-		err = sc.Err()
-		_ = f.Close()
-		if err != nil {
-			return 0, err
-		}
-	}
-	return total, nil
+		total += q
+	})
+	return total
 }
