@@ -86,6 +86,16 @@ func (g catchUpGate) passOn(w http.ResponseWriter, r *http.Request, addr string)
 			pr.Out.Header.Set(catchUpHeader, g.self)
 		},
 		Transport: g.members.client.Transport,
+		// The serving member's answer replaces what this member's own
+		// middleware set already (X-Request-Id, which both set to the
+		// same id): the proxy adds its headers to those on w, and the
+		// client got every such header twice.
+		ModifyResponse: func(res *http.Response) error {
+			for k := range res.Header {
+				w.Header().Del(k)
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Retry-After", strconv.Itoa(catchUpRetry))
 			api.WriteError(g.log, w, r, fmt.Errorf("member %s is catching up; passing the request to %s: %w: %w", g.self, addr, storage.ErrUnavailable, err))
