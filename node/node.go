@@ -249,7 +249,9 @@ func openBlobStore(cfg Config) (placement.LocalStore, error) {
 	if cfg.Storage.S3 != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return s3.New(ctx, *cfg.Storage.S3)
+		c := *cfg.Storage.S3
+		c.SpillDir = filepath.Join(cfg.DataDir, "spill") // parts of uploads past the memory budget
+		return s3.New(ctx, c)
 	}
 	return filesystem.New(cfg.DataDir)
 }

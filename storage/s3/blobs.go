@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,8 +107,8 @@ func (s *blobs) exists(ctx context.Context, d digest.Digest) (bool, error) {
 }
 
 // putBlob stores b as blob d. The caller holds d's lock and counts it.
-func (s *blobs) putBlob(ctx context.Context, d digest.Digest, b []byte) error {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.blob(d), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
+func (s *blobs) putBlob(ctx context.Context, d digest.Digest, b *partBuf) error {
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.blob(d), b.reader(), b.len(), "", "", putOptions(b.checksum()))
 	return wrap("s3 store blob "+d.String(), err)
 }
 

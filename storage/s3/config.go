@@ -44,6 +44,10 @@ type Config struct {
 	// memory an upload may hold twice. Default 16 MiB, minimum 5 MiB (S3's
 	// smallest part), maximum 5 GiB.
 	PartSize int64 `yaml:"chunksize"`
+	// SpillDir, on local disk, holds the parts of uploads past the
+	// store's memory budget for them (partbuf.go). Default: the system's
+	// temporary directory; a member sets one in its data directory.
+	SpillDir string `yaml:"-"`
 	// Redirect makes URLFor answer presigned URLs, so blob GETs can be
 	// served by a redirect to the bucket. Default false (blobs stream
 	// through the registry). In the config file: storage.redirect.disable,

@@ -19,7 +19,7 @@ type records struct {
 // PutRecord stores b as the record name (keys.record), whole or not at
 // all.
 func (s *records) PutRecord(ctx context.Context, name string, b []byte) error {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.record(name), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.record(name), bytes.NewReader(b), int64(len(b)), "", "", putOptions(crc32c(b)))
 	return wrap("s3 record "+name, err)
 }
 

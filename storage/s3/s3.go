@@ -5,7 +5,8 @@
 // Config.Redirect).
 //
 // An upload streams to S3 as a multipart upload while it is hashed (one pass
-// over the bytes); at most two parts of it are in memory. Its State makes
+// over the bytes); it holds at most two parts, in memory while the store's
+// budget for them lasts and in spill files on local disk after that. Its State makes
 // what was written durable: the parts so far, and the bytes after them as a
 // small "tail" object. Commit verifies the digest, completes the multipart
 // upload and copies it to the blob's key; blobs smaller than a part are put
@@ -85,7 +86,11 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	usage := &tally{}
 	bs := &blobs{bucket: bkt, usage: usage, locks: newDigestLocks()}
-	up := &uploads{bucket: bkt, parts: newPartPool(cfg.PartSize)}
+	parts, err := newPartPool(cfg.PartSize, partMemory, cfg.SpillDir)
+	if err != nil {
+		return nil, err
+	}
+	up := &uploads{bucket: bkt, parts: parts}
 	s := &Store{
 		bucket:      bkt,
 		tally:       usage,

@@ -9,7 +9,6 @@ import (
 	"hash/crc32"
 	"io"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -33,17 +32,20 @@ const copyPartSize = 1 << 30
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // crc32c is the x-amz-checksum-crc32c value of b.
-func crc32c(b []byte) string {
-	var sum [4]byte
-	binary.BigEndian.PutUint32(sum[:], crc32.Checksum(b, castagnoli))
-	return base64.StdEncoding.EncodeToString(sum[:])
+func crc32c(b []byte) string { return checksumValue(crc32.Checksum(b, castagnoli)) }
+
+// checksumValue is the x-amz-checksum-crc32c value of a CRC32C.
+func checksumValue(sum uint32) string {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], sum)
+	return base64.StdEncoding.EncodeToString(b[:])
 }
 
-// putOptions are the options of a PUT of b.
-func putOptions(b []byte) minio.PutObjectOptions {
+// putOptions are the options of a PUT of bytes whose crc32c is sum.
+func putOptions(sum string) minio.PutObjectOptions {
 	return minio.PutObjectOptions{
 		DisableContentSha256: true,
-		UserMetadata:         map[string]string{"X-Amz-Checksum-Crc32c": crc32c(b)},
+		UserMetadata:         map[string]string{"X-Amz-Checksum-Crc32c": sum},
 	}
 }
 
@@ -55,32 +57,10 @@ type uploads struct {
 	parts *partPool
 }
 
-// partPool lends buffers of one part (cap PartSize) to writers.
-type partPool struct {
-	size int64
-	pool sync.Pool // *[]byte of cap size
-}
-
-func newPartPool(size int64) *partPool {
-	p := &partPool{size: size}
-	p.pool.New = func() any { b := make([]byte, 0, size); return &b }
-	return p
-}
-
-func (p *partPool) get() []byte { return (*p.pool.Get().(*[]byte))[:0] }
-
-// put returns b if it is a part buffer; other buffers go to the collector.
-func (p *partPool) put(b []byte) {
-	if cap(b) == int(p.size) {
-		b = b[:0]
-		p.pool.Put(&b)
-	}
-}
-
 // newMultipart starts a multipart upload for upload id, marking it first
 // with the "started" object (see keys).
 func (s *uploads) newMultipart(ctx context.Context, id string) (string, error) {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadStarted(id), bytes.NewReader(nil), 0, "", "", putOptions(nil))
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadStarted(id), bytes.NewReader(nil), 0, "", "", putOptions(crc32c(nil)))
 	if err != nil {
 		return "", wrap("s3 start upload "+id, err)
 	}
@@ -92,8 +72,8 @@ func (s *uploads) newMultipart(ctx context.Context, id string) (string, error) {
 	return uploadID, nil
 }
 
-func (s *uploads) sendPart(ctx context.Context, id, uploadID string, number int, b []byte) (part, error) {
-	sum := crc32c(b)
+func (s *uploads) sendPart(ctx context.Context, id, uploadID string, number int, b *partBuf) (part, error) {
+	sum := b.checksum()
 	opts := minio.PutObjectPartOptions{
 		DisableContentSha256: true,
 		CustomHeader: http.Header{
@@ -101,11 +81,11 @@ func (s *uploads) sendPart(ctx context.Context, id, uploadID string, number int,
 			"X-Amz-Checksum-Algorithm": {"CRC32C"},
 		},
 	}
-	p, err := s.core.PutObjectPart(ctx, s.cfg.Bucket, s.keys.uploadData(id), uploadID, number, bytes.NewReader(b), int64(len(b)), opts)
+	p, err := s.core.PutObjectPart(ctx, s.cfg.Bucket, s.keys.uploadData(id), uploadID, number, b.reader(), b.len(), opts)
 	if err != nil {
 		return part{}, uploadErr(id, err)
 	}
-	return part{Number: number, Size: int64(len(b)), ETag: p.ETag, CRC32C: sum}, nil
+	return part{Number: number, Size: b.len(), ETag: p.ETag, CRC32C: sum}, nil
 }
 
 func (s *uploads) completeMultipart(ctx context.Context, id string, st writerState) error {
@@ -126,8 +106,8 @@ func (s *uploads) abortMultipart(ctx context.Context, id, uploadID string) error
 	return nil
 }
 
-func (s *uploads) putTail(ctx context.Context, id string, gen int, b []byte) error {
-	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadTail(id, gen), bytes.NewReader(b), int64(len(b)), "", "", putOptions(b))
+func (s *uploads) putTail(ctx context.Context, id string, gen int, b *partBuf) error {
+	_, err := s.core.PutObject(ctx, s.cfg.Bucket, s.keys.uploadTail(id, gen), b.reader(), b.len(), "", "", putOptions(b.checksum()))
 	return wrap("s3 record upload "+id, err)
 }
 
@@ -136,7 +116,7 @@ func (s *uploads) removeTail(ctx context.Context, id string, gen int) {
 }
 
 // readTail reads the tail st names into a buffer that writes may extend.
-func (s *uploads) readTail(ctx context.Context, id string, st writerState) ([]byte, error) {
+func (s *uploads) readTail(ctx context.Context, id string, st writerState) (*partBuf, error) {
 	size := st.Size
 	for _, p := range st.Parts {
 		size -= p.Size
@@ -149,19 +129,24 @@ func (s *uploads) readTail(ctx context.Context, id string, st writerState) ([]by
 		return nil, uploadErr(id, err)
 	}
 	defer body.Close()
-	var b []byte
+	b := &partBuf{b: make([]byte, 0, size)}
 	if size > smallTail || st.UploadID != "" {
-		b = s.parts.get()[:size]
-	} else {
-		b = make([]byte, size)
+		if b, err = s.parts.get(); err != nil {
+			return nil, err
+		}
 	}
-	if _, err := io.ReadFull(body, b); err != nil {
-		s.parts.put(b)
-		return nil, wrap("s3 read upload "+id, err)
+	n, err := io.Copy(b, io.LimitReader(body, size+1))
+	switch {
+	case err == nil && n < size:
+		err = wrap("s3 read upload "+id, io.ErrUnexpectedEOF)
+	case err == nil && n > size:
+		err = fmt.Errorf("upload %s: tail longer than its state: %w", id, storage.ErrUploadUnknown)
+	case err != nil:
+		err = wrap("s3 read upload "+id, err)
 	}
-	if n, _ := body.Read(make([]byte, 1)); n > 0 {
+	if err != nil {
 		s.parts.put(b)
-		return nil, fmt.Errorf("upload %s: tail longer than its state: %w", id, storage.ErrUploadUnknown)
+		return nil, err
 	}
 	return b, nil
 }

@@ -36,7 +36,7 @@ type part struct {
 
 // writer is a storage.BlobWriter. Bytes fill buf; a full buf is sent as the
 // next part on its own goroutine while the other buffer fills, so an upload
-// holds at most two parts in memory.
+// holds at most two parts, in memory or spilled (partbuf.go).
 type writer struct {
 	up *uploads // the upload's parts, tails and cleanup
 	bl *blobs   // where Commit stores the blob
@@ -50,16 +50,16 @@ type writer struct {
 	st     writerState // parts sent (in order) and tail generation
 	size   int64
 	h      *hashing.Async
-	buf    []byte  // bytes after the parts sent or in flight
-	spare  []byte  // a part buffer not in use, or nil
-	flight *flight // the part being sent, or nil
-	err    error   // sticky: a part failed, or the writer is released
+	buf    *partBuf // bytes after the parts sent or in flight
+	spare  *partBuf // a part buffer not in use, or nil
+	flight *flight  // the part being sent, or nil
+	err    error    // sticky: a part failed, or the writer is released
 }
 
 // flight is a part being sent.
 type flight struct {
 	done chan struct{}
-	buf  []byte
+	buf  *partBuf
 	part part
 	err  error
 }
@@ -86,7 +86,7 @@ func (ws *writers) Writer(ctx context.Context, id string, state []byte) (storage
 		return nil, err
 	}
 	h := sha256.New()
-	w := &writer{up: ws.uploads, bl: ws.blobs, id: id}
+	w := &writer{up: ws.uploads, bl: ws.blobs, id: id, buf: &partBuf{}}
 	if state != nil {
 		if err := json.Unmarshal(state, &w.st); err != nil {
 			return nil, fmt.Errorf("upload %s state: %w", id, err)
@@ -111,14 +111,19 @@ func (w *writer) Write(p []byte) (int, error) {
 		if w.err != nil {
 			return written, w.err
 		}
-		if len(w.buf) == int(w.up.cfg.PartSize) {
+		if w.buf.len() == w.up.cfg.PartSize {
 			if err := w.flush(); err != nil {
 				return written, err
 			}
 		}
-		n := min(len(p), int(w.up.cfg.PartSize)-len(w.buf))
-		w.reserve(n)
-		w.buf = append(w.buf, p[:n]...)
+		n := int(min(int64(len(p)), w.up.cfg.PartSize-w.buf.len()))
+		if err := w.reserve(n); err != nil {
+			return written, err
+		}
+		if _, err := w.buf.Write(p[:n]); err != nil {
+			w.err = err // buf may hold some of p: only a State can go on
+			return written, err
+		}
 		w.h.Write(p[:n])
 		w.size += int64(n)
 		written += n
@@ -128,19 +133,29 @@ func (w *writer) Write(p []byte) (int, error) {
 }
 
 // reserve makes room for n more bytes in buf. Part buffers come from the
-// store's pool; a blob smaller than smallTail never takes one.
-func (w *writer) reserve(n int) {
-	need := len(w.buf) + n
-	if need <= cap(w.buf) {
-		return
+// store's pool; a blob smaller than smallTail never takes one, but a
+// buffer for small blobs.
+func (w *writer) reserve(n int) error {
+	if w.buf.room(n) {
+		return nil
 	}
-	var b []byte
-	if need > smallTail || w.st.UploadID != "" {
-		b = w.up.parts.get()
-	} else {
-		b = make([]byte, 0, min(smallTail, max(need, 2*cap(w.buf), 64<<10)))
+	need := len(w.buf.b) + n
+	if need <= smallTail && w.st.UploadID == "" {
+		w.buf.b = append(w.up.parts.tail(need), w.buf.b...)
+		return nil
 	}
-	w.buf = append(b, w.buf...)
+	pb, err := w.up.parts.get()
+	if err == nil {
+		_, err = pb.Write(w.buf.b)
+	}
+	if err != nil {
+		w.up.parts.put(pb)
+		w.err = err
+		return err
+	}
+	w.up.parts.put(w.buf)
+	w.buf = pb
+	return nil
 }
 
 // flush starts sending buf as the next part, once the previous one landed.
@@ -163,6 +178,9 @@ func (w *writer) flush() error {
 		f.part, f.err = w.up.sendPart(ctx, id, uploadID, number, f.buf)
 	}()
 	w.flight, w.buf, w.spare = f, w.spare, nil
+	if w.buf == nil {
+		w.buf = &partBuf{} // reserve takes a part buffer
+	}
 	return nil
 }
 
@@ -173,7 +191,8 @@ func (w *writer) wait() error {
 		return w.err
 	}
 	<-f.done
-	w.flight, w.spare = nil, f.buf[:0]
+	f.buf.reset()
+	w.flight, w.spare = nil, f.buf
 	if f.err != nil && w.err == nil {
 		w.err = f.err
 	}
@@ -201,7 +220,7 @@ func (w *writer) State() ([]byte, error) {
 	if err := w.wait(); err != nil {
 		return nil, err
 	}
-	if len(w.buf) >= minPartSize {
+	if w.buf.len() >= minPartSize {
 		if err := w.sendBuf(); err != nil {
 			return nil, err
 		}
@@ -257,7 +276,11 @@ func (w *writer) commit(ctx context.Context, d digest.Digest) error {
 // commitSmall puts a blob smaller than a part straight at its key.
 func (w *writer) commitSmall(ctx context.Context, d digest.Digest) error {
 	if d.Algorithm() != digest.SHA256 {
-		if err := match(d.Algorithm().FromBytes(w.buf), d); err != nil {
+		got, err := d.Algorithm().FromReader(w.buf.reader())
+		if err != nil {
+			return fmt.Errorf("s3 rehash upload %s: %w", w.id, err)
+		}
+		if err := match(got, d); err != nil {
 			return err
 		}
 	}
@@ -280,7 +303,7 @@ func (w *writer) commitSmall(ctx context.Context, d digest.Digest) error {
 // its upload key and copies it to the blob's key (S3 fixes an upload's key
 // when it starts; the digest is known only now).
 func (w *writer) commitMultipart(ctx context.Context, d digest.Digest) error {
-	if len(w.buf) > 0 {
+	if w.buf.len() > 0 {
 		if err := w.sendBuf(); err != nil {
 			return err
 		}
@@ -373,7 +396,7 @@ func (w *writer) release() {
 	w.h.Close()
 	w.up.parts.put(w.buf)
 	w.up.parts.put(w.spare)
-	w.buf, w.spare = nil, nil
+	w.buf, w.spare = &partBuf{}, nil
 	w.err = errReleased
 }
 

@@ -11,27 +11,46 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/test/minio"
 )
 
-// TestSlowUploadsBoundMemory: uploads whose clients send 2 MB and then
-// stall do not hold the registry's memory without bound. Uploads written
-// with direct I/O hold a 2 MiB buffer from their first byte to their last;
-// 400 such clients held 825 MB of a member's memory before those buffers
-// shared a budget (256 MiB), past which uploads go through the page cache.
+// TestSlowUploadsBoundMemory: uploads whose clients send some bytes and
+// then stall do not hold the registry's memory without bound.
+//
+// On the filesystem, uploads written with direct I/O hold a 2 MiB buffer
+// from their first byte to their last; 400 clients that sent 2 MB held
+// 825 MB of a member's memory before those buffers shared a budget
+// (256 MiB), past which uploads go through the page cache. On S3 an
+// upload holds its next part (16 MiB) until it is full; past a budget of
+// 256 MiB the parts go to spill files on local disk.
+//
 // The test waits until the member has read every byte the clients sent
 // (nothing left in its sockets' receive queues), so a member that keeps
 // them gets measured with them. Two of the stalled uploads then finish,
 // one from either side of the budget, and read back whole.
 func TestSlowUploadsBoundMemory(t *testing.T) {
-	const (
-		uploads = 300
-		sent    = 2_000_000
-		// budget is the chunk budget plus, for each upload, its small
+	t.Run("filesystem", func(t *testing.T) {
+		// The bound is the chunk budget plus, for each upload, its small
 		// chunks (four of 64 KiB) and what its connection costs; 299 MiB
 		// were seen. Without a budget the uploads hold 600 MiB.
-		budget = 256<<20 + uploads*384<<10
-	)
-	n := startNode(t, t.TempDir())
+		const uploads = 300
+		n := startNode(t, t.TempDir())
+		slowUploadsBoundMemory(t, n, uploads, 2_000_000, 256<<20+uploads*384<<10)
+	})
+	t.Run("s3", func(t *testing.T) {
+		// The bound is the part budget plus, for each upload, what its
+		// connection costs. Without a budget the uploads hold 1.2 GB.
+		const uploads = 100
+		m := minio.Start(t)
+		n := startNodeWith(t, t.TempDir(), nodeOptions{env: s3Env(m, "slow")})
+		slowUploadsBoundMemory(t, n, uploads, 12_000_000, 256<<20+uploads*512<<10)
+	})
+}
+
+// slowUploadsBoundMemory starts uploads to n that send sent bytes each and
+// stall, and fails if n's RSS grows by more than budget.
+func slowUploadsBoundMemory(t *testing.T, n *Node, uploads, sent int, budget int64) {
 	c := newClient(n.URL())
 	defer c.close()
 	ctx := context.Background()
