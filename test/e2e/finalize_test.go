@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/ring"
+	"github.com/atollhq/atoll/test/minio"
 )
 
 // The final PUT of a chunked upload in a cluster: what a client that times
@@ -254,4 +255,59 @@ func TestFinalPutHolderKilled(t *testing.T) {
 	}
 	l.verify(t, memberBases(live))
 	waitPlaced(t, time.Minute, live, map[digest.Digest]bool{d: true, digest.FromBytes(config): true}, 2)
+}
+
+// A 128 MiB chunked upload to a member on S3, where the commit completes
+// the multipart upload and copies it to the blob's key: the client cuts
+// the final PUT at once and retries. The retry answers 201 with the same
+// digest, the blob reads back whole, and the bucket keeps nothing of the
+// upload.
+func TestFinalPutRetriedS3(t *testing.T) {
+	const size = 128 << 20
+	m := minio.Start(t)
+	n := startNodeWith(t, t.TempDir(), nodeOptions{env: s3Env(m, "final")})
+	cl := newClient(n.URL())
+	defer cl.close()
+	ctx := context.Background()
+	data := randomBlob(17, size)
+	d := digest.FromBytes(data)
+	loc, err := startChunked(ctx, cl, "final/s3", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutCtx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	start := time.Now()
+	_, err = cl.do(cutCtx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	cancel()
+	switch {
+	case err == nil:
+		t.Logf("the final PUT answered 201 within 20ms (%v): nothing to cut", time.Since(start).Round(time.Millisecond))
+	case errors.Is(err, context.DeadlineExceeded):
+		t.Logf("the final PUT cut by the client after %v", time.Since(start).Round(time.Millisecond))
+	default:
+		t.Fatalf("final PUT: %v", err)
+	}
+	start = time.Now()
+	r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	if err != nil {
+		t.Fatalf("retried PUT: %v", err)
+	}
+	logMeasure(t, "retried final PUT of a 128 MiB upload on S3 answered 201 after %v", time.Since(start).Round(time.Millisecond))
+	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
+	}
+	if err := cl.getBlob(ctx, "final/s3", d, size); err != nil {
+		t.Error(err)
+	}
+	mc := minioCore(t, m)
+	pollUntil(t, 10*time.Second, "the bucket keeps nothing of the upload", func() error {
+		left, err := listMinioUploads(ctx, mc, "final", nil)
+		if err != nil {
+			return err
+		}
+		if left.objects+left.multipart > 0 {
+			return errors.New(left.String())
+		}
+		return nil
+	})
 }
