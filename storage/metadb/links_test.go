@@ -3,6 +3,7 @@ package metadb
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -15,11 +16,13 @@ import (
 // says, after every op of a random mix of links, unlinks, records and
 // their deletion over a few repositories (so that manifests go from one
 // holder to several and back, and repositories come and go, their ids
-// reused).
+// reused), with names short and long.
 func TestLinksMatchesRepositories(t *testing.T) {
 	st := newState()
 	rng := rand.New(rand.NewPCG(1, 2))
-	repos := []string{"a", "b", "c/d", "e"}
+	// Names that fit an idName, one that just does, and ones that do not
+	// (links then compares the repository's).
+	repos := []string{"a", "b", "c/d", "e", strings.Repeat("f", 31), strings.Repeat("f", 32), strings.Repeat("g/h", 20)}
 	var (
 		digests []digest.Digest
 		records [][]byte

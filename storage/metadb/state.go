@@ -26,9 +26,11 @@ type state struct {
 	records map[dkey]record
 	repos   map[string]*repo
 	// byID holds each repository by its id; nil for a free id, which
-	// free lists for reuse.
-	byID []*repo
-	free []uint32
+	// free lists for reuse. nameByID holds their names as links compares
+	// them (names.go).
+	byID     []*repo
+	nameByID []idName
+	free     []uint32
 	// shared lists, sorted, the repositories that link each manifest
 	// linked by more than one (record.n > 1).
 	shared map[dkey][]string
@@ -172,10 +174,10 @@ func (s *state) repo(name string, create bool) *repo {
 		}
 		if n := len(s.free); n > 0 {
 			r.id, s.free = s.free[n-1], s.free[:n-1]
-			s.byID[r.id] = r
+			s.byID[r.id], s.nameByID[r.id] = r, nameOfID(name)
 		} else {
 			r.id = uint32(len(s.byID))
-			s.byID = append(s.byID, r)
+			s.byID, s.nameByID = append(s.byID, r), append(s.nameByID, nameOfID(name))
 		}
 		s.repos[name] = r
 		s.added = append(s.added, name)
@@ -186,7 +188,7 @@ func (s *state) repo(name string, create bool) *repo {
 // dropRepo forgets empty repository r.
 func (s *state) dropRepo(r *repo) {
 	delete(s.repos, r.name)
-	s.byID[r.id] = nil
+	s.byID[r.id], s.nameByID[r.id] = nil, idName{freeID}
 	s.free = append(s.free, r.id)
 	if i, ok := slices.BinarySearch(s.names, r.name); ok {
 		s.names = slices.Delete(s.names, i, i+1)
@@ -242,6 +244,9 @@ func (s *state) links(name string, k dkey) bool {
 	case 0:
 		return false
 	case 1:
+		if eq, known := s.nameByID[rec.repo].is(name); known {
+			return eq
+		}
 		r := s.byID[rec.repo]
 		return r != nil && r.name == name
 	}
