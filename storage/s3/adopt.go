@@ -87,7 +87,7 @@ func (s *foreignKeys) AdoptObject(ctx context.Context, d digest.Digest, key stri
 	if size <= maxCopyObject {
 		_, err = s.client.CopyObject(ctx, dst, src)
 	} else {
-		dst.PartSize = copyPartSize
+		dst.PartSize, dst.NumThreads = copyPartSize, copyThreads
 		_, err = s.client.ComposeObject(ctx, dst, src)
 	}
 	if err != nil {

@@ -115,7 +115,7 @@ func (s *blobs) putBlob(ctx context.Context, d digest.Digest, b *partBuf) error 
 // copyToBlob copies the completed upload id to blob d. The caller holds
 // d's lock and counts it.
 func (s *blobs) copyToBlob(ctx context.Context, id string, d digest.Digest) error {
-	dst := minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: s.keys.blob(d), PartSize: copyPartSize}
+	dst := minio.CopyDestOptions{Bucket: s.cfg.Bucket, Object: s.keys.blob(d), PartSize: copyPartSize, NumThreads: copyThreads}
 	src := minio.CopySrcOptions{Bucket: s.cfg.Bucket, Object: s.keys.uploadData(id)}
 	if _, err := s.client.ComposeObject(ctx, dst, src); err != nil {
 		return wrap("s3 store blob "+d.String(), err)

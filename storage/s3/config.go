@@ -40,9 +40,9 @@ type Config struct {
 	ForcePathStyle bool `yaml:"forcepathstyle"`
 	// RootDirectory prefixes every key. Default "" (the bucket's root).
 	RootDirectory string `yaml:"rootdirectory"`
-	// PartSize is the size of the parts an upload is sent in, and so the
-	// memory an upload may hold twice. Default 16 MiB, minimum 5 MiB (S3's
-	// smallest part), maximum 5 GiB.
+	// PartSize is the size of the parts an upload is sent in: an upload
+	// holds the part filling and up to four being sent. Default 16 MiB,
+	// minimum 5 MiB (S3's smallest part), maximum 5 GiB.
 	PartSize int64 `yaml:"chunksize"`
 	// SpillDir, on local disk, holds the parts of uploads past the
 	// store's memory budget for them (partbuf.go). Default: the system's

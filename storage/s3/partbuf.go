@@ -75,11 +75,6 @@ func (pb *partBuf) checksum() string {
 	return checksumValue(pb.crc)
 }
 
-// reset empties the buffer for the next part.
-func (pb *partBuf) reset() {
-	pb.b, pb.n, pb.crc = pb.b[:0], 0, 0
-}
-
 // partPool lends part buffers (PartSize bytes) to writers: in memory while
 // the budget lasts, spill files in dir after that.
 type partPool struct {

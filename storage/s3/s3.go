@@ -5,8 +5,9 @@
 // Config.Redirect).
 //
 // An upload streams to S3 as a multipart upload while it is hashed (one pass
-// over the bytes); it holds at most two parts, in memory while the store's
-// budget for them lasts and in spill files on local disk after that. Its State makes
+// over the bytes), up to four parts at a time; it holds the part filling
+// and those being sent, in memory while the store's budget for them lasts
+// and in spill files on local disk after that. Its State makes
 // what was written durable: the parts so far, and the bytes after them as a
 // small "tail" object. Commit verifies the digest, completes the multipart
 // upload and copies it to the blob's key; blobs smaller than a part are put

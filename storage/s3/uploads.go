@@ -26,8 +26,11 @@ import (
 const cleanupTimeout = 30 * time.Second
 
 // copyPartSize is the largest blob copied with one CopyObject; larger ones
-// are copied in parts of this size.
-const copyPartSize = 1 << 30
+// are copied in parts of this size, copyThreads at a time.
+const (
+	copyPartSize = 64 << 20
+	copyThreads  = 8
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

@@ -35,8 +35,11 @@ type part struct {
 }
 
 // writer is a storage.BlobWriter. Bytes fill buf; a full buf is sent as the
-// next part on its own goroutine while the other buffer fills, so an upload
-// holds at most two parts, in memory or spilled (partbuf.go).
+// next part on its own goroutine while the next buffer fills, up to
+// maxFlights parts at a time (one stream to S3 runs at a fraction of what
+// the bucket takes). A part's buffer goes back to the pool once sent, so
+// an upload whose client stalls holds one part, and one that runs holds
+// maxFlights+1, in memory or spilled (partbuf.go).
 type writer struct {
 	up *uploads // the upload's parts, tails and cleanup
 	bl *blobs   // where Commit stores the blob
@@ -47,22 +50,23 @@ type writer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	st     writerState // parts sent (in order) and tail generation
-	size   int64
-	h      *hashing.Async
-	buf    *partBuf // bytes after the parts sent or in flight
-	spare  *partBuf // a part buffer not in use, or nil
-	flight *flight  // the part being sent, or nil
-	err    error    // sticky: a part failed, or the writer is released
+	st      writerState // parts sent (in order) and tail generation
+	size    int64
+	h       *hashing.Async
+	buf     *partBuf  // bytes after the parts sent or in flight
+	flights []*flight // the parts being sent, in order
+	err     error     // sticky: a part failed, or the writer is released
 }
 
 // flight is a part being sent.
 type flight struct {
 	done chan struct{}
-	buf  *partBuf
 	part part
 	err  error
 }
+
+// maxFlights is how many parts of an upload are sent at a time.
+const maxFlights = 4
 
 // smallTail is how large buf grows before it takes a full part buffer, so
 // small blobs (image configs, small layers) never hold PartSize bytes.
@@ -158,10 +162,14 @@ func (w *writer) reserve(n int) error {
 	return nil
 }
 
-// flush starts sending buf as the next part, once the previous one landed.
+// flush starts sending buf as the next part, once fewer than maxFlights
+// are being sent.
 func (w *writer) flush() error {
-	if err := w.wait(); err != nil {
-		return err
+	if len(w.flights) == maxFlights {
+		w.land()
+	}
+	if w.err != nil {
+		return w.err
 	}
 	if w.st.UploadID == "" {
 		uploadID, err := w.up.newMultipart(w.ctx, w.id)
@@ -171,33 +179,37 @@ func (w *writer) flush() error {
 		}
 		w.st.UploadID = uploadID
 	}
-	f := &flight{done: make(chan struct{}), buf: w.buf}
-	ctx, id, uploadID, number := w.ctx, w.id, w.st.UploadID, len(w.st.Parts)+1
+	f := &flight{done: make(chan struct{})}
+	ctx, id, uploadID, number := w.ctx, w.id, w.st.UploadID, len(w.st.Parts)+len(w.flights)+1
+	buf, parts := w.buf, w.up.parts
 	go func() {
 		defer close(f.done)
-		f.part, f.err = w.up.sendPart(ctx, id, uploadID, number, f.buf)
+		f.part, f.err = w.up.sendPart(ctx, id, uploadID, number, buf)
+		parts.put(buf)
 	}()
-	w.flight, w.buf, w.spare = f, w.spare, nil
-	if w.buf == nil {
-		w.buf = &partBuf{} // reserve takes a part buffer
-	}
+	w.flights = append(w.flights, f)
+	w.buf = &partBuf{} // reserve takes a part buffer
 	return nil
 }
 
-// wait waits for the part in flight and records it.
-func (w *writer) wait() error {
-	f := w.flight
-	if f == nil {
-		return w.err
-	}
+// land waits for the oldest part being sent and records it; after a
+// failed one, no later part is recorded.
+func (w *writer) land() {
+	f := w.flights[0]
 	<-f.done
-	f.buf.reset()
-	w.flight, w.spare = nil, f.buf
+	w.flights = w.flights[1:]
 	if f.err != nil && w.err == nil {
 		w.err = f.err
 	}
-	if f.err == nil {
+	if w.err == nil {
 		w.st.Parts = append(w.st.Parts, f.part)
+	}
+}
+
+// wait waits for every part being sent and records them.
+func (w *writer) wait() error {
+	for len(w.flights) > 0 {
+		w.land()
 	}
 	return w.err
 }
@@ -212,7 +224,7 @@ func (w *writer) sendBuf() error {
 
 func (w *writer) Size() int64 { return w.size }
 
-// State implements storage.BlobWriter: it waits for the part in flight,
+// State implements storage.BlobWriter: it waits for the parts being sent,
 // sends buf as a part if it may be one (S3 parts but the last are at least
 // 5 MiB), and records the rest as tail object number Gen+1. The previous
 // tail stays, in case the caller loses this state; older ones go.
@@ -375,28 +387,26 @@ func (w *writer) Cancel(ctx context.Context) error {
 	return w.up.removeUpload(ctx, w.id)
 }
 
-// Close implements storage.BlobWriter. A part in flight is abandoned:
-// everything the last State recorded stays.
+// Close implements storage.BlobWriter. The parts being sent are
+// abandoned: everything the last State recorded stays.
 func (w *writer) Close() error {
 	w.release()
 	return nil
 }
 
-// release stops the part in flight and the hash, and returns the buffers.
+// release stops the parts being sent and the hash, and returns the buffer.
 func (w *writer) release() {
 	if errors.Is(w.err, errReleased) {
 		return
 	}
 	w.cancel()
-	if w.flight != nil {
-		<-w.flight.done
-		w.up.parts.put(w.flight.buf)
-		w.flight = nil
+	for _, f := range w.flights {
+		<-f.done
 	}
+	w.flights = nil
 	w.h.Close()
 	w.up.parts.put(w.buf)
-	w.up.parts.put(w.spare)
-	w.buf, w.spare = &partBuf{}, nil
+	w.buf = &partBuf{}
 	w.err = errReleased
 }
 
