@@ -19,37 +19,46 @@ import (
 // (one blob of its own per manifest, one of 100 shared): the GC CPU of one
 // full collection with the index live, reported as gc-ms/op (mark CPU,
 // from runtime/metrics), and the heap the index holds.
+// applyManifest applies to st manifest number i with subject sub (or
+// none), linked by repo under two tags, and the ops in extra; it returns
+// the manifest's digest.
+func applyManifest(b *testing.B, st *state, i int, repo string, sub digest.Digest, extra ...metalog.Op) digest.Digest {
+	content := fmt.Appendf(nil, `{"schemaVersion":2,"n":%d}`, i)
+	m := &storage.Manifest{Subject: sub, Content: content, Descriptor: v1.Descriptor{
+		MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))}}
+	rec, err := encodeRecord(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := m.Descriptor.Digest
+	ops := append([]metalog.Op{
+		{Key: string(manifestKey(d)), Value: rec, Stamp: uint64(i + 1)},
+		{Key: string(manifestLinkKey(repo, d))},
+		{Key: string(tagKey(repo, fmt.Sprint("v", i))), Value: []byte(d)},
+		{Key: string(tagKey(repo, fmt.Sprint("w", i))), Value: []byte(d)},
+	}, extra...)
+	for _, op := range ops {
+		if err := st.apply(op); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return d
+}
+
 func BenchmarkIndexGC(b *testing.B) {
 	for _, n := range []int{250_000} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			st := newState()
 			var subject digest.Digest
 			for i := range n {
-				content := fmt.Appendf(nil, `{"schemaVersion":2,"n":%d}`, i)
-				m := &storage.Manifest{Content: content, Descriptor: v1.Descriptor{
-					MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))}}
+				var sub digest.Digest
 				if i%10 == 1 {
-					m.Subject = subject
-				}
-				subject = m.Descriptor.Digest
-				rec, err := encodeRecord(m)
-				if err != nil {
-					b.Fatal(err)
+					sub = subject
 				}
 				repo := fmt.Sprintf("org%d/repo%d", i%(n/10)%100, i%(n/10))
-				d := m.Descriptor.Digest
-				for _, op := range []metalog.Op{
-					{Key: string(manifestKey(d)), Value: rec, Stamp: uint64(i + 1)},
-					{Key: string(manifestLinkKey(repo, d))},
-					{Key: string(tagKey(repo, fmt.Sprint("v", i))), Value: []byte(d)},
-					{Key: string(tagKey(repo, fmt.Sprint("w", i))), Value: []byte(d)},
-					{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("layer", i)))), Value: []byte("1234")},
-					{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("base", i%100)))), Value: []byte("5678")},
-				} {
-					if err := st.apply(op); err != nil {
-						b.Fatal(err)
-					}
-				}
+				subject = applyManifest(b, st, i, repo, sub,
+					metalog.Op{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("layer", i)))), Value: []byte("1234")},
+					metalog.Op{Key: string(blobLinkKey(repo, digest.FromString(fmt.Sprint("base", i%100)))), Value: []byte("5678")})
 			}
 			st.settle()
 			runtime.GC()

@@ -5,12 +5,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/opencontainers/go-digest"
-	v1 "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/atollhq/atoll/storage"
-	"github.com/atollhq/atoll/storage/metalog"
 )
 
 // BenchmarkLinks answers whether a repository links a manifest, picked at
@@ -25,26 +19,8 @@ func BenchmarkLinks(b *testing.B) {
 			keys := make([]dkey, n)
 			names := make([]string, n)
 			for i := range n {
-				content := fmt.Appendf(nil, `{"schemaVersion":2,"n":%d}`, i)
-				m := &storage.Manifest{Content: content, Descriptor: v1.Descriptor{
-					MediaType: v1.MediaTypeImageManifest, Digest: digest.FromBytes(content), Size: int64(len(content))}}
-				rec, err := encodeRecord(m)
-				if err != nil {
-					b.Fatal(err)
-				}
 				repo := fmt.Sprintf("org%d/repo%d", i/10%100, i/10)
-				d := m.Descriptor.Digest
-				for _, op := range []metalog.Op{
-					{Key: string(manifestKey(d)), Value: rec, Stamp: uint64(i + 1)},
-					{Key: string(manifestLinkKey(repo, d))},
-					{Key: string(tagKey(repo, fmt.Sprint("v", i))), Value: []byte(d)},
-					{Key: string(tagKey(repo, fmt.Sprint("w", i))), Value: []byte(d)},
-				} {
-					if err := st.apply(op); err != nil {
-						b.Fatal(err)
-					}
-				}
-				keys[i], names[i] = dkeyOf(d), repo
+				keys[i], names[i] = dkeyOf(applyManifest(b, st, i, repo, "")), repo
 			}
 			st.settle()
 			// The reads, picked ahead and laid out in order, with names of

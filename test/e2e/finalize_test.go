@@ -95,35 +95,10 @@ func TestFinalPutRetriedAfterClientTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The client cuts the final PUT after cut: soon, since the commit is
+	// The client cuts the final PUT after 3 ms: soon, since the commit is
 	// quick now that the holders received the bytes with the PATCH (the
 	// api's TestFinalPutSurvivesClientTimeout cuts one mid-commit for sure).
-	const cut = 3 * time.Millisecond
-	cutCtx, cancel := context.WithTimeout(ctx, cut)
-	start := time.Now()
-	_, err = cl.do(cutCtx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
-	cancel()
-	switch {
-	case err == nil:
-		t.Logf("the final PUT answered 201 within %v (%v): nothing to cut", cut, time.Since(start).Round(time.Millisecond))
-	case errors.Is(err, context.DeadlineExceeded):
-		t.Logf("the final PUT cut by the client after %v", time.Since(start).Round(time.Millisecond))
-	default:
-		t.Fatalf("final PUT: %v", err)
-	}
-
-	start = time.Now()
-	r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
-	if err != nil {
-		t.Fatalf("retried PUT: %v", err)
-	}
-	logMeasure(t, "retried final PUT of a 256 MiB upload on a non-owner answered 201 after %v", time.Since(start).Round(time.Millisecond))
-	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
-		t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
-	}
-	if got, want := r.header.Get("Location"), "/v2/final/retry/blobs/"+d.String(); got != want {
-		t.Errorf("retried PUT: Location %q, want %q", got, want)
-	}
+	cutAndRetryFinalPut(t, cl, "final/retry", loc, d, 3*time.Millisecond, "a 256 MiB upload on a non-owner")
 	other := digest.FromString("not the upload")
 	if _, err := cl.do(ctx, "PUT", withDigest(loc, other), nil, nil, http.StatusBadRequest); err != nil {
 		t.Errorf("PUT of the finished session with another digest: %v", err)
@@ -162,6 +137,38 @@ func TestFinalPutRetriedAfterClientTimeout(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// cutAndRetryFinalPut sends the final PUT of the upload session at loc
+// and gives up on it after cut; the retry must answer 201 with the digest
+// and the blob's Location. what names the upload in the logged measure.
+func cutAndRetryFinalPut(t *testing.T, cl *client, repo, loc string, d digest.Digest, cut time.Duration, what string) {
+	t.Helper()
+	ctx := context.Background()
+	cutCtx, cancel := context.WithTimeout(ctx, cut)
+	start := time.Now()
+	_, err := cl.do(cutCtx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	cancel()
+	switch {
+	case err == nil:
+		t.Logf("the final PUT answered 201 within %v (%v): nothing to cut", cut, time.Since(start).Round(time.Millisecond))
+	case errors.Is(err, context.DeadlineExceeded):
+		t.Logf("the final PUT cut by the client after %v", time.Since(start).Round(time.Millisecond))
+	default:
+		t.Fatalf("final PUT: %v", err)
+	}
+	start = time.Now()
+	r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
+	if err != nil {
+		t.Fatalf("retried PUT: %v", err)
+	}
+	logMeasure(t, "retried final PUT of %s answered 201 after %v", what, time.Since(start).Round(time.Millisecond))
+	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
+		t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
+	}
+	if got, want := r.header.Get("Location"), "/v2/"+repo+"/blobs/"+d.String(); got != want {
+		t.Errorf("retried PUT: Location %q, want %q", got, want)
+	}
 }
 
 // A holder of the blob is SIGKILLed while the upload's bytes are on their
@@ -275,27 +282,7 @@ func TestFinalPutRetriedS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cutCtx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	start := time.Now()
-	_, err = cl.do(cutCtx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
-	cancel()
-	switch {
-	case err == nil:
-		t.Logf("the final PUT answered 201 within 20ms (%v): nothing to cut", time.Since(start).Round(time.Millisecond))
-	case errors.Is(err, context.DeadlineExceeded):
-		t.Logf("the final PUT cut by the client after %v", time.Since(start).Round(time.Millisecond))
-	default:
-		t.Fatalf("final PUT: %v", err)
-	}
-	start = time.Now()
-	r, err := cl.do(ctx, "PUT", withDigest(loc, d), nil, nil, http.StatusCreated)
-	if err != nil {
-		t.Fatalf("retried PUT: %v", err)
-	}
-	logMeasure(t, "retried final PUT of a 128 MiB upload on S3 answered 201 after %v", time.Since(start).Round(time.Millisecond))
-	if got := r.header.Get("Docker-Content-Digest"); got != d.String() {
-		t.Errorf("retried PUT: Docker-Content-Digest %q, want %s", got, d)
-	}
+	cutAndRetryFinalPut(t, cl, "final/s3", loc, d, 20*time.Millisecond, "a 128 MiB upload on S3")
 	if err := cl.getBlob(ctx, "final/s3", d, size); err != nil {
 		t.Error(err)
 	}
