@@ -12,9 +12,9 @@ import (
 	"github.com/atollhq/atoll/storage/diskspace"
 )
 
-// An upload holds the bytes of its next part until the part is full, and
-// a second part while the first is being sent, however slowly its client
-// sends: 16 MiB parts let 100 clients that send 12 MB and stall hold
+// An upload holds the bytes of its next part until the part is full,
+// however slowly its client sends, and the parts being sent until they
+// land: 16 MiB parts let 100 clients that send 12 MB and stall hold
 // 1.2 GB. A store's part buffers in memory therefore share a budget, and
 // an upload that finds it spent keeps its part in a spill file on local
 // disk: the kernel, not the registry, then holds those bytes, and it can
