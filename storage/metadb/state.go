@@ -27,7 +27,7 @@ type state struct {
 	repos   map[string]*repo
 	// byID holds each repository by its id; nil for a free id, which
 	// free lists for reuse. nameByID holds their names as links compares
-	// them (names.go).
+	// them (idname.go).
 	byID     []*repo
 	nameByID []idName
 	free     []uint32
