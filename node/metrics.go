@@ -91,6 +91,12 @@ func (m *metrics) watch(n *Node) error {
 	}
 	gauge("atoll_blobs_stored", "Blobs held on this member.", func() float64 { b, _ := n.local.Usage(); return float64(b) })
 	gauge("atoll_blob_bytes_stored", "Bytes of the blobs held on this member.", func() float64 { _, b := n.local.Usage(); return float64(b) })
+	if pb, ok := n.local.(interface{ PartBuffers() (int, int) }); ok { // S3
+		gauge("atoll_upload_parts_in_memory", "Upload parts held in memory, within the member's budget (S3).",
+			func() float64 { m, _ := pb.PartBuffers(); return float64(m) })
+		gauge("atoll_upload_parts_spilled", "Upload parts past the member's memory budget, in spill files on local disk (S3).",
+			func() float64 { _, s := pb.PartBuffers(); return float64(s) })
+	}
 	gauge("atoll_uploads_in_flight", "Open upload sessions on this member.", func() float64 {
 		u, _ := n.meta.ListUploads()
 		return float64(len(u))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/atollhq/atoll/storage/diskspace"
 )
@@ -78,11 +79,12 @@ func (pb *partBuf) checksum() string {
 // partPool lends part buffers (PartSize bytes) to writers: in memory while
 // the budget lasts, spill files in dir after that.
 type partPool struct {
-	size   int64
-	mem    sync.Pool     // *[]byte of cap size
-	tokens chan struct{} // one for each part buffer in memory out
-	dir    string
-	tails  sync.Pool // *[]byte of cap smallTail
+	size    int64
+	mem     sync.Pool     // *[]byte of cap size
+	tokens  chan struct{} // one for each part buffer in memory out
+	dir     string
+	spilled atomic.Int64 // spill files open
+	tails   sync.Pool    // *[]byte of cap smallTail
 }
 
 // spillPrefix starts the names of spill files.
@@ -141,6 +143,7 @@ func (p *partPool) get() (*partBuf, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("s3 spill part: %w", err)
 	}
+	p.spilled.Add(1)
 	return &partBuf{f: f}, nil
 }
 
@@ -152,6 +155,7 @@ func (p *partPool) put(pb *partBuf) {
 		return
 	case pb.f != nil:
 		_ = pb.f.Close()
+		p.spilled.Add(-1)
 	case pb.pooled:
 		b := pb.b[:0]
 		p.mem.Put(&b)

@@ -112,6 +112,9 @@ func TestPartBudget(t *testing.T) {
 	if inMemory != budget/minPartSize || spilled != writers-inMemory {
 		t.Errorf("%d parts in memory and %d spilled, want %d and %d", inMemory, spilled, budget/minPartSize, writers-budget/minPartSize)
 	}
+	if m, sp := s.PartBuffers(); m != inMemory || sp != spilled {
+		t.Errorf("PartBuffers() = %d, %d; want %d, %d", m, sp, inMemory, spilled)
+	}
 	if limit := int64(budget + 4<<20); grown > limit {
 		t.Errorf("heap grew %d bytes, want at most %d (the budget)", grown, limit)
 	}
@@ -143,8 +146,8 @@ func TestPartBudget(t *testing.T) {
 	if got := readBlob(t, s, d); !bytes.Equal(got, data) {
 		t.Error("content differs")
 	}
-	if n := len(parts.tokens); n != 0 {
-		t.Errorf("%d part buffers in memory still out after every commit", n)
+	if m, sp := s.PartBuffers(); m != 0 || sp != 0 {
+		t.Errorf("after every commit PartBuffers() = %d, %d; want 0, 0", m, sp)
 	}
 }
 

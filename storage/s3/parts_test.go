@@ -11,7 +11,8 @@ import (
 // foreignKeys, records, tally) and must keep every interface and optional
 // capability its users find on it: the storage ones are asserted in s3.go,
 // these are copies of other consumers' (node/placement's LocalStore adds
-// Check; node/registry2's Bucket, ObjectAdopter and Recorder), which
+// Check; node/registry2's Bucket, ObjectAdopter and Recorder; node's
+// metrics PartBuffers), which
 // package storage may not import. Two parts promoting a method of the same
 // name at the same depth would hide it: this list then fails to compile.
 var (
@@ -19,7 +20,12 @@ var (
 	_ keyBucket     = (*Store)(nil)
 	_ objectAdopter = (*Store)(nil)
 	_ namedRecords  = (*Store)(nil)
+	_ partBuffers   = (*Store)(nil)
 )
+
+type partBuffers interface { // node's metrics
+	PartBuffers() (inMemory, spilled int)
+}
 
 type checker interface {
 	Check(ctx context.Context) error

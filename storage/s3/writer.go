@@ -81,6 +81,13 @@ type writers struct {
 	blobs   *blobs
 }
 
+// PartBuffers reports the uploads' part buffers out: in memory, within the
+// store's budget, and spilled to local disk past it.
+func (ws *writers) PartBuffers() (inMemory, spilled int) {
+	p := ws.uploads.parts
+	return len(p.tokens), int(p.spilled.Load())
+}
+
 // Writer implements storage.BlobStore. A new upload (nil state) touches S3
 // only once it has a part to send or a State to record. A resumed one reads
 // the tail its state names: data written after that State is dropped, and a

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -336,17 +337,26 @@ func fullCollect(ctx context.Context, t *testing.T, c *client) []map[string]any 
 
 // fullFreeMetric reads atoll_storage_free_bytes from a /metrics page.
 func fullFreeMetric(ctx context.Context, c *client, url string) (int64, error) {
+	f, err := metricValue(ctx, c, url, "atoll_storage_free_bytes")
+	return int64(f), err
+}
+
+// errNoSeries: a /metrics page has no sample of the series asked for.
+var errNoSeries = errors.New("no such series")
+
+// metricValue reads the sample of series (a name with its labels, as the
+// page writes them) from the /metrics page at url.
+func metricValue(ctx context.Context, c *client, url, series string) (float64, error) {
 	r, err := c.do(ctx, "GET", url, nil, nil, http.StatusOK)
 	if err != nil {
 		return 0, err
 	}
 	for sc := bufio.NewScanner(bytes.NewReader(r.body)); sc.Scan(); {
-		if v, ok := strings.CutPrefix(sc.Text(), "atoll_storage_free_bytes "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return int64(f), err
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("no atoll_storage_free_bytes in %s", url)
+	return 0, fmt.Errorf("%s in %s: %w", series, url, errNoSeries)
 }
 
 // fullUploadBytes is the size of every upload file under a data directory.

@@ -36,21 +36,31 @@ func TestSlowUploadsBoundMemory(t *testing.T) {
 		// were seen. Without a budget the uploads hold 600 MiB.
 		const uploads = 300
 		n := startNode(t, t.TempDir())
-		slowUploadsBoundMemory(t, n, uploads, 2_000_000, 256<<20+uploads*384<<10)
+		slowUploadsBoundMemory(t, n, uploads, 2_000_000, 256<<20+uploads*384<<10, nil)
 	})
 	t.Run("s3", func(t *testing.T) {
 		// The bound is the part budget plus, for each upload, what its
 		// connection costs. Without a budget the uploads hold 1.2 GB.
+		// The member's metrics count the parts in memory (16 of 16 MiB)
+		// and the rest, spilled.
 		const uploads = 100
 		m := minio.Start(t)
-		n := startNodeWith(t, t.TempDir(), nodeOptions{env: s3Env(m, "slow")})
-		slowUploadsBoundMemory(t, n, uploads, 12_000_000, 256<<20+uploads*512<<10)
+		debug := freeAddr(t)
+		n := startNodeWith(t, t.TempDir(), nodeOptions{env: append(s3Env(m, "slow"), "REGISTRY_HTTP_DEBUG_ADDR="+debug)})
+		slowUploadsBoundMemory(t, n, uploads, 12_000_000, 256<<20+uploads*512<<10, func(c *client) {
+			for series, want := range map[string]float64{"atoll_upload_parts_in_memory": 16, "atoll_upload_parts_spilled": uploads - 16} {
+				if got, err := metricValue(context.Background(), c, "http://"+debug+"/metrics", series); err != nil || got != want {
+					t.Errorf("%s = %v (%v), want %v", series, got, err, want)
+				}
+			}
+		})
 	})
 }
 
 // slowUploadsBoundMemory starts uploads to n that send sent bytes each and
-// stall, and fails if n's RSS grows by more than budget.
-func slowUploadsBoundMemory(t *testing.T, n *Node, uploads, sent int, budget int64) {
+// stall, and fails if n's RSS grows by more than budget; stalled, if not
+// nil, checks n while the uploads stall.
+func slowUploadsBoundMemory(t *testing.T, n *Node, uploads, sent int, budget int64, stalled func(*client)) {
 	c := newClient(n.URL())
 	defer c.close()
 	ctx := context.Background()
@@ -88,6 +98,9 @@ func slowUploadsBoundMemory(t *testing.T, n *Node, uploads, sent int, budget int
 	t.Logf("%d uploads stalled after %d bytes each: the member's RSS grew %d MiB (%d to %d MiB), bound %d MiB", uploads, sent, grown>>20, before>>20, after>>20, budget>>20)
 	if grown > budget {
 		t.Errorf("the member's RSS grew %d MiB for %d stalled uploads, more than %d MiB", grown>>20, uploads, budget>>20)
+	}
+	if stalled != nil {
+		stalled(c)
 	}
 
 	whole := data[:sent+1000]
