@@ -132,7 +132,7 @@ func (w *writer) Write(p []byte) (int, error) {
 			return written, err
 		}
 		if _, err := w.buf.Write(p[:n]); err != nil {
-			w.err = err // buf may hold some of p: only a State can go on
+			w.err = err // buf may hold part of p: the writer is done, a new one resumes from the last State
 			return written, err
 		}
 		w.h.Write(p[:n])
