@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
@@ -127,7 +126,7 @@ type Registry struct {
 	log      *slog.Logger
 	readOnly bool
 	sessions *uploadSessions
-	router   *mux.Router
+	router   *router
 }
 
 // New returns a registry over deps.
@@ -220,36 +219,34 @@ type handlers struct {
 	referrers referrerHandler
 }
 
-// routes lays out the API. A name may contain slashes, so routes match the
-// longest name and handlers validate it against the spec's grammar.
-func routes(log *slog.Logger, h handlers) *mux.Router {
-	m := mux.NewRouter()
-	m.SkipClean(true)
-	m.UseEncodedPath()
+// routes lays out the API (route.go parses the paths; handlers validate
+// the names and arguments against the spec's grammar).
+func routes(log *slog.Logger, h handlers) *router {
 	wrap := func(f handlerFunc) http.Handler { return handle(log, f) }
-	const name = "/v2/{name:.+}"
-	m.Handle("/v2/", wrap(base)).Methods("GET", "HEAD")
-	m.Handle("/v2/_catalog", wrap(h.catalog.catalog)).Methods("GET")
-	m.Handle("/v1/search", wrap(h.catalog.search)).Methods("GET")
-	m.Handle(name+"/tags/list", wrap(h.tags.tags)).Methods("GET")
-	m.Handle(name+"/referrers/{digest}", wrap(h.referrers.referrers)).Methods("GET")
-	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.getManifest)).Methods("GET", "HEAD")
-	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.putManifest)).Methods("PUT")
-	m.Handle(name+"/manifests/{reference}", wrap(h.manifests.deleteManifest)).Methods("DELETE")
-	m.Handle(name+"/blobs/uploads/", wrap(h.uploads.startUpload)).Methods("POST")
-	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.uploadStatus)).Methods("GET")
-	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.patchUpload)).Methods("PATCH")
-	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.finishUpload)).Methods("PUT")
-	m.Handle(name+"/blobs/uploads/{id}", wrap(h.uploads.cancelUpload)).Methods("DELETE")
-	m.Handle(name+"/blobs/{digest}", wrap(h.blobs.getBlob)).Methods("GET", "HEAD")
-	m.Handle(name+"/blobs/{digest}", wrap(h.blobs.deleteBlob)).Methods("DELETE")
-	m.NotFoundHandler = wrap(func(http.ResponseWriter, *http.Request) error {
-		return newError(http.StatusNotFound, codeNameUnknown, "no such route")
-	})
-	m.MethodNotAllowedHandler = wrap(func(http.ResponseWriter, *http.Request) error {
-		return newError(http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
-	})
-	return m
+	rt := &router{
+		notFound: wrap(func(http.ResponseWriter, *http.Request) error {
+			return newError(http.StatusNotFound, codeNameUnknown, "no such route")
+		}),
+		notAllowed: wrap(func(http.ResponseWriter, *http.Request) error {
+			return newError(http.StatusMethodNotAllowed, codeUnsupported, "method not allowed")
+		}),
+	}
+	rt.handle(Base, wrap(base), "GET", "HEAD")
+	rt.handle(Catalog, wrap(h.catalog.catalog), "GET")
+	rt.handle(Search, wrap(h.catalog.search), "GET")
+	rt.handle(Tags, wrap(h.tags.tags), "GET")
+	rt.handle(Referrers, wrap(h.referrers.referrers), "GET")
+	rt.handle(Manifest, wrap(h.manifests.getManifest), "GET", "HEAD")
+	rt.handle(Manifest, wrap(h.manifests.putManifest), "PUT")
+	rt.handle(Manifest, wrap(h.manifests.deleteManifest), "DELETE")
+	rt.handle(Uploads, wrap(h.uploads.startUpload), "POST")
+	rt.handle(Upload, wrap(h.uploads.uploadStatus), "GET")
+	rt.handle(Upload, wrap(h.uploads.patchUpload), "PATCH")
+	rt.handle(Upload, wrap(h.uploads.finishUpload), "PUT")
+	rt.handle(Upload, wrap(h.uploads.cancelUpload), "DELETE")
+	rt.handle(Blob, wrap(h.blobs.getBlob), "GET", "HEAD")
+	rt.handle(Blob, wrap(h.blobs.deleteBlob), "DELETE")
+	return rt
 }
 
 // base implements "GET /v2/": the API version check.

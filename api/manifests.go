@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/oci"
@@ -17,7 +16,7 @@ import (
 
 // reference returns the validated manifest reference of the request.
 func reference(r *http.Request) (oci.Reference, error) {
-	s := mux.Vars(r)["reference"]
+	s := r.PathValue(pathReference)
 	ref, ok := oci.ParseReference(s)
 	switch {
 	case ok:

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/oci"
@@ -21,14 +20,13 @@ import (
 
 // repoName returns the validated repository name of the request.
 func repoName(r *http.Request) (string, error) {
-	name := mux.Vars(r)["name"]
+	name := r.PathValue(pathName)
 	if !oci.ValidName(name) {
 		return "", newError(http.StatusBadRequest, codeNameInvalid, "invalid repository name %q", truncate(name))
 	}
 	return name, nil
 }
 
-// pathDigest returns the validated digest in the path variable v.
 // repoAndDigest returns the repository and the {digest} of a request
 // naming both, or the error for the first that is invalid.
 func repoAndDigest(r *http.Request) (string, digest.Digest, error) {
@@ -36,12 +34,8 @@ func repoAndDigest(r *http.Request) (string, digest.Digest, error) {
 	if err != nil {
 		return "", "", err
 	}
-	d, err := pathDigest(r, "digest")
+	d, err := parseDigest(r.PathValue(pathDigest))
 	return repo, d, err
-}
-
-func pathDigest(r *http.Request, v string) (digest.Digest, error) {
-	return parseDigest(mux.Vars(r)[v])
 }
 
 func parseDigest(s string) (digest.Digest, error) {

@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/mux"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
@@ -270,7 +269,7 @@ func (h *uploadHandler) uploadID(w http.ResponseWriter, r *http.Request) (repo, 
 	if repo, err = repoName(r); err != nil {
 		return "", "", err
 	}
-	id = mux.Vars(r)["id"]
+	id = r.PathValue(pathUploadID)
 	if h.remote != nil {
 		if forwarded, err := h.remote.ForwardUpload(w, r, id); forwarded || err != nil {
 			return "", "", err

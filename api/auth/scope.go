@@ -3,7 +3,7 @@ package auth
 import (
 	"net/http"
 
-	"github.com/gorilla/mux"
+	"github.com/atollhq/atoll/api"
 )
 
 // Access is a repository and the actions a request needs on it.
@@ -12,32 +12,21 @@ type Access struct {
 	Actions    []string
 }
 
-// routes mirrors the API's routes (api.routes: same templates, methods and
-// order, same mux options) so that a request is authorized for exactly the
-// repository the API will serve. Each route's name is the action it needs.
-var routes = func() *mux.Router {
-	m := mux.NewRouter()
-	m.SkipClean(true)
-	m.UseEncodedPath()
-	const name = "/v2/{name:.+}"
-	add := func(path, action string, methods ...string) {
-		m.NewRoute().Path(path).Methods(methods...).Name(action)
-	}
-	add("/v2/", "", "GET", "HEAD")
-	add("/v2/_catalog", "", "GET")
-	add(name+"/tags/list", ActionPull, "GET")
-	add(name+"/referrers/{digest}", ActionPull, "GET")
-	add(name+"/manifests/{reference}", ActionPull, "GET", "HEAD")
-	add(name+"/manifests/{reference}", ActionPush, "PUT")
-	add(name+"/manifests/{reference}", ActionDelete, "DELETE")
-	add(name+"/blobs/uploads/", ActionPush, "POST")
+// actions is the action each resource's methods need (api.ParseRoute
+// routes a request for the API and for its authorization alike, so a
+// request is authorized for exactly the repository the API will serve).
+// A resource or method absent here needs no repository: authentication
+// only.
+var actions = map[api.Resource]map[string]string{
+	api.Tags:      {"GET": ActionPull},
+	api.Referrers: {"GET": ActionPull},
+	api.Manifest:  {"GET": ActionPull, "HEAD": ActionPull, "PUT": ActionPush, "DELETE": ActionDelete},
+	api.Uploads:   {"POST": ActionPush},
 	// Every request of an upload session is part of a push, its
 	// cancellation included: it deletes nothing a pull could see.
-	add(name+"/blobs/uploads/{id}", ActionPush, "GET", "PATCH", "PUT", "DELETE")
-	add(name+"/blobs/{digest}", ActionPull, "GET", "HEAD")
-	add(name+"/blobs/{digest}", ActionDelete, "DELETE")
-	return m
-}()
+	api.Upload: {"GET": ActionPush, "PATCH": ActionPush, "PUT": ActionPush, "DELETE": ActionPush},
+	api.Blob:   {"GET": ActionPull, "HEAD": ActionPull, "DELETE": ActionDelete},
+}
 
 // Scope returns the repository a Distribution API request acts on and the
 // actions it needs there: pull to read manifests, blobs, tags and
@@ -57,11 +46,12 @@ func Scope(r *http.Request) (repo string, actions []string) {
 // .../blobs/uploads/?mount=<digest>&from=<repo>), a second entry: pull on
 // the source repository.
 func Scopes(r *http.Request) []Access {
-	var m mux.RouteMatch
-	if !routes.Match(r, &m) || m.Route == nil || m.Route.GetName() == "" {
+	route := api.ParseRoute(r.URL.EscapedPath())
+	action, ok := actions[route.Resource][r.Method]
+	if !ok {
 		return nil
 	}
-	out := []Access{{Repository: m.Vars["name"], Actions: []string{m.Route.GetName()}}}
+	out := []Access{{Repository: route.Name, Actions: []string{action}}}
 	if r.Method == http.MethodPost {
 		q := r.URL.Query()
 		if from := q.Get("from"); from != "" && q.Get("mount") != "" {
