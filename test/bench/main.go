@@ -92,6 +92,13 @@ func (c config) validate() error {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == bareServeArg {
+		if err := serveBare(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg := parseFlags()
 	benchkit.Main("bench", func(ctx context.Context) error { return run(ctx, cfg) })
 }

@@ -91,7 +91,9 @@ func printReport(w io.Writer, cfg config, registries []string, scens []scenario,
 		ratio, refCell := vsDist, "-"
 		if sc.versus != "" { // the reference measured in this scenario's rounds
 			ref := res.median(sc.key, nameReference, value)
-			ratio = a / ref
+			if !sc.versusShown {
+				ratio = a / ref
+			}
 			refCell = cell(ratio, "%.2fx") + " of " + sc.versus + " " + res.spread(sc.key, nameReference)
 		}
 		t.Row(sc.title, sc.unit, res.spread(sc.key, nameAtoll), res.spread(sc.key, nameDistribution),

@@ -225,3 +225,6 @@ func SHA256Speed(n int64) float64 {
 	h.Sum(nil)
 	return MBps(n, time.Since(start))
 }
+
+// Name is the path of the blob's file.
+func (b *BlobFile) Name() string { return b.f.Name() }
