@@ -91,7 +91,8 @@ const (
 	pathUploadID  = "id"
 )
 
-// argName is the path value that holds a resource's Arg.
+// argName is the path value that holds a resource's Arg, for every
+// resource (Blob is the last).
 var argName = [...]string{Referrers: pathDigest, Manifest: pathReference, Upload: pathUploadID, Blob: pathDigest}
 
 // A router serves each resource's methods by a handler, answering a path
@@ -126,8 +127,8 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if route.Name != "" {
 		r.SetPathValue(pathName, route.Name)
 	}
-	if int(route.Resource) < len(argName) && argName[route.Resource] != "" {
-		r.SetPathValue(argName[route.Resource], route.Arg)
+	if v := argName[route.Resource]; v != "" {
+		r.SetPathValue(v, route.Arg)
 	}
 	h.ServeHTTP(w, r)
 }
