@@ -141,11 +141,11 @@ func memberNames(ms []*clusterMember) []string {
 }
 
 // waitFormed waits until every live member reports every live member
-// alive, and returns how long that took.
+// alive and answers /readyz, and returns how long that took.
 func (c *testCluster) waitFormed() time.Duration {
 	c.t.Helper()
 	live := c.live()
-	return pollUntil(c.t, 20*time.Second, "every member sees "+strings.Join(memberNames(live), ",")+" alive", func() error {
+	return pollUntil(c.t, 20*time.Second, "every member sees "+strings.Join(memberNames(live), ",")+" alive and is ready", func() error {
 		for _, m := range live {
 			s, err := m.status()
 			if err != nil {
@@ -157,8 +157,26 @@ func (c *testCluster) waitFormed() time.Duration {
 				}
 			}
 		}
-		return nil
+		// A member that has not caught up with the cluster's metadata
+		// passes every request on to one that has (node/catchup.go):
+		// a test that then looks at its disk would find nothing there.
+		return allReady(live)
 	})
+}
+
+// allReady fails unless every member answers /readyz with 200.
+func allReady(ms []*clusterMember) error {
+	for _, m := range ms {
+		c := newClient(m.URL())
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, http.StatusOK)
+		cancel()
+		c.close()
+		if err != nil {
+			return fmt.Errorf("%s not ready: %w", m.name, err)
+		}
+	}
+	return nil
 }
 
 // kill SIGKILLs the member.

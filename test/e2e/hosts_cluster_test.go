@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -89,21 +87,6 @@ func newHosts(t *testing.T, n int) (*hosts.Net, []*hosts.Host) {
 		hs[i] = net.Add(fmt.Sprintf("m%d", i+1))
 	}
 	return net, hs
-}
-
-// allReady fails unless every member answers /readyz with 200.
-func allReady(ms []*clusterMember) error {
-	for _, m := range ms {
-		c := newClient(m.URL())
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := c.do(ctx, http.MethodGet, "/readyz", nil, nil, http.StatusOK)
-		cancel()
-		c.close()
-		if err != nil {
-			return fmt.Errorf("%s not ready: %w", m.name, err)
-		}
-	}
-	return nil
 }
 
 // replicated fails unless every blob in want is on at least replicas of
