@@ -44,7 +44,7 @@ func TestSharedLinks(t *testing.T) {
 	d := digest.SHA512.FromString("m")
 	repos := []string{"c", "a", "b"}
 	for _, name := range repos {
-		s.linkManifest(s.repo(name, true), d)
+		s.linkManifest(s.repos.get(name, true), d)
 	}
 	names := func() []string {
 		var out []string
@@ -56,7 +56,7 @@ func TestSharedLinks(t *testing.T) {
 		t.Fatalf("linked by %v", got)
 	}
 	for i, want := range []string{"b,c", "c", ""} {
-		s.unlinkManifest(s.repos[[]string{"a", "b", "c"}[i]], d, 1)
+		s.unlinkManifest(s.repos.byName[[]string{"a", "b", "c"}[i]], d, 1)
 		if got := strings.Join(names(), ","); got != want {
 			t.Fatalf("after %d unlinks, linked by %q, want %q", i+1, got, want)
 		}

@@ -1,9 +1,9 @@
 package metadb
 
-// An idName is a repository's name as state.links compares it with the
+// An idName is a repository's name as repoTable.holds compares it with the
 // name a request gives: the name itself when it fits (byte 0 is its
 // length, the name follows), else longName or freeID. Kept in a slice by
-// repository id (state.nameByID), it answers whether the one repository
+// repository id (repoTable.nameByID), it answers whether the one repository
 // that links a manifest is the one asked about in one load, where the
 // repository and then its name are two more, each a miss of the
 // processor's caches and TLB at a hundred thousand repositories (at a

@@ -55,7 +55,7 @@ func TestLinksMatchesRepositories(t *testing.T) {
 			for j, d := range digests {
 				k := dkeyOf(d)
 				want := false
-				if r := st.repo(name, false); r != nil {
+				if r := st.repos.get(name, false); r != nil {
 					_, want = r.manifests[k]
 				}
 				if got := st.links(name, k); got != want {

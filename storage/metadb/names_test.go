@@ -40,8 +40,8 @@ func TestRepositoryNamesSorted(t *testing.T) {
 	if got := s.Repositories("", 0); !slices.Equal(got, want) {
 		t.Fatalf("Repositories = %v\nwant %v", got, want)
 	}
-	if len(s.st.added) != 0 {
-		t.Errorf("names left unsorted after a commit: %v", s.st.added)
+	if len(s.st.repos.added) != 0 {
+		t.Errorf("names left unsorted after a commit: %v", s.st.repos.added)
 	}
 	must(t, s.DeleteManifest(ctx, want[3], manifest(want[3], "").Descriptor.Digest))
 	if got := s.Repositories("", 0); slices.Contains(got, want[3]) || len(got) != len(want)-1 {

@@ -27,7 +27,7 @@ func (s *pins) Pin(ctx context.Context, repo, tag string, d digest.Digest) (dige
 			return nil, nil
 		}
 		bound = d
-		if r := st.repo(repo, false); r != nil {
+		if r := st.repos.get(repo, false); r != nil {
 			if k, ok := r.tags.get(tag); ok {
 				bound = st.digestOf(k)
 			}

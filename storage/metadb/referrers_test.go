@@ -22,7 +22,7 @@ import (
 func TestReferrersMatchSets(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	s := newState()
-	r := s.repo("a/b", true)
+	r := s.repos.get("a/b", true)
 	want := map[dkey]map[dkey]bool{}
 	for step := range 5000 {
 		subject, k := dkey{byte(rng.IntN(8))}, dkey{1, byte(rng.IntN(64))}

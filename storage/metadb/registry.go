@@ -21,14 +21,14 @@ import (
 func (s *manifests) Repositories(last string, n int) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return page(s.st.names, last, n)
+	return page(s.st.repos.names, last, n)
 }
 
 // Tags implements storage.Catalog.
 func (s *manifests) Tags(repo, last string, n int) ([]string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r := s.st.repo(repo, false)
+	r := s.st.repos.get(repo, false)
 	if r == nil {
 		return nil, storage.ErrNameUnknown
 	}
@@ -93,7 +93,7 @@ func recordOf(v []byte, d digest.Digest) (*storage.Manifest, error) {
 func (s *manifests) Tag(repo, tag string) (digest.Digest, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if r := s.st.repo(repo, false); r != nil {
+	if r := s.st.repos.get(repo, false); r != nil {
 		if k, ok := r.tags.get(tag); ok {
 			return s.st.digestOf(k), nil
 		}
@@ -117,7 +117,7 @@ func (s *manifests) PutManifest(ctx context.Context, repo string, m *storage.Man
 // DeleteManifest implements storage.Manifests.
 func (s *manifests) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
-		r := st.repo(repo, false)
+		r := st.repos.get(repo, false)
 		if r == nil {
 			return nil, storage.ErrManifestUnknown
 		}
@@ -139,7 +139,7 @@ func (s *manifests) DeleteManifest(ctx context.Context, repo string, d digest.Di
 // DeleteTag implements storage.Manifests.
 func (s *manifests) DeleteTag(ctx context.Context, repo, tag string) error {
 	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
-		r := st.repo(repo, false)
+		r := st.repos.get(repo, false)
 		if r == nil {
 			return nil, storage.ErrTagUnknown
 		}
@@ -155,7 +155,7 @@ func (s *manifests) Referrers(repo string, d digest.Digest) []v1.Descriptor {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []v1.Descriptor
-	if r := s.st.repo(repo, false); r != nil {
+	if r := s.st.repos.get(repo, false); r != nil {
 		k, _ := keyOf(d)
 		for _, ref := range r.referrersOf(k) {
 			if desc, ok := s.st.descOf(ref.manifest); ok {
@@ -178,7 +178,7 @@ func (s *links) LinkBlob(ctx context.Context, repo string, d digest.Digest, size
 // linkOps returns the op linking blob d (size bytes, 0 if unknown) into
 // repo, or none when it is linked with its size already.
 func linkOps(st *state, repo string, d digest.Digest, size int64) []metalog.Op {
-	if linked(st, repo, d) && (size <= 0 || st.repos[repo].blobs[dkeyOf(d)] == size) {
+	if linked(st, repo, d) && (size <= 0 || st.repos.byName[repo].blobs[dkeyOf(d)] == size) {
 		return nil
 	}
 	op := metalog.Op{Key: string(blobLinkKey(repo, d))}
@@ -189,7 +189,7 @@ func linkOps(st *state, repo string, d digest.Digest, size int64) []metalog.Op {
 }
 
 func linked(st *state, repo string, d digest.Digest) bool {
-	if r := st.repo(repo, false); r != nil {
+	if r := st.repos.get(repo, false); r != nil {
 		_, ok := r.blobs[dkeyOf(d)]
 		return ok
 	}
@@ -209,7 +209,7 @@ func linkSize(v []byte) int64 {
 func (s *links) BlobLinked(repo string, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if r := s.st.repo(repo, false); r != nil {
+	if r := s.st.repos.get(repo, false); r != nil {
 		_, ok := r.blobs[dkeyOf(d)]
 		return ok
 	}
@@ -232,7 +232,7 @@ func (s *links) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error 
 		var ops []metalog.Op
 		for _, d := range ds {
 			k, _ := keyOf(d)
-			st.eachHolder(st.blobs[k], st.blobShared, k, func(r *repo) bool {
+			st.repos.eachHolder(st.blobs[k], st.blobShared, k, func(r *repo) bool {
 				ops = append(ops, metalog.Op{Key: string(blobLinkKey(r.name, d)), Deleted: true})
 				return false
 			})
@@ -275,7 +275,7 @@ func (s *links) BlobRepos(d digest.Digest) []string {
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
 	var names []string
-	s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
+	s.st.repos.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
 		names = append(names, r.name)
 		return false
 	})

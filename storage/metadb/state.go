@@ -24,13 +24,8 @@ import (
 // it (shared, descs.whole, odd).
 type state struct {
 	records map[dkey]record
-	repos   map[string]*repo
-	// byID holds each repository by its id; nil for a free id, which
-	// free lists for reuse. nameByID holds their names as links compares
-	// them (idname.go).
-	byID     []*repo
-	nameByID []idName
-	free     []uint32
+	// repos are the repositories, by name and by id (repos.go).
+	repos repoTable
 	// shared lists, sorted, the repositories that link each manifest
 	// linked by more than one (record.n > 1).
 	shared map[dkey][]string
@@ -41,13 +36,6 @@ type state struct {
 	// to its text. It only grows, by the few such digests written since
 	// the store opened.
 	odd map[dkey]digest.Digest
-	// names are the keys of repos, sorted, but for those created since
-	// the last sortNames, which are in added: apply leaves the sorting
-	// to one merge at the end of a commit (or of the load), as inserting
-	// each new name costs a move of all the names after it. Outside of
-	// a commit, added is empty.
-	names []string
-	added []string
 	// unsorted are the repositories whose referrers apply appended to
 	// since the last settle.
 	unsorted []*repo
@@ -76,124 +64,16 @@ type record struct {
 	subject dkey
 }
 
-// holders are the repositories that link a digest: n counts them, repo
-// is the id of the one when n == 1, and a map beside (state.shared,
-// state.blobShared) lists them, sorted, when n > 1.
-type holders struct {
-	n    uint32
-	repo uint32
-}
-
-// hold adds r to the holders h of key k, whose list when shared is in
-// shared; r must not hold k yet.
-func (s *state) hold(h holders, shared map[dkey][]string, k dkey, r *repo) holders {
-	switch h.n {
-	case 0:
-		h.repo = r.id
-	case 1:
-		shared[k] = insert([]string{s.byID[h.repo].name}, r.name)
-	default:
-		shared[k] = insert(shared[k], r.name)
-	}
-	h.n++
-	return h
-}
-
-// release drops r from the holders h of key k, which it is one of.
-func (s *state) release(h holders, shared map[dkey][]string, k dkey, r *repo) holders {
-	switch h.n {
-	case 1:
-		h.repo = 0
-	case 2:
-		rest := remove(shared[k], r.name)
-		delete(shared, k)
-		h.repo = s.repos[rest[0]].id
-	default:
-		shared[k] = remove(shared[k], r.name)
-	}
-	h.n--
-	return h
-}
-
-// eachHolder calls fn with each of the holders h of key k until fn
-// returns true; it reports whether fn did.
-func (s *state) eachHolder(h holders, shared map[dkey][]string, k dkey, fn func(*repo) bool) bool {
-	switch h.n {
-	case 0:
-		return false
-	case 1:
-		return fn(s.byID[h.repo])
-	}
-	for _, name := range shared[k] {
-		if fn(s.repos[name]) {
-			return true
-		}
-	}
-	return false
-}
-
-type repo struct {
-	name      string // the one copy the index shares
-	id        uint32 // its index in state.byID
-	tags      tagSet
-	manifests map[dkey]struct{}
-	// blobs maps each linked blob to its size in bytes, 0 when the link
-	// was made without one (before sizes were recorded, or by a cache).
-	blobs map[dkey]int64
-	// referrers are the linked manifests that refer to a subject, sorted
-	// but for those appended since the last settle, when unsorted is set
-	// (referrers.go).
-	referrers []referrer
-	unsorted  bool
-}
-
-func (r *repo) empty() bool { return r.tags.len()+len(r.manifests)+len(r.blobs) == 0 }
-
 func newState() *state {
 	return &state{
 		records:    map[dkey]record{},
-		repos:      map[string]*repo{},
+		repos:      newRepoTable(),
 		shared:     map[dkey][]string{},
 		descs:      newSubjectDescs(),
 		odd:        map[dkey]digest.Digest{},
 		blobs:      map[dkey]holders{},
 		blobShared: map[dkey][]string{},
 		pins:       map[string]digest.Digest{},
-	}
-}
-
-// repo returns repository name, creating it when create is set.
-func (s *state) repo(name string, create bool) *repo {
-	r := s.repos[name]
-	if r == nil && create {
-		name = strings.Clone(name)
-		r = &repo{
-			name:      name,
-			manifests: map[dkey]struct{}{},
-			blobs:     map[dkey]int64{},
-		}
-		if n := len(s.free); n > 0 {
-			r.id, s.free = s.free[n-1], s.free[:n-1]
-			s.byID[r.id], s.nameByID[r.id] = r, nameOfID(name)
-		} else {
-			r.id = uint32(len(s.byID))
-			s.byID, s.nameByID = append(s.byID, r), append(s.nameByID, nameOfID(name))
-		}
-		s.repos[name] = r
-		s.added = append(s.added, name)
-	}
-	return r
-}
-
-// dropRepo forgets empty repository r.
-func (s *state) dropRepo(r *repo) {
-	delete(s.repos, r.name)
-	s.byID[r.id], s.nameByID[r.id] = nil, idName{freeID}
-	s.free = append(s.free, r.id)
-	if i, ok := slices.BinarySearch(s.names, r.name); ok {
-		s.names = slices.Delete(s.names, i, i+1)
-	} else if i := slices.Index(s.added, r.name); i >= 0 {
-		s.added = slices.Delete(s.added, i, i+1)
 	}
 }
 
@@ -224,7 +104,7 @@ func (s *state) digestOf(k dkey) digest.Digest {
 // k, whose record is rec, until fn returns true; it reports whether fn
 // did.
 func (s *state) eachRepo(k dkey, rec record, fn func(*repo) bool) bool {
-	return s.eachHolder(rec.holders, s.shared, k, fn)
+	return s.repos.eachHolder(rec.holders, s.shared, k, fn)
 }
 
 // links reports whether repository name links the manifest of key k,
@@ -237,51 +117,14 @@ func (s *state) eachRepo(k dkey, rec record, fn func(*repo) bool) bool {
 // either.
 func (s *state) links(name string, k dkey) bool {
 	rec, ok := s.records[k]
-	if !ok {
-		return false
-	}
-	switch rec.n {
-	case 0:
-		return false
-	case 1:
-		if eq, known := s.nameByID[rec.repo].is(name); known {
-			return eq
-		}
-		r := s.byID[rec.repo]
-		return r != nil && r.name == name
-	}
-	_, found := slices.BinarySearch(s.shared[k], name)
-	return found
+	return ok && s.repos.holds(rec.holders, s.shared, k, name)
 }
 
 // settle sorts what apply left unsorted: names and referrers. Every
 // load, commit and install ends with it, before readers see the state.
 func (s *state) settle() {
-	s.sortNames()
+	s.repos.sortNames()
 	s.sortReferrers()
-}
-
-// sortNames merges the names of the repositories created since it last
-// ran into the sorted names.
-func (s *state) sortNames() {
-	if len(s.added) == 0 {
-		return
-	}
-	slices.Sort(s.added)
-	merged := make([]string, 0, len(s.names)+len(s.added))
-	i, j := 0, 0
-	for i < len(s.names) && j < len(s.added) {
-		if s.names[i] < s.added[j] {
-			merged = append(merged, s.names[i])
-			i++
-		} else {
-			merged = append(merged, s.added[j])
-			j++
-		}
-	}
-	merged = append(append(merged, s.names[i:]...), s.added[j:]...)
-	clear(s.added)
-	s.names, s.added = merged, s.added[:0]
 }
 
 // descOf returns the descriptor of the manifest of key k, if it has a
@@ -307,7 +150,7 @@ func (s *state) apply(op metalog.Op) error {
 		}
 		return nil
 	}
-	r := s.repo(k.repo, !op.Deleted)
+	r := s.repos.get(k.repo, !op.Deleted)
 	if r == nil {
 		return nil
 	}
@@ -325,7 +168,7 @@ func (s *state) apply(op metalog.Op) error {
 		bk, _ := keyOf(d)
 		if _, ok := r.blobs[bk]; ok {
 			delete(r.blobs, bk)
-			if h := s.release(s.blobs[bk], s.blobShared, bk, r); h.n > 0 {
+			if h := s.repos.release(s.blobs[bk], s.blobShared, bk, r); h.n > 0 {
 				s.blobs[bk] = h
 			} else {
 				delete(s.blobs, bk)
@@ -334,12 +177,12 @@ func (s *state) apply(op metalog.Op) error {
 	case k.kind == kindBlob:
 		bk := s.key(d)
 		if _, ok := r.blobs[bk]; !ok {
-			s.blobs[bk] = s.hold(s.blobs[bk], s.blobShared, bk, r)
+			s.blobs[bk] = s.repos.hold(s.blobs[bk], s.blobShared, bk, r)
 		}
 		r.blobs[bk] = linkSize(op.Value)
 	}
 	if r.empty() {
-		s.dropRepo(r)
+		s.repos.drop(r)
 	}
 	return nil
 }
@@ -422,7 +265,7 @@ func (s *state) linkManifest(r *repo, d digest.Digest) {
 	}
 	r.manifests[k] = struct{}{}
 	rec := s.records[k]
-	rec.holders = s.hold(rec.holders, s.shared, k, r)
+	rec.holders = s.repos.hold(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
 		s.addReferrer(r, rec.subject, k)
 	}
@@ -443,7 +286,7 @@ func (s *state) unlinkManifest(r *repo, d digest.Digest, stamp uint64) {
 	if !ok {
 		return
 	}
-	rec.holders = s.release(rec.holders, s.shared, k, r)
+	rec.holders = s.repos.release(rec.holders, s.shared, k, r)
 	if rec.hasSubject {
 		s.dropReferrer(r, rec.subject, k)
 	}

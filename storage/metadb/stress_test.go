@@ -110,10 +110,10 @@ type indexView struct {
 func snapshotIndex(s *Store) indexView {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	v := indexView{names: append([]string(nil), s.st.names...), tags: map[string]map[string]digest.Digest{},
+	v := indexView{names: append([]string(nil), s.st.repos.names...), tags: map[string]map[string]digest.Digest{},
 		links: map[string][]digest.Digest{}, blobs: map[string]map[digest.Digest]int64{},
 		referrers: map[string]map[digest.Digest][]digest.Digest{}, records: map[digest.Digest]string{}, blobRepos: map[digest.Digest][]string{}}
-	for name, r := range s.st.repos {
+	for name, r := range s.st.repos.byName {
 		v.blobs[name] = map[digest.Digest]int64{}
 		for k, size := range r.blobs {
 			d := s.st.digestOf(k)

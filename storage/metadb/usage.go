@@ -23,11 +23,11 @@ func (s *usageIndex) Usage(match func(repo string) bool) (total Usage, repos map
 	repos = map[string]Usage{}
 	blobs := map[dkey]bool{}
 	manifests := map[dkey]bool{}
-	for _, name := range s.st.names {
+	for _, name := range s.st.repos.names {
 		if !match(name) {
 			continue
 		}
-		r := s.st.repos[name]
+		r := s.st.repos.byName[name]
 		var u Usage
 		for d, size := range r.blobs {
 			u.Bytes += size
@@ -59,7 +59,7 @@ func (s *usageIndex) Holds(match func(repo string) bool, d digest.Digest) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
-	if s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool { return match(r.name) }) {
+	if s.st.repos.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool { return match(r.name) }) {
 		return true
 	}
 	return s.st.eachRepo(k, s.st.records[k], func(r *repo) bool { return match(r.name) })
@@ -71,7 +71,7 @@ func (s *usageIndex) BlobSize(d digest.Digest) (int64, bool) {
 	defer s.mu.RUnlock()
 	k, _ := keyOf(d)
 	var size int64
-	found := s.st.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
+	found := s.st.repos.eachHolder(s.st.blobs[k], s.st.blobShared, k, func(r *repo) bool {
 		size = r.blobs[k]
 		return size > 0
 	})
