@@ -124,7 +124,7 @@ func newDockerCompose(t *testing.T) *dockerCompose {
 	} else if _, err := exec.LookPath("docker-compose"); err == nil {
 		cmd = []string{"docker-compose"}
 	} else {
-		t.Skip("skipping: neither `docker compose` nor `docker-compose` is installed")
+		missingTool(t, "neither `docker compose` nor `docker-compose` is installed", "the Docker compose plugin (docker-compose-plugin or docker-compose)")
 	}
 	secret := make([]byte, 16)
 	_, _ = rand.Read(secret)
