@@ -106,7 +106,8 @@ func healthz(w http.ResponseWriter, _ *http.Request) {
 
 // readyz answers 200 when the storage accepts writes, the data directory's
 // filesystem has more free space than Storage.MinFree and, in a cluster with
-// a join list, the member has joined.
+// a join list, the member has joined and caught up with the cluster's
+// metadata (saying how far it got while it catches up).
 func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 	if err := n.local.Check(r.Context()); err != nil {
 		http.Error(w, "storage not writable: "+err.Error(), http.StatusServiceUnavailable)
@@ -123,7 +124,11 @@ func (n *Node) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if n.cluster != nil && !n.metasync.CaughtUp() {
-		http.Error(w, "catching up with the cluster's metadata", http.StatusServiceUnavailable)
+		reason := "catching up with the cluster's metadata"
+		if doing := n.metasync.CatchingUp(); doing != "" {
+			reason += ": " + doing
+		}
+		http.Error(w, reason, http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain")

@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,6 +179,29 @@ type replicaCore struct {
 	mu        sync.Mutex
 	transport Transport
 	followers map[string]*follower
+
+	// catching says what catching up is doing, while the member does
+	// (puller.CatchingUp).
+	catching note
+}
+
+// A note is a line saying what a long task is doing now, for operators.
+type note struct {
+	mu   sync.Mutex
+	line string
+}
+
+func (n *note) set(format string, args ...any) {
+	line := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ") // errors.Join's
+	n.mu.Lock()
+	n.line = line
+	n.mu.Unlock()
+}
+
+func (n *note) get() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.line
 }
 
 // New returns a Replicator over deps.Log.
@@ -254,6 +278,16 @@ func (r *replicaCore) peers() []string {
 // is caught up.
 func (r *puller) CaughtUp() bool { return r.caughtUp.Load() }
 
+// CatchingUp says, until CaughtUp, what catching up is doing: whose log
+// it pulls or whose snapshot it installs, and how far it got. It is ""
+// once caught up, or before it started.
+func (r *puller) CatchingUp() string {
+	if r.caughtUp.Load() {
+		return ""
+	}
+	return r.catching.get()
+}
+
 // Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
 // what a random peer has applied and this member has not; and it runs the
 // trim rounds (trim.go), also on a member on its own. First, if
@@ -263,6 +297,7 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 	if !joining {
 		r.caughtUp.Store(true)
 	}
+	r.catching.set("waiting for a member to pull from")
 	for !r.caughtUp.Load() {
 		t := time.NewTimer(100 * time.Millisecond)
 		select {
@@ -276,6 +311,7 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 		}
 		if err := r.CatchUp(ctx); err != nil {
 			r.slog.Debug("catching up", "err", err)
+			r.catching.set("trying again after: %v", err)
 			continue
 		}
 		r.caughtUp.Store(true)
@@ -340,7 +376,11 @@ func (r *puller) pullFrom(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	if n := behind(theirs, r.log.Vector()); r.cfg.SnapshotAfter < 0 || n <= uint64(r.cfg.SnapshotAfter) {
+	n := behind(theirs, r.log.Vector())
+	if !r.caughtUp.Load() {
+		r.catching.set("pulling %s's log: %d batches behind", p, n)
+	}
+	if r.cfg.SnapshotAfter < 0 || n <= uint64(r.cfg.SnapshotAfter) {
 		err = r.pullLog(ctx, t, p, theirs)
 		if !errors.Is(err, errTrimmed) {
 			return err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -267,8 +268,14 @@ func TestJoiningMemberCatchesUpBeforeReady(t *testing.T) {
 	if c.r.CaughtUp() {
 		t.Fatal("caught up while a peer it reached had not answered")
 	}
+	waitFor(t, "c to say it could not pull from a", func() bool {
+		return strings.HasPrefix(c.r.CatchingUp(), "trying again after: a: ")
+	})
 	net.SetDown("a", false)
 	waitFor(t, "c caught up", c.r.CaughtUp)
+	if doing := c.r.CatchingUp(); doing != "" {
+		t.Fatalf("CatchingUp() = %q once caught up, want \"\"", doing)
+	}
 	if !reflect.DeepEqual(c.store.Vector(), b.store.Vector()) {
 		t.Fatalf("caught up holding %v, want %v", c.store.Vector(), b.store.Vector())
 	}

@@ -17,6 +17,7 @@ type replicatorAPI interface {
 	Follow(ctx context.Context, peers []string)
 	Run(ctx context.Context, joining bool)
 	CaughtUp() bool
+	CatchingUp() string
 	CatchUp(ctx context.Context) error
 	Lag() uint64
 	Trim(ctx context.Context) error

@@ -239,6 +239,7 @@ func (r *snapshotter) installSnapshot(ctx context.Context, t Transport, p string
 		b.give(f.mib)
 		entries += len(f.c.Entries)
 		installs++
+		r.catching.set("installing %s's snapshot: %d entries in %s", p, entries, time.Since(start).Round(time.Second))
 		if time.Since(last) > 5*time.Second {
 			last = time.Now()
 			r.slog.Info("installing a metadata snapshot", "member", p, "entries", entries)

@@ -3,6 +3,7 @@ package metasync
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -182,6 +183,10 @@ func TestSnapshotWhenFarBehind(t *testing.T) {
 	converged(t, a, b)
 	if n := b.logLen(t); n != 0 {
 		t.Errorf("b replayed %d batches; want a snapshot (none)", n)
+	}
+	// b never ran Run, so it has not caught up: /readyz would say this.
+	if doing := b.r.CatchingUp(); !strings.HasPrefix(doing, "installing a's snapshot: ") || !strings.Contains(doing, " entries in ") {
+		t.Errorf("CatchingUp() = %q after a snapshot install, want it to say how far the install got", doing)
 	}
 	// a now follows b, whose log lacks a's early batches: it must push
 	// the next writes all the same.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,9 +65,13 @@ func TestJoiningMemberNever404s(t *testing.T) {
 	}
 	start := time.Now()
 	var readyAfter time.Duration
+	reasons := map[string]bool{} // what /readyz said while n4 was not ready
 	pollUntil(t, 60*time.Second, "n4 ready", func() error {
 		probe()
-		if _, err := cl.do(ctx, http.MethodGet, "/readyz", nil, nil, http.StatusOK); err != nil {
+		if r, err := cl.do(ctx, http.MethodGet, "/readyz", nil, nil, http.StatusOK); err != nil {
+			if r != nil && r.status == http.StatusServiceUnavailable {
+				reasons[strings.TrimSpace(string(r.body))] = true
+			}
 			return err
 		}
 		readyAfter = time.Since(start)
@@ -74,6 +79,12 @@ func TestJoiningMemberNever404s(t *testing.T) {
 	})
 	for range 20 {
 		probe()
+	}
+	for reason := range reasons {
+		t.Logf("/readyz on n4 before it was ready: %s", reason)
+		if !strings.HasPrefix(reason, "not joined") && !strings.HasPrefix(reason, "catching up with the cluster's metadata: ") {
+			t.Errorf("/readyz on n4 before it was ready said %q, want it joining or catching up, and how far", reason)
+		}
 	}
 	mu.Lock()
 	t.Logf("n4 ready %v after it first answered; GET j/app:v3 on n4 answered %v", readyAfter.Round(time.Millisecond), counts)
