@@ -42,6 +42,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/atollhq/atoll/storage/metalog"
@@ -186,22 +187,18 @@ type replicaCore struct {
 }
 
 // A note is a line saying what a long task is doing now, for operators.
-type note struct {
-	mu   sync.Mutex
-	line string
-}
+type note struct{ line atomic.Pointer[string] }
 
 func (n *note) set(format string, args ...any) {
 	line := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ") // errors.Join's
-	n.mu.Lock()
-	n.line = line
-	n.mu.Unlock()
+	n.line.Store(&line)
 }
 
 func (n *note) get() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.line
+	if line := n.line.Load(); line != nil {
+		return *line
+	}
+	return ""
 }
 
 // New returns a Replicator over deps.Log.
