@@ -22,6 +22,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -120,6 +121,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		}
 	}
 	meta, err := metadb.Open(filepath.Join(cfg.DataDir, "metadata.db"), metadb.Options{Origin: n.name, Config: cfg.Metadata})
+	if errors.Is(err, metadb.ErrCorrupt) {
+		return nil, fmt.Errorf("%w\n%s", err, corruptAdvice(cfg.Cluster.Enabled))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -340,4 +344,14 @@ func (n *Node) janitor(ctx context.Context) {
 			n.log.Info("expired abandoned uploads", "count", expired)
 		}
 	})
+}
+
+// corruptAdvice tells the operator what to do about a corrupt metadata.db.
+func corruptAdvice(clustered bool) string {
+	if clustered {
+		return "Move metadata.db aside (keep it for inspection) and start this member again: it installs a " +
+			"snapshot of the metadata from the other members before it serves, and its blobs stay where they are."
+	}
+	return "The manifests and tags are in this file only (the blobs are intact): restore metadata.db from a copy " +
+		"taken with the registry stopped, or from a snapshot of its filesystem, and start the registry again."
 }

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -105,8 +106,33 @@ var (
 	_ storage.Inventory = (*Store)(nil)
 )
 
+// ErrCorrupt says the database file could not be read: bbolt found a page
+// that is not what the tree says it is (a bad sector, a file cut short, a
+// copy taken while it was written).
+var ErrCorrupt = errors.New("the metadata database is corrupt")
+
 // Open opens or creates the database at path and loads it into memory.
-func Open(path string, opts Options) (*Store, error) {
+//
+// bbolt panics on a page that is not what its parent says it is, and a
+// read past the end of a file cut short faults in the mapping; Open reads
+// every page of the key space as it loads it, so a corrupt file fails
+// here with ErrCorrupt, before the member serves, rather than crashing it
+// later. A failure there leaves the file open (and locked) in this
+// process, which is expected to exit.
+func Open(path string, opts Options) (s *Store, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // a fault in the mapping panics
+	defer func() {
+		if p := recover(); p != nil {
+			if _, fault := p.(interface{ Addr() uintptr }); fault {
+				p = fmt.Sprintf("a read faulted in its mapping (is the file cut short?): %v", p)
+			}
+			s, err = nil, fmt.Errorf("%s: %w: reading it failed with: %v", path, ErrCorrupt, p)
+		}
+	}()
+	return open(path, opts)
+}
+
+func open(path string, opts Options) (*Store, error) {
 	if opts.Origin == "" {
 		opts.Origin = "local"
 	}
@@ -173,7 +199,19 @@ func (s *core) load() error {
 			}
 			return s.st.apply(metalog.Op{Key: string(k), Value: value, Stamp: stamp})
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		// Walk the other buckets' pages too, so that a corrupt one fails
+		// the open (Open) rather than a later read.
+		for _, name := range [][]byte{bucketLog, bucketUploads, bucketFinished, bucketInstall} {
+			if b := tx.Bucket(name); b != nil {
+				c := b.Cursor()
+				for k, _ := c.First(); k != nil; k, _ = c.Next() {
+				}
+			}
+		}
+		return nil
 	})
 	s.st.settle()
 	return err
