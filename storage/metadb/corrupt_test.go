@@ -51,6 +51,24 @@ func TestOpenCorrupt(t *testing.T) {
 			t.Errorf("%s page %d corrupt: Open = %v, want ErrCorrupt", kind, id, err)
 		}
 	}
+	last := 0
+	for id := range pages {
+		last = max(last, id)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short.db") // cut short of its last page in use
+	if err := os.WriteFile(short, b[:last*size], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(short, Options{}); !errors.Is(err, ErrCorrupt) {
+		if err == nil {
+			_ = s.Close()
+		}
+		t.Errorf("file cut short of page %d (a %s): Open = %v, want ErrCorrupt", last, pages[last], err)
+	}
 	if kinds["branch"] == 0 || kinds["leaf"] < 10 || kinds["freelist"] == 0 {
 		t.Fatalf("pages in use %v: the test wants branches, leaves and a free list", kinds)
 	}
