@@ -48,7 +48,14 @@ func (m *memMetadata) Vector() metalog.Vector {
 	return v
 }
 
+// panicOrigin is an origin whose log Since panics on, as a corrupt page
+// of a real store's file makes bbolt panic.
+const panicOrigin = "panic"
+
 func (m *memMetadata) Since(origin string, seq uint64, limit int) ([]metalog.Batch, error) {
+	if origin == panicOrigin {
+		panic("page 7 expected to be a leaf")
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	log := m.logs[origin]

@@ -89,6 +89,22 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 }
 
+// A handler that panics (a bug, a corrupt page of the store's file) fails
+// its call with Internal; the member goes on serving.
+func TestHandlerPanic(t *testing.T) {
+	t.Parallel()
+	a, _ := joinPair(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := a.Client().Since(ctx, "b", panicOrigin, 0, 1)
+	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "page 7 expected to be a leaf") {
+		t.Fatalf("Since on a handler that panics = %v, want Internal with the panic", err)
+	}
+	if _, err := a.Client().Vector(ctx, "b"); err != nil {
+		t.Fatalf("b after a handler panicked: %v", err)
+	}
+}
+
 func TestBlobTransfer(t *testing.T) {
 	t.Parallel()
 	a, b := joinPair(t, nil)

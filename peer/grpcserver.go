@@ -28,14 +28,17 @@ const (
 	maxBatchBytes = 16 << 20
 )
 
-// newServer builds the gRPC server of this member's services, with token
-// checks when the cluster has a secret.
+// newServer builds the gRPC server of this member's services: a handler's
+// panic fails its call only, and calls are checked for the token when the
+// cluster has a secret.
 func (c *Cluster) newServer() *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.MaxSendMsgSize(maxMessage),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
+	rec := recovery{log: c.log} // recover.go
+	opts = append(opts, grpc.ChainUnaryInterceptor(rec.unary), grpc.ChainStreamInterceptor(rec.stream))
 	if c.cfg.Secret != "" {
 		a := authorizer{token: []byte(grpcToken(c.cfg.Secret))}
 		opts = append(opts, grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
