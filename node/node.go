@@ -244,7 +244,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		_ = n.Close()
 		return nil, err
 	}
-	n.handler = api.IdleBodies(cfg.ReadIdle, mux) // a stalled body holds nothing for long
+	n.handler = api.IdleBodies(cfg.ReadIdle, recoverPanics(log, mux)) // a stalled body holds nothing for long; recover.go
 	return n, nil
 }
 
