@@ -24,7 +24,8 @@ type (
 	// collector collects unreferenced manifest records and lists every
 	// entry (collect.go).
 	collector struct{ *core }
-	// compacter compacts the database file online (compactonline.go).
+	// compacter compacts the database file online (compactonline.go)
+	// and copies it whole for a backup (backup.go).
 	compacter struct{ *core }
 	// stamps read and move the metadata clock (entry.go).
 	stamps struct{ *core }
