@@ -221,6 +221,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("POST /_atoll/v1/gc/fence", fromMember(gcs.serveFence))
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
+	mux.Handle("GET "+backupPath, n.admin(serveBackup(meta, log))) // backup.go
 	if n.cluster != nil {
 		servePullThrough(mux, deps.Upstream, fromMember)
 	}
@@ -352,6 +353,6 @@ func corruptAdvice(clustered bool) string {
 		return "Move metadata.db aside (keep it for inspection) and start this member again: it installs a " +
 			"snapshot of the metadata from the other members before it serves, and its blobs stay where they are."
 	}
-	return "The manifests and tags are in this file only (the blobs are intact): restore metadata.db from a copy " +
-		"taken with the registry stopped, or from a snapshot of its filesystem, and start the registry again."
+	return "The manifests and tags are in this file only (the blobs are intact): restore metadata.db from a backup " +
+		"(atoll backup, or a copy taken with the registry stopped) and start the registry again."
 }

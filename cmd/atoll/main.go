@@ -70,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return garbageCollect(ctx, args, stdout, stderr)
 	case "import":
 		return importCommand(ctx, args, stdout, stderr)
+	case "backup":
+		return backupCommand(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		_, err := fmt.Fprintln(stdout, "atoll", version)
 		return err
@@ -89,6 +91,8 @@ commands:
   gc            collect garbage online on every member (--addr URL [--dry-run] [--grace D]
                 [-u USER [--password-stdin]])
   garbage-collect  collect garbage offline, registry:2 style ([--dry-run] [-m] config.yml)
+  backup        copy a running member's metadata.db to a file, checked (--addr URL [-o FILE]
+                [-u USER [--password-stdin]])
   import        adopt a registry:2 directory or bucket ([--dry-run] [--no-verify] [--data DIR] [--config FILE] [DIR])
   htpasswd      print an htpasswd line (bcrypt): atoll htpasswd USER PASSWORD
   version       print the version

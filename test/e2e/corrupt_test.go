@@ -95,7 +95,7 @@ func TestCorruptMetadataSingle(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 		t.Fatalf("atoll on a corrupt metadata.db: %v, want exit status 1\n%s", err, out)
 	}
-	if !strings.Contains(out, "the metadata database is corrupt") || !strings.Contains(out, "restore metadata.db") {
+	if !strings.Contains(out, "the metadata database is corrupt") || !strings.Contains(out, "restore metadata.db from a backup") {
 		t.Errorf("atoll on a corrupt metadata.db says %q, want the corruption and how to restore", out)
 	}
 	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
