@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,24 +32,12 @@ func backupCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 		*out = "metadata-" + time.Now().UTC().Format("20060102T150405Z") + ".db"
 	}
 	base := baseURL(*addr)
-	client, header, err := af.client(ctx, base, os.Stdin, stderr)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_atoll/v1/metadata/backup", nil)
-	if err != nil {
-		return err
-	}
-	maps.Copy(req.Header, header)
 	start := time.Now()
-	resp, err := client.Do(req)
+	resp, err := af.call(ctx, http.MethodGet, base, "/_atoll/v1/metadata/backup", stderr)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return statusError(resp)
-	}
 	tmp := *out + ".partial"
 	n, err := download(tmp, resp.Body, resp.ContentLength, stderr)
 	if err == nil {

@@ -8,9 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -91,6 +93,30 @@ func (f *adminFlags) client(ctx context.Context, base string, stdin io.Reader, s
 		return nil, nil, fmt.Errorf("logging in to %s: %w", u.Host, err)
 	}
 	return &http.Client{Transport: t}, h, nil
+}
+
+// call sends method path to the member at base as the flags say and
+// returns its answer, which must be 200 OK (else a statusError); the
+// caller closes its body.
+func (f *adminFlags) call(ctx context.Context, method, base, path string, stderr io.Writer) (*http.Response, error) {
+	client, header, err := f.client(ctx, base, os.Stdin, stderr)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(req.Header, header)
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, fmt.Errorf("%s: %w", req.URL, statusError(resp))
+	}
+	return resp, nil
 }
 
 // password reads the password of -u from standard input or, on a

@@ -6,9 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"os"
 	"text/tabwriter"
 	"time"
 
@@ -66,23 +64,11 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	base := baseURL(*addr)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	client, header, err := af.client(ctx, base, os.Stdin, stderr)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/_atoll/v1/cluster", nil)
-	if err != nil {
-		return err
-	}
-	maps.Copy(req.Header, header)
-	resp, err := client.Do(req)
+	resp, err := af.call(ctx, http.MethodGet, base, "/_atoll/v1/cluster", stderr)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %w", req.URL, statusError(resp))
-	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return err

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -37,26 +36,14 @@ func gcCommand(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // onlineGC runs POST /_atoll/v1/gc on the member at base and prints each
 // member's report as it arrives.
 func onlineGC(ctx context.Context, base string, af *adminFlags, opts gc.Options, stdout, stderr io.Writer) error {
-	client, header, err := af.client(ctx, base, os.Stdin, stderr)
-	if err != nil {
-		return err
-	}
 	q := url.Values{"dry-run": {fmt.Sprint(opts.DryRun)}, "grace": {opts.Grace.String()}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/_atoll/v1/gc?"+q.Encode(), nil)
-	if err != nil {
-		return err
-	}
-	maps.Copy(req.Header, header)
 	start := time.Now()
 	fmt.Fprintf(stdout, "collecting garbage on %s (dry run: %v, grace %s) ...\n", base, opts.DryRun, opts.Grace)
-	resp, err := client.Do(req)
+	resp, err := af.call(ctx, http.MethodPost, base, "/_atoll/v1/gc?"+q.Encode(), stderr)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return statusError(resp)
-	}
 	dec := json.NewDecoder(resp.Body)
 	var total gc.Report
 	var failed []string

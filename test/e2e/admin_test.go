@@ -40,25 +40,43 @@ auth:
         actions: [admin]
 `
 
-// TestAdminOnSecuredNode runs atoll gc, atoll status and registry
-// garbage-collect against a single node with htpasswd auth: an
-// administrator's own credentials work (-u with --password-stdin, or the
-// Docker credential store), a user who is not one gets 403, no credentials
-// 401; /_atoll/v1/cluster is 401 to anonymous clients.
-func TestAdminOnSecuredNode(t *testing.T) {
+// adminNode is a single node with htpasswd auth (adminConfig) whose users
+// are root, an administrator, and dev, who is not one.
+type adminNode struct {
+	*Node
+	conf      string // its config.yml
+	root, dev secUser
+}
+
+func startAdminNode(t *testing.T) adminNode {
+	t.Helper()
 	dir := t.TempDir()
-	root, dev := secUser{"root", "root-s3cret"}, secUser{"dev", "dev-s3cret"}
-	htpasswd := secHtpasswd(t, filepath.Join(dir, "htpasswd"), root, dev)
+	a := adminNode{conf: filepath.Join(dir, "config.yml"), root: secUser{"root", "root-s3cret"}, dev: secUser{"dev", "dev-s3cret"}}
+	htpasswd := secHtpasswd(t, filepath.Join(dir, "htpasswd"), a.root, a.dev)
 	addr := freeAddr(t)
-	conf := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(adminConfig, addr, filepath.Join(dir, "data"), htpasswd)), 0o644); err != nil {
+	if err := os.WriteFile(a.conf, []byte(fmt.Sprintf(adminConfig, addr, filepath.Join(dir, "data"), htpasswd)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	n := startNodeWith(t, filepath.Join(dir, "data"), nodeOptions{addr: addr, args: []string{"--config", conf}})
+	a.Node = startNodeWith(t, filepath.Join(dir, "data"), nodeOptions{addr: addr, args: []string{"--config", a.conf}})
+	return a
+}
 
-	for u, want := range map[secUser]int{secAnonymous: 401, dev: 403, root: 200} {
-		if r := secDo(t, nil, "GET", n.URL()+"/_atoll/v1/cluster", u, nil, nil); r.status != want {
-			t.Errorf("GET /_atoll/v1/cluster as %q: %d %s, want %d", u.name, r.status, r.body, want)
+// TestAdminOnSecuredNode runs atoll gc, atoll status, atoll backup and
+// registry garbage-collect against a single node with htpasswd auth: an
+// administrator's own credentials work (-u with --password-stdin, or the
+// Docker credential store), a user who is not one gets 403, no credentials
+// 401; so do the cluster status, usage, replication status and metadata
+// backup endpoints.
+func TestAdminOnSecuredNode(t *testing.T) {
+	a := startAdminNode(t)
+	n, conf, root, dev := a.Node, a.conf, a.root, a.dev
+	dir := t.TempDir()
+
+	for _, path := range []string{"/_atoll/v1/cluster", "/_atoll/v1/usage", "/_atoll/v1/replication", "/_atoll/v1/metadata/backup"} {
+		for u, want := range map[secUser]int{secAnonymous: 401, dev: 403, root: 200} {
+			if r := secDo(t, nil, "GET", n.URL()+path, u, nil, nil); r.status != want {
+				t.Errorf("GET %s as %q: %d, want %d", path, u.name, r.status, want)
+			}
 		}
 	}
 
@@ -89,6 +107,8 @@ func TestAdminOnSecuredNode(t *testing.T) {
 		{[]string{"gc", "--addr", n.URL(), "--grace", "0s", "--dry-run"}, "", "401"},
 		{[]string{"gc", "--addr", n.URL(), "--grace", "0s", "--dry-run", "-u", dev.name, "--password-stdin"}, dev.password + "\n", "403"},
 		{[]string{"gc", "--addr", n.URL(), "--grace", "0s", "--dry-run", "-u", root.name, "--password-stdin"}, root.password + "\n", ""},
+		{[]string{"backup", "--addr", n.URL(), "-o", filepath.Join(dir, "backup.db"), "-u", dev.name, "--password-stdin"}, dev.password + "\n", "403"},
+		{[]string{"backup", "--addr", n.URL(), "-o", filepath.Join(dir, "backup.db"), "-u", root.name, "--password-stdin"}, root.password + "\n", ""},
 	} {
 		out, err := atoll(nil, c.stdin, c.args...)
 		switch {

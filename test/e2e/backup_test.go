@@ -76,35 +76,3 @@ func TestBackupRestore(t *testing.T) {
 		t.Errorf("an image pushed after the backup, once it is restored: %v", err)
 	}
 }
-
-// TestBackupAdminOnly: with authentication on, a backup is an
-// administrator's: the endpoint answers 401 without credentials and 403 to
-// a user who is not one, and `atoll backup -u` takes an administrator's.
-func TestBackupAdminOnly(t *testing.T) {
-	dir := t.TempDir()
-	root, dev := secUser{"root", "root-s3cret"}, secUser{"dev", "dev-s3cret"}
-	htpasswd := secHtpasswd(t, filepath.Join(dir, "htpasswd"), root, dev)
-	addr := freeAddr(t)
-	conf := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(adminConfig, addr, filepath.Join(dir, "data"), htpasswd)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, filepath.Join(dir, "data"), nodeOptions{addr: addr, args: []string{"--config", conf}})
-	for u, want := range map[secUser]int{secAnonymous: 401, dev: 403, root: 200} {
-		if r := secDo(t, nil, "GET", n.URL()+"/_atoll/v1/metadata/backup", u, nil, nil); r.status != want {
-			t.Errorf("GET /_atoll/v1/metadata/backup as %q: %d, want %d", u.name, r.status, want)
-		}
-	}
-	file := filepath.Join(dir, "backup.db")
-	for _, u := range []secUser{dev, root} {
-		cmd := exec.Command(atollBin, "backup", "--addr", n.URL(), "-o", file, "-u", u.name, "--password-stdin")
-		cmd.Stdin = strings.NewReader(u.password + "\n")
-		out, err := cmd.CombinedOutput()
-		if ok := err == nil; ok != (u == root) {
-			t.Errorf("atoll backup -u %s: %v\n%s", u.name, err, out)
-		}
-	}
-	if _, err := os.Stat(file); err != nil {
-		t.Errorf("the administrator's backup: %v", err)
-	}
-}

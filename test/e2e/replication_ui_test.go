@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -96,23 +95,4 @@ upstreams:
 		`data-rule="to-remote" data-state="ok"`, `data-rule="to-nowhere" data-state="failing"`,
 		`data-upstream="hub/"`, remote.URL(), "connection refused",
 	})
-}
-
-// TestReplicationStatusAdminOnly: with authentication on, the status is an
-// administrator's, like /_atoll/v1/usage and /_atoll/v1/cluster.
-func TestReplicationStatusAdminOnly(t *testing.T) {
-	dir := t.TempDir()
-	root, dev := secUser{"root", "root-s3cret"}, secUser{"dev", "dev-s3cret"}
-	htpasswd := secHtpasswd(t, filepath.Join(dir, "htpasswd"), root, dev)
-	addr := freeAddr(t)
-	conf := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(adminConfig, addr, filepath.Join(dir, "data"), htpasswd)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := startNodeWith(t, filepath.Join(dir, "data"), nodeOptions{addr: addr, args: []string{"--config", conf}})
-	for u, want := range map[secUser]int{secAnonymous: 401, dev: 403, root: 200} {
-		if r := secDo(t, nil, "GET", n.URL()+"/_atoll/v1/replication", u, nil, nil); r.status != want {
-			t.Errorf("GET /_atoll/v1/replication as %q: %d %s, want %d", u.name, r.status, r.body, want)
-		}
-	}
 }
