@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -45,9 +46,9 @@ func Verify(path string) (err error) {
 			err = fmt.Errorf("%s: %w: checking it failed with: %v", path, ErrCorrupt, p)
 		}
 	}()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, MmapFlags: mmapFlags})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, MmapFlags: mmapFlags, Timeout: 5 * time.Second})
 	if err != nil {
-		return fmt.Errorf("open %s: %w", path, err)
+		return fmt.Errorf("open %s (is a registry running on it?): %w", path, err)
 	}
 	defer db.Close()
 	fi, err := os.Stat(path)
