@@ -128,7 +128,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.metasync = metasync.New(cfg.Cluster.Metadata,
-		metasync.Deps{Self: n.name, Log: meta, Logger: log})
+		metasync.Deps{Self: n.name, Log: meta, Logger: log, Joining: cfg.Cluster.Enabled && len(cfg.Cluster.Join) > 0})
 	n.meta = metasync.Wrap(meta, n.metasync) // writes return once another member holds them
 	if n.notify, err = notify.New(cfg.Notifications, cfg.DataDir, log); err != nil {
 		_ = n.meta.Close()
@@ -284,6 +284,10 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Add(1)
 		go func() { defer wg.Done(); f(ctx) }()
 	}
+	// First: a member that joins catches up before its own writes go
+	// ahead (metasync.Replicator.waitCaughtUp); on its own, it trims the
+	// log and compacts metadata.db.
+	run(n.metasync.Run)
 	run(n.janitor)
 	run(func(ctx context.Context) { saveFence(ctx, n.fence, fencePath(n.cfg.DataDir), n.log) })
 	run(n.notify.Run)
@@ -293,12 +297,10 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	run(n.gc.Run)
 	if n.cluster == nil {
-		run(func(ctx context.Context) { n.metasync.Run(ctx, false) }) // trims the log, compacts metadata.db
 		return
 	}
 	n.cluster.Start()
 	run(func(ctx context.Context) { n.membership.watch(ctx, n.metasync, n.blobs) })
-	run(func(ctx context.Context) { n.metasync.Run(ctx, len(n.cfg.Cluster.Join) > 0) })
 	run(n.blobs.Run)
 	run(func(ctx context.Context) { announceStats(ctx, n.cluster, n.blobs.Held) })
 	n.membership.MembershipChanged()

@@ -154,6 +154,10 @@ type Deps struct {
 	// Logger receives debug logs of failed pushes and pulls. Nil
 	// discards them.
 	Logger *slog.Logger
+	// Joining says the member joins others: Run first catches up with
+	// them, and until it has, the member is not ready and its own writes
+	// wait (waitCaughtUp).
+	Joining bool
 }
 
 // Replicator runs the followers, anti-entropy and catch-up of one member.
@@ -213,7 +217,7 @@ func New(cfg Config, deps Deps) *Replicator {
 	return &Replicator{
 		replicaCore: c,
 		pusher:      &pusher{replicaCore: c, changed: make(chan struct{})},
-		puller:      &puller{replicaCore: c, trims: trims, snaps: snaps},
+		puller:      &puller{replicaCore: c, trims: trims, snaps: snaps, joining: deps.Joining, up: make(chan struct{})},
 		snapshotter: snaps,
 		trimmer:     trims,
 	}
@@ -275,6 +279,31 @@ func (r *replicaCore) peers() []string {
 // is caught up.
 func (r *puller) CaughtUp() bool { return r.caughtUp.Load() }
 
+func (r *puller) markCaughtUp() {
+	r.caughtUp.Store(true)
+	r.upOnce.Do(func() { close(r.up) })
+}
+
+// waitCaughtUp holds a write of this member's own, once Run began, until
+// a member that joins others has caught up with them: until then it may
+// hold less of its own log than they do (its metadata was lost, or
+// restored from a backup), and the write would reuse a sequence number
+// they hold for another batch, which they would skip as a duplicate.
+// Before Run nothing waits: a registry:2 import before serving writes
+// while the member is not in the cluster yet (node starts Run before its
+// other background work).
+func (r *puller) waitCaughtUp(ctx context.Context) error {
+	if !r.joining || !r.running.Load() {
+		return nil
+	}
+	select {
+	case <-r.up:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting to catch up with the cluster's metadata before writing: %w", ctx.Err())
+	}
+}
+
 // CatchingUp says, until CaughtUp, what catching up is doing: whose log
 // it pulls or whose snapshot it installs, and how far it got. It is ""
 // once caught up, or before it started.
@@ -287,12 +316,13 @@ func (r *puller) CatchingUp() string {
 
 // Run is anti-entropy: every SyncInterval, until ctx is done, it pulls
 // what a random peer has applied and this member has not; and it runs the
-// trim rounds (trim.go), also on a member on its own. First, if
-// joining is set, it catches up with every peer, retrying until all of
-// them answered.
-func (r *Replicator) Run(ctx context.Context, joining bool) {
-	if !joining {
-		r.caughtUp.Store(true)
+// trim rounds (trim.go), also on a member on its own. First, if the member
+// joins others (Deps.Joining), it catches up with every peer, retrying
+// until all of them answered.
+func (r *Replicator) Run(ctx context.Context) {
+	r.running.Store(true)
+	if !r.joining {
+		r.markCaughtUp()
 	}
 	r.catching.set("waiting for a member to pull from")
 	for !r.caughtUp.Load() {
@@ -311,7 +341,7 @@ func (r *Replicator) Run(ctx context.Context, joining bool) {
 			r.catching.set("trying again after: %v", err)
 			continue
 		}
-		r.caughtUp.Store(true)
+		r.markCaughtUp()
 		r.slog.Info("caught up with the cluster's metadata", "peers", len(r.peers()))
 	}
 	t := time.NewTicker(r.cfg.SyncInterval)

@@ -42,15 +42,29 @@ func newMemberConfig(t *testing.T, net *Network, name string, cfg Config) *membe
 	return openMember(t, net, filepath.Join(t.TempDir(), "metadata.db"), name, cfg)
 }
 
+// newJoiningMember is newMember for a member that joins others
+// (Deps.Joining): Run catches up first, and its writes wait for that.
+func newJoiningMember(t *testing.T, net *Network, name string) *member {
+	t.Helper()
+	return openMemberDeps(t, net, filepath.Join(t.TempDir(), "metadata.db"), testConfig, Deps{Self: name, Joining: true})
+}
+
 // openMember opens member name's store at path and joins it to net.
 func openMember(tb testing.TB, net *Network, path, name string, cfg Config) *member {
 	tb.Helper()
+	return openMemberDeps(tb, net, path, cfg, Deps{Self: name})
+}
+
+func openMemberDeps(tb testing.TB, net *Network, path string, cfg Config, deps Deps) *member {
+	tb.Helper()
+	name := deps.Self
 	s, err := metadb.Open(path, metadb.Options{Origin: name, Reserve: -1})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = s.Close() })
-	r := New(cfg, Deps{Self: name, Log: s})
+	deps.Log = s
+	r := New(cfg, deps)
 	r.Connect(net)
 	net.Add(name, s)
 	return &member{name: name, store: Wrap(s, r), r: r}
@@ -239,7 +253,7 @@ func TestAntiEntropyFillsNewMember(t *testing.T) {
 	c.follow(t, "b")
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { c.r.Run(runCtx, false); close(done) }()
+	go func() { c.r.Run(runCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	want := b.store.Vector()
 	waitFor(t, "c to hold "+fmt.Sprint(want), func() bool { return reflect.DeepEqual(c.store.Vector(), want) })
@@ -257,12 +271,12 @@ func TestJoiningMemberCatchesUpBeforeReady(t *testing.T) {
 		must(t, a.store.PutManifest(ctx, "r", manifest(fmt.Sprint("a", i)), fmt.Sprint("a", i)))
 		must(t, b.store.PutManifest(ctx, "s", manifest(fmt.Sprint("b", i)), fmt.Sprint("b", i)))
 	}
-	c := newMember(t, net, "c")
+	c := newJoiningMember(t, net, "c")
 	net.SetDown("a", true)
 	c.follow(t, "a", "b")
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
-	go func() { c.r.Run(runCtx, true); close(done) }()
+	go func() { c.r.Run(runCtx); close(done) }()
 	t.Cleanup(func() { stop(); <-done })
 	waitFor(t, "c to pull what b has", func() bool { return c.store.Vector()["b"] == b.store.Vector()["b"] })
 	if c.r.CaughtUp() {
@@ -282,7 +296,7 @@ func TestJoiningMemberCatchesUpBeforeReady(t *testing.T) {
 	d := newMember(t, net, "d") // joins nobody: caught up at once
 	dctx, dstop := context.WithCancel(ctx)
 	ddone := make(chan struct{})
-	go func() { d.r.Run(dctx, false); close(ddone) }()
+	go func() { d.r.Run(dctx); close(ddone) }()
 	t.Cleanup(func() { dstop(); <-ddone })
 	waitFor(t, "a member that joins nobody to be caught up", d.r.CaughtUp)
 }
@@ -360,4 +374,43 @@ func TestStoreKeepsCapabilities(t *testing.T) {
 			t.Errorf("%s: metadb %v, decorated %v", name, check(a.store.Store), check(a.store))
 		}
 	}
+}
+
+// A member that lost its metadata (a file moved aside, a backup restored)
+// and rejoins holds less of its own log than its peers do. A write of its
+// own before it caught up would reuse a sequence number its peers hold
+// for another batch, which they would then skip as a duplicate: the write
+// lost there, the old batch lost here. So its writes wait until it has
+// caught up, and then take the next number.
+func TestRejoinedMemberWritesAfterCatchingUp(t *testing.T) {
+	net := NewNetwork()
+	a, b := newMember(t, net, "a"), newMember(t, net, "b")
+	a.follow(t, "b")
+	for i := range 3 {
+		must(t, a.store.PutManifest(ctx, "r", manifest(fmt.Sprint("old", i)), fmt.Sprint("old", i)))
+	}
+	converged(t, a, b)
+
+	a = newJoiningMember(t, net, "a") // its store lost: empty, same name
+	net.SetDown("b", true)
+	a.follow(t, "b")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.r.Run(runCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitFor(t, "a to begin catching up", func() bool { return a.r.CatchingUp() != "" })
+	wrote := make(chan error, 1)
+	go func() { wrote <- a.store.PutManifest(ctx, "r", manifest("new"), "new") }()
+	time.Sleep(200 * time.Millisecond)
+	if seq := a.store.Vector()["a"]; seq != 0 {
+		t.Fatalf("a wrote batch %d of its log before it caught up", seq)
+	}
+	net.SetDown("b", false)
+	waitFor(t, "a caught up", a.r.CaughtUp)
+	must(t, <-wrote)
+	if got := a.store.Vector()["a"]; got != 4 {
+		t.Errorf("the write after catching up is batch %d of a's log, want 4", got)
+	}
+	waitFor(t, "b to hold a's new batch", func() bool { return b.store.Vector()["a"] == 4 })
+	converged(t, a, b)
 }

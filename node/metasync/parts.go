@@ -24,6 +24,12 @@ type (
 		trims    *trimmer     // counts what a pull adds to the log
 		snaps    *snapshotter // installs a peer's snapshot
 		caughtUp atomic.Bool  // it has applied what its peers had when it joined
+		// joining is Deps.Joining: once Run began (running) and until up
+		// is closed (caught up), the member's own writes wait.
+		joining bool
+		running atomic.Bool
+		up      chan struct{}
+		upOnce  sync.Once
 	}
 	// snapshotter installs a peer's snapshot (snapshot.go).
 	snapshotter struct{ *replicaCore }

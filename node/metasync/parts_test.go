@@ -15,7 +15,7 @@ var (
 type replicatorAPI interface {
 	Connect(t Transport)
 	Follow(ctx context.Context, peers []string)
-	Run(ctx context.Context, joining bool)
+	Run(ctx context.Context)
 	CaughtUp() bool
 	CatchingUp() string
 	CatchUp(ctx context.Context) error

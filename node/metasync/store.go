@@ -33,11 +33,16 @@ var (
 // seq is the last batch of this member's log.
 func (s *Store) seq() uint64 { return s.Store.Vector()[s.r.self] }
 
-// replicated waits for the write that ended with err, begun when the log
-// ended at before, to reach another member. A write that appended nothing
-// returns at once; one that raced another write waits for both.
-func (s *Store) replicated(ctx context.Context, before uint64, err error) error {
-	if err != nil {
+// write runs fn, a write of this member's own, once the member may write
+// (Replicator.waitCaughtUp), and then waits for what it appended to the
+// log to reach another member (Replicator.wait). A write that appended
+// nothing returns at once; one that raced another write waits for both.
+func (s *Store) write(ctx context.Context, fn func() error) error {
+	if err := s.r.waitCaughtUp(ctx); err != nil {
+		return err
+	}
+	before := s.seq()
+	if err := fn(); err != nil {
 		return err
 	}
 	after := s.seq()
@@ -50,36 +55,33 @@ func (s *Store) replicated(ctx context.Context, before uint64, err error) error 
 
 // PutManifest implements storage.Manifests.
 func (s *Store) PutManifest(ctx context.Context, repo string, m *storage.Manifest, tag string) error {
-	before := s.seq()
-	err := s.Store.PutManifest(ctx, repo, m, tag)
-	if err == nil {
-		s.r.trim.bytes.Add(int64(len(m.Content))) // in the log when new; a retag over-counts: trims sooner
-	}
-	return s.replicated(ctx, before, err)
+	return s.write(ctx, func() error {
+		err := s.Store.PutManifest(ctx, repo, m, tag)
+		if err == nil {
+			s.r.trim.bytes.Add(int64(len(m.Content))) // in the log when new; a retag over-counts: trims sooner
+		}
+		return err
+	})
 }
 
 // DeleteManifest implements storage.Manifests.
 func (s *Store) DeleteManifest(ctx context.Context, repo string, d digest.Digest) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.DeleteManifest(ctx, repo, d))
+	return s.write(ctx, func() error { return s.Store.DeleteManifest(ctx, repo, d) })
 }
 
 // DeleteTag implements storage.Manifests.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.DeleteTag(ctx, repo, tag))
+	return s.write(ctx, func() error { return s.Store.DeleteTag(ctx, repo, tag) })
 }
 
 // LinkBlob implements storage.Links.
 func (s *Store) LinkBlob(ctx context.Context, repo string, d digest.Digest, size int64) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.LinkBlob(ctx, repo, d, size))
+	return s.write(ctx, func() error { return s.Store.LinkBlob(ctx, repo, d, size) })
 }
 
 // UnlinkBlob implements storage.Links.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, d digest.Digest) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.UnlinkBlob(ctx, repo, d))
+	return s.write(ctx, func() error { return s.Store.UnlinkBlob(ctx, repo, d) })
 }
 
 // Apply is metadb's Apply, for batches other members push here: what they
@@ -94,20 +96,22 @@ func (s *Store) Apply(ctx context.Context, batches []metalog.Batch) error {
 
 // UnlinkEverywhere implements storage.Inventory.
 func (s *Store) UnlinkEverywhere(ctx context.Context, ds []digest.Digest) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.UnlinkEverywhere(ctx, ds))
+	return s.write(ctx, func() error { return s.Store.UnlinkEverywhere(ctx, ds) })
 }
 
 // CompleteUpload implements storage.Uploads: the link it makes replicates.
 func (s *Store) CompleteUpload(ctx context.Context, id string, d digest.Digest, size int64) error {
-	before := s.seq()
-	return s.replicated(ctx, before, s.Store.CompleteUpload(ctx, id, d, size))
+	return s.write(ctx, func() error { return s.Store.CompleteUpload(ctx, id, d, size) })
 }
 
 // Pin is metadb's Pin, replicated: the binding holds cluster-wide once it
 // returns.
 func (s *Store) Pin(ctx context.Context, repo, tag string, d digest.Digest) (digest.Digest, error) {
-	before := s.seq()
-	bound, err := s.Store.Pin(ctx, repo, tag, d)
-	return bound, s.replicated(ctx, before, err)
+	var bound digest.Digest
+	err := s.write(ctx, func() error {
+		var err error
+		bound, err = s.Store.Pin(ctx, repo, tag, d)
+		return err
+	})
+	return bound, err
 }

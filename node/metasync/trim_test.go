@@ -36,7 +36,7 @@ func TestTrimBySizeAlone(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Run(runCtx, false) })
+	wg.Go(func() { r.Run(runCtx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	longest, largest := 0, before
 	for i := range retags {
@@ -88,7 +88,7 @@ func TestTrimByBytesAlone(t *testing.T) {
 	store := Wrap(s, r)
 	runCtx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Run(runCtx, false) })
+	wg.Go(func() { r.Run(runCtx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i := range 4 {
 		m := manifest(fmt.Sprint(i))

@@ -54,7 +54,7 @@ func retags(ctx context.Context, c config, dir string) (ch churn, err error) {
 	meta := metasync.Wrap(s, r)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() { r.Run(runCtx, false) })
+	wg.Go(func() { r.Run(runCtx) })
 	defer func() { stop(); wg.Wait() }()
 
 	two := [2]*storage.Manifest{}
