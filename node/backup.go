@@ -1,12 +1,14 @@
 package node
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/atollhq/atoll/api"
+	"github.com/atollhq/atoll/storage"
 )
 
 // backupPath serves a copy of the member's metadata.db (atoll backup).
@@ -22,8 +24,16 @@ type backupper interface {
 // whole registry's metadata. A copy cut short (the client went away, the
 // disk failed) ends the connection before its declared length, so the
 // client cannot take it for whole.
-func serveBackup(db backupper, log *slog.Logger) http.HandlerFunc {
+//
+// A member still catching up with the cluster's metadata holds only part
+// of it: it answers 503, so no one takes its copy for the whole.
+func serveBackup(db backupper, caughtUp func() bool, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if !caughtUp() {
+			w.Header().Set("Retry-After", "5")
+			api.WriteError(log, w, r, fmt.Errorf("this member is catching up with the cluster's metadata: back up another member, or try again: %w", storage.ErrUnavailable))
+			return
+		}
 		began := false
 		n, err := db.Backup(w, func(size int64) {
 			h := w.Header()
