@@ -126,8 +126,7 @@ func corruptPages(t *testing.T, path string) {
 func runServe(n *Node) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	args := append([]string{"serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir}, n.args...)
-	cmd := exec.CommandContext(ctx, atollBin, args...)
+	cmd := exec.CommandContext(ctx, atollBin, n.serveArgs()...)
 	cmd.Env = append(cleanEnv(), n.env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

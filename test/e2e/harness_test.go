@@ -104,10 +104,15 @@ func (n *Node) URL() string { return "http://" + n.addr }
 // Addr is the registry's host:port.
 func (n *Node) Addr() string { return n.addr }
 
+// serveArgs is the member's serve command line, without the binary.
+func (n *Node) serveArgs() []string {
+	return append([]string{"serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir}, n.args...)
+}
+
 func (n *Node) start() {
 	n.t.Helper()
 	fmt.Fprintf(n.log, "=== start %s --data %s\n", n.addr, n.dataDir)
-	args := append([]string{"serve", "--config", emptyConf, "--addr", n.addr, "--data", n.dataDir}, n.args...)
+	args := n.serveArgs()
 	cmd := exec.Command(atollBin, args...)
 	if len(n.wrap) > 0 { // the wrapper execs atoll: the process is atoll's
 		cmd = exec.Command(n.wrap[0], append(append(n.wrap[1:len(n.wrap):len(n.wrap)], atollBin), args...)...)
