@@ -222,6 +222,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
 	mux.Handle("GET "+backupPath, n.admin(serveBackup(meta, n.metasync.CaughtUp, log))) // backup.go
+	mux.Handle("POST "+scrubPath, n.admin(n.newScrubHTTP().serve))                      // scrubhttp.go
 	if n.cluster != nil {
 		servePullThrough(mux, deps.Upstream, fromMember)
 	}

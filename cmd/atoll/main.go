@@ -72,6 +72,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return importCommand(ctx, args, stdout, stderr)
 	case "backup":
 		return backupCommand(ctx, args, stdout, stderr)
+	case "scrub":
+		return scrubCommand(ctx, args, stdout, stderr)
 	case "version", "--version", "-version":
 		_, err := fmt.Fprintln(stdout, "atoll", version)
 		return err
@@ -93,6 +95,9 @@ commands:
   garbage-collect  collect garbage offline, registry:2 style ([--dry-run] [-m] config.yml)
   backup        copy a running member's metadata.db to a file, checked (--addr URL [-o FILE]
                 [-u USER [--password-stdin]])
+  scrub         read back every blob on every member and check it against its digest;
+                a bad copy is moved aside and replaced from another member
+                (--addr URL [--rate 100MiB] [--local] [-u USER [--password-stdin]])
   import        adopt a registry:2 directory or bucket ([--dry-run] [--no-verify] [--data DIR] [--config FILE] [DIR])
   htpasswd      print an htpasswd line (bcrypt): atoll htpasswd USER PASSWORD
   version       print the version

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/atollhq/atoll/node"
+	"github.com/atollhq/atoll/node/scrub"
+	"github.com/atollhq/atoll/storage/diskspace"
+)
+
+// scrubCommand asks a running member to read back every blob on every
+// member and check it against its digest (package node/scrub). Progress
+// goes to stderr, each member's report to stdout. It fails when a member
+// could not finish, or when a bad copy could not be replaced by a good one.
+func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("scrub", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "http://127.0.0.1:5000", "URL of any member")
+	rate := fs.String("rate", "", "read at most this many bytes a second on each member, such as 100MiB (default: as fast as the disk)")
+	local := fs.Bool("local", false, "scrub the member at --addr only")
+	var af adminFlags
+	af.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *rate != "" {
+		n, err := diskspace.ParseSize(*rate)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("--rate %q: want bytes a second, such as 100MiB", *rate)
+		}
+		q.Set("rate", fmt.Sprint(n))
+	}
+	if *local {
+		q.Set("scope", "local")
+	}
+	base := baseURL(*addr)
+	what := "every member, through " + base
+	if *local {
+		what = base
+	}
+	fmt.Fprintf(stdout, "scrubbing the blobs of %s ...\n", what)
+	resp, err := af.call(ctx, http.MethodPost, base, "/_atoll/v1/scrub?"+q.Encode(), stderr)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var failed, lost []string
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l node.ScrubLine
+		if err := dec.Decode(&l); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("reading reports: %w", err)
+		}
+		switch {
+		case l.Progress != nil:
+			p := l.Progress
+			fmt.Fprintf(stderr, "  %s: %d of %d blobs, %s of %s, %d bad, %s\n", p.Member, p.Checked, p.Blobs,
+				humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Bad, p.Elapsed.Round(time.Second))
+		case l.Report != nil:
+			r := *l.Report
+			printScrubReport(stdout, r)
+			if r.Error != "" {
+				failed = append(failed, r.Member)
+			}
+			for _, b := range r.Bad {
+				if !b.Repaired {
+					lost = append(lost, r.Member+": "+b.Digest.String())
+				}
+			}
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		return fmt.Errorf("the scrub did not finish on %s", strings.Join(failed, ", "))
+	case len(lost) > 0:
+		return fmt.Errorf("%d bad copies have no good copy in their place: push the images of the repositories listed again", len(lost))
+	}
+	return nil
+}
+
+func printScrubReport(w io.Writer, r scrub.Report) {
+	if r.Error != "" {
+		fmt.Fprintf(w, "  %-20s failed after %d blobs: %s\n", r.Member, r.Checked, r.Error)
+	} else {
+		fmt.Fprintf(w, "  %-20s checked %d blobs (%s) in %s, %d bad\n", r.Member, r.Checked, humanBytes(r.Bytes), r.Duration.Round(time.Millisecond), len(r.Bad))
+	}
+	for _, b := range r.Bad {
+		fmt.Fprintf(w, "    %s (%s): %s\n", b.Digest, humanBytes(b.Size), b.Problem)
+		switch {
+		case b.Repaired:
+			fmt.Fprintf(w, "      replaced by a good copy from another member; the bad one is in %s\n", b.Quarantined)
+		case b.Quarantined != "":
+			fmt.Fprintf(w, "      LOST: moved to %s (%s); linked by %s\n", b.Quarantined, b.Error, strings.Join(orNone(b.Repositories), ", "))
+		default:
+			fmt.Fprintf(w, "      LOST: %s; linked by %s\n", b.Error, strings.Join(orNone(b.Repositories), ", "))
+		}
+	}
+}
+
+func orNone(s []string) []string {
+	if len(s) == 0 {
+		return []string{"no repository"}
+	}
+	return s
+}

@@ -1,0 +1,306 @@
+// Package scrub reads back every blob a member holds and checks its bytes
+// against its digest: a disk that rots, a sector that no longer reads, a
+// file an operator's tool truncated. A push verifies a blob once, when it
+// arrives; nothing after that would notice, and a blob's copy is never
+// replaced by a later push of the same digest, so a bad copy would be
+// served (and fail every pull) for as long as it stays.
+//
+// A copy found bad is moved aside where the store can (the filesystem
+// store's quarantine/), so that the blob is unknown here; then, in a
+// cluster, a good copy is fetched from another member that holds one.
+// Where no member has a good copy the blob is lost, and the report names
+// the repositories that link it, whose images must be pushed again.
+//
+// A scrub reads one blob at a time, at most Options.Rate bytes a second,
+// and reports its progress every few seconds. Collections, pushes and
+// rebalancing go on meanwhile: a blob deleted while it is read is skipped.
+package scrub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/storage"
+)
+
+// Store is the member's blob store, as a scrub reads it.
+type Store interface {
+	storage.BlobWalker
+	Open(ctx context.Context, d digest.Digest) (storage.Blob, error)
+}
+
+// Quarantiner is the capability of a store to move a bad copy aside
+// (filesystem.Store). Quarantine moves blob d, which b reads, and returns
+// where it went; a store without it only reports.
+type Quarantiner interface {
+	Quarantine(ctx context.Context, d digest.Digest, b storage.Blob) (string, error)
+}
+
+// Deps are what a scrub works with.
+type Deps struct {
+	// Self names the member in reports.
+	Self string
+	// Blobs is the member's own blob store.
+	Blobs Store
+	// Repair stores a good copy of blob d here, from another member;
+	// nil on a member on its own.
+	Repair func(ctx context.Context, d digest.Digest) error
+	// Repos lists the repositories that link blob d, for the report of a
+	// blob lost; nil: none are named.
+	Repos func(d digest.Digest) []string
+	// Log receives progress and every bad copy found.
+	Log *slog.Logger
+}
+
+// Options tune one scrub.
+type Options struct {
+	// Rate is how many bytes a second it reads at most; 0: as fast as
+	// the disk and the hash go.
+	Rate int64
+	// Progress, when set, is called every ProgressEvery with how far the
+	// scrub got.
+	Progress func(Progress)
+}
+
+// ProgressEvery is how often a scrub reports its progress.
+const ProgressEvery = 5 * time.Second
+
+// Progress is how far a scrub got.
+type Progress struct {
+	Member     string        `json:"member"`
+	Checked    int           `json:"checked"`    // blobs read so far
+	Blobs      int           `json:"blobs"`      // blobs to read
+	Bytes      int64         `json:"bytes"`      // bytes read so far
+	TotalBytes int64         `json:"totalBytes"` // bytes to read
+	Bad        int           `json:"bad"`        // bad copies found so far
+	Elapsed    time.Duration `json:"elapsed"`
+}
+
+// Report is what a scrub found and did.
+type Report struct {
+	Member   string        `json:"member"`
+	Checked  int           `json:"checked"` // blobs read whole
+	Bytes    int64         `json:"bytes"`   // their size
+	Skipped  int           `json:"skipped"` // deleted before they were read
+	Bad      []Bad         `json:"bad,omitempty"`
+	Duration time.Duration `json:"duration"`
+	Error    string        `json:"error,omitempty"`
+}
+
+// Lost counts the bad copies that were not replaced by a good one.
+func (r Report) Lost() int {
+	n := 0
+	for _, b := range r.Bad {
+		if !b.Repaired {
+			n++
+		}
+	}
+	return n
+}
+
+// Bad is one copy whose bytes do not match its digest.
+type Bad struct {
+	Digest digest.Digest `json:"digest"`
+	Size   int64         `json:"size"`
+	// Problem says what is wrong: what the bytes hash to, or the read
+	// error.
+	Problem string `json:"problem"`
+	// Quarantined is where the bad copy went; empty: it stayed.
+	Quarantined string `json:"quarantined,omitempty"`
+	// Repaired says a good copy from another member replaced it.
+	Repaired bool `json:"repaired"`
+	// Repositories link the blob; listed when it was not repaired.
+	Repositories []string `json:"repositories,omitempty"`
+	// Error says why it was not moved aside or not repaired.
+	Error string `json:"error,omitempty"`
+}
+
+// readSize is how much a scrub reads at a time.
+const readSize = 1 << 20
+
+// Run scrubs every blob deps.Blobs holds, until done or ctx ends; a
+// report of a scrub cut short says so in Error.
+func Run(ctx context.Context, deps Deps, opts Options) Report {
+	s := scrubber{deps: deps, opts: opts, start: time.Now(), buf: make([]byte, readSize)}
+	s.report.Member = deps.Self
+	if err := s.run(ctx); err != nil {
+		s.report.Error = err.Error()
+	}
+	s.report.Duration = time.Since(s.start)
+	return s.report
+}
+
+type scrubber struct {
+	deps   Deps
+	opts   Options
+	start  time.Time
+	buf    []byte
+	read   int64 // bytes read, for the rate
+	report Report
+	// progress
+	blobs      int
+	totalBytes int64
+	last       time.Time
+}
+
+type held struct {
+	d    digest.Digest
+	size int64
+}
+
+func (s *scrubber) run(ctx context.Context) error {
+	var all []held
+	if err := s.deps.Blobs.Walk(ctx, func(d digest.Digest, size int64) error {
+		all = append(all, held{d, size})
+		s.totalBytes += size
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing blobs: %w", err)
+	}
+	s.blobs, s.last = len(all), s.start
+	s.log().Info("scrub started", "blobs", len(all), "bytes", s.totalBytes, "rate", s.opts.Rate)
+	for _, h := range all {
+		if err := s.check(ctx, h); err != nil {
+			return err
+		}
+		if time.Since(s.last) >= ProgressEvery {
+			s.progress()
+		}
+	}
+	s.progress()
+	s.log().Info("scrub done", "checked", s.report.Checked, "bytes", s.report.Bytes, "bad", len(s.report.Bad),
+		"lost", s.report.Lost(), "took", time.Since(s.start).Round(time.Millisecond))
+	return nil
+}
+
+// check reads blob h whole and deals with a bad copy. It returns an error
+// only when the scrub cannot go on.
+func (s *scrubber) check(ctx context.Context, h held) error {
+	if !h.d.Algorithm().Available() {
+		s.report.Skipped++ // a store accepts no digest it cannot verify
+		return nil
+	}
+	b, err := s.deps.Blobs.Open(ctx, h.d)
+	if errors.Is(err, storage.ErrBlobUnknown) {
+		s.report.Skipped++ // collected or moved since the walk
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open %s: %w", h.d, err)
+	}
+	defer b.Close()
+	got, n, err := s.hash(ctx, h.d.Algorithm(), b)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return ctxErr
+	}
+	s.report.Checked++
+	s.report.Bytes += n
+	var problem string
+	switch {
+	case err != nil:
+		problem = fmt.Sprintf("reading it failed after %d bytes: %v", n, err)
+	case got != h.d:
+		problem = fmt.Sprintf("its %d bytes hash to %s", n, got)
+	default:
+		return nil
+	}
+	s.bad(ctx, Bad{Digest: h.d, Size: b.Size(), Problem: problem}, b)
+	return nil
+}
+
+// hash reads r to its end at no more than the rate and returns its
+// digest and length.
+func (s *scrubber) hash(ctx context.Context, a digest.Algorithm, r io.Reader) (digest.Digest, int64, error) {
+	h := a.Hash()
+	var n int64
+	for {
+		k, err := r.Read(s.buf)
+		h.Write(s.buf[:k])
+		n += int64(k)
+		if errors.Is(err, io.EOF) {
+			return digest.NewDigest(a, h), n, nil
+		}
+		if err != nil {
+			return "", n, err
+		}
+		if err := s.pace(ctx, int64(k)); err != nil {
+			return "", n, err
+		}
+	}
+}
+
+// pace sleeps as long as reading k more bytes takes at the rate.
+func (s *scrubber) pace(ctx context.Context, k int64) error {
+	s.read += k
+	if s.opts.Rate <= 0 {
+		return ctx.Err()
+	}
+	ahead := time.Duration(float64(s.read)/float64(s.opts.Rate)*float64(time.Second)) - time.Since(s.start)
+	if ahead <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(ahead)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// bad moves the bad copy b aside and replaces it with a good one where it
+// can, and adds it to the report.
+func (s *scrubber) bad(ctx context.Context, bad Bad, b storage.Blob) {
+	defer func() {
+		if !bad.Repaired && s.deps.Repos != nil {
+			bad.Repositories = s.deps.Repos(bad.Digest)
+		}
+		s.report.Bad = append(s.report.Bad, bad)
+		s.log().Error("scrub: bad copy of a blob", "digest", bad.Digest, "problem", bad.Problem, "quarantined", bad.Quarantined,
+			"repaired", bad.Repaired, "repositories", bad.Repositories, "err", bad.Error)
+	}()
+	q, ok := s.deps.Blobs.(Quarantiner)
+	if !ok {
+		bad.Error = "this store cannot move a copy aside; it stays"
+		return
+	}
+	where, err := q.Quarantine(ctx, bad.Digest, b)
+	if err != nil {
+		bad.Error = fmt.Sprintf("moving it aside: %v", err)
+		return
+	}
+	bad.Quarantined = where
+	if s.deps.Repair == nil {
+		bad.Error = "no other member to copy it from"
+		return
+	}
+	if err := s.deps.Repair(ctx, bad.Digest); err != nil {
+		bad.Error = fmt.Sprintf("copying it from another member: %v", err)
+		return
+	}
+	bad.Repaired = true
+}
+
+func (s *scrubber) progress() {
+	s.last = time.Now()
+	p := Progress{Member: s.deps.Self, Checked: s.report.Checked + s.report.Skipped, Blobs: s.blobs, Bytes: s.report.Bytes,
+		TotalBytes: s.totalBytes, Bad: len(s.report.Bad), Elapsed: time.Since(s.start)}
+	s.log().Info("scrub progress", "checked", p.Checked, "of", p.Blobs, "bytes", p.Bytes, "of_bytes", p.TotalBytes, "bad", p.Bad)
+	if s.opts.Progress != nil {
+		s.opts.Progress(p)
+	}
+}
+
+func (s *scrubber) log() *slog.Logger {
+	if s.deps.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.deps.Log
+}

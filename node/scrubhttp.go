@@ -1,0 +1,200 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/node/placement"
+	"github.com/atollhq/atoll/node/route"
+	"github.com/atollhq/atoll/node/scrub"
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/diskspace"
+)
+
+// scrubPath runs a scrub (package scrub) on every member, or on this one
+// with scope=local: POST scrubPath?rate=&scope=.
+const scrubPath = "/_atoll/v1/scrub"
+
+// ScrubLine is one line of scrubPath's answer, a JSON object a line: a
+// member's progress, every scrub.ProgressEvery, or its report, once.
+type ScrubLine struct {
+	Progress *scrub.Progress `json:"progress,omitempty"`
+	Report   *scrub.Report   `json:"report,omitempty"`
+}
+
+// scrubHTTP serves scrubPath.
+type scrubHTTP struct {
+	deps    scrub.Deps
+	views   *views        // the members to scrub; empty on its own
+	members *memberClient // asks them
+	// shared says every member reads one bucket: scrubbing it on one
+	// member is enough.
+	shared  bool
+	trusted func(*http.Request) bool
+	running sync.Mutex // one scrub at a time on this member
+}
+
+// newScrubHTTP wires a scrub of the member's own blobs: on local disks in
+// a cluster a bad copy is replaced from another member. On S3 the one
+// bucket is read, and a bad object only reported.
+func (n *Node) newScrubHTTP() *scrubHTTP {
+	deps := scrub.Deps{Self: n.name, Blobs: n.local, Repos: n.meta.BlobRepos, Log: n.log}
+	if n.cluster != nil && n.cache == nil {
+		deps.Repair = n.copyBlobHere
+	}
+	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, trusted: n.trusted}
+}
+
+// serve answers POST scrubPath: the scrub of each member streamed as
+// ScrubLines as they come, one member's interleaved with another's.
+func (s *scrubHTTP) serve(w http.ResponseWriter, r *http.Request) {
+	if !s.trusted(r) {
+		http.Error(w, "cluster token required", http.StatusUnauthorized)
+		return
+	}
+	q := r.URL.Query()
+	var opts scrub.Options
+	if v := q.Get("rate"); v != "" {
+		n, err := diskspace.ParseSize(v)
+		if err != nil || n < 0 {
+			http.Error(w, "bad rate: want bytes a second, such as 100MiB", http.StatusBadRequest)
+			return
+		}
+		opts.Rate = n
+	}
+	members := []string{s.deps.Self}
+	if v := s.views.load(); v != nil && q.Get("scope") != "local" && !s.shared {
+		members = append(members, v.peers()...)
+	}
+	lines := make(chan ScrubLine)
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.scrubOn(r.Context(), m, opts, lines)
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(lines)
+	}()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	for line := range lines {
+		_ = enc.Encode(line)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+// scrubOn scrubs member m, here or over HTTP, and sends its lines, the
+// last of them its report.
+func (s *scrubHTTP) scrubOn(ctx context.Context, m string, opts scrub.Options, lines chan<- ScrubLine) {
+	send := func(l ScrubLine) {
+		select {
+		case lines <- l:
+		case <-ctx.Done():
+		}
+	}
+	if m == s.deps.Self {
+		rep := s.scrubHere(ctx, opts, func(p scrub.Progress) { send(ScrubLine{Progress: &p}) })
+		send(ScrubLine{Report: &rep})
+		return
+	}
+	q := url.Values{"scope": {"local"}, "rate": {strconv.FormatInt(opts.Rate, 10)}}
+	if err := s.scrubRemote(ctx, m, q, send); err != nil {
+		send(ScrubLine{Report: &scrub.Report{Member: m, Error: err.Error()}})
+	}
+}
+
+// scrubHere runs a scrub on this member, unless one runs already.
+func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress func(scrub.Progress)) scrub.Report {
+	if !s.running.TryLock() {
+		return scrub.Report{Member: s.deps.Self, Error: "a scrub is running on this member already"}
+	}
+	defer s.running.Unlock()
+	opts.Progress = progress
+	return scrub.Run(ctx, s.deps, opts)
+}
+
+// scrubRemote passes on member m's lines; an error when m did not answer
+// with a report.
+func (s *scrubHTTP) scrubRemote(ctx context.Context, m string, q url.Values, send func(ScrubLine)) error {
+	req, err := s.members.newRequest(ctx, http.MethodPost, m, scrubPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.members.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", m, resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l ScrubLine
+		if err := dec.Decode(&l); err != nil {
+			return fmt.Errorf("%s: its answer ended before its report: %w", m, err)
+		}
+		send(l)
+		if l.Report != nil {
+			return nil
+		}
+	}
+}
+
+// copyBlobHere stores blob d here from the first other member, in the
+// ring's order of preference, that holds a copy matching d (the copy is
+// verified on arrival, so a member's bad copy is passed over).
+func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) error {
+	v := n.views.load()
+	if v == nil {
+		return errors.New("not a member of a cluster yet")
+	}
+	to := placement.NewPeerBlobs(n.name, n.local)
+	var errs []error
+	for _, m := range v.preference(d) {
+		if m == n.name {
+			continue
+		}
+		if err := n.copyBlobFrom(ctx, m, d, to); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m, err))
+			continue
+		}
+		return nil
+	}
+	if len(errs) == 0 {
+		return fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) error {
+	req, err := n.members.newRequest(ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := n.members.do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return to.Put(ctx, d, resp.ContentLength, resp.Body)
+}
