@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -159,29 +160,38 @@ func (s *scrubHTTP) scrubRemote(ctx context.Context, m string, q url.Values, sen
 
 // copyBlobHere stores blob d here from the first other member, in the
 // ring's order of preference, that holds a copy matching d (the copy is
-// verified on arrival, so a member's bad copy is passed over).
+// verified on arrival, so a member's bad copy is passed over). It wraps
+// scrub.ErrNoGoodCopy when every live member answered that it has none.
 func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) error {
 	v := n.views.load()
 	if v == nil {
 		return errors.New("not a member of a cluster yet")
 	}
 	to := placement.NewPeerBlobs(n.name, n.local)
-	var errs []error
+	var failed []string
+	none := true // every member asked has no good copy
 	for _, m := range v.preference(d) {
 		if m == n.name {
 			continue
 		}
-		if err := n.copyBlobFrom(ctx, m, d, to); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", m, err))
-			continue
+		err := n.copyBlobFrom(ctx, m, d, to)
+		if err == nil {
+			return nil
 		}
-		return nil
+		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
+		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
 	}
-	if len(errs) == 0 {
+	if len(failed) == 0 {
 		return fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
 	}
-	return errors.Join(errs...)
+	err := errors.New(strings.Join(failed, "; "))
+	if none {
+		return fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
+	}
+	return err
 }
+
+var errHoldsNone = errors.New("holds no copy")
 
 func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) error {
 	req, err := n.members.newRequest(ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
@@ -193,8 +203,16 @@ func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to p
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return errHoldsNone
+	default:
 		return fmt.Errorf("answered %s", resp.Status)
 	}
-	return to.Put(ctx, d, resp.ContentLength, resp.Body)
+	err = to.Put(ctx, d, resp.ContentLength, resp.Body)
+	if errors.Is(err, storage.ErrDigestMismatch) {
+		return fmt.Errorf("its copy is bad too: %w", err)
+	}
+	return err
 }

@@ -54,7 +54,7 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer resp.Body.Close()
-	var failed, lost []string
+	var failed, lost, unrepaired []string
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var l node.ScrubLine
@@ -75,8 +75,11 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				failed = append(failed, r.Member)
 			}
 			for _, b := range r.Bad {
-				if !b.Repaired {
+				switch {
+				case b.Lost:
 					lost = append(lost, r.Member+": "+b.Digest.String())
+				case !b.Repaired:
+					unrepaired = append(unrepaired, r.Member+": "+b.Digest.String())
 				}
 			}
 		}
@@ -85,7 +88,10 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case len(failed) > 0:
 		return fmt.Errorf("the scrub did not finish on %s", strings.Join(failed, ", "))
 	case len(lost) > 0:
-		return fmt.Errorf("%d bad copies have no good copy in their place: push the images of the repositories listed again", len(lost))
+		return fmt.Errorf("%d bad copies have no good copy anywhere: push the images of the repositories listed again"+
+			" (docker push uploads the layers the registry lacks; a client that skips an image whose manifest the registry has, such as crane, needs the manifest deleted first)", len(lost))
+	case len(unrepaired) > 0:
+		return fmt.Errorf("%d bad copies could not be replaced yet (see why above): run atoll scrub again once the members are healthy", len(unrepaired))
 	}
 	return nil
 }
@@ -101,10 +107,12 @@ func printScrubReport(w io.Writer, r scrub.Report) {
 		switch {
 		case b.Repaired:
 			fmt.Fprintf(w, "      replaced by a good copy from another member; the bad one is in %s\n", b.Quarantined)
-		case b.Quarantined != "":
+		case b.Lost && b.Quarantined != "":
 			fmt.Fprintf(w, "      LOST: moved to %s (%s); linked by %s\n", b.Quarantined, b.Error, strings.Join(orNone(b.Repositories), ", "))
-		default:
+		case b.Lost:
 			fmt.Fprintf(w, "      LOST: %s; linked by %s\n", b.Error, strings.Join(orNone(b.Repositories), ", "))
+		default:
+			fmt.Fprintf(w, "      NOT REPLACED YET: moved to %s; %s\n", b.Quarantined, b.Error)
 		}
 	}
 }

@@ -93,16 +93,20 @@ type Report struct {
 	Error    string        `json:"error,omitempty"`
 }
 
-// Lost counts the bad copies that were not replaced by a good one.
+// Lost counts the blobs of which no good copy is known (Bad.Lost).
 func (r Report) Lost() int {
 	n := 0
 	for _, b := range r.Bad {
-		if !b.Repaired {
+		if b.Lost {
 			n++
 		}
 	}
 	return n
 }
+
+// ErrNoGoodCopy is what Deps.Repair returns (wrapped) when every other
+// member answered that it holds no copy of the blob, or a bad one.
+var ErrNoGoodCopy = errors.New("no other member holds a good copy")
 
 // Bad is one copy whose bytes do not match its digest.
 type Bad struct {
@@ -115,6 +119,10 @@ type Bad struct {
 	Quarantined string `json:"quarantined,omitempty"`
 	// Repaired says a good copy from another member replaced it.
 	Repaired bool `json:"repaired"`
+	// Lost says no good copy is known: the member is on its own, or no
+	// other member holds one. Neither repaired nor lost: copying one
+	// failed (Error), and another scrub will try again.
+	Lost bool `json:"lost"`
 	// Repositories link the blob; listed when it was not repaired.
 	Repositories []string `json:"repositories,omitempty"`
 	// Error says why it was not moved aside or not repaired.
@@ -268,7 +276,7 @@ func (s *scrubber) bad(ctx context.Context, bad Bad, b storage.Blob) {
 	}()
 	q, ok := s.deps.Blobs.(Quarantiner)
 	if !ok {
-		bad.Error = "this store cannot move a copy aside; it stays"
+		bad.Error, bad.Lost = "this store cannot move a copy aside; it stays", true
 		return
 	}
 	where, err := q.Quarantine(ctx, bad.Digest, b)
@@ -278,11 +286,11 @@ func (s *scrubber) bad(ctx context.Context, bad Bad, b storage.Blob) {
 	}
 	bad.Quarantined = where
 	if s.deps.Repair == nil {
-		bad.Error = "no other member to copy it from"
+		bad.Error, bad.Lost = "no other member to copy it from", true
 		return
 	}
 	if err := s.deps.Repair(ctx, bad.Digest); err != nil {
-		bad.Error = fmt.Sprintf("copying it from another member: %v", err)
+		bad.Error, bad.Lost = fmt.Sprintf("copying it from another member: %v", err), errors.Is(err, ErrNoGoodCopy)
 		return
 	}
 	bad.Repaired = true

@@ -52,7 +52,8 @@ func content(i, size int) []byte {
 
 // A rotten copy is moved aside and replaced by a good one; a copy cut
 // short with no good copy anywhere is reported lost, with the repositories
-// that link it; good copies are left alone.
+// that link it; one whose copy failed for now is neither; good copies are
+// left alone.
 func TestScrubQuarantinesAndRepairs(t *testing.T) {
 	ctx := context.Background()
 	s, dir := newStore(t)
@@ -73,6 +74,12 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 	if err := os.Truncate(blobFile(dir, cut), 4096); err != nil {
 		t.Fatal(err)
 	}
+	unreached := digest.FromBytes(blobs[3])
+	bad3 := bytes.Clone(blobs[3])
+	bad3[0] ^= 1
+	if err := os.WriteFile(blobFile(dir, unreached), bad3, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var repairs []digest.Digest
 	var last Progress
 	rep := Run(ctx, Deps{
@@ -80,19 +87,22 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 		Blobs: s,
 		Repair: func(ctx context.Context, d digest.Digest) error {
 			repairs = append(repairs, d)
-			if d == rotten {
+			switch d {
+			case rotten:
 				return commit(ctx, s, blobs[1])
+			case cut:
+				return fmt.Errorf("%w: n2: holds no copy", ErrNoGoodCopy)
 			}
-			return errors.New("no member holds a good copy")
+			return errors.New("n2: connection refused")
 		},
 		Repos: func(d digest.Digest) []string { return []string{"team/app", "team/" + d.Encoded()[:4]} },
 	}, Options{Progress: func(p Progress) { last = p }})
 
-	if rep.Error != "" || rep.Member != "n1" || rep.Checked != 4 || rep.Skipped != 0 || len(rep.Bad) != 2 || rep.Lost() != 1 {
-		t.Fatalf("report %+v: want 4 checked, 2 bad, 1 lost", rep)
+	if rep.Error != "" || rep.Member != "n1" || rep.Checked != 4 || rep.Skipped != 0 || len(rep.Bad) != 3 || rep.Lost() != 1 {
+		t.Fatalf("report %+v: want 4 checked, 3 bad, 1 lost", rep)
 	}
-	if len(repairs) != 2 {
-		t.Fatalf("repairs asked for %v, want both bad blobs", repairs)
+	if len(repairs) != 3 {
+		t.Fatalf("repairs asked for %v, want every bad blob", repairs)
 	}
 	for _, b := range rep.Bad {
 		if b.Quarantined == "" || !strings.HasPrefix(b.Quarantined, filepath.Join(dir, "quarantine")) {
@@ -100,12 +110,16 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 		}
 		switch b.Digest {
 		case rotten:
-			if !b.Repaired || b.Error != "" || len(b.Repositories) != 0 || !strings.Contains(b.Problem, "100001 bytes hash to sha256:") {
+			if !b.Repaired || b.Lost || b.Error != "" || len(b.Repositories) != 0 || !strings.Contains(b.Problem, "100001 bytes hash to sha256:") {
 				t.Errorf("rotten blob: %+v; want repaired, its bytes' digest named", b)
 			}
 		case cut:
-			if b.Repaired || !strings.Contains(b.Error, "no member holds a good copy") || len(b.Repositories) != 2 || !strings.Contains(b.Problem, "4096 bytes") {
+			if b.Repaired || !b.Lost || !strings.Contains(b.Error, "holds no copy") || len(b.Repositories) != 2 || !strings.Contains(b.Problem, "4096 bytes") {
 				t.Errorf("cut blob: %+v; want lost, with why and the repositories", b)
+			}
+		case unreached:
+			if b.Repaired || b.Lost || !strings.Contains(b.Error, "connection refused") || len(b.Repositories) != 2 {
+				t.Errorf("blob whose copy failed: %+v; want neither repaired nor lost, with why", b)
 			}
 		default:
 			t.Errorf("good blob %s reported bad: %+v", b.Digest, b)
@@ -114,7 +128,7 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 	for i, want := range blobs {
 		d := digest.FromBytes(want)
 		b, err := s.Open(ctx, d)
-		if i == 2 {
+		if i >= 2 {
 			if !errors.Is(err, storage.ErrBlobUnknown) {
 				t.Errorf("the lost blob: Open %v, want ErrBlobUnknown so that a push stores it again", err)
 			}
@@ -129,13 +143,13 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 			t.Errorf("blob %d after the scrub: %d bytes, %v; want its content", i, len(got), err)
 		}
 	}
-	if last.Checked != 4 || last.Blobs != 4 || last.Bad != 2 || last.TotalBytes != rep.Bytes || rep.Bytes != 100_000+100_001+4096+100_003 {
-		t.Errorf("last progress %+v; want 4 of 4 blobs, 2 bad, every byte", last)
+	if last.Checked != 4 || last.Blobs != 4 || last.Bad != 3 || last.TotalBytes != rep.Bytes || rep.Bytes != 100_000+100_001+4096+100_003 {
+		t.Errorf("last progress %+v; want 4 of 4 blobs, 3 bad, every byte", last)
 	}
-	// A second scrub finds nothing: the repaired copy is good, the lost
-	// one is gone.
-	if again := Run(ctx, Deps{Self: "n1", Blobs: s}, Options{}); again.Checked != 3 || len(again.Bad) != 0 || again.Error != "" {
-		t.Fatalf("second scrub: %+v; want 3 good blobs", again)
+	// A second scrub finds nothing: the repaired copy is good, the
+	// others are gone.
+	if again := Run(ctx, Deps{Self: "n1", Blobs: s}, Options{}); again.Checked != 2 || len(again.Bad) != 0 || again.Error != "" {
+		t.Fatalf("second scrub: %+v; want 2 good blobs", again)
 	}
 }
 
@@ -191,7 +205,7 @@ func TestScrubReadErrorWithoutQuarantine(t *testing.T) {
 		t.Fatalf("report %+v (repair asked: %v); want 2 checked, 1 skipped, 1 bad, no repair", rep, repaired)
 	}
 	b := rep.Bad[0]
-	if b.Digest != ds[0] || !strings.Contains(b.Problem, "input/output error") || b.Quarantined != "" || !strings.Contains(b.Error, "cannot move") {
+	if b.Digest != ds[0] || !strings.Contains(b.Problem, "input/output error") || b.Quarantined != "" || !b.Lost || !strings.Contains(b.Error, "cannot move") {
 		t.Fatalf("bad copy %+v; want the read error, left in place", b)
 	}
 	if _, err := s.Stat(ctx, ds[0]); err != nil {

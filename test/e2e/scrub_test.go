@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+)
+
+// Scrubbing: `atoll scrub` reads back every blob on every member's disk.
+// The disk's damage is made by hand: a byte flipped in one copy, another
+// copy cut short, and both copies of one blob flipped.
+
+// blobFile is where a member's filesystem store keeps blob d.
+func blobFile(dataDir string, d digest.Digest) string {
+	return filepath.Join(dataDir, "blobs", string(d.Algorithm()), d.Encoded()[:2], d.Encoded())
+}
+
+// flipByte flips one bit in the middle of file path, in place.
+func flipByte(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x01
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkFile fails unless file path holds the bytes of blob d.
+func checkFile(t *testing.T, path string, d digest.Digest) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := digest.FromBytes(b); got != d {
+		t.Errorf("%s holds %d bytes of digest %s, want %s", path, len(b), got, d)
+	}
+}
+
+// runScrub runs atoll scrub against base and returns its output and
+// whether it exited 0.
+func runScrub(t *testing.T, base string, args ...string) (string, bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, atollBin, append([]string{"scrub", "--addr", base}, args...)...).CombinedOutput()
+	if _, exited := err.(*exec.ExitError); err != nil && !exited {
+		t.Fatalf("atoll scrub: %v\n%s", err, out)
+	}
+	return string(out), err == nil
+}
+
+// TestScrubCluster: a bad copy is moved aside and replaced from the member
+// holding a good one, before the command returns; a blob whose every copy
+// is bad is reported lost with the repository that links it, and a push of
+// its image stores it again. Every image then pulls whole from every
+// member, and a second scrub finds nothing.
+func TestScrubCluster(t *testing.T) {
+	c := startLoopbackCluster(t, 3, clusterOptions{})
+	ic := newGGCRClient(c.members[0].Addr(), newAckLedger(), true)
+	images := newClusterImages(t, "scrub/app", 3, 64<<10)
+	pushAllImages(t, ic, images)
+	p, _, _ := waitPlaced(t, 30*time.Second, c.members, imageBlobs(images), 2)
+	member := map[string]*clusterMember{}
+	for _, m := range c.members {
+		member[m.name] = m
+	}
+
+	flipped, cut, lost := images[0].blobs[1], images[1].blobs[1], images[2].blobs[1]
+	flipByte(t, blobFile(member[p[flipped][0]].dataDir, flipped))
+	if err := os.Truncate(blobFile(member[p[cut][1]].dataDir, cut), 1000); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range p[lost] {
+		flipByte(t, blobFile(member[h].dataDir, lost))
+	}
+
+	start := time.Now()
+	out, ok := runScrub(t, c.members[0].URL())
+	logMeasure(t, "scrub of 3 members, %d blobs each: %v", len(p), time.Since(start).Round(time.Millisecond))
+	t.Logf("atoll scrub:\n%s", out)
+	if ok {
+		t.Errorf("atoll scrub exited 0 with a blob lost")
+	}
+	if got := strings.Count(out, "replaced by a good copy from another member"); got != 2 {
+		t.Errorf("atoll scrub says %d copies were replaced, want 2", got)
+	}
+	if got := strings.Count(out, "LOST: moved to"); got != 2 || !strings.Contains(out, "linked by "+images[2].repo) {
+		t.Errorf("atoll scrub reports %d lost copies, want both copies of %s, linked by %s", got, lost, images[2].repo)
+	}
+	for _, m := range c.members {
+		if !strings.Contains(out, "  "+m.name+" ") {
+			t.Errorf("no report of %s", m.name)
+		}
+	}
+	checkFile(t, blobFile(member[p[flipped][0]].dataDir, flipped), flipped)
+	checkFile(t, blobFile(member[p[cut][1]].dataDir, cut), cut)
+	for _, h := range p[lost] {
+		if _, err := os.Stat(blobFile(member[h].dataDir, lost)); !os.IsNotExist(err) {
+			t.Errorf("%s still holds its bad copy of %s: %v", h, lost, err)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pushAgain(ctx, t, ic, images[2])
+	pullAndValidate(t, images, memberGGCRClients(c.members, newAckLedger())...)
+	if out, ok := runScrub(t, c.members[1].URL()); !ok || strings.Count(out, ", 0 bad\n") != 3 {
+		t.Errorf("second scrub: exited 0: %v; want 0 bad on each of 3 members:\n%s", ok, out)
+	}
+}
+
+// TestScrubSingleNode: on a member on its own a bad copy has nowhere to
+// come from: it is moved aside, so that the blob is unknown rather than
+// served bad (a push would not replace it), the command fails naming the
+// repository, and a push of the image repairs the registry.
+func TestScrubSingleNode(t *testing.T) {
+	n := startNode(t, filepath.Join(t.TempDir(), "data"))
+	ic := newGGCRClient(n.Addr(), newAckLedger(), true)
+	images := newClusterImages(t, "scrub/one", 2, 32<<10)
+	pushAllImages(t, ic, images)
+	bad := images[0].blobs[1]
+	flipByte(t, blobFile(n.dataDir, bad))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := ic.pull(ctx, images[0], images[0].tag); err == nil {
+		t.Fatal("the image with a flipped byte pulled whole: the test damaged nothing")
+	}
+	c := newClient(n.URL())
+	defer c.close()
+	upload := "/v2/" + images[0].repo + "/blobs/uploads/?digest=" + bad.String()
+	if _, err := c.do(ctx, http.MethodPost, upload, nil, layerBytes(t, images[0], bad), http.StatusCreated); err != nil {
+		t.Fatal(err)
+	}
+	if err := ic.pull(ctx, images[0], images[0].tag); err == nil {
+		t.Fatal("an upload of the good bytes replaced the bad copy: this test no longer shows what scrubbing is for")
+	}
+
+	out, ok := runScrub(t, n.URL(), "--rate", "64MiB")
+	t.Logf("atoll scrub:\n%s", out)
+	blobs := len(imageBlobs(images))
+	if ok || !strings.Contains(out, fmt.Sprintf("checked %d blobs", blobs)) || !strings.Contains(out, "1 bad") ||
+		!strings.Contains(out, bad.String()) || !strings.Contains(out, "linked by "+images[0].repo) ||
+		!strings.Contains(out, fmt.Sprintf("%d of %d blobs", blobs, blobs)) {
+		t.Errorf("atoll scrub exited 0: %v; want it to fail, naming %s, its repository %s, and its progress", ok, bad, images[0].repo)
+	}
+	if _, err := c.do(ctx, http.MethodHead, "/v2/"+images[0].repo+"/blobs/"+bad.String(), nil, nil, http.StatusNotFound); err != nil {
+		t.Errorf("the bad blob after the scrub: %v", err)
+	}
+	moved, _ := filepath.Glob(filepath.Join(n.dataDir, "quarantine", "sha256-"+bad.Encoded()+"-*"))
+	if len(moved) != 1 {
+		t.Fatalf("quarantine holds %v, want the bad copy", moved)
+	}
+	if b, err := os.ReadFile(moved[0]); err != nil || digest.FromBytes(b) == bad || bytes.Equal(b, nil) {
+		t.Errorf("the quarantined file: %d bytes, %v; want the bad copy", len(b), err)
+	}
+
+	pushAgain(ctx, t, ic, images[0])
+	pullAndValidate(t, images, ic)
+	if out, ok := runScrub(t, n.URL()); !ok || !strings.Contains(out, ", 0 bad\n") {
+		t.Errorf("scrub after the push: exited 0: %v; want 0 bad:\n%s", ok, out)
+	}
+}
+
+// pushAgain pushes ti as docker push does: each layer the registry lacks,
+// then the manifest. (go-containerregistry's remote.Write skips an image
+// whose manifest the registry has, lost layer or not.)
+func pushAgain(ctx context.Context, t *testing.T, ic *ggcrClient, ti clusterImage) {
+	t.Helper()
+	layers, err := ti.img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range layers {
+		if err := remote.WriteLayer(ic.ref(ti.repo, ti.tag).Context(), l, ic.with(ctx)...); err != nil {
+			t.Fatalf("push a layer of %s again: %v", ti.repo, err)
+		}
+	}
+	if err := ic.push(ctx, ti); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// layerBytes returns the bytes of ti's layer d.
+func layerBytes(t *testing.T, ti clusterImage, d digest.Digest) []byte {
+	t.Helper()
+	h, err := v1.NewHash(d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ti.img.LayerByDigest(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
