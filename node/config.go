@@ -13,6 +13,7 @@ import (
 	"github.com/atollhq/atoll/node/policy"
 	"github.com/atollhq/atoll/node/pullthrough"
 	"github.com/atollhq/atoll/node/replication"
+	"github.com/atollhq/atoll/node/scrub"
 	"github.com/atollhq/atoll/storage/diskspace"
 	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/storage/s3"
@@ -66,6 +67,8 @@ type Config struct {
 	// ReadIdle cuts off a request body that sends nothing for this long
 	// (registry:2 config: http.readidle). Default 60s.
 	ReadIdle time.Duration `yaml:"-"`
+	// Scrub schedules scrubs of the member's blobs (scrubhttp.go).
+	Scrub scrub.Config `yaml:"-"`
 	// Metadata tunes the metadata store: the file's metadata: section,
 	// whose size cmd/atoll parses (metadata.cachesize: 256MiB).
 	Metadata metadb.Config `yaml:"-"`

@@ -65,6 +65,7 @@ type Node struct {
 	rules   *rules        // quotas and immutable tags
 	fence   *fence.Fence  // keeps collections off the blobs pushes use
 	gc      *gc.Collector // garbage collection with retention (gchttp.go)
+	scrub   *scrubHTTP    // reads back every blob (scrubhttp.go)
 
 	replication *replication.Replicator // nil without rules (replication.go)
 
@@ -222,7 +223,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
 	mux.Handle("GET "+backupPath, n.admin(serveBackup(meta, n.metasync.CaughtUp, log))) // backup.go
-	mux.Handle("POST "+scrubPath, n.admin(n.newScrubHTTP().serve))                      // scrubhttp.go
+	n.scrub = n.newScrubHTTP()
+	mux.Handle("POST "+scrubPath, n.admin(n.scrub.serve)) // scrubhttp.go
 	if n.cluster != nil {
 		servePullThrough(mux, deps.Upstream, fromMember)
 	}
@@ -297,6 +299,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 		run(n.replication.Run)
 	}
 	run(n.gc.Run)
+	run(n.scheduledScrubs)
 	if n.cluster == nil {
 		return
 	}

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -156,6 +158,59 @@ func (s *scrubHTTP) scrubRemote(ctx context.Context, m string, q url.Values, sen
 			return nil
 		}
 	}
+}
+
+// scheduledScrubs scrubs this member's blobs every Config.Scrub.Interval
+// (none when 0), counted from the last scheduled scrub that finished
+// (scrub.Schedule). On a shared bucket one member scrubs it: the ring's
+// owner of "scrub".
+func (n *Node) scheduledScrubs(ctx context.Context) {
+	cfg := n.cfg.Scrub
+	if cfg.Interval <= 0 {
+		return
+	}
+	sched := scrub.Schedule{Path: filepath.Join(n.cfg.DataDir, "scrub.json"), Interval: cfg.Interval}
+	mine := func() bool {
+		return !n.scrub.shared || clusterWork{self: n.name, cluster: n.cluster, views: &n.views}.owns("scrub")
+	}
+	// A scrub due already waits until the member has served a while; one
+	// that failed is tried again after as long.
+	delay := min(cfg.Interval, time.Minute)
+	earliest := time.Now().Add(delay)
+	for {
+		next, err := sched.Next(time.Now())
+		if err != nil {
+			n.log.Warn("scheduled scrub", "err", err)
+		}
+		t := time.NewTimer(time.Until(later(next, earliest)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if mine() {
+			rep := n.scrub.scrubHere(ctx, scrub.Options{Rate: cfg.Rate}, nil)
+			if rep.Error != "" {
+				n.log.Warn("scheduled scrub did not finish", "err", rep.Error)
+				earliest = time.Now().Add(delay)
+				if ctx.Err() != nil {
+					return
+				}
+				continue
+			}
+		}
+		if err := sched.Done(time.Now()); err != nil {
+			n.log.Warn("scheduled scrub", "err", err)
+		}
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // copyBlobHere stores blob d here from the first other member, in the

@@ -35,6 +35,11 @@ type fileConfig struct {
 	Metadata struct {
 		CacheSize string `yaml:"cachesize"`
 	} `yaml:"metadata"`
+	// Scrub is node.Config.Scrub with its rate as written ("50MiB").
+	Scrub struct {
+		Interval time.Duration `yaml:"interval"`
+		Rate     string        `yaml:"rate"`
+	} `yaml:"scrub"`
 }
 
 // r2Config is the part of registry:2's config.yml that has no package
@@ -350,6 +355,14 @@ func (fc *fileConfig) nodeConfig() (node.Config, error) {
 			return c, fmt.Errorf("metadata.cachesize: %w", err)
 		}
 		c.Metadata.CacheSize = size
+	}
+	c.Scrub.Interval = fc.Scrub.Interval
+	if s := fc.Scrub.Rate; s != "" {
+		rate, err := diskspace.ParseSize(s)
+		if err != nil {
+			return c, fmt.Errorf("scrub.rate: %w", err)
+		}
+		c.Scrub.Rate = rate
 	}
 	r := &fc.r2Config
 	c.Addr, c.DebugAddr, c.ReadIdle = r.HTTP.Addr, r.HTTP.Debug.Addr, r.HTTP.ReadIdle

@@ -92,6 +92,8 @@ var keyValues = map[string]string{
 	"replication[].interval":                      "1m",
 	"gc.interval":                                 "1h",
 	"gc.grace":                                    "2h",
+	"scrub.interval":                              "168h",
+	"scrub.rate":                                  "50MiB",
 	"retention[].repositories":                    "['*']",
 	"retention[].keeplast":                        "3",
 	"retention[].keeptags":                        "[latest]",

@@ -112,6 +112,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	debugAddr := fs.String("debug-addr", "", "address for /metrics and pprof (http.debug.addr)")
 	logFormat := fs.String("log-format", "", "text or json (log.formatter)")
 	gcInterval := fs.Duration("gc-interval", 0, "collect garbage on this schedule (default: only on demand)")
+	scrubInterval := fs.Duration("scrub-interval", 0, "scrub the member's blobs on this schedule (scrub.interval; default: only on demand)")
 	cacheSize := fs.String("cache-size", "", "disk cache for blobs kept in S3, e.g. 20GiB (storage.cachesize; default 10GiB)")
 	importFrom := fs.String("import-from", "", "import this registry:2 directory before serving (default: the data directory or the S3 bucket, when it holds registry:2's layout)")
 	noVerify := fs.Bool("import-no-verify", false, "import registry:2 blobs without hashing them, then verify them in the background while serving")
@@ -146,6 +147,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *gcInterval > 0 {
 		cfg.GC.Interval = *gcInterval
+	}
+	if *scrubInterval > 0 {
+		cfg.Scrub.Interval = *scrubInterval
 	}
 	n, err := node.New(cfg, log)
 	if err != nil {

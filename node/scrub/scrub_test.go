@@ -22,11 +22,16 @@ import (
 func newStore(t *testing.T) (*filesystem.Store, string) {
 	t.Helper()
 	dir := t.TempDir()
+	return newStoreIn(t, dir), dir
+}
+
+func newStoreIn(t testing.TB, dir string) *filesystem.Store {
+	t.Helper()
 	s, err := filesystem.New(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, dir
+	return s
 }
 
 // commit stores content as a blob of s.

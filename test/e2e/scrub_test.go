@@ -218,3 +218,29 @@ func layerBytes(t *testing.T, ti clusterImage, d digest.Digest) []byte {
 	}
 	return b
 }
+
+// TestScrubScheduled: with scrub.interval (here --scrub-interval) a member
+// scrubs on its own: a bad copy is moved aside without anyone asking, and
+// the time of the last scrub is kept for the next start.
+func TestScrubScheduled(t *testing.T) {
+	n := startNodeWith(t, filepath.Join(t.TempDir(), "data"), nodeOptions{args: []string{"--scrub-interval", "1s"}})
+	ic := newGGCRClient(n.Addr(), newAckLedger(), true)
+	images := newClusterImages(t, "scrub/scheduled", 1, 16<<10)
+	pushAllImages(t, ic, images)
+	bad := images[0].blobs[1]
+	flipByte(t, blobFile(n.dataDir, bad))
+	took := pollUntil(t, 20*time.Second, "the bad copy moved aside by a scheduled scrub", func() error {
+		moved, _ := filepath.Glob(filepath.Join(n.dataDir, "quarantine", "sha256-"+bad.Encoded()+"-*"))
+		if len(moved) != 1 {
+			return fmt.Errorf("quarantine holds %v", moved)
+		}
+		return nil
+	})
+	t.Logf("a scheduled scrub moved the bad copy aside %v after it was damaged", took.Round(time.Millisecond))
+	if _, err := os.Stat(filepath.Join(n.dataDir, "scrub.json")); err != nil {
+		t.Errorf("the schedule's file: %v", err)
+	}
+	if !strings.Contains(n.log.String(), "scrub: bad copy of a blob") {
+		t.Errorf("the member's log does not report the bad copy")
+	}
+}
