@@ -40,7 +40,10 @@ type scrubHTTP struct {
 	members *memberClient // asks them
 	// shared says every member reads one bucket: scrubbing it on one
 	// member is enough.
-	shared  bool
+	shared bool
+	// every is how often a scrub reports progress; a member's scrub
+	// that says nothing for idleEvery times as long is given up.
+	every   time.Duration
 	trusted func(*http.Request) bool
 	running sync.Mutex // one scrub at a time on this member
 }
@@ -53,8 +56,16 @@ func (n *Node) newScrubHTTP() *scrubHTTP {
 	if n.cluster != nil && n.cache == nil {
 		deps.Repair = n.copyBlobHere
 	}
-	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, trusted: n.trusted}
+	every := scrub.ProgressEvery
+	if n.cfg.Cluster.Fast {
+		every = time.Second
+	}
+	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, every: every, trusted: n.trusted}
 }
+
+// idleEvery: a member whose scrub sent no line for this many progress
+// intervals is taken for stopped (frozen, cut off) and its scrub ended.
+const idleEvery = 6
 
 // serve answers POST scrubPath: the scrub of each member streamed as
 // ScrubLines as they come, one member's interleaved with another's.
@@ -64,7 +75,7 @@ func (s *scrubHTTP) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	var opts scrub.Options
+	opts := scrub.Options{Every: s.every}
 	if v := q.Get("rate"); v != "" {
 		n, err := diskspace.ParseSize(v)
 		if err != nil || n < 0 {
@@ -133,8 +144,24 @@ func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress 
 }
 
 // scrubRemote passes on member m's lines; an error when m did not answer
-// with a report.
+// with a report, or went silent for idleEvery progress intervals.
 func (s *scrubHTTP) scrubRemote(ctx context.Context, m string, q url.Values, send func(ScrubLine)) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := time.Duration(idleEvery) * s.every
+	silent := time.AfterFunc(idle, func() { cancel(fmt.Errorf("%s sent nothing for %v", m, idle)) })
+	defer silent.Stop()
+	err := s.readRemote(ctx, m, q, func(l ScrubLine) {
+		silent.Reset(idle)
+		send(l)
+	})
+	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+		return cause
+	}
+	return err
+}
+
+func (s *scrubHTTP) readRemote(ctx context.Context, m string, q url.Values, send func(ScrubLine)) error {
 	req, err := s.members.newRequest(ctx, http.MethodPost, m, scrubPath+"?"+q.Encode(), nil)
 	if err != nil {
 		return err

@@ -37,7 +37,9 @@ type Store interface {
 
 // Quarantiner is the capability of a store to move a bad copy aside
 // (filesystem.Store). Quarantine moves blob d, which b reads, and returns
-// where it went; a store without it only reports.
+// where it went, or storage.ErrBlobUnknown when that copy is no longer
+// the blob's (deleted, or deleted and stored again); a store without it
+// only reports.
 type Quarantiner interface {
 	Quarantine(ctx context.Context, d digest.Digest, b storage.Blob) (string, error)
 }
@@ -63,12 +65,14 @@ type Options struct {
 	// Rate is how many bytes a second it reads at most; 0: as fast as
 	// the disk and the hash go.
 	Rate int64
-	// Progress, when set, is called every ProgressEvery with how far the
-	// scrub got.
+	// Progress, when set, is called every Every with how far the scrub
+	// got, and once at its end.
 	Progress func(Progress)
+	// Every is how often progress is reported; default ProgressEvery.
+	Every time.Duration
 }
 
-// ProgressEvery is how often a scrub reports its progress.
+// ProgressEvery is how often a scrub reports its progress by default.
 const ProgressEvery = 5 * time.Second
 
 // Progress is how far a scrub got.
@@ -135,6 +139,9 @@ const readSize = 1 << 20
 // Run scrubs every blob deps.Blobs holds, until done or ctx ends; a
 // report of a scrub cut short says so in Error.
 func Run(ctx context.Context, deps Deps, opts Options) Report {
+	if opts.Every <= 0 {
+		opts.Every = ProgressEvery
+	}
 	s := scrubber{deps: deps, opts: opts, start: time.Now(), buf: make([]byte, readSize)}
 	s.report.Member = deps.Self
 	if err := s.run(ctx); err != nil {
@@ -145,12 +152,14 @@ func Run(ctx context.Context, deps Deps, opts Options) Report {
 }
 
 type scrubber struct {
-	deps   Deps
-	opts   Options
-	start  time.Time
-	buf    []byte
-	read   int64 // bytes read, for the rate
-	report Report
+	deps  Deps
+	opts  Options
+	start time.Time
+	buf   []byte
+	read  int64 // bytes read, for the rate
+	// reading is how much of the blob being read is read
+	reading int64
+	report  Report
 	// progress
 	blobs      int
 	totalBytes int64
@@ -176,9 +185,6 @@ func (s *scrubber) run(ctx context.Context) error {
 	for _, h := range all {
 		if err := s.check(ctx, h); err != nil {
 			return err
-		}
-		if time.Since(s.last) >= ProgressEvery {
-			s.progress()
 		}
 	}
 	s.progress()
@@ -227,10 +233,14 @@ func (s *scrubber) check(ctx context.Context, h held) error {
 func (s *scrubber) hash(ctx context.Context, a digest.Algorithm, r io.Reader) (digest.Digest, int64, error) {
 	h := a.Hash()
 	var n int64
+	defer func() { s.reading = 0 }()
 	for {
 		k, err := r.Read(s.buf)
 		h.Write(s.buf[:k])
 		n += int64(k)
+		if s.reading = n; time.Since(s.last) >= s.opts.Every {
+			s.progress() // within a blob too: a large one at a low rate takes minutes
+		}
 		if errors.Is(err, io.EOF) {
 			return digest.NewDigest(a, h), n, nil
 		}
@@ -264,41 +274,56 @@ func (s *scrubber) pace(ctx context.Context, k int64) error {
 }
 
 // bad moves the bad copy b aside and replaces it with a good one where it
-// can, and adds it to the report.
+// can, and adds it to the report, unless it was deleted meanwhile.
 func (s *scrubber) bad(ctx context.Context, bad Bad, b storage.Blob) {
-	defer func() {
-		if !bad.Repaired && s.deps.Repos != nil {
-			bad.Repositories = s.deps.Repos(bad.Digest)
-		}
-		s.report.Bad = append(s.report.Bad, bad)
-		s.log().Error("scrub: bad copy of a blob", "digest", bad.Digest, "problem", bad.Problem, "quarantined", bad.Quarantined,
-			"repaired", bad.Repaired, "repositories", bad.Repositories, "err", bad.Error)
-	}()
+	bad, gone := s.mend(ctx, bad, b)
+	if gone {
+		// Collected meanwhile, or collected and stored again (verified):
+		// the bad copy is gone.
+		s.log().Info("scrub: a bad copy was deleted before it could be moved aside", "digest", bad.Digest, "problem", bad.Problem)
+		s.report.Skipped++
+		return
+	}
+	if !bad.Repaired && s.deps.Repos != nil {
+		bad.Repositories = s.deps.Repos(bad.Digest)
+	}
+	s.report.Bad = append(s.report.Bad, bad)
+	s.log().Error("scrub: bad copy of a blob", "digest", bad.Digest, "problem", bad.Problem, "quarantined", bad.Quarantined,
+		"repaired", bad.Repaired, "lost", bad.Lost, "repositories", bad.Repositories, "err", bad.Error)
+}
+
+// mend moves the bad copy b aside and asks for a good one; gone says the
+// copy was no longer the blob's.
+func (s *scrubber) mend(ctx context.Context, bad Bad, b storage.Blob) (_ Bad, gone bool) {
 	q, ok := s.deps.Blobs.(Quarantiner)
 	if !ok {
 		bad.Error, bad.Lost = "this store cannot move a copy aside; it stays", true
-		return
+		return bad, false
 	}
 	where, err := q.Quarantine(ctx, bad.Digest, b)
+	if errors.Is(err, storage.ErrBlobUnknown) {
+		return bad, true
+	}
 	if err != nil {
 		bad.Error = fmt.Sprintf("moving it aside: %v", err)
-		return
+		return bad, false
 	}
 	bad.Quarantined = where
 	if s.deps.Repair == nil {
 		bad.Error, bad.Lost = "no other member to copy it from", true
-		return
+		return bad, false
 	}
 	if err := s.deps.Repair(ctx, bad.Digest); err != nil {
 		bad.Error, bad.Lost = fmt.Sprintf("copying it from another member: %v", err), errors.Is(err, ErrNoGoodCopy)
-		return
+		return bad, false
 	}
 	bad.Repaired = true
+	return bad, false
 }
 
 func (s *scrubber) progress() {
 	s.last = time.Now()
-	p := Progress{Member: s.deps.Self, Checked: s.report.Checked + s.report.Skipped, Blobs: s.blobs, Bytes: s.report.Bytes,
+	p := Progress{Member: s.deps.Self, Checked: s.report.Checked + s.report.Skipped, Blobs: s.blobs, Bytes: s.report.Bytes + s.reading,
 		TotalBytes: s.totalBytes, Bad: len(s.report.Bad), Elapsed: time.Since(s.start)}
 	s.log().Info("scrub progress", "checked", p.Checked, "of", p.Blobs, "bytes", p.Bytes, "of_bytes", p.TotalBytes, "bad", p.Bad)
 	if s.opts.Progress != nil {

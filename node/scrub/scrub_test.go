@@ -239,3 +239,64 @@ func TestScrubRateAndCancel(t *testing.T) {
 		t.Fatalf("scrub past its deadline: %+v; want it cut short, saying so", rep)
 	}
 }
+
+// collecting is a store whose collection deletes each blob just after
+// the scrub opened it.
+type collecting struct{ *filesystem.Store }
+
+func (c collecting) Open(ctx context.Context, d digest.Digest) (storage.Blob, error) {
+	b, err := c.Store.Open(ctx, d)
+	if err == nil {
+		err = c.Store.Delete(ctx, d)
+	}
+	return b, err
+}
+
+// A bad copy deleted while it was read is gone, not lost: nothing to
+// report, nothing to repair.
+func TestScrubBadCopyCollectedMeanwhile(t *testing.T) {
+	ctx := context.Background()
+	s, dir := newStore(t)
+	good := content(7, 20_000)
+	if err := commit(ctx, s, good); err != nil {
+		t.Fatal(err)
+	}
+	d := digest.FromBytes(good)
+	if err := os.WriteFile(blobFile(dir, d), content(8, 20_000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := Run(ctx, Deps{Self: "n1", Blobs: collecting{s}, Repair: func(context.Context, digest.Digest) error {
+		t.Error("repair asked for a blob collected meanwhile")
+		return nil
+	}}, Options{})
+	if rep.Error != "" || rep.Checked != 1 || rep.Skipped != 1 || len(rep.Bad) != 0 {
+		t.Fatalf("report %+v; want the bad copy skipped as gone", rep)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "quarantine")); len(entries) != 0 {
+		t.Fatalf("quarantine holds %d files, want none", len(entries))
+	}
+}
+
+// Progress comes within a blob too: a large blob at a low rate takes
+// minutes, and a member that says nothing for long is given up.
+func TestScrubProgressWithinABlob(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := commit(ctx, s, content(1, 4<<20)); err != nil {
+		t.Fatal(err)
+	}
+	var seen []Progress
+	rep := Run(ctx, Deps{Self: "n1", Blobs: s}, Options{Rate: 16 << 20, Every: 20 * time.Millisecond, Progress: func(p Progress) { seen = append(seen, p) }})
+	if rep.Error != "" || rep.Checked != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	mid := 0
+	for _, p := range seen {
+		if p.Checked == 0 && p.Bytes > 0 && p.Bytes < 4<<20 {
+			mid++
+		}
+	}
+	if mid < 2 || seen[len(seen)-1].Bytes != 4<<20 {
+		t.Fatalf("progress %+v; want several reports within the blob (4 MiB at 16 MiB/s, every 20 ms), the last at its end", seen)
+	}
+}

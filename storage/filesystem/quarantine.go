@@ -16,7 +16,8 @@ import (
 
 // ErrReplaced says the file at a blob's path is no longer the one read:
 // the blob was deleted and stored again meanwhile, so there is nothing to
-// move aside.
+// move aside. It comes wrapped with storage.ErrBlobUnknown: the copy read
+// is no longer the blob's.
 var ErrReplaced = errors.New("blob replaced since it was read")
 
 func (s *Store) quarantineDir() string { return filepath.Join(s.root, "quarantine") }
@@ -63,7 +64,7 @@ func (s *Store) Quarantine(_ context.Context, d digest.Digest, b storage.Blob) (
 		if err := os.Remove(dst); err != nil {
 			return "", fmt.Errorf("quarantine %s: %w", d, err)
 		}
-		return "", fmt.Errorf("%s: %w", d, ErrReplaced)
+		return "", fmt.Errorf("%s: %w: %w", d, ErrReplaced, storage.ErrBlobUnknown)
 	}
 	s.count(-1, -moved.Size())
 	if err := errors.Join(syncDir(filepath.Dir(path)), syncDir(s.quarantineDir())); err != nil {

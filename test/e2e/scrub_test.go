@@ -123,6 +123,19 @@ func TestScrubCluster(t *testing.T) {
 	if out, ok := runScrub(t, c.members[1].URL()); !ok || strings.Count(out, ", 0 bad\n") != 3 {
 		t.Errorf("second scrub: exited 0: %v; want 0 bad on each of 3 members:\n%s", ok, out)
 	}
+
+	// A member that stops answering mid-scrub (SIGSTOP) is given up after
+	// six progress intervals without a word (1 s each with
+	// ATOLL_CLUSTER_FAST), and the others' reports still arrive.
+	c.members[2].freeze()
+	start = time.Now()
+	out, ok = runScrub(t, c.members[0].URL())
+	took := time.Since(start)
+	t.Logf("scrub with %s frozen, %v:\n%s", c.members[2].name, took.Round(time.Millisecond), out)
+	if ok || took > 30*time.Second || strings.Count(out, ", 0 bad\n") != 2 ||
+		!strings.Contains(out, c.members[2].name+" sent nothing for 6s") {
+		t.Errorf("scrub with a frozen member: exited 0: %v after %v; want it to fail within seconds, naming the frozen member, with the others' reports", ok, took)
+	}
 }
 
 // TestScrubSingleNode: on a member on its own a bad copy has nowhere to
