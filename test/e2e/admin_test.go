@@ -61,21 +61,24 @@ func startAdminNode(t *testing.T) adminNode {
 	return a
 }
 
-// TestAdminOnSecuredNode runs atoll gc, atoll status, atoll backup and
-// registry garbage-collect against a single node with htpasswd auth: an
+// TestAdminOnSecuredNode runs atoll gc, atoll status, atoll backup, atoll
+// scrub and registry garbage-collect against a single node with htpasswd auth: an
 // administrator's own credentials work (-u with --password-stdin, or the
 // Docker credential store), a user who is not one gets 403, no credentials
-// 401; so do the cluster status, usage, replication status and metadata
-// backup endpoints.
+// 401; so do the cluster status, usage, replication status, metadata
+// backup and scrub endpoints.
 func TestAdminOnSecuredNode(t *testing.T) {
 	a := startAdminNode(t)
 	n, conf, root, dev := a.Node, a.conf, a.root, a.dev
 	dir := t.TempDir()
 
-	for _, path := range []string{"/_atoll/v1/cluster", "/_atoll/v1/usage", "/_atoll/v1/replication", "/_atoll/v1/metadata/backup"} {
+	for _, e := range []struct{ method, path string }{
+		{"GET", "/_atoll/v1/cluster"}, {"GET", "/_atoll/v1/usage"}, {"GET", "/_atoll/v1/replication"},
+		{"GET", "/_atoll/v1/metadata/backup"}, {"POST", "/_atoll/v1/scrub"},
+	} {
 		for u, want := range map[secUser]int{secAnonymous: 401, dev: 403, root: 200} {
-			if r := secDo(t, nil, "GET", n.URL()+path, u, nil, nil); r.status != want {
-				t.Errorf("GET %s as %q: %d, want %d", path, u.name, r.status, want)
+			if r := secDo(t, nil, e.method, n.URL()+e.path, u, nil, nil); r.status != want {
+				t.Errorf("%s %s as %q: %d, want %d", e.method, e.path, u.name, r.status, want)
 			}
 		}
 	}
@@ -109,6 +112,9 @@ func TestAdminOnSecuredNode(t *testing.T) {
 		{[]string{"gc", "--addr", n.URL(), "--grace", "0s", "--dry-run", "-u", root.name, "--password-stdin"}, root.password + "\n", ""},
 		{[]string{"backup", "--addr", n.URL(), "-o", filepath.Join(dir, "backup.db"), "-u", dev.name, "--password-stdin"}, dev.password + "\n", "403"},
 		{[]string{"backup", "--addr", n.URL(), "-o", filepath.Join(dir, "backup.db"), "-u", root.name, "--password-stdin"}, root.password + "\n", ""},
+		{[]string{"scrub", "--addr", n.URL()}, "", "401"},
+		{[]string{"scrub", "--addr", n.URL(), "-u", dev.name, "--password-stdin"}, dev.password + "\n", "403"},
+		{[]string{"scrub", "--addr", n.URL(), "-u", root.name, "--password-stdin"}, root.password + "\n", ""},
 	} {
 		out, err := atoll(nil, c.stdin, c.args...)
 		switch {
