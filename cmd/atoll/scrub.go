@@ -66,8 +66,11 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		switch {
 		case l.Progress != nil:
 			p := l.Progress
-			fmt.Fprintf(stderr, "  %s: %d of %d blobs, %s of %s, %d bad, %s\n", p.Member, p.Checked, p.Blobs,
-				humanBytes(p.Bytes), humanBytes(p.TotalBytes), p.Bad, p.Elapsed.Round(time.Second))
+			done := fmt.Sprintf("%d blobs, %s", p.Checked, humanBytes(p.Bytes))
+			if p.Blobs > 0 {
+				done = fmt.Sprintf("%d of %d blobs, %s of %s", p.Checked, p.Blobs, humanBytes(p.Bytes), humanBytes(p.TotalBytes))
+			}
+			fmt.Fprintf(stderr, "  %s: %s, %d bad, %s\n", p.Member, done, p.Bad, p.Elapsed.Round(time.Second))
 		case l.Report != nil:
 			r := *l.Report
 			printScrubReport(stdout, r)

@@ -72,17 +72,23 @@ type Options struct {
 	Every time.Duration
 }
 
-// ProgressEvery is how often a scrub reports its progress by default.
-const ProgressEvery = 5 * time.Second
+// ProgressEvery is how often a scrub reports its progress by default;
+// the log has a line every logEvery.
+const (
+	ProgressEvery = 5 * time.Second
+	logEvery      = time.Minute
+)
 
 // Progress is how far a scrub got.
 type Progress struct {
-	Member     string        `json:"member"`
-	Checked    int           `json:"checked"`    // blobs read so far
-	Blobs      int           `json:"blobs"`      // blobs to read
-	Bytes      int64         `json:"bytes"`      // bytes read so far
-	TotalBytes int64         `json:"totalBytes"` // bytes to read
-	Bad        int           `json:"bad"`        // bad copies found so far
+	Member  string `json:"member"`
+	Checked int    `json:"checked"` // blobs read so far
+	Bytes   int64  `json:"bytes"`   // bytes read so far
+	// Blobs and TotalBytes are what the store held when the scrub began
+	// (0: it does not count them).
+	Blobs      int           `json:"blobs"`
+	TotalBytes int64         `json:"totalBytes"`
+	Bad        int           `json:"bad"` // bad copies found so far
 	Elapsed    time.Duration `json:"elapsed"`
 }
 
@@ -160,10 +166,11 @@ type scrubber struct {
 	// reading is how much of the blob being read is read
 	reading int64
 	report  Report
-	// progress
-	blobs      int
-	totalBytes int64
-	last       time.Time
+	// progress: the store's count when the scrub began, the last report
+	// and the last log line
+	blobs        int
+	totalBytes   int64
+	last, logged time.Time
 }
 
 type held struct {
@@ -172,20 +179,17 @@ type held struct {
 }
 
 func (s *scrubber) run(ctx context.Context) error {
-	var all []held
-	if err := s.deps.Blobs.Walk(ctx, func(d digest.Digest, size int64) error {
-		all = append(all, held{d, size})
-		s.totalBytes += size
-		return nil
-	}); err != nil {
-		return fmt.Errorf("listing blobs: %w", err)
+	if u, ok := s.deps.Blobs.(storage.UsageReporter); ok {
+		n, bytes := u.Usage()
+		s.blobs, s.totalBytes = int(n), bytes
 	}
-	s.blobs, s.last = len(all), s.start
-	s.log().Info("scrub started", "blobs", len(all), "bytes", s.totalBytes, "rate", s.opts.Rate)
-	for _, h := range all {
-		if err := s.check(ctx, h); err != nil {
-			return err
-		}
+	s.last, s.logged = s.start, s.start
+	s.log().Info("scrub started", "blobs", s.blobs, "bytes", s.totalBytes, "rate", s.opts.Rate)
+	// Each blob is read as the walk comes to it: a list of every digest
+	// first would take a gigabyte at ten million blobs.
+	err := s.deps.Blobs.Walk(ctx, func(d digest.Digest, size int64) error { return s.check(ctx, held{d, size}) })
+	if err != nil {
+		return err
 	}
 	s.progress()
 	s.log().Info("scrub done", "checked", s.report.Checked, "bytes", s.report.Bytes, "bad", len(s.report.Bad),
@@ -325,7 +329,10 @@ func (s *scrubber) progress() {
 	s.last = time.Now()
 	p := Progress{Member: s.deps.Self, Checked: s.report.Checked + s.report.Skipped, Blobs: s.blobs, Bytes: s.report.Bytes + s.reading,
 		TotalBytes: s.totalBytes, Bad: len(s.report.Bad), Elapsed: time.Since(s.start)}
-	s.log().Info("scrub progress", "checked", p.Checked, "of", p.Blobs, "bytes", p.Bytes, "of_bytes", p.TotalBytes, "bad", p.Bad)
+	if time.Since(s.logged) >= logEvery {
+		s.logged = time.Now()
+		s.log().Info("scrub progress", "checked", p.Checked, "of", p.Blobs, "bytes", p.Bytes, "of_bytes", p.TotalBytes, "bad", p.Bad)
+	}
 	if s.opts.Progress != nil {
 		s.opts.Progress(p)
 	}

@@ -148,8 +148,8 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 			t.Errorf("blob %d after the scrub: %d bytes, %v; want its content", i, len(got), err)
 		}
 	}
-	if last.Checked != 4 || last.Blobs != 4 || last.Bad != 3 || last.TotalBytes != rep.Bytes || rep.Bytes != 100_000+100_001+4096+100_003 {
-		t.Errorf("last progress %+v; want 4 of 4 blobs, 3 bad, every byte", last)
+	if last.Checked != 4 || last.Blobs != 4 || last.Bad != 3 || last.TotalBytes != 400_006 || last.Bytes != rep.Bytes || rep.Bytes != 100_000+100_001+4096+100_003 {
+		t.Errorf("last progress %+v; want 4 of 4 blobs, 3 bad, every byte read, of the 400,006 the store counted", last)
 	}
 	// A second scrub finds nothing: the repaired copy is good, the
 	// others are gone.
