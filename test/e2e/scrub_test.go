@@ -15,7 +15,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	miniogo "github.com/minio/minio-go/v7"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/atollhq/atoll/test/minio"
 )
 
 // Scrubbing: `atoll scrub` reads back every blob on every member's disk.
@@ -256,4 +259,37 @@ func TestScrubScheduled(t *testing.T) {
 	if !strings.Contains(n.log.String(), "scrub: bad copy of a blob") {
 		t.Errorf("the member's log does not report the bad copy")
 	}
+}
+
+// TestScrubS3: on a bucket the scrub reads every object once, through the
+// S3 API. An object whose bytes no longer match its digest (overwritten
+// here behind the registry's back) is reported lost with its repository;
+// it is not moved, as S3 has no way to move it only if it is still the
+// copy that was read.
+func TestScrubS3(t *testing.T) {
+	m := minio.Start(t)
+	mc := minioCore(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := startNodeWith(t, t.TempDir(), nodeOptions{env: s3Env(m, "scrub")})
+	ic := newGGCRClient(n.Addr(), newAckLedger(), true)
+	images := newClusterImages(t, "scrub/s3", 2, 32<<10)
+	pushAllImages(t, ic, images)
+	bad := images[1].blobs[1]
+	key := "blobs/sha256/" + bad.Encoded()[:2] + "/" + bad.Encoded()
+	junk := []byte("bytes an operator's tool wrote over the layer")
+	if _, err := mc.PutObject(ctx, "scrub", key, bytes.NewReader(junk), int64(len(junk)), "", "", miniogo.PutObjectOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out, ok := runScrub(t, n.URL())
+	t.Logf("atoll scrub:\n%s", out)
+	blobs := len(imageBlobs(images))
+	if ok || !strings.Contains(out, fmt.Sprintf("checked %d blobs", blobs)) || !strings.Contains(out, bad.String()) ||
+		!strings.Contains(out, "cannot move a copy aside") || !strings.Contains(out, "linked by "+images[1].repo) {
+		t.Errorf("atoll scrub exited 0: %v; want it to fail, naming %s, its repository %s, and that it stays", ok, bad, images[1].repo)
+	}
+	if _, err := mc.StatObject(ctx, "scrub", key, miniogo.StatObjectOptions{}); err != nil {
+		t.Errorf("the bad object after the scrub: %v; want it left in place", err)
+	}
+	pullAndValidate(t, images[:1], ic)
 }
