@@ -37,6 +37,9 @@ type metrics struct {
 	bytesCopied    prometheus.Counter
 	rebalances     prometheus.Counter
 	gcFreed        prometheus.Counter
+	scrubBytes     prometheus.Counter
+	scrubBad       *prometheus.CounterVec
+	scrubFinished  prometheus.Gauge
 }
 
 func counter(name, help string) prometheus.Counter {
@@ -64,9 +67,14 @@ func newMetrics() (*metrics, error) {
 		bytesCopied:    counter("atoll_blob_copied_bytes_total", "Bytes of blobs copied to other members."),
 		rebalances:     counter("atoll_rebalances_total", "Rebalance passes over the blobs held here."),
 		gcFreed:        counter("atoll_gc_freed_blobs_total", "Blobs deleted by garbage collection on this member."),
+		scrubBytes:     counter("atoll_scrub_read_bytes_total", "Bytes of blobs read back by scrubs on this member."),
+		scrubBad: counterVec("atoll_scrub_bad_blobs_total",
+			"Bad copies of blobs found by scrubs on this member, by outcome: repaired (from another member), lost (no good copy anywhere), unrepaired (copying one failed for now).", "outcome"),
+		scrubFinished: prometheus.NewGauge(prometheus.GaugeOpts{Name: "atoll_scrub_last_finished_timestamp_seconds",
+			Help: "When the last scrub of this member's blobs read them all (Unix time); 0: none since the start."}),
 	}
 	err := register(m.reg, m.requests, m.duration, m.bytesIn, m.bytesOut, m.blobRoutes, m.uploadForwards,
-		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed,
+		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed, m.scrubBytes, m.scrubBad, m.scrubFinished,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m, err
 }

@@ -45,6 +45,7 @@ type scrubHTTP struct {
 	// that says nothing for idleEvery times as long is given up.
 	every   time.Duration
 	trusted func(*http.Request) bool
+	metrics *metrics
 	running sync.Mutex // one scrub at a time on this member
 }
 
@@ -60,7 +61,7 @@ func (n *Node) newScrubHTTP() *scrubHTTP {
 	if n.cfg.Cluster.Fast {
 		every = time.Second
 	}
-	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, every: every, trusted: n.trusted}
+	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, every: every, trusted: n.trusted, metrics: n.metrics}
 }
 
 // idleEvery: a member whose scrub sent no line for this many progress
@@ -140,7 +141,22 @@ func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress 
 	}
 	defer s.running.Unlock()
 	opts.Progress = progress
-	return scrub.Run(ctx, s.deps, opts)
+	rep := scrub.Run(ctx, s.deps, opts)
+	s.metrics.scrubBytes.Add(float64(rep.Bytes))
+	for _, b := range rep.Bad {
+		outcome := "unrepaired"
+		switch {
+		case b.Repaired:
+			outcome = "repaired"
+		case b.Lost:
+			outcome = "lost"
+		}
+		s.metrics.scrubBad.WithLabelValues(outcome).Inc()
+	}
+	if rep.Error == "" {
+		s.metrics.scrubFinished.SetToCurrentTime()
+	}
+	return rep
 }
 
 // scrubRemote passes on member m's lines; an error when m did not answer

@@ -146,7 +146,8 @@ func TestScrubCluster(t *testing.T) {
 // served bad (a push would not replace it), the command fails naming the
 // repository, and a push of the image repairs the registry.
 func TestScrubSingleNode(t *testing.T) {
-	n := startNode(t, filepath.Join(t.TempDir(), "data"))
+	debug := freeAddr(t)
+	n := startNodeWith(t, filepath.Join(t.TempDir(), "data"), nodeOptions{args: []string{"--debug-addr", debug}})
 	ic := newGGCRClient(n.Addr(), newAckLedger(), true)
 	images := newClusterImages(t, "scrub/one", 2, 32<<10)
 	pushAllImages(t, ic, images)
@@ -174,6 +175,13 @@ func TestScrubSingleNode(t *testing.T) {
 		!strings.Contains(out, bad.String()) || !strings.Contains(out, "linked by "+images[0].repo) ||
 		!strings.Contains(out, fmt.Sprintf("%d of %d blobs", blobs, blobs)) {
 		t.Errorf("atoll scrub exited 0: %v; want it to fail, naming %s, its repository %s, and its progress", ok, bad, images[0].repo)
+	}
+	metrics := "http://" + debug + "/metrics"
+	if lost, err := metricValue(ctx, c, metrics, `atoll_scrub_bad_blobs_total{outcome="lost"}`); err != nil || lost != 1 {
+		t.Errorf("lost blobs in the metrics: %v, %v; want 1", lost, err)
+	}
+	if at, err := metricValue(ctx, c, metrics, "atoll_scrub_last_finished_timestamp_seconds"); err != nil || time.Since(time.Unix(int64(at), 0)) > time.Minute {
+		t.Errorf("the last scrub's time in the metrics: %v, %v; want a moment ago", at, err)
 	}
 	if _, err := c.do(ctx, http.MethodHead, "/v2/"+images[0].repo+"/blobs/"+bad.String(), nil, nil, http.StatusNotFound); err != nil {
 		t.Errorf("the bad blob after the scrub: %v", err)
