@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -35,11 +36,13 @@ type ScrubLine struct {
 
 // scrubHTTP serves scrubPath.
 type scrubHTTP struct {
-	deps    scrub.Deps
+	deps scrub.Deps // the member's own blobs: its disk, or the bucket
+	// cache is the member's disk cache of the bucket's blobs; nil off S3.
+	cache   *scrub.Deps
 	views   *views        // the members to scrub; empty on its own
 	members *memberClient // asks them
-	// shared says every member reads one bucket: scrubbing it on one
-	// member is enough.
+	// shared says every member reads one bucket: one member reads it, the
+	// others their disk caches.
 	shared bool
 	// every is how often a scrub reports progress; a member's scrub
 	// that says nothing for idleEvery times as long is given up.
@@ -50,18 +53,27 @@ type scrubHTTP struct {
 }
 
 // newScrubHTTP wires a scrub of the member's own blobs: on local disks in
-// a cluster a bad copy is replaced from another member. On S3 the one
-// bucket is read, and a bad object only reported.
+// a cluster a bad copy is replaced from another member. On S3 the bucket
+// is read by one member, a bad object only reported; each member's disk
+// cache is read too, and a bad cached copy dropped, to be read again from
+// the bucket.
 func (n *Node) newScrubHTTP() *scrubHTTP {
-	deps := scrub.Deps{Self: n.name, Blobs: n.local, Repos: n.meta.BlobRepos, Log: n.log}
-	if n.cluster != nil && n.cache == nil {
-		deps.Repair = n.copyBlobHere
-	}
-	every := scrub.ProgressEvery
+	s := &scrubHTTP{deps: scrub.Deps{Self: n.name, Blobs: n.local, Repos: n.meta.BlobRepos, Log: n.log},
+		views: &n.views, members: n.members, shared: n.cache != nil, every: scrub.ProgressEvery, trusted: n.trusted, metrics: n.metrics}
 	if n.cfg.Cluster.Fast {
-		every = time.Second
+		s.every = time.Second
 	}
-	return &scrubHTTP{deps: deps, views: &n.views, members: n.members, shared: n.cache != nil, every: every, trusted: n.trusted, metrics: n.metrics}
+	if n.cluster != nil && n.cache == nil {
+		s.deps.Repair = n.copyBlobHere
+	}
+	if n.cache != nil {
+		s.cache = &scrub.Deps{Self: n.name + " (disk cache)", Blobs: n.cache.Disk(), Log: n.log,
+			Repair: func(_ context.Context, d digest.Digest) (string, error) {
+				n.cache.Forget(d)
+				return "the bucket, on the next read", nil
+			}}
+	}
+	return s
 }
 
 // idleEvery: a member whose scrub sent no line for this many progress
@@ -85,8 +97,9 @@ func (s *scrubHTTP) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Rate = n
 	}
+	bucket := q.Get("bucket") != "0"
 	members := []string{s.deps.Self}
-	if v := s.views.load(); v != nil && q.Get("scope") != "local" && !s.shared {
+	if v := s.views.load(); v != nil && q.Get("scope") != "local" {
 		members = append(members, v.peers()...)
 	}
 	lines := make(chan ScrubLine)
@@ -95,7 +108,7 @@ func (s *scrubHTTP) serve(w http.ResponseWriter, r *http.Request) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.scrubOn(r.Context(), m, opts, lines)
+			s.scrubOn(r.Context(), m, opts, bucket, lines)
 		}()
 	}
 	go func() {
@@ -115,8 +128,9 @@ func (s *scrubHTTP) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 // scrubOn scrubs member m, here or over HTTP, and sends its lines, the
-// last of them its report.
-func (s *scrubHTTP) scrubOn(ctx context.Context, m string, opts scrub.Options, lines chan<- ScrubLine) {
+// last of them its reports. On a shared bucket only this member reads the
+// bucket (when bucket is set), the others their disk caches.
+func (s *scrubHTTP) scrubOn(ctx context.Context, m string, opts scrub.Options, bucket bool, lines chan<- ScrubLine) {
 	send := func(l ScrubLine) {
 		select {
 		case lines <- l:
@@ -124,24 +138,42 @@ func (s *scrubHTTP) scrubOn(ctx context.Context, m string, opts scrub.Options, l
 		}
 	}
 	if m == s.deps.Self {
-		rep := s.scrubHere(ctx, opts, func(p scrub.Progress) { send(ScrubLine{Progress: &p}) })
-		send(ScrubLine{Report: &rep})
+		for _, rep := range s.scrubHere(ctx, opts, func(p scrub.Progress) { send(ScrubLine{Progress: &p}) }, bucket) {
+			send(ScrubLine{Report: &rep})
+		}
 		return
 	}
 	q := url.Values{"scope": {"local"}, "rate": {strconv.FormatInt(opts.Rate, 10)}}
+	if s.shared {
+		q.Set("bucket", "0")
+	}
 	if err := s.scrubRemote(ctx, m, q, send); err != nil {
 		send(ScrubLine{Report: &scrub.Report{Member: m, Error: err.Error()}})
 	}
 }
 
-// scrubHere runs a scrub on this member, unless one runs already.
-func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress func(scrub.Progress)) scrub.Report {
+// scrubHere runs a scrub on this member, unless one runs already: of its
+// disk cache, if it has one, and of its blobs (on a shared bucket, only
+// when bucket is set). It returns a report of each.
+func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress func(scrub.Progress), bucket bool) []scrub.Report {
 	if !s.running.TryLock() {
-		return scrub.Report{Member: s.deps.Self, Error: "a scrub is running on this member already"}
+		return []scrub.Report{{Member: s.deps.Self, Error: "a scrub is running on this member already"}}
 	}
 	defer s.running.Unlock()
 	opts.Progress = progress
-	rep := scrub.Run(ctx, s.deps, opts)
+	var reps []scrub.Report
+	if s.cache != nil {
+		reps = append(reps, s.run(ctx, *s.cache, opts))
+	}
+	if !s.shared || bucket {
+		reps = append(reps, s.run(ctx, s.deps, opts))
+	}
+	return reps
+}
+
+// run runs one scrub and counts it in the metrics.
+func (s *scrubHTTP) run(ctx context.Context, deps scrub.Deps, opts scrub.Options) scrub.Report {
+	rep := scrub.Run(ctx, deps, opts)
 	s.metrics.scrubBytes.Add(float64(rep.Bytes))
 	for _, b := range rep.Bad {
 		outcome := "unrepaired"
@@ -191,22 +223,25 @@ func (s *scrubHTTP) readRemote(ctx context.Context, m string, q url.Values, send
 		return fmt.Errorf("%s answered %s", m, resp.Status)
 	}
 	dec := json.NewDecoder(resp.Body)
+	reported := false
 	for {
 		var l ScrubLine
-		if err := dec.Decode(&l); err != nil {
+		err := dec.Decode(&l)
+		if errors.Is(err, io.EOF) && reported {
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("%s: its answer ended before its report: %w", m, err)
 		}
 		send(l)
-		if l.Report != nil {
-			return nil
-		}
+		reported = reported || l.Report != nil
 	}
 }
 
 // scheduledScrubs scrubs this member's blobs every Config.Scrub.Interval
 // (none when 0), counted from the last scheduled scrub that finished
-// (scrub.Schedule). On a shared bucket one member scrubs it: the ring's
-// owner of "scrub".
+// (scrub.Schedule). On a shared bucket one member reads it, the ring's
+// owner of "scrub", and every member its disk cache.
 func (n *Node) scheduledScrubs(ctx context.Context) {
 	cfg := n.cfg.Scrub
 	if cfg.Interval <= 0 {
@@ -232,16 +267,19 @@ func (n *Node) scheduledScrubs(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if mine() {
-			rep := n.scrub.scrubHere(ctx, scrub.Options{Rate: cfg.Rate}, nil)
+		failed := false
+		for _, rep := range n.scrub.scrubHere(ctx, scrub.Options{Rate: cfg.Rate}, nil, mine()) {
 			if rep.Error != "" {
-				n.log.Warn("scheduled scrub did not finish", "err", rep.Error)
-				earliest = time.Now().Add(delay)
-				if ctx.Err() != nil {
-					return
-				}
-				continue
+				n.log.Warn("scheduled scrub did not finish", "of", rep.Member, "err", rep.Error)
+				failed = true
 			}
+		}
+		if failed {
+			if ctx.Err() != nil {
+				return
+			}
+			earliest = time.Now().Add(delay)
+			continue
 		}
 		if err := sched.Done(time.Now()); err != nil {
 			n.log.Warn("scheduled scrub", "err", err)
@@ -260,10 +298,10 @@ func later(a, b time.Time) time.Time {
 // ring's order of preference, that holds a copy matching d (the copy is
 // verified on arrival, so a member's bad copy is passed over). It wraps
 // scrub.ErrNoGoodCopy when every live member answered that it has none.
-func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) error {
+func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) (from string, err error) {
 	v := n.views.load()
 	if v == nil {
-		return errors.New("not a member of a cluster yet")
+		return "", errors.New("not a member of a cluster yet")
 	}
 	to := placement.NewPeerBlobs(n.name, n.local)
 	var failed []string
@@ -274,19 +312,19 @@ func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) error {
 		}
 		err := n.copyBlobFrom(ctx, m, d, to)
 		if err == nil {
-			return nil
+			return m, nil
 		}
 		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
 		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
 	}
 	if len(failed) == 0 {
-		return fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
+		return "", fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
 	}
-	err := errors.New(strings.Join(failed, "; "))
+	err = errors.New(strings.Join(failed, "; "))
 	if none {
-		return fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
+		return "", fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
 	}
-	return err
+	return "", err
 }
 
 var errHoldsNone = errors.New("holds no copy")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -109,7 +110,7 @@ func printScrubReport(w io.Writer, r scrub.Report) {
 		fmt.Fprintf(w, "    %s (%s): %s\n", b.Digest, humanBytes(b.Size), b.Problem)
 		switch {
 		case b.Repaired:
-			fmt.Fprintf(w, "      replaced by a good copy from another member; the bad one is in %s\n", b.Quarantined)
+			fmt.Fprintf(w, "      replaced by a good copy from %s; the bad one is in %s\n", cmp.Or(b.From, "another member"), b.Quarantined)
 		case b.Lost && b.Quarantined != "":
 			fmt.Fprintf(w, "      LOST: moved to %s (%s); linked by %s\n", b.Quarantined, b.Error, strings.Join(orNone(b.Repositories), ", "))
 		case b.Lost:

@@ -173,6 +173,11 @@ func (c *Cache) evict(ctx context.Context) {
 	}
 }
 
+// Disk is the store of the cache's files, for a scrub to read back; a copy
+// it moves aside must then be forgotten (Forget), to be read again from
+// the remote store.
+func (c *Cache) Disk() *filesystem.Store { return c.disk }
+
 // Forget drops blob d from the index and the disk (the remote store lost
 // it, or it vanished from disk).
 func (c *Cache) Forget(d digest.Digest) {

@@ -50,9 +50,10 @@ type Deps struct {
 	Self string
 	// Blobs is the member's own blob store.
 	Blobs Store
-	// Repair stores a good copy of blob d here, from another member;
-	// nil on a member on its own.
-	Repair func(ctx context.Context, d digest.Digest) error
+	// Repair stores a good copy of blob d here, from another member, and
+	// says where it came from (or, for a cache, where it will); nil on a
+	// member on its own.
+	Repair func(ctx context.Context, d digest.Digest) (from string, err error)
 	// Repos lists the repositories that link blob d, for the report of a
 	// blob lost; nil: none are named.
 	Repos func(d digest.Digest) []string
@@ -127,8 +128,9 @@ type Bad struct {
 	Problem string `json:"problem"`
 	// Quarantined is where the bad copy went; empty: it stayed.
 	Quarantined string `json:"quarantined,omitempty"`
-	// Repaired says a good copy from another member replaced it.
-	Repaired bool `json:"repaired"`
+	// Repaired says a good copy replaced it, from From.
+	Repaired bool   `json:"repaired"`
+	From     string `json:"from,omitempty"`
 	// Lost says no good copy is known: the member is on its own, or no
 	// other member holds one. Neither repaired nor lost: copying one
 	// failed (Error), and another scrub will try again.
@@ -317,11 +319,12 @@ func (s *scrubber) mend(ctx context.Context, bad Bad, b storage.Blob) (_ Bad, go
 		bad.Error, bad.Lost = "no other member to copy it from", true
 		return bad, false
 	}
-	if err := s.deps.Repair(ctx, bad.Digest); err != nil {
+	from, err := s.deps.Repair(ctx, bad.Digest)
+	if err != nil {
 		bad.Error, bad.Lost = fmt.Sprintf("copying it from another member: %v", err), errors.Is(err, ErrNoGoodCopy)
 		return bad, false
 	}
-	bad.Repaired = true
+	bad.Repaired, bad.From = true, from
 	return bad, false
 }
 

@@ -90,15 +90,15 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 	rep := Run(ctx, Deps{
 		Self:  "n1",
 		Blobs: s,
-		Repair: func(ctx context.Context, d digest.Digest) error {
+		Repair: func(ctx context.Context, d digest.Digest) (string, error) {
 			repairs = append(repairs, d)
 			switch d {
 			case rotten:
-				return commit(ctx, s, blobs[1])
+				return "n2", commit(ctx, s, blobs[1])
 			case cut:
-				return fmt.Errorf("%w: n2: holds no copy", ErrNoGoodCopy)
+				return "", fmt.Errorf("%w: n2: holds no copy", ErrNoGoodCopy)
 			}
-			return errors.New("n2: connection refused")
+			return "", errors.New("n2: connection refused")
 		},
 		Repos: func(d digest.Digest) []string { return []string{"team/app", "team/" + d.Encoded()[:4]} },
 	}, Options{Progress: func(p Progress) { last = p }})
@@ -115,7 +115,7 @@ func TestScrubQuarantinesAndRepairs(t *testing.T) {
 		}
 		switch b.Digest {
 		case rotten:
-			if !b.Repaired || b.Lost || b.Error != "" || len(b.Repositories) != 0 || !strings.Contains(b.Problem, "100001 bytes hash to sha256:") {
+			if !b.Repaired || b.From != "n2" || b.Lost || b.Error != "" || len(b.Repositories) != 0 || !strings.Contains(b.Problem, "100001 bytes hash to sha256:") {
 				t.Errorf("rotten blob: %+v; want repaired, its bytes' digest named", b)
 			}
 		case cut:
@@ -205,7 +205,7 @@ func TestScrubReadErrorWithoutQuarantine(t *testing.T) {
 	}
 	repaired := false
 	rep := Run(ctx, Deps{Self: "n1", Blobs: failing{store: s, eio: ds[0], gone: ds[1]},
-		Repair: func(context.Context, digest.Digest) error { repaired = true; return nil }}, Options{})
+		Repair: func(context.Context, digest.Digest) (string, error) { repaired = true; return "n2", nil }}, Options{})
 	if rep.Error != "" || rep.Checked != 2 || rep.Skipped != 1 || len(rep.Bad) != 1 || repaired {
 		t.Fatalf("report %+v (repair asked: %v); want 2 checked, 1 skipped, 1 bad, no repair", rep, repaired)
 	}
@@ -265,9 +265,9 @@ func TestScrubBadCopyCollectedMeanwhile(t *testing.T) {
 	if err := os.WriteFile(blobFile(dir, d), content(8, 20_000), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	rep := Run(ctx, Deps{Self: "n1", Blobs: collecting{s}, Repair: func(context.Context, digest.Digest) error {
+	rep := Run(ctx, Deps{Self: "n1", Blobs: collecting{s}, Repair: func(context.Context, digest.Digest) (string, error) {
 		t.Error("repair asked for a blob collected meanwhile")
-		return nil
+		return "", nil
 	}}, Options{})
 	if rep.Error != "" || rep.Checked != 1 || rep.Skipped != 1 || len(rep.Bad) != 0 {
 		t.Fatalf("report %+v; want the bad copy skipped as gone", rep)

@@ -80,6 +80,8 @@ func runGCStress(t *testing.T, what string, urls []string) {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.push(ctx, p) }()
 	}
+	scrubs := 0
+	wg.Go(func() { scrubs = s.scrub(ctx, urls[len(urls)-1]) }) // never a bad copy where none is
 	runs, freed, spared := 0, 0, 0
 	gc := newClient(urls[0])
 	defer gc.close()
@@ -97,13 +99,63 @@ func runGCStress(t *testing.T, what string, urls []string) {
 	broken := s.validate()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	line := fmt.Sprintf("gc stress (%s): %d images acknowledged and kept, %d broken; %d collections with grace 0 freed %d blobs and spared %d in use; client ops %v",
-		what, len(s.acked), broken, runs, freed, spared, s.stats)
+	line := fmt.Sprintf("gc stress (%s): %d images acknowledged and kept, %d broken; %d collections with grace 0 freed %d blobs and spared %d in use; %d scrubs alongside; client ops %v",
+		what, len(s.acked), broken, runs, freed, spared, scrubs, s.stats)
 	t.Log(line)
 	reportSummary(line)
-	if runs < 2 || freed == 0 || len(s.acked) < 20 {
-		t.Errorf("the stress did not exercise the collector: %d runs, %d freed, %d images", runs, freed, len(s.acked))
+	if runs < 2 || freed == 0 || len(s.acked) < 20 || scrubs < 2 {
+		t.Errorf("the stress did not exercise the collector: %d runs, %d freed, %d images, %d scrubs", runs, freed, len(s.acked), scrubs)
 	}
+}
+
+// scrub runs scrubs of every member through base, one after another, until
+// ctx ends, and returns how many finished. Nothing on disk is damaged, so
+// every one must find every copy good: a scrub that takes a blob being
+// pushed or collected for a bad copy would move it aside and break images.
+func (s *gcStress) scrub(ctx context.Context, base string) int {
+	done := 0
+	for ctx.Err() == nil {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/_atoll/v1/scrub", nil)
+		if err != nil {
+			s.t.Error(err)
+			return done
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.t.Errorf("scrub: %v", err)
+			}
+			return done
+		}
+		whole := true
+		for sc := bufio.NewScanner(resp.Body); sc.Scan(); {
+			var l struct {
+				Report *struct {
+					Member string            `json:"member"`
+					Bad    []json.RawMessage `json:"bad"`
+					Error  string            `json:"error"`
+				} `json:"report"`
+			}
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				s.t.Errorf("scrub line %q: %v", sc.Text(), err)
+			}
+			switch r := l.Report; {
+			case r == nil:
+			case len(r.Bad) > 0:
+				s.t.Errorf("scrub on %s during pushes and collections found bad copies where none are: %s", r.Member, sc.Text())
+			case r.Error != "":
+				whole = false
+				if ctx.Err() == nil {
+					s.t.Errorf("scrub on %s: %s", r.Member, r.Error)
+				}
+			}
+		}
+		resp.Body.Close()
+		if whole && ctx.Err() == nil {
+			done++
+		}
+	}
+	return done
 }
 
 // collectGarbage runs POST /_atoll/v1/gc on base and returns how many

@@ -100,7 +100,7 @@ func TestScrubCluster(t *testing.T) {
 	if ok {
 		t.Errorf("atoll scrub exited 0 with a blob lost")
 	}
-	if got := strings.Count(out, "replaced by a good copy from another member"); got != 2 {
+	if got := strings.Count(out, "replaced by a good copy from n"); got != 2 {
 		t.Errorf("atoll scrub says %d copies were replaced, want 2", got)
 	}
 	if got := strings.Count(out, "LOST: moved to"); got != 2 || !strings.Contains(out, "linked by "+images[2].repo) {
@@ -273,7 +273,9 @@ func TestScrubScheduled(t *testing.T) {
 // S3 API. An object whose bytes no longer match its digest (overwritten
 // here behind the registry's back) is reported lost with its repository;
 // it is not moved, as S3 has no way to move it only if it is still the
-// copy that was read.
+// copy that was read. The member's disk cache of the bucket is read too: a
+// cached copy gone bad (which every pull of a hot layer would meet, as it
+// is never evicted) is dropped, and the next pull reads the bucket again.
 func TestScrubS3(t *testing.T) {
 	m := minio.Start(t)
 	mc := minioCore(t, m)
@@ -289,8 +291,26 @@ func TestScrubS3(t *testing.T) {
 	if _, err := mc.PutObject(ctx, "scrub", key, bytes.NewReader(junk), int64(len(junk)), "", "", miniogo.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	cachedBad := images[0].blobs[1]
+	cached := blobFile(filepath.Join(n.dataDir, "cache"), cachedBad)
+	pollUntil(t, 20*time.Second, "the layer cached on the member's disk", func() error {
+		if err := ic.pull(ctx, images[0], images[0].tag); err != nil {
+			return err
+		}
+		_, err := os.Stat(cached)
+		return err
+	})
+	flipByte(t, cached)
+	if err := ic.pull(ctx, images[0], images[0].tag); err == nil {
+		t.Fatal("the image whose cached layer has a flipped byte pulled whole: the test damaged nothing")
+	}
+
 	out, ok := runScrub(t, n.URL())
 	t.Logf("atoll scrub:\n%s", out)
+	if !strings.Contains(out, "(disk cache)") || !strings.Contains(out, cachedBad.String()) ||
+		!strings.Contains(out, "replaced by a good copy from the bucket, on the next read") {
+		t.Errorf("atoll scrub does not report the bad cached copy %s dropped", cachedBad)
+	}
 	blobs := len(imageBlobs(images))
 	if ok || !strings.Contains(out, fmt.Sprintf("checked %d blobs", blobs)) || !strings.Contains(out, bad.String()) ||
 		!strings.Contains(out, "cannot move a copy aside") || !strings.Contains(out, "linked by "+images[1].repo) {
