@@ -108,8 +108,8 @@ func runGCStress(t *testing.T, what string, urls []string) {
 	}
 }
 
-// scrub runs scrubs of every member through base, one after another, until
-// ctx ends, and returns how many finished. Nothing on disk is damaged, so
+// scrub runs scrubs of every member through base, one after another with
+// a pause between them, until ctx ends, and returns how many finished. Nothing on disk is damaged, so
 // every one must find every copy good: a scrub that takes a blob being
 // pushed or collected for a bad copy would move it aside and break images.
 func (s *gcStress) scrub(ctx context.Context, base string) int {
@@ -153,6 +153,10 @@ func (s *gcStress) scrub(ctx context.Context, base string) int {
 		resp.Body.Close()
 		if whole && ctx.Err() == nil {
 			done++
+		}
+		select { // leave the pushes most of the machine
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
 		}
 	}
 	return done
