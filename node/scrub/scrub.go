@@ -215,6 +215,7 @@ func (s *scrubber) check(ctx context.Context, h held) error {
 		return fmt.Errorf("open %s: %w", h.d, err)
 	}
 	defer b.Close()
+	defer readOnce(b)() // before Close
 	got, n, err := s.hash(ctx, h.d.Algorithm(), b)
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxErr
