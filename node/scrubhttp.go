@@ -329,7 +329,26 @@ func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) (from string, 
 
 var errHoldsNone = errors.New("holds no copy")
 
-func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) error {
+// copyIdle is how long a copy from another member may go without a byte
+// (a member frozen or cut off) before it is given up for the next one.
+func (n *Node) copyIdle() time.Duration {
+	if n.cfg.Cluster.Fast {
+		return 3 * time.Second
+	}
+	return 30 * time.Second
+}
+
+func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) (err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	idle := n.copyIdle()
+	stalled := time.AfterFunc(idle, func() { cancel(fmt.Errorf("sent nothing for %v", idle)) })
+	defer stalled.Stop()
+	defer func() {
+		if cause := context.Cause(ctx); err != nil && cause != nil && ctx.Err() != nil {
+			err = cause
+		}
+	}()
 	req, err := n.members.newRequest(ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
 	if err != nil {
 		return err
@@ -339,6 +358,10 @@ func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to p
 		return err
 	}
 	defer resp.Body.Close()
+	body := readerFunc(func(p []byte) (int, error) {
+		stalled.Reset(idle)
+		return resp.Body.Read(p)
+	})
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
@@ -346,9 +369,13 @@ func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to p
 	default:
 		return fmt.Errorf("answered %s", resp.Status)
 	}
-	err = to.Put(ctx, d, resp.ContentLength, resp.Body)
+	err = to.Put(ctx, d, resp.ContentLength, body)
 	if errors.Is(err, storage.ErrDigestMismatch) {
 		return fmt.Errorf("its copy is bad too: %w", err)
 	}
 	return err
 }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

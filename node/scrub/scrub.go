@@ -86,7 +86,8 @@ type Progress struct {
 	Checked int    `json:"checked"` // blobs read so far
 	Bytes   int64  `json:"bytes"`   // bytes read so far
 	// Blobs and TotalBytes are what the store held when the scrub began
-	// (0: it does not count them).
+	// (0: it does not count them), raised to what was read when blobs
+	// arrived meanwhile (pushes, a rebalance after a member left).
 	Blobs      int           `json:"blobs"`
 	TotalBytes int64         `json:"totalBytes"`
 	Bad        int           `json:"bad"` // bad copies found so far
@@ -333,6 +334,9 @@ func (s *scrubber) progress() {
 	s.last = time.Now()
 	p := Progress{Member: s.deps.Self, Checked: s.report.Checked + s.report.Skipped, Blobs: s.blobs, Bytes: s.report.Bytes + s.reading,
 		TotalBytes: s.totalBytes, Bad: len(s.report.Bad), Elapsed: time.Since(s.start)}
+	if s.blobs > 0 {
+		p.Blobs, p.TotalBytes = max(p.Blobs, p.Checked), max(p.TotalBytes, p.Bytes)
+	}
 	if time.Since(s.logged) >= logEvery {
 		s.logged = time.Now()
 		s.log().Info("scrub progress", "checked", p.Checked, "of", p.Blobs, "bytes", p.Bytes, "of_bytes", p.TotalBytes, "bad", p.Bad)

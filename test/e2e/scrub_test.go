@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,17 @@ func checkFile(t *testing.T, path string, d digest.Digest) {
 	}
 }
 
+var progressLine = regexp.MustCompile(`(?m)^ +\S+: (\d+) of (\d+) blobs`)
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // runScrub runs atoll scrub against base and returns its output and
 // whether it exited 0.
 func runScrub(t *testing.T, base string, args ...string) (string, bool) {
@@ -64,6 +77,13 @@ func runScrub(t *testing.T, base string, args ...string) (string, bool) {
 	out, err := exec.CommandContext(ctx, atollBin, append([]string{"scrub", "--addr", base}, args...)...).CombinedOutput()
 	if _, exited := err.(*exec.ExitError); err != nil && !exited {
 		t.Fatalf("atoll scrub: %v\n%s", err, out)
+	}
+	// Progress never reads past its total, even when blobs arrive
+	// meanwhile (a rebalance after a member is declared dead).
+	for _, m := range progressLine.FindAllStringSubmatch(string(out), -1) {
+		if mustAtoi(t, m[1]) > mustAtoi(t, m[2]) {
+			t.Errorf("atoll scrub progress past its total: %q", m[0])
+		}
 	}
 	return string(out), err == nil
 }
@@ -129,15 +149,32 @@ func TestScrubCluster(t *testing.T) {
 
 	// A member that stops answering mid-scrub (SIGSTOP) is given up after
 	// six progress intervals without a word (1 s each with
-	// ATOLL_CLUSTER_FAST), and the others' reports still arrive.
-	c.members[2].freeze()
+	// ATOLL_CLUSTER_FAST), and the others' reports still arrive. A copy
+	// from it stalls, and is given up after 3 s (30 s without FAST): the
+	// bad copy on n1 whose only good one is on the frozen n3 is not
+	// replaced yet, and not called lost.
+	n1, n3 := c.members[0], c.members[2]
+	p, _, _ = waitPlaced(t, 30*time.Second, c.members, imageBlobs(images), 2)
+	var onN3 digest.Digest
+	for d, holders := range p {
+		if strings.Join(holders, ",") == n1.name+","+n3.name {
+			onN3 = d
+		}
+	}
+	if onN3 == "" {
+		t.Fatalf("no blob on exactly %s and %s: %v", n1.name, n3.name, p)
+	}
+	flipByte(t, blobFile(n1.dataDir, onN3))
+	n3.freeze()
 	start = time.Now()
-	out, ok = runScrub(t, c.members[0].URL())
+	out, ok = runScrub(t, n1.URL())
 	took := time.Since(start)
-	t.Logf("scrub with %s frozen, %v:\n%s", c.members[2].name, took.Round(time.Millisecond), out)
-	if ok || took > 30*time.Second || strings.Count(out, ", 0 bad\n") != 2 ||
-		!strings.Contains(out, c.members[2].name+" sent nothing for 6s") {
+	t.Logf("scrub with %s frozen, %v:\n%s", n3.name, took.Round(time.Millisecond), out)
+	if ok || took > 30*time.Second || strings.Count(out, ", 0 bad\n") != 1 || !strings.Contains(out, n3.name+" sent nothing for 6s") {
 		t.Errorf("scrub with a frozen member: exited 0: %v after %v; want it to fail within seconds, naming the frozen member, with the others' reports", ok, took)
+	}
+	if !strings.Contains(out, "NOT REPLACED YET") || !strings.Contains(out, n3.name+": sent nothing for 3s") || strings.Contains(out, "LOST") {
+		t.Errorf("the bad copy whose good one is on the frozen member: want it not replaced yet, the stalled copy named, and not lost")
 	}
 }
 
