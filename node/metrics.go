@@ -105,6 +105,10 @@ func (m *metrics) watch(n *Node) error {
 		gauge("atoll_upload_parts_spilled", "Upload parts past the member's memory budget, in spill files on local disk (S3).",
 			func() float64 { _, s := pb.PartBuffers(); return float64(s) })
 	}
+	if n.refetch != nil {
+		gauge("atoll_scrub_refetch_waiting", "Bad copies a scrub moved aside here that wait for a good copy from another member (fetched again every minute).",
+			func() float64 { return float64(n.refetch.wanted()) })
+	}
 	gauge("atoll_uploads_in_flight", "Open upload sessions on this member.", func() float64 {
 		u, _ := n.meta.ListUploads()
 		return float64(len(u))

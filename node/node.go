@@ -66,6 +66,7 @@ type Node struct {
 	fence   *fence.Fence  // keeps collections off the blobs pushes use
 	gc      *gc.Collector // garbage collection with retention (gchttp.go)
 	scrub   *scrubHTTP    // reads back every blob (scrubhttp.go)
+	refetch *refetch      // bad copies a scrub could not replace yet; nil off a cluster on local disks
 
 	replication *replication.Replicator // nil without rules (replication.go)
 
@@ -223,6 +224,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /_atoll/v1/usage", n.admin(n.rules.serveUsage))
 	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
 	mux.Handle("GET "+backupPath, n.admin(serveBackup(meta, n.metasync.CaughtUp, log))) // backup.go
+	if n.cluster != nil && n.cache == nil {
+		n.refetch = &refetch{fetch: n.copyBlobHere, local: n.local, repos: n.meta.BlobRepos, log: log}
+	}
 	n.scrub = n.newScrubHTTP()
 	mux.Handle("POST "+scrubPath, n.admin(n.scrub.serve)) // scrubhttp.go
 	if n.cluster != nil {
@@ -300,6 +304,9 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	}
 	run(n.gc.Run)
 	run(n.scheduledScrubs)
+	if n.refetch != nil {
+		run(func(ctx context.Context) { n.refetch.run(ctx, n.refetchEvery()) })
+	}
 	if n.cluster == nil {
 		return
 	}

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"github.com/atollhq/atoll/node/placement"
 	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/node/scrub"
+	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
 )
@@ -63,8 +66,8 @@ func (n *Node) newScrubHTTP() *scrubHTTP {
 	if n.cfg.Cluster.Fast {
 		s.every = time.Second
 	}
-	if n.cluster != nil && n.cache == nil {
-		s.deps.Repair = n.copyBlobHere
+	if n.refetch != nil {
+		s.deps.Repair = n.refetch.repair
 	}
 	if n.cache != nil {
 		s.cache = &scrub.Deps{Self: n.name + " (disk cache)", Blobs: n.cache.Disk(), Log: n.log,
@@ -297,7 +300,8 @@ func later(a, b time.Time) time.Time {
 // copyBlobHere stores blob d here from the first other member, in the
 // ring's order of preference, that holds a copy matching d (the copy is
 // verified on arrival, so a member's bad copy is passed over). It wraps
-// scrub.ErrNoGoodCopy when every live member answered that it has none.
+// scrub.ErrNoGoodCopy when every live member answered that it has none
+// and no member is down.
 func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) (from string, err error) {
 	v := n.views.load()
 	if v == nil {
@@ -316,6 +320,15 @@ func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) (from string, 
 		}
 		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
 		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
+	}
+	// A member held dead may be one restarting with a good copy: the
+	// blob is lost only once it is back and has none, or has left (a
+	// member leaving hands its blobs off) or been forgotten.
+	for _, m := range slices.Sorted(maps.Keys(v.members)) {
+		if v.members[m].State == peer.StateDead {
+			failed = append(failed, m+": down, and may hold one")
+			none = false
+		}
 	}
 	if len(failed) == 0 {
 		return "", fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
@@ -336,6 +349,15 @@ func (n *Node) copyIdle() time.Duration {
 		return 3 * time.Second
 	}
 	return 30 * time.Second
+}
+
+// refetchEvery is how often the copies a scrub could not replace are
+// fetched again.
+func (n *Node) refetchEvery() time.Duration {
+	if n.cfg.Cluster.Fast {
+		return time.Second
+	}
+	return time.Minute
 }
 
 func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) (err error) {

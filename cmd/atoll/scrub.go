@@ -95,7 +95,7 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%d bad copies have no good copy anywhere: push the images of the repositories listed again"+
 			" (docker push uploads the layers the registry lacks; a client that skips an image whose manifest the registry has, such as crane, needs the manifest deleted first)", len(lost))
 	case len(unrepaired) > 0:
-		return fmt.Errorf("%d bad copies could not be replaced yet (see why above): run atoll scrub again once the members are healthy", len(unrepaired))
+		return fmt.Errorf("%d bad copies could not be replaced yet (see why above): each member fetches its own again every minute until a member holding a good copy answers (metric atoll_scrub_refetch_waiting)", len(unrepaired))
 	}
 	return nil
 }

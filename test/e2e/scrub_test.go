@@ -176,6 +176,23 @@ func TestScrubCluster(t *testing.T) {
 	if !strings.Contains(out, "NOT REPLACED YET") || !strings.Contains(out, n3.name+": sent nothing for 3s") || strings.Contains(out, "LOST") {
 		t.Errorf("the bad copy whose good one is on the frozen member: want it not replaced yet, the stalled copy named, and not lost")
 	}
+
+	// Once the member answers again, the rebalance its return starts
+	// copies the blob back to n1, a ring owner lacking it; every image
+	// pulls whole from every member.
+	n3.thaw()
+	back := pollUntil(t, time.Minute, fmt.Sprintf("%s holds a good copy of %s again", n1.name, onN3), func() error {
+		b, err := os.ReadFile(blobFile(n1.dataDir, onN3))
+		if err != nil {
+			return err
+		}
+		if got := digest.FromBytes(b); got != onN3 {
+			return fmt.Errorf("it holds %s", got)
+		}
+		return nil
+	})
+	logMeasure(t, "a copy not replaced by the scrub is back %v after the member holding the good one was thawed", back.Round(time.Millisecond))
+	pullAndValidate(t, images, memberGGCRClients(c.members, newAckLedger())...)
 }
 
 // TestScrubSingleNode: on a member on its own a bad copy has nowhere to
