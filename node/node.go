@@ -225,7 +225,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /_atoll/v1/replication", n.admin(serveReplication(n.name, n.replication, deps.Upstream)))
 	mux.Handle("GET "+backupPath, n.admin(serveBackup(meta, n.metasync.CaughtUp, log))) // backup.go
 	if n.cluster != nil && n.cache == nil {
-		n.refetch = &refetch{fetch: n.copyBlobHere, local: n.local, repos: n.meta.BlobRepos, log: log}
+		n.refetch = newRefetch(n)
 	}
 	n.scrub = n.newScrubHTTP()
 	mux.Handle("POST "+scrubPath, n.admin(n.scrub.serve)) // scrubhttp.go
@@ -305,7 +305,7 @@ func (n *Node) startBackground(ctx context.Context, wg *sync.WaitGroup) {
 	run(n.gc.Run)
 	run(n.scheduledScrubs)
 	if n.refetch != nil {
-		run(func(ctx context.Context) { n.refetch.run(ctx, n.refetchEvery()) })
+		run(n.refetch.run)
 	}
 	if n.cluster == nil {
 		return

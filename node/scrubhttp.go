@@ -6,23 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/node/placement"
-	"github.com/atollhq/atoll/node/route"
 	"github.com/atollhq/atoll/node/scrub"
-	"github.com/atollhq/atoll/peer"
-	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/diskspace"
 )
 
@@ -296,108 +289,3 @@ func later(a, b time.Time) time.Time {
 	}
 	return b
 }
-
-// copyBlobHere stores blob d here from the first other member, in the
-// ring's order of preference, that holds a copy matching d (the copy is
-// verified on arrival, so a member's bad copy is passed over). It wraps
-// scrub.ErrNoGoodCopy when every live member answered that it has none
-// and no member is down.
-func (n *Node) copyBlobHere(ctx context.Context, d digest.Digest) (from string, err error) {
-	v := n.views.load()
-	if v == nil {
-		return "", errors.New("not a member of a cluster yet")
-	}
-	to := placement.NewPeerBlobs(n.name, n.local)
-	var failed []string
-	none := true // every member asked has no good copy
-	for _, m := range v.preference(d) {
-		if m == n.name {
-			continue
-		}
-		err := n.copyBlobFrom(ctx, m, d, to)
-		if err == nil {
-			return m, nil
-		}
-		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
-		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
-	}
-	// A member held dead may be one restarting with a good copy: the
-	// blob is lost only once it is back and has none, or has left (a
-	// member leaving hands its blobs off) or been forgotten.
-	for _, m := range slices.Sorted(maps.Keys(v.members)) {
-		if v.members[m].State == peer.StateDead {
-			failed = append(failed, m+": down, and may hold one")
-			none = false
-		}
-	}
-	if len(failed) == 0 {
-		return "", fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
-	}
-	err = errors.New(strings.Join(failed, "; "))
-	if none {
-		return "", fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
-	}
-	return "", err
-}
-
-var errHoldsNone = errors.New("holds no copy")
-
-// copyIdle is how long a copy from another member may go without a byte
-// (a member frozen or cut off) before it is given up for the next one.
-func (n *Node) copyIdle() time.Duration {
-	if n.cfg.Cluster.Fast {
-		return 3 * time.Second
-	}
-	return 30 * time.Second
-}
-
-// refetchEvery is how often the copies a scrub could not replace are
-// fetched again.
-func (n *Node) refetchEvery() time.Duration {
-	if n.cfg.Cluster.Fast {
-		return time.Second
-	}
-	return time.Minute
-}
-
-func (n *Node) copyBlobFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) (err error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	idle := n.copyIdle()
-	stalled := time.AfterFunc(idle, func() { cancel(fmt.Errorf("sent nothing for %v", idle)) })
-	defer stalled.Stop()
-	defer func() {
-		if cause := context.Cause(ctx); err != nil && cause != nil && ctx.Err() != nil {
-			err = cause
-		}
-	}()
-	req, err := n.members.newRequest(ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := n.members.do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body := readerFunc(func(p []byte) (int, error) {
-		stalled.Reset(idle)
-		return resp.Body.Read(p)
-	})
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return errHoldsNone
-	default:
-		return fmt.Errorf("answered %s", resp.Status)
-	}
-	err = to.Put(ctx, d, resp.ContentLength, body)
-	if errors.Is(err, storage.ErrDigestMismatch) {
-		return fmt.Errorf("its copy is bad too: %w", err)
-	}
-	return err
-}
-
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }

@@ -24,12 +24,25 @@ import (
 // rebalance, which the restart starts on every member, brings the blobs.
 type refetch struct {
 	fetch func(context.Context, digest.Digest) (from string, err error)
+	every time.Duration // between rounds
 	local storage.BlobStore
 	repos func(digest.Digest) []string // the repositories linking a blob
 	log   *slog.Logger
 
 	mu   sync.Mutex
 	want map[digest.Digest]bool
+}
+
+// newRefetch returns the refetch of member n, in a cluster on local
+// disks: rounds every minute, a copy that sends nothing for 30 s given up
+// (every second and 3 s with fast gossip, in tests).
+func newRefetch(n *Node) *refetch {
+	c := &blobCopier{self: n.name, local: n.local, views: &n.views, members: n.members, idle: 30 * time.Second}
+	r := &refetch{fetch: c.copyHere, every: time.Minute, local: n.local, repos: n.meta.BlobRepos, log: n.log}
+	if n.cfg.Cluster.Fast {
+		c.idle, r.every = 3*time.Second, time.Second
+	}
+	return r
 }
 
 // repair is a scrub's Repair: it fetches d, and keeps it for the next
@@ -47,9 +60,9 @@ func (r *refetch) repair(ctx context.Context, d digest.Digest) (string, error) {
 	return from, err
 }
 
-// run starts a round every interval until ctx is done.
-func (r *refetch) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+// run starts a round every r.every until ctx is done.
+func (r *refetch) run(ctx context.Context) {
+	t := time.NewTicker(r.every)
 	defer t.Stop()
 	for {
 		select {
