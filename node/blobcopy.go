@@ -52,6 +52,9 @@ func (c *blobCopier) copyHere(ctx context.Context, d digest.Digest) (from string
 		if err == nil {
 			return m, nil
 		}
+		if errors.Is(err, storage.ErrNoSpace) { // here: no other member's copy fits either
+			return "", fmt.Errorf("storing the copy from %s here: %w", m, err)
+		}
 		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
 		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
 	}

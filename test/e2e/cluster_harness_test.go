@@ -37,6 +37,7 @@ type clusterOptions struct {
 	secret   string   // --cluster-secret; default none
 	env      []string // extra environment of every member
 	args     []string // extra serve flags of every member, e.g. --config
+	dir      string   // holds the members' data directories; default a new one
 }
 
 // clusterMember is one cluster member. Its methods are for the test goroutine.
@@ -65,7 +66,10 @@ func startLoopbackCluster(t *testing.T, n int, o clusterOptions) *testCluster {
 	if o.replicas == 0 {
 		o.replicas = 2
 	}
-	c := &testCluster{t: t, opts: o, dir: t.TempDir()}
+	c := &testCluster{t: t, opts: o, dir: o.dir}
+	if c.dir == "" {
+		c.dir = t.TempDir()
+	}
 	start := time.Now()
 	for range n {
 		var via *clusterMember
