@@ -46,10 +46,11 @@ func newRefetch(n *Node) *refetch {
 }
 
 // repair is a scrub's Repair: it fetches d, and keeps it for the next
-// rounds when no member holding a good copy answered.
+// rounds when no member holding a good copy answered, or the scrub ended
+// first (the copy here was moved aside all the same).
 func (r *refetch) repair(ctx context.Context, d digest.Digest) (string, error) {
 	from, err := r.fetch(ctx, d)
-	if err != nil && !errors.Is(err, scrub.ErrNoGoodCopy) && ctx.Err() == nil {
+	if err != nil && !errors.Is(err, scrub.ErrNoGoodCopy) {
 		r.mu.Lock()
 		if r.want == nil {
 			r.want = map[digest.Digest]bool{}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -26,8 +27,10 @@ func TestRefetch(t *testing.T) {
 	var fetched []digest.Digest
 	r := &refetch{local: local, repos: func(digest.Digest) []string { return []string{"app"} },
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		fetch: func(_ context.Context, d digest.Digest) (string, error) {
+		fetch: func(ctx context.Context, d digest.Digest) (string, error) {
 			switch {
+			case ctx.Err() != nil:
+				return "", ctx.Err()
 			case down[d]:
 				return "", errors.New("n3: down, and may hold one")
 			case noneAnywhere[d]:
@@ -45,22 +48,32 @@ func TestRefetch(t *testing.T) {
 			t.Fatalf("repair of %s succeeded", d)
 		}
 	}
-	if got := r.wanted(); got != 2 {
-		t.Fatalf("%d blobs wanted after the scrub, want 2 (the lost one is not)", got)
+	// A scrub that ends (its client went away) while a copy is fetched
+	// has moved the bad one aside all the same.
+	ended, end := context.WithCancel(ctx)
+	end()
+	cut := digest.FromString("cut")
+	if _, err := r.repair(ended, cut); err == nil {
+		t.Fatal("repair in an ended scrub succeeded")
+	}
+	if got := r.wanted(); got != 3 {
+		t.Fatalf("%d blobs wanted after the scrubs, want 3 (the lost one is not)", got)
 	}
 
+	down[cut] = true
 	r.round(ctx)
-	if got := r.wanted(); got != 2 || len(fetched) != 0 {
-		t.Fatalf("after a round with the holders down: %d wanted, %v fetched; want 2 and none", got, fetched)
+	if got := r.wanted(); got != 3 || len(fetched) != 0 {
+		t.Fatalf("after a round with the holders down: %d wanted, %v fetched; want 3 and none", got, fetched)
 	}
 
 	local.Add([]byte("pushed")) // a push stores it again
-	down[comesBack] = false
+	down[comesBack], down[cut] = false, false
 	r.round(ctx)
 	if got := r.wanted(); got != 0 {
-		t.Errorf("%d blobs still wanted once one came back and the other was pushed", got)
+		t.Errorf("%d blobs still wanted once their holders came back or they were pushed", got)
 	}
-	if len(fetched) != 1 || fetched[0] != comesBack {
-		t.Errorf("fetched %v, want only %s (the pushed one is here already)", fetched, comesBack)
+	slices.Sort(fetched)
+	if want := slices.Sorted(slices.Values([]digest.Digest{comesBack, cut})); !slices.Equal(fetched, want) {
+		t.Errorf("fetched %v, want %v (the pushed one is here already)", fetched, want)
 	}
 }
