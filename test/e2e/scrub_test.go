@@ -70,6 +70,22 @@ func mustAtoi(t *testing.T, s string) int {
 	return n
 }
 
+// waitGoodCopy waits until member m holds the bytes of blob d again, and
+// returns how long that took.
+func waitGoodCopy(t *testing.T, m *clusterMember, d digest.Digest) time.Duration {
+	t.Helper()
+	return pollUntil(t, time.Minute, fmt.Sprintf("%s holds a good copy of %s again", m.name, d), func() error {
+		b, err := os.ReadFile(blobFile(m.dataDir, d))
+		if err != nil {
+			return err
+		}
+		if got := digest.FromBytes(b); got != d {
+			return fmt.Errorf("it holds %s", got)
+		}
+		return nil
+	})
+}
+
 // runScrub runs atoll scrub against base and returns its output and
 // whether it exited 0.
 func runScrub(t *testing.T, base string, args ...string) (string, bool) {
@@ -179,20 +195,11 @@ func TestScrubCluster(t *testing.T) {
 		t.Errorf("the bad copy whose good one is on the frozen member: want it not replaced yet, the stalled copy named, and not lost")
 	}
 
-	// Once the member answers again, the rebalance its return starts
-	// copies the blob back to n1, a ring owner lacking it; every image
-	// pulls whole from every member.
+	// Once the member answers again, n1 fetches the blob again by
+	// itself (the thawed member sees no change of membership, so starts
+	// no rebalance); every image pulls whole from every member.
 	n3.thaw()
-	back := pollUntil(t, time.Minute, fmt.Sprintf("%s holds a good copy of %s again", n1.name, onN3), func() error {
-		b, err := os.ReadFile(blobFile(n1.dataDir, onN3))
-		if err != nil {
-			return err
-		}
-		if got := digest.FromBytes(b); got != onN3 {
-			return fmt.Errorf("it holds %s", got)
-		}
-		return nil
-	})
+	back := waitGoodCopy(t, n1, onN3)
 	logMeasure(t, "a copy not replaced by the scrub is back %v after the member holding the good one was thawed", back.Round(time.Millisecond))
 	pullAndValidate(t, images, memberGGCRClients(c.members, newAckLedger())...)
 }
@@ -235,16 +242,7 @@ func TestScrubFullDisk(t *testing.T) {
 	if err := os.Remove(filepath.Join(mnt, "filler")); err != nil {
 		t.Fatal(err)
 	}
-	back := pollUntil(t, time.Minute, fmt.Sprintf("%s holds a good copy of %s again", n1.name, bad), func() error {
-		b, err := os.ReadFile(blobFile(n1.dataDir, bad))
-		if err != nil {
-			return err
-		}
-		if got := digest.FromBytes(b); got != bad {
-			return fmt.Errorf("it holds %s", got)
-		}
-		return nil
-	})
+	back := waitGoodCopy(t, n1, bad)
 	logMeasure(t, "a copy a full disk kept out is back %v after space returned", back.Round(time.Millisecond))
 	pullAndValidate(t, images, memberGGCRClients(c.members, newAckLedger())...)
 }
