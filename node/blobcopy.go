@@ -81,17 +81,13 @@ var errHoldsNone = errors.New("holds no copy")
 
 // copyFrom stores blob d here through to from member m. A copy that
 // sends nothing for c.idle is given up.
-func (c *blobCopier) copyFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) (err error) {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stalled := time.AfterFunc(c.idle, func() { cancel(fmt.Errorf("sent nothing for %v", c.idle)) })
-	defer stalled.Stop()
-	defer func() {
-		if cause := context.Cause(ctx); err != nil && cause != nil && ctx.Err() != nil {
-			err = cause
-		}
-	}()
-	req, err := c.members.newRequest(ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
+func (c *blobCopier) copyFrom(ctx context.Context, m string, d digest.Digest, to placement.PeerBlobs) error {
+	w := watchIdle(ctx, "", c.idle)
+	return w.end(c.copyWatched(w, m, d, to))
+}
+
+func (c *blobCopier) copyWatched(w *idleWatch, m string, d digest.Digest, to placement.PeerBlobs) error {
+	req, err := c.members.newRequest(w.ctx, http.MethodGet, m, route.BlobPath+d.String(), nil)
 	if err != nil {
 		return err
 	}
@@ -100,10 +96,6 @@ func (c *blobCopier) copyFrom(ctx context.Context, m string, d digest.Digest, to
 		return err
 	}
 	defer resp.Body.Close()
-	body := readerFunc(func(p []byte) (int, error) {
-		stalled.Reset(c.idle)
-		return resp.Body.Read(p)
-	})
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
@@ -111,7 +103,11 @@ func (c *blobCopier) copyFrom(ctx context.Context, m string, d digest.Digest, to
 	default:
 		return fmt.Errorf("answered %s", resp.Status)
 	}
-	err = to.Put(ctx, d, resp.ContentLength, body)
+	body := readerFunc(func(p []byte) (int, error) {
+		w.kick()
+		return resp.Body.Read(p)
+	})
+	err = to.Put(w.ctx, d, resp.ContentLength, body)
 	if errors.Is(err, storage.ErrDigestMismatch) {
 		return fmt.Errorf("its copy is bad too: %w", err)
 	}

@@ -190,19 +190,11 @@ func (s *scrubHTTP) run(ctx context.Context, deps scrub.Deps, opts scrub.Options
 // scrubRemote passes on member m's lines; an error when m did not answer
 // with a report, or went silent for idleEvery progress intervals.
 func (s *scrubHTTP) scrubRemote(ctx context.Context, m string, q url.Values, send func(ScrubLine)) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	idle := time.Duration(idleEvery) * s.every
-	silent := time.AfterFunc(idle, func() { cancel(fmt.Errorf("%s sent nothing for %v", m, idle)) })
-	defer silent.Stop()
-	err := s.readRemote(ctx, m, q, func(l ScrubLine) {
-		silent.Reset(idle)
+	w := watchIdle(ctx, m, time.Duration(idleEvery)*s.every)
+	return w.end(s.readRemote(w.ctx, m, q, func(l ScrubLine) {
+		w.kick()
 		send(l)
-	})
-	if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
-		return cause
-	}
-	return err
+	}))
 }
 
 func (s *scrubHTTP) readRemote(ctx context.Context, m string, q url.Values, send func(ScrubLine)) error {
