@@ -29,6 +29,9 @@ type (
 	compacter struct{ *core }
 	// stamps read and move the metadata clock (entry.go).
 	stamps struct{ *core }
+	// recordChecks check manifest records against their digests and
+	// mend bad ones (recordcheck.go).
+	recordChecks struct{ *core }
 )
 
 // newStore composes a Store of parts over c.
@@ -45,5 +48,6 @@ func newStore(c *core) *Store {
 		collector:     &collector{c},
 		compacter:     &compacter{c},
 		stamps:        &stamps{c},
+		recordChecks:  &recordChecks{c},
 	}
 }

@@ -81,6 +81,7 @@ type Store struct {
 	*collector
 	*compacter
 	*stamps
+	*recordChecks
 }
 
 // core is the state every part shares, held once: the database, the

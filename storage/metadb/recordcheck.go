@@ -1,0 +1,194 @@
+package metadb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// bbolt keeps no checksum of a value: a bit that flips in a manifest
+// record on disk would be served as it is, fail every pull of the image,
+// and go to every member that installs a snapshot from this one. A scrub
+// (node/scrub) reads every record back with CheckRecords and, in a
+// cluster, replaces a bad one with another member's (MendRecord).
+
+// recordChunk is how many records CheckRecords reads in one read
+// transaction: a long check pins no pages for long.
+const recordChunk = 1000
+
+// A BadRecord is a manifest record whose bytes do not match its digest.
+type BadRecord struct {
+	Digest  digest.Digest
+	Problem string
+	// Repositories link the manifest.
+	Repositories []string
+}
+
+// CheckRecords reads back every manifest record and checks it against its
+// digest, calls bad with each that does not match, and returns how many
+// it checked. Writes go on meanwhile; a record deleted before it is read
+// is not checked.
+func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (checked int, err error) {
+	prefix := []byte{'m', sep[0]}
+	after := prefix
+	for {
+		if err := ctx.Err(); err != nil {
+			return checked, err
+		}
+		var found []BadRecord
+		n, last := 0, []byte(nil)
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketMeta).Cursor()
+			k, v := c.Seek(after)
+			if bytes.Equal(k, after) {
+				k, v = c.Next()
+			}
+			for ; k != nil && bytes.HasPrefix(k, prefix) && n < recordChunk; k, v = c.Next() {
+				last = slices.Clone(k)
+				d := digest.Digest(k[len(prefix):])
+				problem, live := checkRecord(d, v)
+				if !live {
+					continue
+				}
+				n++
+				if problem != "" {
+					found = append(found, BadRecord{Digest: digest.Digest(string(d)), Problem: problem})
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return checked, fmt.Errorf("checking manifest records: %w", err)
+		}
+		checked += n
+		for _, b := range found {
+			b.Repositories = s.holders(b.Digest)
+			bad(b)
+		}
+		if last == nil {
+			return checked, nil
+		}
+		after = last
+	}
+}
+
+// checkRecord checks v, the stored entry of manifest d's record: what is
+// wrong with it (empty: nothing), and whether it is live (not a
+// tombstone).
+func checkRecord(d digest.Digest, v []byte) (problem string, live bool) {
+	if err := d.Validate(); err != nil {
+		return fmt.Sprintf("its key is not a digest: %v", err), true
+	}
+	_, deleted, value, err := peekEntry(v)
+	if err != nil {
+		return fmt.Sprintf("unreadable: %v", err), true
+	}
+	if deleted {
+		return "", false
+	}
+	if err := verifyRecord(d, value); err != nil {
+		return err.Error(), true
+	}
+	return "", true
+}
+
+// verifyRecord checks that value, a record of manifest d, decodes and
+// holds content of digest d and of the size it records.
+func verifyRecord(d digest.Digest, value []byte) error {
+	m, err := decodeRecordOf(value, d)
+	if err != nil {
+		return fmt.Errorf("undecodable: %w", err)
+	}
+	if got := d.Algorithm().FromBytes(m.Content); got != d {
+		return fmt.Errorf("%w: the content hashes to %s", storage.ErrDigestMismatch, got)
+	}
+	if m.Descriptor.Digest != d || m.Descriptor.Size != int64(len(m.Content)) {
+		return fmt.Errorf("%w: the record describes %s of %d bytes, its content is %d bytes",
+			storage.ErrDigestMismatch, m.Descriptor.Digest, m.Descriptor.Size, len(m.Content))
+	}
+	return nil
+}
+
+// holders lists the repositories that link manifest d.
+func (s *recordChecks) holders(d digest.Digest) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, _ := keyOf(d)
+	rec, ok := s.st.records[k]
+	if !ok {
+		return nil
+	}
+	var names []string
+	s.st.eachRepo(k, rec, func(r *repo) bool {
+		names = append(names, r.name)
+		return false // on to the next
+	})
+	slices.Sort(names)
+	return names
+}
+
+// ErrRecordGone says the record to mend was deleted meanwhile.
+var ErrRecordGone = errors.New("the record is gone: deleted meanwhile")
+
+// MendRecord replaces this member's record of a manifest with op, another
+// member's entry of the same key (Snapshots' Chunk), once op's record is
+// found to match its digest: storage.ErrDigestMismatch, wrapped, when it
+// does not. The stored entry keeps its stamp and origin, so nothing is
+// replicated and last-writer-wins is untouched: the record is the same
+// content-addressed manifest, its bytes mended. ErrRecordGone when this
+// member has no live record of the key any more.
+func (s *recordChecks) MendRecord(ctx context.Context, op metalog.Op) error {
+	k, err := parseKeyString(op.Key)
+	if err != nil || k.manifest == "" {
+		return fmt.Errorf("mending %q: not a manifest record's key", op.Key)
+	}
+	d := k.manifest
+	if op.Deleted {
+		return fmt.Errorf("mending %s: the other member's record is deleted", d)
+	}
+	if err := verifyRecord(d, op.Value); err != nil {
+		return fmt.Errorf("mending %s: the other member's record: %w", d, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	mended := op
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		cur := meta.Get([]byte(op.Key))
+		if cur == nil {
+			return ErrRecordGone
+		}
+		stamp, deleted, value, err := peekEntry(cur)
+		if err == nil { // else the entry's head is bad too: op's is taken
+			if deleted {
+				return ErrRecordGone
+			}
+			if bytes.Equal(value, op.Value) {
+				return nil
+			}
+			mended.Stamp, mended.Origin = stamp, string(peekOrigin(cur))
+		}
+		return meta.Put([]byte(op.Key), encodeEntry(mended))
+	})
+	if err != nil {
+		return fmt.Errorf("mending %s: %w", d, err)
+	}
+	s.mu.Lock()
+	err = s.st.applyRecord(d, mended) // its head may have been what was bad
+	s.st.settle()
+	s.mu.Unlock()
+	kd, _ := keyOf(d)
+	s.cache.forget(kd)
+	return err
+}

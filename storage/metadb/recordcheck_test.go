@@ -1,0 +1,132 @@
+package metadb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metalog"
+)
+
+// TestCheckAndMendRecords flips a byte in one manifest record's content
+// and cuts another's, as a disk might: CheckRecords finds both, naming
+// the repositories that link them, and no good one, across read
+// transactions. MendRecord takes another member's good entry and keeps
+// the stored stamp; it refuses a bad one and a record deleted meanwhile.
+func TestCheckAndMendRecords(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "m.db"), Options{Origin: "a", Reserve: -1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const n = recordChunk + 500 // two read transactions
+	var ms []*storage.Manifest
+	for i := range n {
+		m := manifest(fmt.Sprintf(`{"schemaVersion":2,"n":%d}`, i), "")
+		ms = append(ms, m)
+		if err := s.PutManifest(ctx, fmt.Sprintf("r%d", i%3), m, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutManifest(ctx, "other", ms[7], "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Manifest("r1", ms[7].Descriptor.Digest); err != nil { // cached: the mend must drop it
+		t.Fatal(err)
+	}
+	flipped, cut := ms[7].Descriptor.Digest, ms[n-1].Descriptor.Digest
+	stamp := func(key []byte) (st uint64) {
+		_ = s.db.View(func(tx *bolt.Tx) error {
+			st, _, _, _ = peekEntry(tx.Bucket(bucketMeta).Get(key))
+			return nil
+		})
+		return st
+	}
+	before := stamp(manifestKey(flipped))
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		v := bytes.Clone(meta.Get(manifestKey(flipped)))
+		v[len(v)-3] ^= 0x04
+		if err := meta.Put(manifestKey(flipped), v); err != nil {
+			return err
+		}
+		v = bytes.Clone(meta.Get(manifestKey(cut)))
+		return meta.Put(manifestKey(cut), v[:len(v)-5])
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func() []BadRecord {
+		var bad []BadRecord
+		checked, err := s.CheckRecords(ctx, func(b BadRecord) { bad = append(bad, b) })
+		if err != nil || checked != n {
+			t.Fatalf("CheckRecords: %d checked, %v; want %d", checked, err, n)
+		}
+		return bad
+	}
+	bad := check()
+	if len(bad) != 2 {
+		t.Fatalf("found %d bad records, want 2: %+v", len(bad), bad)
+	}
+	for _, b := range bad {
+		var repos []string
+		switch b.Digest {
+		case flipped:
+			repos = []string{"other", "r1"}
+		case cut:
+			repos = []string{fmt.Sprintf("r%d", (n-1)%3)}
+		default:
+			t.Fatalf("a good record reported bad: %+v", b)
+		}
+		if !slices.Equal(b.Repositories, repos) || b.Problem == "" {
+			t.Errorf("%s: repositories %v (want %v), problem %q", b.Digest, b.Repositories, repos, b.Problem)
+		}
+	}
+
+	good := func(i int) metalog.Op {
+		rec, err := encodeRecord(ms[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return metalog.Op{Key: string(manifestKey(ms[i].Descriptor.Digest)), Value: rec, Stamp: 99, Origin: "b"}
+	}
+	worse := good(7)
+	worse.Value = bytes.Clone(worse.Value)
+	worse.Value[len(worse.Value)-2] ^= 1
+	if err := s.MendRecord(ctx, worse); !errors.Is(err, storage.ErrDigestMismatch) {
+		t.Errorf("mending with a bad record: %v, want ErrDigestMismatch", err)
+	}
+	for _, i := range []int{7, n - 1} {
+		if err := s.MendRecord(ctx, good(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bad := check(); len(bad) != 0 {
+		t.Errorf("after mending: %+v", bad)
+	}
+	if got := stamp(manifestKey(flipped)); got != before {
+		t.Errorf("the mended entry's stamp is %d, was %d", got, before)
+	}
+	m, err := s.Manifest("r1", flipped)
+	if err != nil || !bytes.Equal(m.Content, ms[7].Content) {
+		t.Errorf("read after mending: %v, %q", err, m.Content)
+	}
+
+	if err := s.DeleteManifest(ctx, "r2", ms[2].Descriptor.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CollectManifests(ctx, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MendRecord(ctx, good(2)); !errors.Is(err, ErrRecordGone) {
+		t.Errorf("mending a collected record: %v, want ErrRecordGone", err)
+	}
+}
