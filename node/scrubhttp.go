@@ -54,13 +54,16 @@ type scrubHTTP struct {
 // cache is read too, and a bad cached copy dropped, to be read again from
 // the bucket.
 func (n *Node) newScrubHTTP() *scrubHTTP {
-	s := &scrubHTTP{deps: scrub.Deps{Self: n.name, Blobs: n.local, Repos: n.meta.BlobRepos, Log: n.log},
+	s := &scrubHTTP{deps: scrub.Deps{Self: n.name, Blobs: n.local, Repos: n.meta.BlobRepos, Records: n.meta, Log: n.log},
 		views: &n.views, members: n.members, shared: n.cache != nil, every: scrub.ProgressEvery, trusted: n.trusted, metrics: n.metrics}
 	if n.cfg.Cluster.Fast {
 		s.every = time.Second
 	}
 	if n.refetch != nil {
 		s.deps.Repair = n.refetch.repair
+	}
+	if n.cluster != nil {
+		s.deps.MendRecord = newRecordMender(n).mendRecord
 	}
 	if n.cache != nil {
 		s.cache = &scrub.Deps{Self: n.name + " (disk cache)", Blobs: n.cache.Disk(), Log: n.log,
@@ -150,7 +153,7 @@ func (s *scrubHTTP) scrubOn(ctx context.Context, m string, opts scrub.Options, b
 
 // scrubHere runs a scrub on this member, unless one runs already: of its
 // disk cache, if it has one, and of its blobs (on a shared bucket, only
-// when bucket is set). It returns a report of each.
+// when bucket is set) and manifest records. It returns a report of each.
 func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress func(scrub.Progress), bucket bool) []scrub.Report {
 	if !s.running.TryLock() {
 		return []scrub.Report{{Member: s.deps.Self, Error: "a scrub is running on this member already"}}
@@ -161,10 +164,11 @@ func (s *scrubHTTP) scrubHere(ctx context.Context, opts scrub.Options, progress 
 	if s.cache != nil {
 		reps = append(reps, s.run(ctx, *s.cache, opts))
 	}
-	if !s.shared || bucket {
-		reps = append(reps, s.run(ctx, s.deps, opts))
+	deps := s.deps
+	if s.shared && !bucket { // its own manifest records all the same
+		deps.Blobs = nil
 	}
-	return reps
+	return append(reps, s.run(ctx, deps, opts))
 }
 
 // run runs one scrub and counts it in the metrics.

@@ -49,13 +49,13 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *local {
 		what = base
 	}
-	fmt.Fprintf(stdout, "scrubbing the blobs of %s ...\n", what)
+	fmt.Fprintf(stdout, "scrubbing the blobs and manifest records of %s ...\n", what)
 	resp, err := af.call(ctx, http.MethodPost, base, "/_atoll/v1/scrub?"+q.Encode(), stderr)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	var failed, lost, unrepaired []string
+	var failed, lost, unrepaired, unmended []string
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var l node.ScrubLine
@@ -82,6 +82,8 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 				switch {
 				case b.Lost:
 					lost = append(lost, r.Member+": "+b.Digest.String())
+				case !b.Repaired && b.Manifest:
+					unmended = append(unmended, r.Member+": "+b.Digest.String())
 				case !b.Repaired:
 					unrepaired = append(unrepaired, r.Member+": "+b.Digest.String())
 				}
@@ -93,7 +95,10 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("the scrub did not finish on %s", strings.Join(failed, ", "))
 	case len(lost) > 0:
 		return fmt.Errorf("%d bad copies have no good copy anywhere: push the images of the repositories listed again"+
+			" (a bad manifest record answers unknown, and a push writes it again)"+
 			" (docker push uploads the layers the registry lacks; a client that skips an image whose manifest the registry has, such as crane, needs the manifest deleted first)", len(lost))
+	case len(unmended) > 0:
+		return fmt.Errorf("%d bad manifest records could not be replaced yet (see why above): they answer unknown until a scrub, once the members holding good ones answer, or a push of the image replaces them", len(unmended))
 	case len(unrepaired) > 0:
 		return fmt.Errorf("%d bad copies could not be replaced yet (see why above): each member fetches its own again every minute until a member holding a good copy answers (metric atoll_scrub_refetch_waiting)", len(unrepaired))
 	}
@@ -104,9 +109,13 @@ func printScrubReport(w io.Writer, r scrub.Report) {
 	if r.Error != "" {
 		fmt.Fprintf(w, "  %-20s failed after %d blobs: %s\n", r.Member, r.Checked, r.Error)
 	} else {
-		fmt.Fprintf(w, "  %-20s checked %d blobs (%s) in %s, %d bad\n", r.Member, r.Checked, humanBytes(r.Bytes), r.Duration.Round(time.Millisecond), len(r.Bad))
+		fmt.Fprintf(w, "  %-20s checked %d blobs (%s) and %d manifest records in %s, %d bad\n", r.Member, r.Checked, humanBytes(r.Bytes), r.Manifests, r.Duration.Round(time.Millisecond), len(r.Bad))
 	}
 	for _, b := range r.Bad {
+		if b.Manifest {
+			printBadRecord(w, b)
+			continue
+		}
 		fmt.Fprintf(w, "    %s (%s): %s\n", b.Digest, humanBytes(b.Size), b.Problem)
 		switch {
 		case b.Repaired:
@@ -118,6 +127,18 @@ func printScrubReport(w io.Writer, r scrub.Report) {
 		default:
 			fmt.Fprintf(w, "      NOT REPLACED YET: moved to %s; %s\n", b.Quarantined, b.Error)
 		}
+	}
+}
+
+func printBadRecord(w io.Writer, b scrub.Bad) {
+	fmt.Fprintf(w, "    manifest record %s: %s\n", b.Digest, b.Problem)
+	switch {
+	case b.Repaired:
+		fmt.Fprintf(w, "      replaced by the good record of %s\n", cmp.Or(b.From, "another member"))
+	case b.Lost:
+		fmt.Fprintf(w, "      LOST: %s; linked by %s\n", b.Error, strings.Join(orNone(b.Repositories), ", "))
+	default:
+		fmt.Fprintf(w, "      NOT REPLACED YET: %s; linked by %s\n", b.Error, strings.Join(orNone(b.Repositories), ", "))
 	}
 }
 

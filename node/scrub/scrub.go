@@ -11,6 +11,11 @@
 // Where no member has a good copy the blob is lost, and the report names
 // the repositories that link it, whose images must be pushed again.
 //
+// Then it reads back the member's manifest records (Deps.Records): the
+// metadata database keeps no checksum of them either. A bad record is
+// replaced in place by another member's good one; where none has one the
+// manifest is lost, and the report names the repositories that link it.
+//
 // A scrub reads one blob at a time, at most Options.Rate bytes a second,
 // and reports its progress every few seconds. Collections, pushes and
 // rebalancing go on meanwhile: a blob deleted while it is read is skipped.
@@ -27,12 +32,20 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/atollhq/atoll/storage"
+	"github.com/atollhq/atoll/storage/metadb"
 )
 
 // Store is the member's blob store, as a scrub reads it.
 type Store interface {
 	storage.BlobWalker
 	Open(ctx context.Context, d digest.Digest) (storage.Blob, error)
+}
+
+// Records are a member's manifest records, as a scrub checks them
+// (metadb.Store): bad is called with each whose bytes do not match its
+// digest.
+type Records interface {
+	CheckRecords(ctx context.Context, bad func(metadb.BadRecord)) (checked int, err error)
 }
 
 // Quarantiner is the capability of a store to move a bad copy aside
@@ -57,6 +70,12 @@ type Deps struct {
 	// Repos lists the repositories that link blob d, for the report of a
 	// blob lost; nil: none are named.
 	Repos func(d digest.Digest) []string
+	// Records are the member's manifest records, checked after its
+	// blobs; nil: none.
+	Records Records
+	// MendRecord replaces the bad record of manifest d here with another
+	// member's good one and says whose; nil on a member on its own.
+	MendRecord func(ctx context.Context, d digest.Digest) (from string, err error)
 	// Log receives progress and every bad copy found.
 	Log *slog.Logger
 }
@@ -100,6 +119,8 @@ type Report struct {
 	Checked  int           `json:"checked"` // blobs read whole
 	Bytes    int64         `json:"bytes"`   // their size
 	Skipped  int           `json:"skipped"` // deleted before they were read
+	// Manifests counts the manifest records read back.
+	Manifests int `json:"manifests,omitempty"`
 	Bad      []Bad         `json:"bad,omitempty"`
 	Duration time.Duration `json:"duration"`
 	Error    string        `json:"error,omitempty"`
@@ -120,9 +141,13 @@ func (r Report) Lost() int {
 // member answered that it holds no copy of the blob, or a bad one.
 var ErrNoGoodCopy = errors.New("no other member holds a good copy")
 
-// Bad is one copy whose bytes do not match its digest.
+// Bad is one copy whose bytes do not match its digest: of a blob, or of
+// a manifest's record.
 type Bad struct {
 	Digest digest.Digest `json:"digest"`
+	// Manifest says it is a manifest's record in the metadata, not a
+	// blob; it is mended in place, never moved aside.
+	Manifest bool `json:"manifest,omitempty"`
 	Size   int64         `json:"size"`
 	// Problem says what is wrong: what the bytes hash to, or the read
 	// error.
@@ -190,12 +215,19 @@ func (s *scrubber) run(ctx context.Context) error {
 	s.log().Info("scrub started", "blobs", s.blobs, "bytes", s.totalBytes, "rate", s.opts.Rate)
 	// Each blob is read as the walk comes to it: a list of every digest
 	// first would take a gigabyte at ten million blobs.
-	err := s.deps.Blobs.Walk(ctx, func(d digest.Digest, size int64) error { return s.check(ctx, held{d, size}) })
-	if err != nil {
-		return err
+	if s.deps.Blobs != nil {
+		err := s.deps.Blobs.Walk(ctx, func(d digest.Digest, size int64) error { return s.check(ctx, held{d, size}) })
+		if err != nil {
+			return err
+		}
+	}
+	if s.deps.Records != nil {
+		if err := s.checkRecords(ctx); err != nil {
+			return err
+		}
 	}
 	s.progress()
-	s.log().Info("scrub done", "checked", s.report.Checked, "bytes", s.report.Bytes, "bad", len(s.report.Bad),
+	s.log().Info("scrub done", "checked", s.report.Checked, "bytes", s.report.Bytes, "manifests", s.report.Manifests, "bad", len(s.report.Bad),
 		"lost", s.report.Lost(), "took", time.Since(s.start).Round(time.Millisecond))
 	return nil
 }
@@ -351,4 +383,38 @@ func (s *scrubber) log() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return s.deps.Log
+}
+
+// checkRecords reads back the member's manifest records and mends each
+// bad one where another member has it good. Records are not paced: a
+// million manifests are a few gigabytes, read in seconds.
+func (s *scrubber) checkRecords(ctx context.Context) error {
+	var bad []metadb.BadRecord
+	n, err := s.deps.Records.CheckRecords(ctx, func(b metadb.BadRecord) { bad = append(bad, b) })
+	s.report.Manifests = n
+	for _, b := range bad { // mended after the check: no read transaction is held meanwhile
+		s.badRecord(ctx, Bad{Digest: b.Digest, Manifest: true, Problem: b.Problem, Repositories: b.Repositories})
+	}
+	return err
+}
+
+// badRecord mends a bad manifest record where it can, and adds it to the
+// report unless the record was deleted meanwhile.
+func (s *scrubber) badRecord(ctx context.Context, bad Bad) {
+	if s.deps.MendRecord == nil {
+		bad.Error, bad.Lost = "no other member to copy it from", true
+	} else {
+		switch from, err := s.deps.MendRecord(ctx, bad.Digest); {
+		case errors.Is(err, metadb.ErrRecordGone):
+			s.report.Skipped++
+			return
+		case err == nil:
+			bad.Repaired, bad.From, bad.Repositories = true, from, nil
+		default:
+			bad.Error, bad.Lost = fmt.Sprintf("copying it from another member: %v", err), errors.Is(err, ErrNoGoodCopy)
+		}
+	}
+	s.report.Bad = append(s.report.Bad, bad)
+	s.log().Error("scrub: bad manifest record", "digest", bad.Digest, "problem", bad.Problem,
+		"repaired", bad.Repaired, "from", bad.From, "lost", bad.Lost, "repositories", bad.Repositories, "err", bad.Error)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 	bolt "go.etcd.io/bbolt"
@@ -20,6 +22,41 @@ import (
 // (node/scrub) reads every record back with CheckRecords and, in a
 // cluster, replaces a bad one with another member's (MendRecord).
 
+// A badSet holds the manifest records a check found bad and nothing has
+// mended yet. Reads answer them unknown rather than serve bytes known to
+// be wrong, and a push of the manifest writes its record again: on a
+// member on its own that is the way back. It lives in memory; the next
+// check after a restart finds them again. The zero value is empty.
+type badSet struct {
+	n    atomic.Int32 // len(keys), read first: reads pay nothing while empty
+	mu   sync.Mutex
+	keys map[dkey]struct{}
+}
+
+func (b *badSet) has(k dkey) bool {
+	if b.n.Load() == 0 {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	_, ok := b.keys[k]
+	return ok
+}
+
+func (b *badSet) set(k dkey, bad bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if bad {
+		if b.keys == nil {
+			b.keys = map[dkey]struct{}{}
+		}
+		b.keys[k] = struct{}{}
+	} else {
+		delete(b.keys, k)
+	}
+	b.n.Store(int32(len(b.keys)))
+}
+
 // recordChunk is how many records CheckRecords reads in one read
 // transaction: a long check pins no pages for long.
 const recordChunk = 1000
@@ -33,8 +70,8 @@ type BadRecord struct {
 }
 
 // CheckRecords reads back every manifest record and checks it against its
-// digest, calls bad with each that does not match, and returns how many
-// it checked. Writes go on meanwhile; a record deleted before it is read
+// digest, calls bad with each that does not match (and keeps it in the
+// bad set), and returns how many it checked. Writes go on meanwhile; a record deleted before it is read
 // is not checked.
 func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (checked int, err error) {
 	prefix := []byte{'m', sep[0]}
@@ -70,6 +107,9 @@ func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (c
 		}
 		checked += n
 		for _, b := range found {
+			k, _ := keyOf(b.Digest)
+			s.bad.set(k, true)
+			s.cache.forget(k)
 			b.Repositories = s.holders(b.Digest)
 			bad(b)
 		}
@@ -189,6 +229,17 @@ func (s *recordChecks) MendRecord(ctx context.Context, op metalog.Op) error {
 	s.st.settle()
 	s.mu.Unlock()
 	kd, _ := keyOf(d)
+	s.bad.set(kd, false)
 	s.cache.forget(kd)
 	return err
+}
+
+// RecordKey returns the key of manifest d's record in the replicated key
+// space, and a key just before it: a snapshot chunk of one entry after
+// before is the record's, when the member has one (no digest's key lies
+// between the two).
+func RecordKey(d digest.Digest) (key, before string) {
+	key = string(manifestKey(d))
+	last := len(key) - 1
+	return key, key[:last] + string(key[last]-1) + "\xff"
 }

@@ -15,11 +15,12 @@ import (
 	"github.com/atollhq/atoll/storage/metalog"
 )
 
-// TestCheckAndMendRecords flips a byte in one manifest record's content
-// and cuts another's, as a disk might: CheckRecords finds both, naming
-// the repositories that link them, and no good one, across read
-// transactions. MendRecord takes another member's good entry and keeps
-// the stored stamp; it refuses a bad one and a record deleted meanwhile.
+// TestCheckAndMendRecords flips a byte in two manifest records' content
+// and cuts a third's, as a disk might: CheckRecords finds them, naming the
+// repositories that link them, and no good one, across read transactions.
+// Reads answer them unknown until mended: by a push of the manifest, or by
+// MendRecord, which takes another member's good entry and keeps the stored
+// stamp, and refuses a bad one and a record deleted meanwhile.
 func TestCheckAndMendRecords(t *testing.T) {
 	ctx := context.Background()
 	s, err := Open(filepath.Join(t.TempDir(), "m.db"), Options{Origin: "a", Reserve: -1, NoSync: true})
@@ -42,7 +43,7 @@ func TestCheckAndMendRecords(t *testing.T) {
 	if _, err := s.Manifest("r1", ms[7].Descriptor.Digest); err != nil { // cached: the mend must drop it
 		t.Fatal(err)
 	}
-	flipped, cut := ms[7].Descriptor.Digest, ms[n-1].Descriptor.Digest
+	flipped, cut, pushed := ms[7].Descriptor.Digest, ms[n-1].Descriptor.Digest, ms[5].Descriptor.Digest
 	stamp := func(key []byte) (st uint64) {
 		_ = s.db.View(func(tx *bolt.Tx) error {
 			st, _, _, _ = peekEntry(tx.Bucket(bucketMeta).Get(key))
@@ -56,6 +57,11 @@ func TestCheckAndMendRecords(t *testing.T) {
 		v := bytes.Clone(meta.Get(manifestKey(flipped)))
 		v[len(v)-3] ^= 0x04
 		if err := meta.Put(manifestKey(flipped), v); err != nil {
+			return err
+		}
+		v = bytes.Clone(meta.Get(manifestKey(pushed)))
+		v[len(v)-3] ^= 0x04
+		if err := meta.Put(manifestKey(pushed), v); err != nil {
 			return err
 		}
 		v = bytes.Clone(meta.Get(manifestKey(cut)))
@@ -73,8 +79,8 @@ func TestCheckAndMendRecords(t *testing.T) {
 		return bad
 	}
 	bad := check()
-	if len(bad) != 2 {
-		t.Fatalf("found %d bad records, want 2: %+v", len(bad), bad)
+	if len(bad) != 3 {
+		t.Fatalf("found %d bad records, want 3: %+v", len(bad), bad)
 	}
 	for _, b := range bad {
 		var repos []string
@@ -83,12 +89,28 @@ func TestCheckAndMendRecords(t *testing.T) {
 			repos = []string{"other", "r1"}
 		case cut:
 			repos = []string{fmt.Sprintf("r%d", (n-1)%3)}
+		case pushed:
+			repos = []string{"r2"}
 		default:
 			t.Fatalf("a good record reported bad: %+v", b)
 		}
 		if !slices.Equal(b.Repositories, repos) || b.Problem == "" {
 			t.Errorf("%s: repositories %v (want %v), problem %q", b.Digest, b.Repositories, repos, b.Problem)
 		}
+	}
+
+	// A record known bad is not served; a push of its manifest writes it
+	// again.
+	for repo, m := range map[string]*storage.Manifest{"r1": ms[7], "r2": ms[5]} {
+		if _, err := s.Manifest(repo, m.Descriptor.Digest); !errors.Is(err, storage.ErrManifestUnknown) {
+			t.Errorf("read of a record found bad: %v, want ErrManifestUnknown", err)
+		}
+	}
+	if err := s.PutManifest(ctx, "r2", ms[5], "again"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Manifest("r2", pushed); err != nil || !bytes.Equal(m.Content, ms[5].Content) {
+		t.Errorf("read after a push mended it: %v", err)
 	}
 
 	good := func(i int) metalog.Op {

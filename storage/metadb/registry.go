@@ -42,7 +42,7 @@ func (s *manifests) Manifest(repo string, d digest.Digest) (*storage.Manifest, e
 	s.mu.RLock()
 	linked := s.st.links(repo, k)
 	s.mu.RUnlock()
-	if !linked {
+	if !linked || s.bad.has(k) { // a record known bad is not served
 		return nil, storage.ErrManifestUnknown
 	}
 	if m := s.cache.get(k); m != nil {

@@ -95,6 +95,7 @@ type core struct {
 	clock   clock
 	reserve *reserve // nil: none
 	cache   *cache
+	bad     badSet // records found bad, not yet mended (recordcheck.go)
 
 	wmu sync.Mutex   // serialises commits so memory changes in commit order
 	mu  sync.RWMutex // guards st and vec
