@@ -26,20 +26,21 @@ import (
 // metrics are the member's Prometheus metrics, on a registry of its own;
 // every name starts with atoll_.
 type metrics struct {
-	reg            *prometheus.Registry
-	requests       *prometheus.CounterVec
-	duration       *prometheus.HistogramVec
-	bytesIn        *prometheus.CounterVec
-	bytesOut       *prometheus.CounterVec
-	blobRoutes     *prometheus.CounterVec
-	uploadForwards prometheus.Counter
-	blobsCopied    prometheus.Counter
-	bytesCopied    prometheus.Counter
-	rebalances     prometheus.Counter
-	gcFreed        prometheus.Counter
-	scrubBytes     prometheus.Counter
-	scrubBad       *prometheus.CounterVec
-	scrubFinished  prometheus.Gauge
+	reg             *prometheus.Registry
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	bytesIn         *prometheus.CounterVec
+	bytesOut        *prometheus.CounterVec
+	blobRoutes      *prometheus.CounterVec
+	uploadForwards  prometheus.Counter
+	blobsCopied     prometheus.Counter
+	bytesCopied     prometheus.Counter
+	rebalances      prometheus.Counter
+	gcFreed         prometheus.Counter
+	scrubBytes      prometheus.Counter
+	scrubBad        *prometheus.CounterVec
+	scrubBadRecords *prometheus.CounterVec
+	scrubFinished   prometheus.Gauge
 }
 
 func counter(name, help string) prometheus.Counter {
@@ -70,11 +71,13 @@ func newMetrics() (*metrics, error) {
 		scrubBytes:     counter("atoll_scrub_read_bytes_total", "Bytes of blobs read back by scrubs on this member."),
 		scrubBad: counterVec("atoll_scrub_bad_blobs_total",
 			"Bad copies of blobs found by scrubs on this member, by outcome: repaired (from another member), lost (no good copy anywhere), unrepaired (copying one failed for now).", "outcome"),
+		scrubBadRecords: counterVec("atoll_scrub_bad_manifest_records_total",
+			"Bad manifest records found by scrubs in this member's metadata, by outcome: repaired (from another member), lost (no good copy anywhere), unrepaired (fetching one failed for now).", "outcome"),
 		scrubFinished: prometheus.NewGauge(prometheus.GaugeOpts{Name: "atoll_scrub_last_finished_timestamp_seconds",
 			Help: "When the last scrub of this member's blobs read them all (Unix time); 0: none since the start."}),
 	}
 	err := register(m.reg, m.requests, m.duration, m.bytesIn, m.bytesOut, m.blobRoutes, m.uploadForwards,
-		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed, m.scrubBytes, m.scrubBad, m.scrubFinished,
+		m.blobsCopied, m.bytesCopied, m.rebalances, m.gcFreed, m.scrubBytes, m.scrubBad, m.scrubBadRecords, m.scrubFinished,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m, err
 }

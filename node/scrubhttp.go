@@ -183,7 +183,11 @@ func (s *scrubHTTP) run(ctx context.Context, deps scrub.Deps, opts scrub.Options
 		case b.Lost:
 			outcome = "lost"
 		}
-		s.metrics.scrubBad.WithLabelValues(outcome).Inc()
+		counter := s.metrics.scrubBad
+		if b.Manifest {
+			counter = s.metrics.scrubBadRecords
+		}
+		counter.WithLabelValues(outcome).Inc()
 	}
 	if rep.Error == "" {
 		s.metrics.scrubFinished.SetToCurrentTime()

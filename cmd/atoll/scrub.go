@@ -55,7 +55,7 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer resp.Body.Close()
-	var failed, lost, unrepaired, unmended []string
+	var failed, lost, lostRecords, unrepaired, unmended []string
 	dec := json.NewDecoder(resp.Body)
 	for {
 		var l node.ScrubLine
@@ -80,6 +80,8 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			}
 			for _, b := range r.Bad {
 				switch {
+				case b.Lost && b.Manifest:
+					lostRecords = append(lostRecords, r.Member+": "+b.Digest.String())
 				case b.Lost:
 					lost = append(lost, r.Member+": "+b.Digest.String())
 				case !b.Repaired && b.Manifest:
@@ -95,8 +97,9 @@ func scrubCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("the scrub did not finish on %s", strings.Join(failed, ", "))
 	case len(lost) > 0:
 		return fmt.Errorf("%d bad copies have no good copy anywhere: push the images of the repositories listed again"+
-			" (a bad manifest record answers unknown, and a push writes it again)"+
 			" (docker push uploads the layers the registry lacks; a client that skips an image whose manifest the registry has, such as crane, needs the manifest deleted first)", len(lost))
+	case len(lostRecords) > 0:
+		return fmt.Errorf("%d bad manifest records have no good copy anywhere: they answer unknown; push the images of the repositories listed again, which writes them anew", len(lostRecords))
 	case len(unmended) > 0:
 		return fmt.Errorf("%d bad manifest records could not be replaced yet (see why above): they answer unknown until a scrub, once the members holding good ones answer, or a push of the image replaces them", len(unmended))
 	case len(unrepaired) > 0:

@@ -236,10 +236,12 @@ func (s *recordChecks) MendRecord(ctx context.Context, op metalog.Op) error {
 
 // RecordKey returns the key of manifest d's record in the replicated key
 // space, and a key just before it: a snapshot chunk of one entry after
-// before is the record's, when the member has one (no digest's key lies
-// between the two).
+// before is the record's, when the member has one. Between the two lie
+// only keys longer than before that begin with it, and no digest of d's
+// algorithm is longer than d. It is ASCII, as a snapshot request's key
+// must be valid UTF-8.
 func RecordKey(d digest.Digest) (key, before string) {
 	key = string(manifestKey(d))
 	last := len(key) - 1
-	return key, key[:last] + string(key[last]-1) + "\xff"
+	return key, key[:last] + string(key[last]-1)
 }
