@@ -115,15 +115,15 @@ type Progress struct {
 
 // Report is what a scrub found and did.
 type Report struct {
-	Member   string        `json:"member"`
-	Checked  int           `json:"checked"` // blobs read whole
-	Bytes    int64         `json:"bytes"`   // their size
-	Skipped  int           `json:"skipped"` // deleted before they were read
+	Member  string `json:"member"`
+	Checked int    `json:"checked"` // blobs read whole
+	Bytes   int64  `json:"bytes"`   // their size
+	Skipped int    `json:"skipped"` // deleted before they were read
 	// Manifests counts the manifest records read back.
-	Manifests int `json:"manifests,omitempty"`
-	Bad      []Bad         `json:"bad,omitempty"`
-	Duration time.Duration `json:"duration"`
-	Error    string        `json:"error,omitempty"`
+	Manifests int           `json:"manifests,omitempty"`
+	Bad       []Bad         `json:"bad,omitempty"`
+	Duration  time.Duration `json:"duration"`
+	Error     string        `json:"error,omitempty"`
 }
 
 // Lost counts the blobs of which no good copy is known (Bad.Lost).
@@ -147,8 +147,8 @@ type Bad struct {
 	Digest digest.Digest `json:"digest"`
 	// Manifest says it is a manifest's record in the metadata, not a
 	// blob; it is mended in place, never moved aside.
-	Manifest bool `json:"manifest,omitempty"`
-	Size   int64         `json:"size"`
+	Manifest bool  `json:"manifest,omitempty"`
+	Size     int64 `json:"size"`
 	// Problem says what is wrong: what the bytes hash to, or the read
 	// error.
 	Problem string `json:"problem"`
