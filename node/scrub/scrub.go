@@ -115,18 +115,18 @@ type Progress struct {
 
 // Report is what a scrub found and did.
 type Report struct {
-	Member  string `json:"member"`
-	Checked int    `json:"checked"` // blobs read whole
-	Bytes   int64  `json:"bytes"`   // their size
-	Skipped int    `json:"skipped"` // deleted before they were read
-	// Manifests counts the manifest records read back.
-	Manifests int           `json:"manifests,omitempty"`
+	Member    string        `json:"member"`
+	Checked   int           `json:"checked"`             // blobs read whole
+	Bytes     int64         `json:"bytes"`               // their size
+	Skipped   int           `json:"skipped"`             // deleted before they were read
+	Manifests int           `json:"manifests,omitempty"` // manifest records read back
 	Bad       []Bad         `json:"bad,omitempty"`
 	Duration  time.Duration `json:"duration"`
 	Error     string        `json:"error,omitempty"`
 }
 
-// Lost counts the blobs of which no good copy is known (Bad.Lost).
+// Lost counts the bad copies, of blobs and manifest records, of which no
+// good copy is known (Bad.Lost).
 func (r Report) Lost() int {
 	n := 0
 	for _, b := range r.Bad {
