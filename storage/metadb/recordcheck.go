@@ -98,6 +98,8 @@ func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (c
 				n++
 				if problem != "" {
 					found = append(found, BadRecord{Digest: digest.Digest(string(d)), Problem: problem})
+				} else if k, _ := keyOf(d); s.bad.has(k) {
+					s.bad.set(k, false) // written again since: by another member's push
 				}
 			}
 			return nil

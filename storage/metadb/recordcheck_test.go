@@ -142,6 +142,32 @@ func TestCheckAndMendRecords(t *testing.T) {
 		t.Errorf("read after mending: %v, %q", err, m.Content)
 	}
 
+	// A record found bad and then written again by another member's
+	// push: the next check finds it good and reads answer again.
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		v := bytes.Clone(meta.Get(manifestKey(ms[4].Descriptor.Digest)))
+		v[len(v)-3] ^= 0x04
+		return meta.Put(manifestKey(ms[4].Descriptor.Digest), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := check(); len(bad) != 1 {
+		t.Fatalf("found %+v, want the one record flipped", bad)
+	}
+	again := good(4)
+	again.Stamp = s.Stamp() + 1
+	if err := s.Apply(ctx, []metalog.Batch{{Origin: "b", Seq: 1, Ops: []metalog.Op{again}}}); err != nil {
+		t.Fatal(err)
+	}
+	if bad := check(); len(bad) != 0 {
+		t.Fatalf("after another member wrote it again: %+v", bad)
+	}
+	if _, err := s.Manifest("r1", ms[4].Descriptor.Digest); err != nil {
+		t.Errorf("read of a record written again, after a check: %v", err)
+	}
+
 	if err := s.DeleteManifest(ctx, "r2", ms[2].Descriptor.Digest); err != nil {
 		t.Fatal(err)
 	}
