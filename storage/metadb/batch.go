@@ -29,7 +29,7 @@ func (s *manifests) PutManifests(ctx context.Context, puts []ManifestPut) error 
 		}
 		recs[i] = rec
 	}
-	err := s.write(ctx, func(st *state) ([]metalog.Op, error) {
+	return s.write(ctx, func(st *state) ([]metalog.Op, error) {
 		// The ops of one batch share a stamp, so of two on one key the
 		// first would win: a later put of a key replaces the earlier op.
 		var ops []metalog.Op
@@ -44,6 +44,7 @@ func (s *manifests) PutManifests(ctx context.Context, puts []ManifestPut) error 
 		}
 		for i, p := range puts {
 			d := p.Manifest.Descriptor.Digest
+			// A record found bad is written again, and so mended.
 			if k, _ := keyOf(d); st.records[k].n == 0 || !st.records[k].stored || s.bad.has(k) {
 				set(string(manifestKey(d)), recs[i])
 			}
@@ -54,14 +55,4 @@ func (s *manifests) PutManifests(ctx context.Context, puts []ManifestPut) error 
 		}
 		return ops, nil
 	}, nil)
-	if err != nil {
-		return err
-	}
-	for _, p := range puts { // a record found bad was written again: mended
-		if k, _ := keyOf(p.Manifest.Descriptor.Digest); s.bad.has(k) {
-			s.bad.set(k, false)
-			s.cache.forget(k)
-		}
-	}
-	return nil
 }

@@ -55,6 +55,7 @@ func (s *snapshots) Install(ctx context.Context, after string, c metalog.Chunk, 
 	if err != nil {
 		return diskspace.Classify(fmt.Errorf("installing metadata snapshot: %w", err))
 	}
+	s.markRecords(changed)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.applyCommitted(changed)

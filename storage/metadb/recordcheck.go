@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/atollhq/atoll/storage"
@@ -55,6 +56,28 @@ func (b *badSet) set(k dkey, bad bool) {
 		delete(b.keys, k)
 	}
 	b.n.Store(int32(len(b.keys)))
+}
+
+// markRecords checks the records among ops, just committed (a push's,
+// another member's batch or snapshot): one that does not match its digest
+// joins the bad set, one that does (or a deletion) leaves it. A record that
+// went bad on another member's disk and came here in its log or snapshot
+// is so answered unknown rather than served, until a scrub here mends it
+// from a member that has it good. It hashes outside the locks.
+func (c *core) markRecords(ops []metalog.Op) {
+	for _, op := range ops {
+		if !isRecordKey(op.Key) {
+			continue
+		}
+		d := digest.Digest(op.Key[2:])
+		k, _ := keyOf(d)
+		switch {
+		case !op.Deleted && verifyRecord(d, op.Value) != nil:
+			c.bad.set(k, true)
+		case c.bad.has(k):
+			c.bad.set(k, false)
+		}
+	}
 }
 
 // recordChunk is how many records CheckRecords reads in one read
@@ -145,16 +168,30 @@ func checkRecord(d digest.Digest, v []byte) (problem string, live bool) {
 // verifyRecord checks that value, a record of manifest d, decodes and
 // holds content of digest d and of the size it records.
 func verifyRecord(d digest.Digest, value []byte) error {
-	m, err := decodeRecordOf(value, d)
-	if err != nil {
-		return fmt.Errorf("undecodable: %w", err)
+	var desc v1.Descriptor
+	var content []byte
+	if len(value) > 0 && value[0] == recordV1 { // the content not copied
+		h, c, err := decodeBinary(value, d)
+		if err != nil {
+			return fmt.Errorf("undecodable: %w", err)
+		}
+		desc, content = h.Descriptor, c
+	} else {
+		m, err := decodeRecordOf(value, d)
+		if err != nil {
+			return fmt.Errorf("undecodable: %w", err)
+		}
+		desc, content = m.Descriptor, m.Content
 	}
-	if got := d.Algorithm().FromBytes(m.Content); got != d {
+	if !d.Algorithm().Available() {
+		return nil // not one a registry accepts; nothing to check it with
+	}
+	if got := d.Algorithm().FromBytes(content); got != d {
 		return fmt.Errorf("%w: the content hashes to %s", storage.ErrDigestMismatch, got)
 	}
-	if m.Descriptor.Digest != d || m.Descriptor.Size != int64(len(m.Content)) {
+	if desc.Digest != d || desc.Size != int64(len(content)) {
 		return fmt.Errorf("%w: the record describes %s of %d bytes, its content is %d bytes",
-			storage.ErrDigestMismatch, m.Descriptor.Digest, m.Descriptor.Size, len(m.Content))
+			storage.ErrDigestMismatch, desc.Digest, desc.Size, len(content))
 	}
 	return nil
 }

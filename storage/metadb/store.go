@@ -304,6 +304,7 @@ func (s *core) commit(batches []metalog.Batch, extra func(tx *bolt.Tx) error) er
 	if err != nil {
 		return diskspace.Classify(fmt.Errorf("metadata write: %w", err))
 	}
+	s.markRecords(won)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.vec = vec
