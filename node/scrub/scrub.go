@@ -389,12 +389,10 @@ func (s *scrubber) log() *slog.Logger {
 // bad one where another member has it good. Records are not paced: a
 // million manifests are a few gigabytes, read in seconds.
 func (s *scrubber) checkRecords(ctx context.Context) error {
-	var bad []metadb.BadRecord
-	n, err := s.deps.Records.CheckRecords(ctx, func(b metadb.BadRecord) { bad = append(bad, b) })
-	s.report.Manifests = n
-	for _, b := range bad { // mended after the check: no read transaction is held meanwhile
+	n, err := s.deps.Records.CheckRecords(ctx, func(b metadb.BadRecord) {
 		s.badRecord(ctx, Bad{Digest: b.Digest, Manifest: true, Problem: b.Problem, Repositories: b.Repositories})
-	}
+	})
+	s.report.Manifests = n
 	return err
 }
 

@@ -94,8 +94,9 @@ type BadRecord struct {
 
 // CheckRecords reads back every manifest record and checks it against its
 // digest, calls bad with each that does not match (and keeps it in the
-// bad set), and returns how many it checked. Writes go on meanwhile; a record deleted before it is read
-// is not checked.
+// bad set), outside any transaction, so that bad may mend it, and returns
+// how many it checked. Writes go on meanwhile; a record deleted before it
+// is read is not checked.
 func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (checked int, err error) {
 	prefix := []byte{'m', sep[0]}
 	after := prefix
@@ -111,8 +112,9 @@ func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (c
 			if bytes.Equal(k, after) {
 				k, v = c.Next()
 			}
+			var at []byte // the last key read, valid in tx
 			for ; k != nil && bytes.HasPrefix(k, prefix) && n < recordChunk; k, v = c.Next() {
-				last = slices.Clone(k)
+				at = k
 				d := digest.Digest(k[len(prefix):])
 				problem, live := checkRecord(d, v)
 				if !live {
@@ -120,11 +122,12 @@ func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (c
 				}
 				n++
 				if problem != "" {
-					found = append(found, BadRecord{Digest: digest.Digest(string(d)), Problem: problem})
+					found = append(found, BadRecord{Digest: d, Problem: problem})
 				} else if k, _ := keyOf(d); s.bad.has(k) {
 					s.bad.set(k, false) // written again since: by another member's push
 				}
 			}
+			last = slices.Clone(at)
 			return nil
 		})
 		if err != nil {
