@@ -58,9 +58,16 @@ func (c *blobCopier) copyHere(ctx context.Context, d digest.Digest) (from string
 		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
 		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
 	}
-	// A member held dead may be one restarting with a good copy: the
-	// blob is lost only once it is back and has none, or has left (a
-	// member leaving hands its blobs off) or been forgotten.
+	return "", noneFound(v, failed, none)
+}
+
+// noneFound is the error of a search of the other members of view v for
+// a good copy that found none: failed says what each member asked
+// answered, none whether every one answered that it has no good copy. A
+// member held dead may be one restarting with a good copy: the copy is
+// lost (scrub.ErrNoGoodCopy) only once it is back and has none, or has
+// left (a member leaving hands its blobs off) or been forgotten.
+func noneFound(v *view, failed []string, none bool) error {
 	for _, m := range slices.Sorted(maps.Keys(v.members)) {
 		if v.members[m].State == peer.StateDead {
 			failed = append(failed, m+": down, and may hold one")
@@ -68,13 +75,13 @@ func (c *blobCopier) copyHere(ctx context.Context, d digest.Digest) (from string
 		}
 	}
 	if len(failed) == 0 {
-		return "", fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
+		return fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
 	}
-	err = errors.New(strings.Join(failed, "; "))
+	err := errors.New(strings.Join(failed, "; "))
 	if none {
-		return "", fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
+		return fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
 	}
-	return "", err
+	return err
 }
 
 var errHoldsNone = errors.New("holds no copy")

@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/atollhq/atoll/node/scrub"
-	"github.com/atollhq/atoll/peer"
 	"github.com/atollhq/atoll/storage"
 	"github.com/atollhq/atoll/storage/metadb"
 	"github.com/atollhq/atoll/storage/metalog"
@@ -42,7 +37,7 @@ func newRecordMender(n *Node) *recordMender {
 // turn. It wraps scrub.ErrNoGoodCopy when every one answered that it has
 // no good record and no member is down, and metadb.ErrRecordGone when the
 // record here was deleted meanwhile.
-func (r *recordMender) mendRecord(ctx context.Context, d digest.Digest) (from string, err error) {
+func (r *recordMender) mendRecord(ctx context.Context, d digest.Digest) (string, error) {
 	v := r.views.load()
 	if v == nil {
 		return "", errors.New("not a member of a cluster yet")
@@ -58,20 +53,7 @@ func (r *recordMender) mendRecord(ctx context.Context, d digest.Digest) (from st
 		failed = append(failed, fmt.Sprintf("%s: %v", m, err))
 		none = none && (errors.Is(err, errHoldsNone) || errors.Is(err, storage.ErrDigestMismatch))
 	}
-	for _, m := range slices.Sorted(maps.Keys(v.members)) {
-		if v.members[m].State == peer.StateDead {
-			failed = append(failed, m+": down, and may hold one")
-			none = false
-		}
-	}
-	if len(failed) == 0 {
-		return "", fmt.Errorf("no other member is live: %w", storage.ErrUnavailable)
-	}
-	err = errors.New(strings.Join(failed, "; "))
-	if none {
-		return "", fmt.Errorf("%w: %w", scrub.ErrNoGoodCopy, err)
-	}
-	return "", err
+	return "", noneFound(v, failed, none)
 }
 
 func (r *recordMender) mendFrom(ctx context.Context, m, key, before string) error {
