@@ -96,7 +96,7 @@ func TestScrubRecordsCluster(t *testing.T) {
 // TestScrubRecordsSingleNode: on a member on its own a bad record has
 // nowhere to come from: the scrub reports it lost with its repository (and
 // in the metrics), it answers 404 rather than bad bytes, and a push of the
-// image writes it again (through go-containerregistry, which pushes it since the registry
+// image writes it again (go-containerregistry pushes it, as the registry
 // says it has no such manifest).
 func TestScrubRecordsSingleNode(t *testing.T) {
 	debug := freeAddr(t)
