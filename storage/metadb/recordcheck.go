@@ -45,7 +45,12 @@ func (b *badSet) has(k dkey) bool {
 	return ok
 }
 
+// set puts k in the set or takes it out; taking a key out of an empty
+// set costs nothing.
 func (b *badSet) set(k dkey, bad bool) {
+	if !bad && b.n.Load() == 0 {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if bad {
@@ -72,12 +77,7 @@ func (c *core) markRecords(ops []metalog.Op) {
 		}
 		d := digest.Digest(op.Key[2:])
 		k, _ := keyOf(d)
-		switch {
-		case !op.Deleted && verifyRecord(d, op.Value) != nil:
-			c.bad.set(k, true)
-		case c.bad.has(k):
-			c.bad.set(k, false)
-		}
+		c.bad.set(k, !op.Deleted && verifyRecord(d, op.Value) != nil)
 	}
 }
 
@@ -124,8 +124,9 @@ func (s *recordChecks) CheckRecords(ctx context.Context, bad func(BadRecord)) (c
 				n++
 				if problem != "" {
 					found = append(found, BadRecord{Digest: d, Problem: problem})
-				} else if k, _ := keyOf(d); s.bad.has(k) {
-					s.bad.set(k, false) // written again since: by another member's push
+				} else {
+					k, _ := keyOf(d)
+					s.bad.set(k, false) // found bad before, written again since
 				}
 			}
 			last = slices.Clone(at)
