@@ -164,7 +164,12 @@ func (rt *Router) ServeBlob(w http.ResponseWriter, r *http.Request, d digest.Dig
 			continue
 		}
 		if rt.cfg.Mode == ModeRedirect && r.Header.Get(PassedOnHeader) == "" {
-			has, err := ms.Has(r.Context(), name, []digest.Digest{d})
+			// A member frozen but not yet suspected (gossip takes a few
+			// seconds) would hold the client until it gave up: the next
+			// member is asked after ProxyTimeout, as a proxied read is.
+			ctx, cancel := context.WithTimeout(r.Context(), rt.cfg.ProxyTimeout)
+			has, err := ms.Has(ctx, name, []digest.Digest{d})
+			cancel()
 			if err != nil || len(has) == 0 || !has[0] {
 				rt.log.Debug("redirect: member lacks the blob", "member", name, "blob", d, "err", err)
 				continue
